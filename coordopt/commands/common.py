@@ -1,0 +1,63 @@
+"""Shared pieces of the sub-commands: output, tables, common flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """Print exactly one JSON object on stdout (NaN/inf become null)."""
+    sys.stdout.write(json.dumps(_plain(obj)) + "\n")
+    sys.stdout.flush()
+
+
+def log(msg: str) -> None:
+    """Progress and notes: stderr, so stdout stays clean for --json."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width text table (numbers right-aligned)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
+        return str(v)
+
+    cells = [[fmt(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r, raw in zip(cells, rows, strict=True):
+        out.append("  ".join(c.rjust(w) if isinstance(v, (int, float)) else c.ljust(w)
+                             for c, w, v in zip(r, widths, raw, strict=True)))
+    return "\n".join(out)
+
+
+def add_json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def add_instance_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance", help="instance file (.toml/.npz) or bundled name: tiny, small, medium, large")

@@ -1,0 +1,115 @@
+"""Synthetic instances with realistic structure, of any size.
+
+Products sit in price tiers (budget / mid / premium) with tier-dependent margins; segment
+tastes come from a low-rank latent-factor model, so products close in latent space are
+real substitutes; the recommendation uplift varies by segment (some segments follow
+recommendations, others ignore them) and a little by product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coordopt.instance import Instance, Stockout, make_instance
+
+_TIERS = np.array([[8.0, 0.45], [20.0, 0.35], [55.0, 0.28]])  # (median price, margin)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Knobs of :func:`generate_instance`; each default gives a plausible retail catalog."""
+
+    n_products: int = 10
+    """Catalog size N."""
+    n_segments: int = 5
+    """Customer segments M."""
+    horizon: int = 26
+    """Periods T (26 = half a year of weeks)."""
+    slate_size: int = 3
+    """Recommendation slots per segment and period (capped at N)."""
+    latent_dim: int = 4
+    """Rank of the taste model; lower means stronger substitution clusters."""
+    max_lead_time: int = 2
+    """Lead times are drawn from 0..max_lead_time."""
+    uplift: float = 1.0
+    """Mean recommendation uplift: rec_attraction ~ base * (1 + uplift * segment factor)."""
+    purchase_share: float = 0.6
+    """Target share of customers who buy something with nothing recommended."""
+    mean_arrivals: float = 40.0
+    """Mean customers per segment and period."""
+    holding_rate: float = 0.02
+    """Holding cost per period as a fraction of unit cost."""
+    penalty_rate: float = 0.1
+    """Lost-sale penalty as a fraction of price (goodwill)."""
+    salvage_rate: float = 0.3
+    """Salvage value as a fraction of unit cost."""
+    discount: float = 1.0
+    """Per-period discount factor gamma."""
+    stockout: str = "lost"
+    """'lost' or 'hidden'."""
+    initial_periods: float = 1.0
+    """Initial inventory covers this many periods of unrecommended mean demand."""
+
+
+def generate_instance(config: GeneratorConfig | None = None, *, seed: int = 0, name: str | None = None,
+                      **overrides: object) -> Instance:
+    """Draw an instance from ``config`` (fields may be overridden by keyword)."""
+    cfg = config or GeneratorConfig()
+    if overrides:
+        cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
+    n, m, d = cfg.n_products, cfg.n_segments, cfg.latent_dim
+    if n < 1 or m < 1:
+        raise ValueError(f"n_products and n_segments must be >= 1, got {n} and {m}")
+    rng = np.random.default_rng(seed)
+
+    tier = rng.choice(3, size=n, p=[0.45, 0.4, 0.15])
+    price = np.round(_TIERS[tier, 0] * rng.lognormal(0.0, 0.25, n), 2)
+    margin = np.clip(_TIERS[tier, 1] + rng.normal(0, 0.05, n), 0.1, 0.7)
+    unit_cost = np.round(price * (1 - margin), 2)
+
+    # Low-rank tastes: utility = <u_k, v_i> + quality_i - price sensitivity_k * log price_i.
+    v = rng.normal(0, 1, (n, d)) / np.sqrt(d)
+    u = rng.normal(0, 1, (m, d)) * 1.2
+    quality = 0.6 * tier + rng.normal(0, 0.3, n)
+    sensitivity = rng.uniform(0.3, 1.2, m)
+    util = u @ v.T + quality[None, :] - sensitivity[:, None] * np.log(price)[None, :]
+    util -= util.max(axis=1, keepdims=True)
+    base = np.exp(util)
+    # Scale so that, with nothing recommended, purchase_share of customers buy.
+    share = cfg.purchase_share
+    base *= (share / (1 - share)) / base.sum(axis=1, keepdims=True)
+    seg_uplift = cfg.uplift * rng.gamma(2.0, 0.5, m)  # mean `uplift`, varies by segment
+    prod_noise = rng.lognormal(0, 0.3, (m, n))
+    rec = base * (1.0 + seg_uplift[:, None] * prod_noise)
+
+    arrivals = np.round(cfg.mean_arrivals * rng.lognormal(0, 0.5, m), 2)
+    arrivals = np.maximum(arrivals, 0.1)
+    mean_demand = (arrivals[:, None] * base / (1.0 + base.sum(axis=1, keepdims=True))).sum(axis=0)
+    lead = rng.integers(0, cfg.max_lead_time + 1, n)
+    initial = np.round(mean_demand * (cfg.initial_periods + lead)).astype(np.int64)
+
+    return make_instance(
+        name=name or f"synthetic-n{n}-m{m}-s{seed}",
+        horizon=cfg.horizon,
+        discount=cfg.discount,
+        slate_size=min(cfg.slate_size, n),
+        stockout=Stockout(cfg.stockout),
+        warehouse_capacity=None,
+        product_names=tuple(f"P{i + 1}" for i in range(n)),
+        price=price,
+        unit_cost=unit_cost,
+        holding_cost=np.round(cfg.holding_rate * unit_cost, 4),
+        lost_sale_penalty=np.round(cfg.penalty_rate * price, 4),
+        lead_time=lead,
+        initial_inventory=initial,
+        salvage_value=np.round(cfg.salvage_rate * unit_cost, 4),
+        fixed_order_cost=np.zeros(n),
+        max_order=np.full(n, np.inf),
+        segment_names=tuple(f"S{k + 1}" for k in range(m)),
+        arrival_rate=arrivals,
+        base_attraction=np.round(base, 6),
+        rec_attraction=np.round(np.maximum(rec, np.round(base, 6)), 6),
+        no_purchase=np.ones(m),
+    )

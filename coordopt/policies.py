@@ -1,0 +1,149 @@
+"""The policy protocol and the reference policies that need no solver.
+
+Every policy in coordopt -- siloed, MPC, DP, the RL agents -- takes a batched
+:class:`~coordopt.simulator.SimState` and returns an :class:`~coordopt.simulator.Action`.
+Policies with memory clear it in :meth:`Policy.reset`. A policy's own randomness (slate
+sampling, say) must come from its own generator, never the simulator's, so that common
+random numbers keep the customers the same across policies.
+
+Policies are made by name with :func:`make_policy`; the registry maps names to factories
+``factory(params, **options) -> Policy`` imported lazily, so solver- and RL-backed policies
+cost nothing until used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from scipy import stats
+
+from coordopt.choice import best_revenue_slates, expected_demand
+from coordopt.instance import Instance
+from coordopt.simulator import Action, SimParams, SimState
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Batched decision rule: observation (the state) in, orders and slates out."""
+
+    name: str
+
+    def reset(self, batch_size: int) -> None:
+        """Start ``batch_size`` new episodes (clear any memory)."""
+
+    def act(self, state: SimState) -> Action:
+        """Orders ``(B, N)`` and slates ``(B, M, K)`` for the current period."""
+        ...
+
+
+class StaticSlatePolicy:
+    """Base for policies whose slates do not depend on the state."""
+
+    name = "static"
+
+    def __init__(self, params: SimParams, slates: np.ndarray) -> None:
+        self.params = params
+        k = max(params.slate_size, 1)
+        padded = np.full((params.n_segments, k), -1, dtype=np.int64)
+        padded[:, : slates.shape[1]] = slates[:, :k]
+        self.slates = torch.tensor(padded, device=params.device)
+
+    def reset(self, batch_size: int) -> None:
+        self._batch_slates = self.slates.expand(batch_size, *self.slates.shape)
+
+    def batch_slates(self, batch_size: int) -> torch.Tensor:
+        if getattr(self, "_batch_slates", None) is None or self._batch_slates.shape[0] != batch_size:
+            self.reset(batch_size)
+        return self._batch_slates
+
+
+def critical_fractile(inst: Instance) -> np.ndarray:
+    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0)."""
+    under = inst.price - inst.unit_cost + inst.lost_sale_penalty
+    over = inst.holding_cost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(under > 0, under / (under + over), 0.0)
+    return np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, 1.0 - 1e-9)
+
+
+def base_stock_levels(inst: Instance, demand_rate: np.ndarray) -> np.ndarray:
+    """Order-up-to levels: the critical fractile of Poisson demand over ``L + 1`` periods."""
+    mean = demand_rate * (inst.lead_time + 1)
+    levels = stats.poisson.ppf(critical_fractile(inst), mean)
+    return np.nan_to_num(levels, nan=0.0).astype(np.float64)
+
+
+class SiloedPolicy(StaticSlatePolicy):
+    """MODEL.md's siloed firm.
+
+    Marketing shows each segment its revenue-maximising slate (exact MNL assortment,
+    ignoring stock); operations orders up to the base-stock level of the demand that this
+    slate induces (critical fractile on lead-time demand), ignoring that recommendations
+    could move demand.
+    """
+
+    name = "siloed"
+
+    def __init__(self, params: SimParams) -> None:
+        inst = params.instance
+        slates, self.revenue_per_customer = best_revenue_slates(inst)
+        super().__init__(params, slates)
+        self.demand_rate = expected_demand(inst, slates)
+        levels = base_stock_levels(inst, self.demand_rate)
+        self.base_stock = torch.tensor(levels, dtype=params.dtype, device=params.device)
+
+    def act(self, state: SimState) -> Action:
+        gap = (self.base_stock - state.inventory_position()).clamp(min=0)
+        orders = torch.minimum(gap, self.params.max_order)
+        return Action(orders=orders, slates=self.batch_slates(state.batch_size))
+
+
+class NullPolicy(StaticSlatePolicy):
+    """Orders nothing and recommends nothing: the floor every policy must beat."""
+
+    name = "null"
+
+    def __init__(self, params: SimParams) -> None:
+        super().__init__(params, np.full((params.n_segments, 1), -1, dtype=np.int64))
+
+    def act(self, state: SimState) -> Action:
+        return Action(orders=torch.zeros_like(state.on_hand), slates=self.batch_slates(state.batch_size))
+
+
+_REGISTRY: dict[str, str] = {
+    "siloed": "coordopt.policies:SiloedPolicy",
+    "null": "coordopt.policies:NullPolicy",
+    "mpc": "coordopt.solvers.mpc:MPCPolicy",
+    "dp": "coordopt.solvers.dp:DPPolicy",
+    "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
+}
+
+
+def policy_names() -> list[str]:
+    """Names accepted by :func:`make_policy` (a trained-agent directory is accepted too)."""
+    return sorted(_REGISTRY)
+
+
+def register_policy(name: str, target: str) -> None:
+    """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
+    _REGISTRY[name] = target
+
+
+def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
+    """A policy by registered name, or a trained RL agent from its run directory."""
+    if spec in _REGISTRY:
+        module, attr = _REGISTRY[spec].split(":")
+        factory = getattr(importlib.import_module(module), attr)
+        return factory(params, **options)  # type: ignore[no-any-return]
+    if Path(spec).is_dir():
+        from coordopt.rl.agents import load_policy
+
+        return load_policy(Path(spec), params, **options)
+    raise ValueError(
+        f"unknown policy '{spec}': expected one of {', '.join(policy_names())} "
+        "or the directory of a trained agent (coordopt train --out DIR)"
+    )

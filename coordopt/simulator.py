@@ -1,0 +1,277 @@
+"""Batched torch simulator of MODEL.md, "One period t".
+
+Explicit state and a pure step: :class:`SimState` holds tensors with a leading batch
+dimension ``B``; :func:`step` advances all ``B`` environments by one period. The step is
+split in two so that tests can feed identical draws to a reference implementation:
+:func:`demand_rates` (expected demand per product under the multinomial logit) and
+:func:`advance` (arrivals, sales, lost sales, costs, given realised demand).
+
+Speed: base attractions are fixed, so the demand rate of every product is one
+``(B, M) @ (M, N)`` product plus a scatter of the ``K`` recommended uplifts per segment; the
+``B x M x N`` attraction tensor is never built. Demands are Poisson with those rates (the
+per-segment demands are independent Poisson by thinning, so their sum is Poisson too).
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from coordopt.instance import Instance, Stockout
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class SimParams:
+    """The instance as tensors on one device (built once by :meth:`from_instance`)."""
+
+    instance: Instance
+    price: Tensor  # (N,)
+    unit_cost: Tensor
+    holding_cost: Tensor
+    lost_sale_penalty: Tensor
+    salvage_value: Tensor
+    fixed_order_cost: Tensor
+    max_order: Tensor  # (N,), inf where uncapped
+    lead_time: Tensor  # (N,) long
+    lead_onehot: Tensor  # (N, W): 1 at column L-1 for L >= 1
+    zero_lead: Tensor  # (N,) 1.0 where L = 0
+    arrival_rate: Tensor  # (M,)
+    base_attraction: Tensor  # (M, N)
+    uplift_flat: Tensor  # (M*N,) rec - base, flattened for gathers
+    no_purchase: Tensor  # (M,)
+    base_total: Tensor  # (M,) sum_i base_attraction
+    segment_offset: Tensor  # (M, 1) long: k * N
+    horizon: int
+    discount: float
+    slate_size: int
+    hidden: bool
+    warehouse_capacity: float | None
+    has_fixed_cost: bool
+
+    @property
+    def device(self) -> torch.device:
+        return self.price.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.price.dtype
+
+    @property
+    def n_products(self) -> int:
+        return int(self.price.shape[0])
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.arrival_rate.shape[0])
+
+    @property
+    def pipeline_width(self) -> int:
+        return int(self.lead_onehot.shape[1])
+
+    @classmethod
+    def from_instance(cls, inst: Instance, device: str | torch.device = "cpu",
+                      dtype: torch.dtype = torch.float32) -> SimParams:
+        def t(x: np.ndarray) -> Tensor:
+            return torch.tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
+
+        n, m = inst.n_products, inst.n_segments
+        width = max(1, inst.max_lead_time)
+        onehot = np.zeros((n, width))
+        pos = inst.lead_time >= 1
+        onehot[np.flatnonzero(pos), inst.lead_time[pos] - 1] = 1.0
+        return cls(
+            instance=inst,
+            price=t(inst.price), unit_cost=t(inst.unit_cost), holding_cost=t(inst.holding_cost),
+            lost_sale_penalty=t(inst.lost_sale_penalty), salvage_value=t(inst.salvage_value),
+            fixed_order_cost=t(inst.fixed_order_cost), max_order=t(inst.max_order),
+            lead_time=torch.tensor(inst.lead_time, device=device),
+            lead_onehot=t(onehot), zero_lead=t((inst.lead_time == 0).astype(float)),
+            arrival_rate=t(inst.arrival_rate), base_attraction=t(inst.base_attraction),
+            uplift_flat=t(inst.rec_attraction - inst.base_attraction).reshape(-1),
+            no_purchase=t(inst.no_purchase), base_total=t(inst.base_attraction.sum(axis=1)),
+            segment_offset=(torch.arange(m, device=device) * n).reshape(m, 1),
+            horizon=inst.horizon, discount=inst.discount, slate_size=inst.effective_slate_size,
+            hidden=inst.stockout is Stockout.HIDDEN, warehouse_capacity=inst.warehouse_capacity,
+            has_fixed_cost=bool((inst.fixed_order_cost > 0).any()),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class SimState:
+    """Start-of-period state of ``B`` environments in lock-step.
+
+    ``on_hand[b, i]`` is the end inventory of the previous period; ``pipeline[b, i, j]`` the
+    units arriving at the start of period ``t + j``; ``last_*`` are the previous period's
+    flows (zeros at ``t = 0``), kept as observations for policies.
+    """
+
+    t: int
+    on_hand: Tensor  # (B, N)
+    pipeline: Tensor  # (B, N, W)
+    last_sales: Tensor  # (B, N)
+    last_demand: Tensor  # (B, N)
+    last_orders: Tensor  # (B, N)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.on_hand.shape[0])
+
+    def inventory_position(self) -> Tensor:
+        """On-hand plus everything in the pipeline, ``(B, N)``."""
+        return self.on_hand + self.pipeline.sum(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Action:
+    """Joint decision: ``orders (B, N)`` non-negative integers; ``slates (B, M, K)`` product
+    indices per segment, ``-1`` marking an empty slot (a slate may hold fewer than K)."""
+
+    orders: Tensor
+    slates: Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class StepResult:
+    """What one period produced; every term ``(B,)`` is undiscounted money of that period.
+
+    ``reward = revenue - ordering_cost - holding_cost - lost_sale_cost + salvage`` (salvage is
+    non-zero only in the last period).
+    """
+
+    reward: Tensor
+    revenue: Tensor
+    ordering_cost: Tensor
+    holding_cost: Tensor
+    lost_sale_cost: Tensor
+    salvage: Tensor
+    available: Tensor  # (B, N) on-hand after arrivals, before demand
+    orders: Tensor  # (B, N) orders as applied (clamped to [0, max_order])
+    arrivals: Tensor  # (B, N) units arriving this period (incl. lead-time-0 orders)
+    overflow: Tensor  # (B, N) arrivals refused by the warehouse capacity
+    demand: Tensor  # (B, N)
+    sales: Tensor  # (B, N)
+    lost: Tensor  # (B, N)
+
+
+def reset(params: SimParams, batch_size: int) -> SimState:
+    """Initial state: ``initial_inventory`` on hand, nothing in the pipeline, ``t = 0``."""
+    n, w = params.n_products, params.pipeline_width
+    init = torch.tensor(params.instance.initial_inventory, dtype=params.dtype, device=params.device)
+    on_hand = init.expand(batch_size, n).clone()
+    zeros = torch.zeros(batch_size, n, dtype=params.dtype, device=params.device)
+    return SimState(
+        t=0, on_hand=on_hand,
+        pipeline=torch.zeros(batch_size, n, w, dtype=params.dtype, device=params.device),
+        last_sales=zeros, last_demand=zeros, last_orders=zeros,
+    )
+
+
+def available_stock(state: SimState, orders: Tensor, params: SimParams) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Arrivals and on-hand stock after them (step 1 of a period).
+
+    Returns ``(available, applied_orders, arrivals, overflow)``. Orders are clamped to
+    ``[0, max_order]`` and rounded down; lead-time-0 orders arrive at once. With a warehouse
+    capacity, incoming units are accepted pro rata (rounded down) up to the free space and
+    the rest is refused (``overflow``; its purchase cost is still paid).
+    """
+    q = torch.minimum(orders.to(params.dtype).clamp(min=0), params.max_order).floor()
+    arrivals = state.pipeline[..., 0] + q * params.zero_lead
+    overflow = torch.zeros_like(arrivals)
+    if params.warehouse_capacity is not None:
+        free = (params.warehouse_capacity - state.on_hand.sum(1, keepdim=True)).clamp(min=0)
+        incoming = arrivals.sum(1, keepdim=True)
+        ratio = torch.where(incoming > free, free / incoming.clamp(min=1), torch.ones_like(free))
+        accepted = torch.where(ratio < 1, (arrivals * ratio).floor(), arrivals)
+        overflow = arrivals - accepted
+        arrivals = accepted
+    return state.on_hand + arrivals, q, arrivals + overflow, overflow
+
+
+def demand_rates(available: Tensor, slates: Tensor, params: SimParams) -> Tensor:
+    """Expected demand per product, ``sum_k lambda_k P_ki``, shape ``(B, N)``.
+
+    ``P_ki = w_ki / (w_k0 + sum_j w_kj)`` with ``w = rec_attraction`` on the slate and
+    ``base_attraction`` elsewhere; in hidden mode products with ``available == 0`` weigh 0.
+    """
+    b = slates.shape[0]
+    valid = slates >= 0
+    flat = (slates.clamp(min=0) + params.segment_offset).reshape(b, -1)  # (B, M*K)
+    uplift = params.uplift_flat[flat] * valid.reshape(b, -1).to(params.dtype)  # (B, M*K)
+    m = params.n_segments
+    if params.hidden:
+        in_stock = (available > 0).to(params.dtype)  # (B, N)
+        uplift = uplift * torch.gather(in_stock, 1, slates.clamp(min=0).reshape(b, -1))
+        denom = params.no_purchase + in_stock @ params.base_attraction.T
+    else:
+        denom = params.no_purchase + params.base_total
+    denom = denom + uplift.reshape(b, m, -1).sum(-1)  # (B, M)
+    coef = params.arrival_rate / denom  # (B, M)
+    rates = coef @ params.base_attraction  # (B, N)
+    if params.hidden:
+        rates = rates * in_stock
+    weights = (coef.unsqueeze(-1) * uplift.reshape(b, m, -1)).reshape(b, -1)
+    return rates.scatter_add_(1, slates.clamp(min=0).reshape(b, -1), weights)
+
+
+def advance(state: SimState, available: Tensor, orders: Tensor, arrivals: Tensor, overflow: Tensor,
+            demand: Tensor, params: SimParams) -> tuple[SimState, StepResult]:
+    """Sales, lost sales, costs and the next state, given realised ``demand (B, N)``."""
+    sales = torch.minimum(available, demand)
+    lost = demand - sales
+    end = available - sales
+    pipeline = state.pipeline.roll(-1, dims=2)
+    pipeline[..., -1] = 0
+    if params.pipeline_width and params.instance.max_lead_time > 0:
+        pipeline = pipeline + orders.unsqueeze(-1) * params.lead_onehot
+    revenue = sales @ params.price
+    ordering = orders @ params.unit_cost
+    if params.has_fixed_cost:
+        ordering = ordering + (orders > 0).to(params.dtype) @ params.fixed_order_cost
+    holding = end @ params.holding_cost
+    penalty = lost @ params.lost_sale_penalty
+    last = state.t == params.horizon - 1
+    salvage = end @ params.salvage_value if last else torch.zeros_like(revenue)
+    result = StepResult(
+        reward=revenue - ordering - holding - penalty + salvage, revenue=revenue,
+        ordering_cost=ordering, holding_cost=holding, lost_sale_cost=penalty, salvage=salvage,
+        available=available, orders=orders, arrivals=arrivals, overflow=overflow,
+        demand=demand, sales=sales, lost=lost,
+    )
+    nxt = SimState(t=state.t + 1, on_hand=end, pipeline=pipeline, last_sales=sales,
+                   last_demand=demand, last_orders=orders)
+    return nxt, result
+
+
+def step(state: SimState, action: Action, params: SimParams,
+         generator: torch.Generator | None = None) -> tuple[SimState, StepResult]:
+    """Advance ``B`` environments by one period (MODEL.md steps 1-5)."""
+    if state.t >= params.horizon:
+        raise ValueError(f"the episode is over: t={state.t} and the horizon is {params.horizon}")
+    available, orders, arrivals, overflow = available_stock(state, action.orders, params)
+    rates = demand_rates(available, action.slates, params)
+    demand = torch.poisson(rates, generator=generator)
+    return advance(state, available, orders, arrivals, overflow, demand, params)
+
+
+def discount_weights(params: SimParams) -> Tensor:
+    """``gamma^t`` for ``t = 0..T-1`` (float64)."""
+    return torch.tensor([params.discount**t for t in range(params.horizon)], dtype=torch.float64)
+
+
+def empty_slates(params: SimParams, batch_size: int) -> Tensor:
+    """A ``(B, M, K)`` slate tensor with every slot empty (-1)."""
+    return torch.full((batch_size, params.n_segments, max(params.slate_size, 1)), -1,
+                      dtype=torch.long, device=params.device)
+
+
+def step_seed(seed: int, t: int) -> int:
+    """The generator seed of period ``t`` of an evaluation stream (common random numbers)."""
+    return (seed * 1_000_003 + t * 7919 + 12345) % (2**63 - 1)
+
+
+
