@@ -29,7 +29,9 @@ def slate_weights(inst: Instance, slates: np.ndarray) -> np.ndarray:
     return w
 
 
-def expected_demand(inst: Instance, slates: np.ndarray, available: np.ndarray | None = None) -> np.ndarray:
+def expected_demand(
+    inst: Instance, slates: np.ndarray, available: np.ndarray | None = None
+) -> np.ndarray:
     """Mean demand per product ``sum_k lambda_k P_ki`` under static slates, ``(N,)``."""
     w = slate_weights(inst, slates)
     if available is not None:
@@ -37,14 +39,17 @@ def expected_demand(inst: Instance, slates: np.ndarray, available: np.ndarray | 
     return (inst.arrival_rate[:, None] * choice_probabilities(w, inst.no_purchase)).sum(axis=0)
 
 
-def revenue_rate(inst: Instance, slates: np.ndarray, prices: np.ndarray | None = None) -> np.ndarray:
+def revenue_rate(
+    inst: Instance, slates: np.ndarray, prices: np.ndarray | None = None
+) -> np.ndarray:
     """Expected revenue per customer of each segment under ``slates``, ``(M,)``."""
     p = inst.price if prices is None else prices
     return choice_probabilities(slate_weights(inst, slates), inst.no_purchase) @ p
 
 
-def best_revenue_slates(inst: Instance, prices: np.ndarray | None = None,
-                        max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def best_revenue_slates(
+    inst: Instance, prices: np.ndarray | None = None, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact revenue-maximising slate per segment, ignoring stock.
 
     Returns ``(slates (M, K) with -1 padding, revenue per customer (M,))``. ``prices`` may

@@ -53,8 +53,14 @@ class EpisodeStats:
     trajectory: Trajectory | None = None
 
 
-def rollout(params: SimParams, policy: Policy, batch_size: int, seed: int,
-            record: bool = False, on_step: Callable[[SimState, StepResult], None] | None = None) -> EpisodeStats:
+def rollout(
+    params: SimParams,
+    policy: Policy,
+    batch_size: int,
+    seed: int,
+    record: bool = False,
+    on_step: Callable[[SimState, StepResult], None] | None = None,
+) -> EpisodeStats:
     """Run ``batch_size`` full episodes of ``policy`` on the demand stream ``seed``."""
     state = reset(params, batch_size)
     policy.reset(batch_size)
@@ -80,21 +86,35 @@ def rollout(params: SimParams, policy: Policy, batch_size: int, seed: int,
             units["on_hand"] += state.on_hand.sum(1).to(f64) / params.horizon
             disc *= params.discount
             if record:
-                for name, val in (("on_hand", prev.on_hand), ("available", res.available),
-                                  ("orders", res.orders), ("slates", action.slates),
-                                  ("demand", res.demand), ("sales", res.sales),
-                                  ("lost", res.lost), ("reward", res.reward)):
+                for name, val in (
+                    ("on_hand", prev.on_hand),
+                    ("available", res.available),
+                    ("orders", res.orders),
+                    ("slates", action.slates),
+                    ("demand", res.demand),
+                    ("sales", res.sales),
+                    ("lost", res.lost),
+                    ("reward", res.reward),
+                ):
                     rec.setdefault(name, []).append(val.detach().cpu())
             if on_step is not None:
                 on_step(state, res)
     traj = None
     if record:
-        traj = Trajectory(**{k: torch.stack(v).numpy().astype(np.int64 if k == "slates" else np.float64)
-                             for k, v in rec.items()})
+        traj = Trajectory(
+            **{
+                k: torch.stack(v).numpy().astype(np.int64 if k == "slates" else np.float64)
+                for k, v in rec.items()
+            }
+        )
     return EpisodeStats(
-        profit=profit.cpu().numpy(), terms={k: v.cpu().numpy() for k, v in terms.items()},
-        demand=units["demand"].cpu().numpy(), sales=units["sales"].cpu().numpy(),
-        lost=units["lost"].cpu().numpy(), on_hand=units["on_hand"].cpu().numpy(), trajectory=traj,
+        profit=profit.cpu().numpy(),
+        terms={k: v.cpu().numpy() for k, v in terms.items()},
+        demand=units["demand"].cpu().numpy(),
+        sales=units["sales"].cpu().numpy(),
+        lost=units["lost"].cpu().numpy(),
+        on_hand=units["on_hand"].cpu().numpy(),
+        trajectory=traj,
     )
 
 
@@ -148,19 +168,31 @@ class Evaluation:
         }
 
 
-def evaluate(instance: Instance | SimParams, policy: Policy | str, episodes: int = 100, seed: int = 0,
-             batch_size: int | None = None, device: str = "cpu", progress: bool = False,
-             **policy_options: Any) -> Evaluation:
+def evaluate(
+    instance: Instance | SimParams,
+    policy: Policy | str,
+    episodes: int = 100,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    **policy_options: Any,
+) -> Evaluation:
     """Mean discounted profit (95% CI), fill rate, on-hand, lost sales and per-term profit.
 
     ``seed`` fixes the customers: the same ``(seed, episodes, batch_size)`` gives every
-    policy the same demand stream (common random numbers).
+    policy the same demand stream (common random numbers). Money is accounted in float64
+    unless ``instance`` is already a :class:`SimParams` of another dtype.
     """
     import time
 
     from tqdm import tqdm
 
-    params = instance if isinstance(instance, SimParams) else SimParams.from_instance(instance, device)
+    params = (
+        instance
+        if isinstance(instance, SimParams)
+        else SimParams.from_instance(instance, device, dtype=torch.float64)
+    )
     pol = make_policy(policy, params, **policy_options) if isinstance(policy, str) else policy
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -168,17 +200,24 @@ def evaluate(instance: Instance | SimParams, policy: Policy | str, episodes: int
     chunks = [min(bs, episodes - s) for s in range(0, episodes, bs)]
     t0 = time.perf_counter()
     parts: list[EpisodeStats] = []
-    for j, b in enumerate(tqdm(chunks, desc=f"evaluate {pol.name}", disable=not progress, unit="batch")):
+    for j, b in enumerate(
+        tqdm(chunks, desc=f"evaluate {pol.name}", disable=not progress, unit="batch", delay=1.0)
+    ):
         parts.append(rollout(params, pol, b, seed=seed * 100_003 + j))
     cat = np.concatenate
     demand = cat([p.demand for p in parts])
     sales = cat([p.sales for p in parts])
     fill = np.where(demand > 0, sales / np.maximum(demand, 1e-12), 1.0)
     return Evaluation(
-        policy=pol.name, instance=params.instance.name, episodes=episodes, seed=seed,
+        policy=pol.name,
+        instance=params.instance.name,
+        episodes=episodes,
+        seed=seed,
         profit=cat([p.profit for p in parts]),
         terms={k: cat([p.terms[k] for p in parts]) for k in TERMS},
-        fill_rate=fill, on_hand=cat([p.on_hand for p in parts]), lost=cat([p.lost for p in parts]),
+        fill_rate=fill,
+        on_hand=cat([p.on_hand for p in parts]),
+        lost=cat([p.lost for p in parts]),
         seconds=time.perf_counter() - t0,
     )
 
@@ -186,7 +225,12 @@ def evaluate(instance: Instance | SimParams, policy: Policy | str, episodes: int
 def compare(a: Evaluation, b: Evaluation) -> dict[str, float]:
     """Paired difference ``a - b`` of two evaluations on the same demand stream."""
     if (a.seed, a.episodes) != (b.seed, b.episodes):
-        raise ValueError("compare needs evaluations with the same seed and episode count (common random numbers)")
+        raise ValueError(
+            "compare needs evaluations with the same seed and episode count (common random numbers)"
+        )
     diff = a.profit - b.profit
-    return {"mean": float(diff.mean()), "ci95": ci_halfwidth(diff),
-            "relative": float(diff.mean() / abs(b.mean)) if b.mean else math.nan}
+    return {
+        "mean": float(diff.mean()),
+        "ci95": ci_halfwidth(diff),
+        "relative": float(diff.mean() / abs(b.mean)) if b.mean else math.nan,
+    }

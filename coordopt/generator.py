@@ -53,12 +53,17 @@ class GeneratorConfig:
     """Initial inventory covers this many periods of unrecommended mean demand."""
 
 
-def generate_instance(config: GeneratorConfig | None = None, *, seed: int = 0, name: str | None = None,
-                      **overrides: object) -> Instance:
+def generate_instance(
+    config: GeneratorConfig | None = None,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    **overrides: object,
+) -> Instance:
     """Draw an instance from ``config`` (fields may be overridden by keyword)."""
     cfg = config or GeneratorConfig()
     if overrides:
-        cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
+        cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})
     n, m, d = cfg.n_products, cfg.n_segments, cfg.latent_dim
     if n < 1 or m < 1:
         raise ValueError(f"n_products and n_segments must be >= 1, got {n} and {m}")

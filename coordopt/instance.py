@@ -144,13 +144,16 @@ def _fail(source: str | None, item: str, field: str, value: Any, allowed: str) -
     return InstanceError(f"{_where(source)}{item}: field '{field}' = {shown} is invalid; {allowed}")
 
 
-def _as_float(src: str | None, item: str, field: str, value: Any, *, lo: float = 0.0,
-              strict: bool = False) -> float:
+def _as_float(
+    src: str | None, item: str, field: str, value: Any, *, lo: float = 0.0, strict: bool = False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(src, item, field, value, "expected a number")
     v = float(value)
     if not math.isfinite(v) or v < lo or (strict and v <= lo):
-        raise _fail(src, item, field, value, f"expected a finite number {'>' if strict else '>='} {lo:g}")
+        raise _fail(
+            src, item, field, value, f"expected a finite number {'>' if strict else '>='} {lo:g}"
+        )
     return v
 
 
@@ -165,7 +168,9 @@ def _as_int(src: str | None, item: str, field: str, value: Any, *, lo: int = 0) 
     return int(value)
 
 
-def _check_keys(src: str | None, item: str, table: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
+def _check_keys(
+    src: str | None, item: str, table: Mapping[str, Any], allowed: Mapping[str, Any]
+) -> None:
     for key in table:
         if key not in allowed:
             raise InstanceError(
@@ -174,13 +179,22 @@ def _check_keys(src: str | None, item: str, table: Mapping[str, Any], allowed: M
             )
 
 
-def _array(src: str | None, item: str, field: str, value: Any, n: int, *, lo: float = 0.0) -> np.ndarray:
+def _array(
+    src: str | None, item: str, field: str, value: Any, n: int, *, lo: float = 0.0
+) -> np.ndarray:
     if not isinstance(value, (list, tuple, np.ndarray)):
         raise _fail(src, item, field, value, f"expected an array of {n} numbers (one per product)")
     if len(value) != n:
-        raise _fail(src, item, field, value,
-                    f"expected {n} entries (one per product, in product order), got {len(value)}")
-    return np.array([_as_float(src, f"{item}, entry {j}", field, x, lo=lo) for j, x in enumerate(value)])
+        raise _fail(
+            src,
+            item,
+            field,
+            value,
+            f"expected {n} entries (one per product, in product order), got {len(value)}",
+        )
+    return np.array(
+        [_as_float(src, f"{item}, entry {j}", field, x, lo=lo) for j, x in enumerate(value)]
+    )
 
 
 def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> Instance:
@@ -192,14 +206,22 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
     products = data.get("product", [])
     segments = data.get("segment", [])
     if not isinstance(products, list) or not products:
-        raise InstanceError(f"{_where(source)}top level: at least one [[product]] table is required")
+        raise InstanceError(
+            f"{_where(source)}top level: at least one [[product]] table is required"
+        )
     if not isinstance(segments, list) or not segments:
-        raise InstanceError(f"{_where(source)}top level: at least one [[segment]] table is required")
+        raise InstanceError(
+            f"{_where(source)}top level: at least one [[segment]] table is required"
+        )
     n = len(products)
 
     cols: dict[str, list[Any]] = {k: [] for k in _PRODUCT_FIELDS}
     for i, p in enumerate(products):
-        item = f"product {i + 1} ({p.get('name', 'unnamed')!s})" if isinstance(p, Mapping) else f"product {i + 1}"
+        item = (
+            f"product {i + 1} ({p.get('name', 'unnamed')!s})"
+            if isinstance(p, Mapping)
+            else f"product {i + 1}"
+        )
         if not isinstance(p, Mapping):
             raise InstanceError(f"{_where(source)}{item}: expected a table")
         _check_keys(source, item, p, _PRODUCT_FIELDS)
@@ -208,7 +230,13 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
                 raise InstanceError(f"{_where(source)}{item}: missing required key '{req}'")
         cols["name"].append(str(p.get("name", f"P{i + 1}")))
         cols["price"].append(_as_float(source, item, "price", p["price"], strict=True))
-        for f in ("unit_cost", "holding_cost", "lost_sale_penalty", "salvage_value", "fixed_order_cost"):
+        for f in (
+            "unit_cost",
+            "holding_cost",
+            "lost_sale_penalty",
+            "salvage_value",
+            "fixed_order_cost",
+        ):
             cols[f].append(_as_float(source, item, f, p.get(f, _PRODUCT_FIELDS[f])))
         for f in ("lead_time", "initial_inventory"):
             cols[f].append(_as_int(source, item, f, p.get(f, _PRODUCT_FIELDS[f])))
@@ -217,7 +245,11 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
 
     seg_cols: dict[str, list[Any]] = {k: [] for k in _SEGMENT_FIELDS}
     for k, s in enumerate(segments):
-        item = f"segment {k + 1} ({s.get('name', 'unnamed')!s})" if isinstance(s, Mapping) else f"segment {k + 1}"
+        item = (
+            f"segment {k + 1} ({s.get('name', 'unnamed')!s})"
+            if isinstance(s, Mapping)
+            else f"segment {k + 1}"
+        )
         if not isinstance(s, Mapping):
             raise InstanceError(f"{_where(source)}{item}: expected a table")
         _check_keys(source, item, s, _SEGMENT_FIELDS)
@@ -225,10 +257,18 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
             if req not in s:
                 raise InstanceError(f"{_where(source)}{item}: missing required key '{req}'")
         seg_cols["name"].append(str(s.get("name", f"S{k + 1}")))
-        seg_cols["arrival_rate"].append(_as_float(source, item, "arrival_rate", s["arrival_rate"], strict=True))
-        seg_cols["no_purchase"].append(_as_float(source, item, "no_purchase", s.get("no_purchase", 1.0), strict=True))
+        seg_cols["arrival_rate"].append(
+            _as_float(source, item, "arrival_rate", s["arrival_rate"], strict=True)
+        )
+        seg_cols["no_purchase"].append(
+            _as_float(source, item, "no_purchase", s.get("no_purchase", 1.0), strict=True)
+        )
         base = _array(source, item, "base_attraction", s["base_attraction"], n)
-        rec = _array(source, item, "rec_attraction", s["rec_attraction"], n) if "rec_attraction" in s else base.copy()
+        rec = (
+            _array(source, item, "rec_attraction", s["rec_attraction"], n)
+            if "rec_attraction" in s
+            else base.copy()
+        )
         seg_cols["base_attraction"].append(base)
         seg_cols["rec_attraction"].append(rec)
 
@@ -236,7 +276,9 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
     try:
         stockout = Stockout(stockout_raw)
     except ValueError:
-        raise _fail(source, "top level", "stockout", stockout_raw, "allowed values are 'lost' and 'hidden'") from None
+        raise _fail(
+            source, "top level", "stockout", stockout_raw, "allowed values are 'lost' and 'hidden'"
+        ) from None
     cap = data.get("warehouse_capacity")
     return make_instance(
         name=str(data.get("name", Path(source).stem if source else "instance")),
@@ -244,12 +286,19 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
         discount=_as_float(source, "top level", "discount", data.get("discount", 1.0), strict=True),
         slate_size=_as_int(source, "top level", "slate_size", data.get("slate_size", 1), lo=1),
         stockout=stockout,
-        warehouse_capacity=None if cap is None else _as_float(source, "top level", "warehouse_capacity", cap),
+        warehouse_capacity=None
+        if cap is None
+        else _as_float(source, "top level", "warehouse_capacity", cap),
         product_names=tuple(cols["name"]),
-        price=cols["price"], unit_cost=cols["unit_cost"], holding_cost=cols["holding_cost"],
-        lost_sale_penalty=cols["lost_sale_penalty"], lead_time=cols["lead_time"],
-        initial_inventory=cols["initial_inventory"], salvage_value=cols["salvage_value"],
-        fixed_order_cost=cols["fixed_order_cost"], max_order=cols["max_order"],
+        price=cols["price"],
+        unit_cost=cols["unit_cost"],
+        holding_cost=cols["holding_cost"],
+        lost_sale_penalty=cols["lost_sale_penalty"],
+        lead_time=cols["lead_time"],
+        initial_inventory=cols["initial_inventory"],
+        salvage_value=cols["salvage_value"],
+        fixed_order_cost=cols["fixed_order_cost"],
+        max_order=cols["max_order"],
         segment_names=tuple(seg_cols["name"]),
         arrival_rate=seg_cols["arrival_rate"],
         base_attraction=np.array(seg_cols["base_attraction"]).reshape(len(segments), n),
@@ -269,8 +318,15 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
     f["stockout"] = Stockout(f["stockout"])
     n = len(f["product_names"])
     m = len(f["segment_names"])
-    for key in ("price", "unit_cost", "holding_cost", "lost_sale_penalty", "salvage_value",
-                "fixed_order_cost", "max_order"):
+    for key in (
+        "price",
+        "unit_cost",
+        "holding_cost",
+        "lost_sale_penalty",
+        "salvage_value",
+        "fixed_order_cost",
+        "max_order",
+    ):
         f[key] = np.asarray(f[key], dtype=np.float64).reshape(n)
     for key in ("lead_time", "initial_inventory"):
         f[key] = np.asarray(f[key], dtype=np.int64).reshape(n)
@@ -279,7 +335,9 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
     for key in ("base_attraction", "rec_attraction"):
         arr = np.asarray(f[key], dtype=np.float64)
         if arr.shape != (m, n):
-            raise InstanceError(f"{_where(source)}{key}: shape {arr.shape}, expected (segments, products) = ({m}, {n})")
+            raise InstanceError(
+                f"{_where(source)}{key}: shape {arr.shape}, expected (segments, products) = ({m}, {n})"
+            )
         f[key] = arr
     checks = [
         ("price", f["price"] > 0, "> 0"),
@@ -296,23 +354,46 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
         bad = np.flatnonzero(~ok)
         if bad.size:
             i = int(bad[0])
-            raise _fail(source, f"product {i + 1} ({f['product_names'][i]})", key, f[key][i].item(), f"must be {rule}")
-    for key, arr, rule in (("arrival_rate", f["arrival_rate"], "> 0"), ("no_purchase", f["no_purchase"], "> 0")):
+            raise _fail(
+                source,
+                f"product {i + 1} ({f['product_names'][i]})",
+                key,
+                f[key][i].item(),
+                f"must be {rule}",
+            )
+    for key, arr, rule in (
+        ("arrival_rate", f["arrival_rate"], "> 0"),
+        ("no_purchase", f["no_purchase"], "> 0"),
+    ):
         bad = np.flatnonzero(~(arr > 0))
         if bad.size:
             k = int(bad[0])
-            raise _fail(source, f"segment {k + 1} ({f['segment_names'][k]})", key, arr[k].item(), f"must be {rule}")
+            raise _fail(
+                source,
+                f"segment {k + 1} ({f['segment_names'][k]})",
+                key,
+                arr[k].item(),
+                f"must be {rule}",
+            )
     for key in ("base_attraction", "rec_attraction"):
-        bad = np.argwhere(~(f[key] >= 0) | ~np.isfinite(f[key]))
-        if bad.size:
-            k, i = (int(x) for x in bad[0])
-            raise _fail(source, f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1}", key, f[key][k, i].item(), "must be finite and >= 0")
-    bad = np.argwhere(f["rec_attraction"] < f["base_attraction"])
-    if bad.size:
-        k, i = (int(x) for x in bad[0])
+        cells = np.argwhere(~(f[key] >= 0) | ~np.isfinite(f[key]))
+        if cells.size:
+            k, i = (int(x) for x in cells[0])
+            raise _fail(
+                source,
+                f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1}",
+                key,
+                f[key][k, i].item(),
+                "must be finite and >= 0",
+            )
+    cells = np.argwhere(f["rec_attraction"] < f["base_attraction"])
+    if cells.size:
+        k, i = (int(x) for x in cells[0])
         raise _fail(
-            source, f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1} ({f['product_names'][i]})",
-            "rec_attraction", f["rec_attraction"][k, i].item(),
+            source,
+            f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1} ({f['product_names'][i]})",
+            "rec_attraction",
+            f["rec_attraction"][k, i].item(),
             f"must be >= base_attraction ({f['base_attraction'][k, i]:g}): a recommendation cannot lower a product's weight",
         )
     if not (0 < f["discount"] <= 1):
@@ -320,23 +401,36 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
     if int(f["horizon"]) < 1:
         raise _fail(source, "top level", "horizon", f["horizon"], "must be a whole number >= 1")
     if int(f["slate_size"]) < 1:
-        raise _fail(source, "top level", "slate_size", f["slate_size"], "must be a whole number >= 1")
+        raise _fail(
+            source, "top level", "slate_size", f["slate_size"], "must be a whole number >= 1"
+        )
     cap = f.get("warehouse_capacity")
     if cap is not None and not (float(cap) >= 0):
         raise _fail(source, "top level", "warehouse_capacity", cap, "must be >= 0")
     for arr in (f[k] for k in f if isinstance(f[k], np.ndarray)):
         arr.setflags(write=False)
     return Instance(
-        name=str(f["name"]), horizon=int(f["horizon"]), discount=float(f["discount"]),
-        slate_size=int(f["slate_size"]), stockout=f["stockout"],
+        name=str(f["name"]),
+        horizon=int(f["horizon"]),
+        discount=float(f["discount"]),
+        slate_size=int(f["slate_size"]),
+        stockout=f["stockout"],
         warehouse_capacity=None if cap is None else float(cap),
-        product_names=tuple(f["product_names"]), price=f["price"], unit_cost=f["unit_cost"],
-        holding_cost=f["holding_cost"], lost_sale_penalty=f["lost_sale_penalty"],
-        lead_time=f["lead_time"], initial_inventory=f["initial_inventory"],
-        salvage_value=f["salvage_value"], fixed_order_cost=f["fixed_order_cost"],
-        max_order=f["max_order"], segment_names=tuple(f["segment_names"]),
-        arrival_rate=f["arrival_rate"], base_attraction=f["base_attraction"],
-        rec_attraction=f["rec_attraction"], no_purchase=f["no_purchase"],
+        product_names=tuple(f["product_names"]),
+        price=f["price"],
+        unit_cost=f["unit_cost"],
+        holding_cost=f["holding_cost"],
+        lost_sale_penalty=f["lost_sale_penalty"],
+        lead_time=f["lead_time"],
+        initial_inventory=f["initial_inventory"],
+        salvage_value=f["salvage_value"],
+        fixed_order_cost=f["fixed_order_cost"],
+        max_order=f["max_order"],
+        segment_names=tuple(f["segment_names"]),
+        arrival_rate=f["arrival_rate"],
+        base_attraction=f["base_attraction"],
+        rec_attraction=f["rec_attraction"],
+        no_purchase=f["no_purchase"],
     )
 
 
@@ -406,10 +500,12 @@ def save_instance(inst: Instance, path: str | Path) -> Path:
         buf = io.BytesIO()
         arrays = {f.name: getattr(inst, f.name) for f in dataclasses.fields(inst)}
         arrays["stockout"] = np.array(inst.stockout.value)
-        arrays["warehouse_capacity"] = np.array(np.nan if inst.warehouse_capacity is None else inst.warehouse_capacity)
+        arrays["warehouse_capacity"] = np.array(
+            np.nan if inst.warehouse_capacity is None else inst.warehouse_capacity
+        )
         arrays["product_names"] = np.array(inst.product_names)
         arrays["segment_names"] = np.array(inst.segment_names)
-        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez_compressed(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
         _atomic_write_bytes(path, buf.getvalue())
     elif path.suffix == ".toml":
         _atomic_write_bytes(path, tomli_w.dumps(instance_to_dict(inst)).encode())
@@ -434,8 +530,11 @@ def _load_npz(path: Path) -> Instance:
     cap = float(data["warehouse_capacity"])
     fields = {k: data[k] for k in names}
     fields.update(
-        name=str(data["name"]), horizon=int(data["horizon"]), discount=float(data["discount"]),
-        slate_size=int(data["slate_size"]), stockout=str(data["stockout"]),
+        name=str(data["name"]),
+        horizon=int(data["horizon"]),
+        discount=float(data["discount"]),
+        slate_size=int(data["slate_size"]),
+        stockout=str(data["stockout"]),
         warehouse_capacity=None if math.isnan(cap) else cap,
         product_names=tuple(str(x) for x in data["product_names"]),
         segment_names=tuple(str(x) for x in data["segment_names"]),
@@ -446,7 +545,9 @@ def _load_npz(path: Path) -> Instance:
 def named_instances() -> list[str]:
     """Names of the instances shipped with coordopt (loadable wherever a path is accepted)."""
     folder = resources.files("coordopt.data") / "instances"
-    return sorted({Path(str(p.name)).stem for p in folder.iterdir() if p.name.endswith((".toml", ".npz"))})
+    return sorted(
+        {Path(str(p.name)).stem for p in folder.iterdir() if p.name.endswith((".toml", ".npz"))}
+    )
 
 
 def load_instance(spec: str | Path | Instance) -> Instance:

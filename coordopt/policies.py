@@ -56,7 +56,10 @@ class StaticSlatePolicy:
         self._batch_slates = self.slates.expand(batch_size, *self.slates.shape)
 
     def batch_slates(self, batch_size: int) -> torch.Tensor:
-        if getattr(self, "_batch_slates", None) is None or self._batch_slates.shape[0] != batch_size:
+        if (
+            getattr(self, "_batch_slates", None) is None
+            or self._batch_slates.shape[0] != batch_size
+        ):
             self.reset(batch_size)
         return self._batch_slates
 
@@ -111,7 +114,9 @@ class NullPolicy(StaticSlatePolicy):
         super().__init__(params, np.full((params.n_segments, 1), -1, dtype=np.int64))
 
     def act(self, state: SimState) -> Action:
-        return Action(orders=torch.zeros_like(state.on_hand), slates=self.batch_slates(state.batch_size))
+        return Action(
+            orders=torch.zeros_like(state.on_hand), slates=self.batch_slates(state.batch_size)
+        )
 
 
 _REGISTRY: dict[str, str] = {
@@ -138,7 +143,7 @@ def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
     if spec in _REGISTRY:
         module, attr = _REGISTRY[spec].split(":")
         factory = getattr(importlib.import_module(module), attr)
-        return factory(params, **options)  # type: ignore[no-any-return]
+        return factory(params, **options)
     if Path(spec).is_dir():
         from coordopt.rl.agents import load_policy
 

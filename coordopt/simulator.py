@@ -14,7 +14,6 @@ per-segment demands are independent Poisson by thinning, so their sum is Poisson
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +73,9 @@ class SimParams:
         return int(self.lead_onehot.shape[1])
 
     @classmethod
-    def from_instance(cls, inst: Instance, device: str | torch.device = "cpu",
-                      dtype: torch.dtype = torch.float32) -> SimParams:
+    def from_instance(
+        cls, inst: Instance, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> SimParams:
         def t(x: np.ndarray) -> Tensor:
             return torch.tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
 
@@ -86,17 +86,27 @@ class SimParams:
         onehot[np.flatnonzero(pos), inst.lead_time[pos] - 1] = 1.0
         return cls(
             instance=inst,
-            price=t(inst.price), unit_cost=t(inst.unit_cost), holding_cost=t(inst.holding_cost),
-            lost_sale_penalty=t(inst.lost_sale_penalty), salvage_value=t(inst.salvage_value),
-            fixed_order_cost=t(inst.fixed_order_cost), max_order=t(inst.max_order),
+            price=t(inst.price),
+            unit_cost=t(inst.unit_cost),
+            holding_cost=t(inst.holding_cost),
+            lost_sale_penalty=t(inst.lost_sale_penalty),
+            salvage_value=t(inst.salvage_value),
+            fixed_order_cost=t(inst.fixed_order_cost),
+            max_order=t(inst.max_order),
             lead_time=torch.tensor(inst.lead_time, device=device),
-            lead_onehot=t(onehot), zero_lead=t((inst.lead_time == 0).astype(float)),
-            arrival_rate=t(inst.arrival_rate), base_attraction=t(inst.base_attraction),
+            lead_onehot=t(onehot),
+            zero_lead=t((inst.lead_time == 0).astype(float)),
+            arrival_rate=t(inst.arrival_rate),
+            base_attraction=t(inst.base_attraction),
             uplift_flat=t(inst.rec_attraction - inst.base_attraction).reshape(-1),
-            no_purchase=t(inst.no_purchase), base_total=t(inst.base_attraction.sum(axis=1)),
+            no_purchase=t(inst.no_purchase),
+            base_total=t(inst.base_attraction.sum(axis=1)),
             segment_offset=(torch.arange(m, device=device) * n).reshape(m, 1),
-            horizon=inst.horizon, discount=inst.discount, slate_size=inst.effective_slate_size,
-            hidden=inst.stockout is Stockout.HIDDEN, warehouse_capacity=inst.warehouse_capacity,
+            horizon=inst.horizon,
+            discount=inst.discount,
+            slate_size=inst.effective_slate_size,
+            hidden=inst.stockout is Stockout.HIDDEN,
+            warehouse_capacity=inst.warehouse_capacity,
             has_fixed_cost=bool((inst.fixed_order_cost > 0).any()),
         )
 
@@ -165,13 +175,18 @@ def reset(params: SimParams, batch_size: int) -> SimState:
     on_hand = init.expand(batch_size, n).clone()
     zeros = torch.zeros(batch_size, n, dtype=params.dtype, device=params.device)
     return SimState(
-        t=0, on_hand=on_hand,
+        t=0,
+        on_hand=on_hand,
         pipeline=torch.zeros(batch_size, n, w, dtype=params.dtype, device=params.device),
-        last_sales=zeros, last_demand=zeros, last_orders=zeros,
+        last_sales=zeros,
+        last_demand=zeros,
+        last_orders=zeros,
     )
 
 
-def available_stock(state: SimState, orders: Tensor, params: SimParams) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def available_stock(
+    state: SimState, orders: Tensor, params: SimParams
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Arrivals and on-hand stock after them (step 1 of a period).
 
     Returns ``(available, applied_orders, arrivals, overflow)``. Orders are clamped to
@@ -218,8 +233,15 @@ def demand_rates(available: Tensor, slates: Tensor, params: SimParams) -> Tensor
     return rates.scatter_add_(1, slates.clamp(min=0).reshape(b, -1), weights)
 
 
-def advance(state: SimState, available: Tensor, orders: Tensor, arrivals: Tensor, overflow: Tensor,
-            demand: Tensor, params: SimParams) -> tuple[SimState, StepResult]:
+def advance(
+    state: SimState,
+    available: Tensor,
+    orders: Tensor,
+    arrivals: Tensor,
+    overflow: Tensor,
+    demand: Tensor,
+    params: SimParams,
+) -> tuple[SimState, StepResult]:
     """Sales, lost sales, costs and the next state, given realised ``demand (B, N)``."""
     sales = torch.minimum(available, demand)
     lost = demand - sales
@@ -237,18 +259,34 @@ def advance(state: SimState, available: Tensor, orders: Tensor, arrivals: Tensor
     last = state.t == params.horizon - 1
     salvage = end @ params.salvage_value if last else torch.zeros_like(revenue)
     result = StepResult(
-        reward=revenue - ordering - holding - penalty + salvage, revenue=revenue,
-        ordering_cost=ordering, holding_cost=holding, lost_sale_cost=penalty, salvage=salvage,
-        available=available, orders=orders, arrivals=arrivals, overflow=overflow,
-        demand=demand, sales=sales, lost=lost,
+        reward=revenue - ordering - holding - penalty + salvage,
+        revenue=revenue,
+        ordering_cost=ordering,
+        holding_cost=holding,
+        lost_sale_cost=penalty,
+        salvage=salvage,
+        available=available,
+        orders=orders,
+        arrivals=arrivals,
+        overflow=overflow,
+        demand=demand,
+        sales=sales,
+        lost=lost,
     )
-    nxt = SimState(t=state.t + 1, on_hand=end, pipeline=pipeline, last_sales=sales,
-                   last_demand=demand, last_orders=orders)
+    nxt = SimState(
+        t=state.t + 1,
+        on_hand=end,
+        pipeline=pipeline,
+        last_sales=sales,
+        last_demand=demand,
+        last_orders=orders,
+    )
     return nxt, result
 
 
-def step(state: SimState, action: Action, params: SimParams,
-         generator: torch.Generator | None = None) -> tuple[SimState, StepResult]:
+def step(
+    state: SimState, action: Action, params: SimParams, generator: torch.Generator | None = None
+) -> tuple[SimState, StepResult]:
     """Advance ``B`` environments by one period (MODEL.md steps 1-5)."""
     if state.t >= params.horizon:
         raise ValueError(f"the episode is over: t={state.t} and the horizon is {params.horizon}")
@@ -265,13 +303,14 @@ def discount_weights(params: SimParams) -> Tensor:
 
 def empty_slates(params: SimParams, batch_size: int) -> Tensor:
     """A ``(B, M, K)`` slate tensor with every slot empty (-1)."""
-    return torch.full((batch_size, params.n_segments, max(params.slate_size, 1)), -1,
-                      dtype=torch.long, device=params.device)
+    return torch.full(
+        (batch_size, params.n_segments, max(params.slate_size, 1)),
+        -1,
+        dtype=torch.long,
+        device=params.device,
+    )
 
 
 def step_seed(seed: int, t: int) -> int:
     """The generator seed of period ``t`` of an evaluation stream (common random numbers)."""
     return (seed * 1_000_003 + t * 7919 + 12345) % (2**63 - 1)
-
-
-

@@ -46,12 +46,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return str(v)
 
     cells = [[fmt(v) for v in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for r, raw in zip(cells, rows, strict=True):
-        out.append("  ".join(c.rjust(w) if isinstance(v, (int, float)) else c.ljust(w)
-                             for c, w, v in zip(r, widths, raw, strict=True)))
+        out.append(
+            "  ".join(
+                c.rjust(w) if isinstance(v, (int, float)) else c.ljust(w)
+                for c, w, v in zip(r, widths, raw, strict=True)
+            )
+        )
     return "\n".join(out)
 
 
@@ -60,4 +66,6 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
 
 
 def add_instance_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("instance", help="instance file (.toml/.npz) or bundled name: tiny, small, medium, large")
+    p.add_argument(
+        "instance", help="instance file (.toml/.npz) or bundled name: tiny, small, medium, large"
+    )

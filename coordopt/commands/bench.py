@@ -1,0 +1,125 @@
+"""``coordopt bench``: throughput figures (printed, never asserted by tests)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from typing import Any
+
+import torch
+
+from coordopt.commands.common import add_json_flag, emit_json, log
+from coordopt.generator import generate_instance
+from coordopt.policies import SiloedPolicy
+from coordopt.simulator import SimParams, reset, step
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def bench_sim(
+    products: int,
+    segments: int,
+    batch: int,
+    slate_size: int = 5,
+    steps: int = 200,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Simulator steps per second under the siloed policy's actions (fixed slates, base-stock orders).
+
+    The policy's ``act`` is inside the timed loop, as in a real rollout; instance generation
+    and warm-up are not.
+    """
+    inst = generate_instance(
+        seed=seed,
+        n_products=products,
+        n_segments=segments,
+        horizon=max(steps, 1),
+        slate_size=slate_size,
+    )
+    params = SimParams.from_instance(inst, device=device)
+    policy = SiloedPolicy(params)
+    gen = torch.Generator(device=params.device).manual_seed(seed)
+    state = reset(params, batch)
+    policy.reset(batch)
+    for _ in range(5):  # warm-up
+        state, _ = step(state, policy.act(state), params, gen)
+    state = reset(params, batch)
+    sync = torch.cuda.synchronize if params.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, _ = step(state, policy.act(state), params, gen)
+    sync()
+    secs = time.perf_counter() - t0
+    return {
+        "benchmark": "sim",
+        "products": products,
+        "segments": segments,
+        "batch": batch,
+        "slate_size": inst.effective_slate_size,
+        "steps": steps,
+        "seconds": secs,
+        "env_steps_per_s": batch * steps / secs,
+        "product_steps_per_s": batch * products * steps / secs,
+        "device": str(params.device),
+        "machine": machine(),
+    }
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure throughput", description=__doc__)
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    s = what.add_parser("sim", help="simulator throughput (product-periods per second)")
+    s.add_argument("--products", type=int, default=1000)
+    s.add_argument("--segments", type=int, default=100)
+    s.add_argument("--batch", type=int, default=64)
+    s.add_argument("--slate-size", type=int, default=5)
+    s.add_argument("--steps", type=int, default=200, help="timed periods")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_json_flag(s)
+    s.set_defaults(func=run_sim)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available to torch here")
+    out = bench_sim(
+        args.products, args.segments, args.batch, args.slate_size, args.steps, args.device
+    )
+    if args.json:
+        emit_json(out)
+    else:
+        log(
+            f"simulator: N={out['products']} M={out['segments']} K={out['slate_size']} B={out['batch']} "
+            f"on {out['device']} ({out['machine']['cores']} cores): "
+            f"{out['product_steps_per_s'] / 1e6:.1f} M product-periods/s, "
+            f"{out['env_steps_per_s']:,.0f} env-periods/s"
+        )
+    return 0

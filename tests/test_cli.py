@@ -1,0 +1,107 @@
+"""End-to-end smoke runs of the CLI commands (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from coordopt import load_instance
+from coordopt.cli import main
+
+
+def run_json(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out  # exactly one JSON object on stdout
+    return json.loads(out[0])
+
+
+def test_generate_then_evaluate(tmp_path, capsys):
+    path = tmp_path / "gen.toml"
+    res = run_json(
+        capsys,
+        [
+            "generate",
+            "--out",
+            str(path),
+            "--n-products",
+            "6",
+            "--n-segments",
+            "2",
+            "--horizon",
+            "5",
+            "--seed",
+            "4",
+            "--json",
+        ],
+    )
+    assert res["n_products"] == 6 and path.exists()
+    assert load_instance(path).n_segments == 2
+    ev = run_json(
+        capsys,
+        ["evaluate", str(path), "--policy", "siloed", "--episodes", "8", "--seed", "1", "--json"],
+    )
+    assert {"policy", "episodes", "mean", "ci95"} <= set(ev) and ev["episodes"] == 8
+
+
+def test_evaluate_several_policies_prints_a_paired_table(capsys):
+    assert (
+        main(["evaluate", "tiny", "--policy", "siloed", "--policy", "null", "--episodes", "10"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "siloed" in out and "null" in out and "vs siloed (paired)" in out
+
+
+def test_bench_sim_json(capsys):
+    res = run_json(
+        capsys,
+        [
+            "bench",
+            "sim",
+            "--products",
+            "50",
+            "--segments",
+            "5",
+            "--batch",
+            "4",
+            "--steps",
+            "5",
+            "--json",
+        ],
+    )
+    assert res["product_steps_per_s"] > 0 and res["products"] == 50
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        "horizon = 2\n[[product]]\nprice = 1.0\nunit_cost = 0.5\ncolour = 'red'\n"
+        "[[segment]]\narrival_rate = 1.0\nbase_attraction = [1.0]\n"
+    )
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'colour'" in err and "bad.toml" in err and "Traceback" not in err
+    assert main(["evaluate", "tiny", "--policy", "nope"]) == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    shutil.which("coordopt") is None
+    and not (sys.prefix and shutil.which("coordopt", path=f"{sys.prefix}/bin")),
+    reason="console script not installed",
+)
+def test_console_script_is_installed():
+    exe = shutil.which("coordopt") or shutil.which("coordopt", path=f"{sys.prefix}/bin")
+    proc = subprocess.run(
+        [exe, "evaluate", "tiny", "--episodes", "4", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(proc.stdout)["policy"] == "siloed"

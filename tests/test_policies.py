@@ -1,0 +1,64 @@
+"""Siloed policy: exact assortment (vs enumeration) and base-stock levels."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from coordopt import generate_instance, load_instance
+from coordopt.checks import check_action
+from coordopt.choice import best_revenue_slates, revenue_rate
+from coordopt.policies import NullPolicy, Policy, SiloedPolicy, base_stock_levels, make_policy
+from coordopt.simulator import SimParams, reset
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_assortment_equals_enumeration(seed):
+    inst = generate_instance(seed=seed, n_products=7, n_segments=4, slate_size=3, uplift=2.0)
+    slates, rev = best_revenue_slates(inst)
+    for k in range(inst.n_segments):
+        best = 0.0
+        for size in range(inst.slate_size + 1):
+            for s in itertools.combinations(range(inst.n_products), size):
+                row = np.full((inst.n_segments, inst.slate_size), -1)
+                row[k, :size] = s
+                best = max(best, revenue_rate(inst, row)[k])
+        assert rev[k] == pytest.approx(best, rel=1e-12)
+        assert (slates[k] >= 0).sum() <= inst.slate_size
+
+
+def test_base_stock_is_the_poisson_critical_fractile():
+    inst = load_instance("tiny")
+    rate = np.array([1.2, 2.5])
+    levels = base_stock_levels(inst, rate)
+    under = inst.price - inst.unit_cost + inst.lost_sale_penalty
+    ratio = under / (under + inst.holding_cost)
+    expected = stats.poisson.ppf(ratio, rate * (inst.lead_time + 1))
+    np.testing.assert_array_equal(levels, expected)
+    assert stats.poisson.cdf(levels - 1, rate * (inst.lead_time + 1)).max() < ratio.max()
+
+
+def test_siloed_orders_up_to_base_stock_and_respects_max_order():
+    params = SimParams.from_instance(load_instance("tiny"))
+    pol = SiloedPolicy(params)
+    assert isinstance(pol, Policy)
+    state = reset(params, 3)
+    pol.reset(3)
+    act = pol.act(state)
+    check_action(act, params)
+    expected = torch.minimum(
+        (pol.base_stock - state.inventory_position()).clamp(min=0), params.max_order
+    )
+    assert torch.equal(act.orders, expected)
+    assert (act.orders <= 6).all()
+
+
+def test_make_policy_errors_are_actionable():
+    params = SimParams.from_instance(load_instance("tiny"))
+    with pytest.raises(ValueError, match=r"unknown policy 'nope'.*siloed"):
+        make_policy("nope", params)
+    assert isinstance(make_policy("null", params), NullPolicy)
