@@ -200,8 +200,8 @@ def available_stock(
     if params.warehouse_capacity is not None:
         free = (params.warehouse_capacity - state.on_hand.sum(1, keepdim=True)).clamp(min=0)
         incoming = arrivals.sum(1, keepdim=True)
-        ratio = torch.where(incoming > free, free / incoming.clamp(min=1), torch.ones_like(free))
-        accepted = torch.where(ratio < 1, (arrivals * ratio).floor(), arrivals)
+        scaled = (arrivals * free / incoming.clamp(min=1)).floor()  # multiply first: exact
+        accepted = torch.where(incoming > free, scaled, arrivals)
         overflow = arrivals - accepted
         arrivals = accepted
     return state.on_hand + arrivals, q, arrivals + overflow, overflow

@@ -41,8 +41,7 @@ def ref_available(
         free = max(inst.warehouse_capacity - sum(s.on_hand), 0.0)
         total = sum(incoming)
         if total > free:
-            ratio = free / max(total, 1.0)
-            accepted = [math.floor(x * ratio) for x in incoming]
+            accepted = [math.floor(x * free / max(total, 1.0)) for x in incoming]
             overflow = [x - a for x, a in zip(incoming, accepted, strict=True)]
             incoming = accepted
     return [s.on_hand[i] + incoming[i] for i in range(n)], q, overflow

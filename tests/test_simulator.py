@@ -213,3 +213,17 @@ def test_conservation_and_nonnegativity_under_random_instances_and_actions(
                 res.available.sum(1) <= max(cap, float(state.on_hand.sum(1).max())) + 1e-3
             ).all()
         state = new
+
+
+def test_warehouse_capacity_accepts_exactly_the_pro_rata_share():
+    inst = load_instance("tiny").replace(
+        warehouse_capacity=15.0,
+        initial_inventory=np.array([0, 0]),
+        lead_time=np.array([0, 0]),
+        max_order=np.array([100.0, 100.0]),
+    )
+    params = SimParams.from_instance(inst)
+    state = reset(params, 1)
+    avail, _, arrivals, overflow = available_stock(state, torch.tensor([[22.0, 0.0]]), params)
+    assert avail.tolist() == [[15.0, 0.0]]  # 22 * 15 / 22 = 15, not 14
+    assert overflow.tolist() == [[7.0, 0.0]] and arrivals.tolist() == [[22.0, 0.0]]
