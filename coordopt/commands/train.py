@@ -1,0 +1,58 @@
+"""``coordopt train``: multi-timescale multi-agent PPO, warm-started from an expert.
+
+Writes ``OUT/checkpoint.pt`` (atomically, every ``--checkpoint-every`` iterations),
+``OUT/final.pt``, ``OUT/log.csv`` (one row per iteration), ``OUT/config.json`` and
+``OUT/summary.json``. ``--resume`` continues an interrupted run to the same result as an
+uninterrupted one. The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.instance import load_instance
+from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the RL agents (multi-timescale PPO, warm start)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_instance_arg(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoints, logs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (saved config is kept; "
+                   "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_flag(p)
+    add_config_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coordopt.rl.ppo import TrainingDiverged, train
+
+    inst = load_instance(args.instance)
+    config = TrainConfig(**overrides_from_args(args))
+    log(f"training on {inst.summary()}; warm start: {config.warm_start}, "
+        f"timescales: {config.timescales}, information: {config.information}, out: {args.out}")
+    try:
+        result = train(inst, config, args.out, resume=args.resume, progress=not args.no_progress)
+    except (TrainingDiverged, FloatingPointError) as exc:
+        print(f"coordopt train: error: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        emit_json(result.as_dict())
+        return 0
+    rows = [["iterations", result.iterations], ["env steps", result.env_steps],
+            ["steps / second", float(result.steps_per_second)]]
+    if result.final_eval:
+        rows.append(["RL profit (greedy)", float(result.final_eval["mean"])])
+        rows.append(["  95% half-width", float(result.final_eval["ci95"])])
+    for name, value in result.baselines.items():
+        rows.append([f"{name} profit", float(value)])
+    print(table(["quantity", "value"], rows))
+    print(f"run directory: {result.out_dir}  (evaluate with: coordopt evaluate {args.instance} "
+          f"--policy {result.out_dir})")
+    return 0

@@ -1,0 +1,179 @@
+"""Observations of the agents, normalised so that one set of weights fits any instance.
+
+Quantities in units are divided by a per-product *demand scale* ``mu_i`` (the mean demand
+for product i when it alone is recommended to every segment), money by the mean price, so
+the features of a 2-product toy and a 1000-product catalog live on the same scale.
+
+Information structure (``information``):
+
+- ``coordinated``: operations also sees last period's recommendations (share of segments
+  that showed each product, and the demand uplift they caused); marketing also sees stock
+  (available units, inventory position, out-of-stock flag).
+- ``siloed``: neither sees the other's levers.
+
+The critic always sees the whole firm (the coordinated operations features plus
+segment data): centralised training, decentralised execution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from coordopt.simulator import SimParams, SimState
+
+Tensor = torch.Tensor
+
+INFORMATION = ("coordinated", "siloed")
+STATIC_PRODUCT = 9  # economics + scale + lead time
+OPS_DYNAMIC = 9
+OPS_COORD = 2
+MKT_DYNAMIC = 2
+MKT_COORD = 3
+SEGMENT = 3
+PAIR = 4
+GLOBAL = 2
+
+
+def ops_dim(information: str) -> int:
+    """Per-product feature width of the replenishment agent."""
+    return STATIC_PRODUCT + OPS_DYNAMIC + (OPS_COORD if information == "coordinated" else 0)
+
+
+def mkt_dim(information: str) -> int:
+    """Per-product feature width of the recommendation agent."""
+    return STATIC_PRODUCT + MKT_DYNAMIC + (MKT_COORD if information == "coordinated" else 0)
+
+
+CRITIC_DIM = STATIC_PRODUCT + OPS_DYNAMIC + OPS_COORD + MKT_DYNAMIC
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """Static, instance-derived tensors shared by the agents (rebuilt for any instance)."""
+
+    params: SimParams
+    demand_scale: Tensor  # (N,) mu_i, clamped below
+    order_step: Tensor  # (N,) units per order bin
+    order_valid: Tensor  # (N, G) bool: bin within max_order
+    n_valid_bins: Tensor  # (N,) long
+    static_product: Tensor  # (N, STATIC_PRODUCT)
+    segment: Tensor  # (M, SEGMENT)
+    pair: Tensor  # (M, N, PAIR)
+    uplift_demand: Tensor  # (M, N) lambda_k (rec share - base share) / mu_i
+    reward_scale: float
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """What each agent (and the critic) sees in one period, batched over ``B``."""
+
+    ops: Tensor  # (B, N, ops_dim)
+    mkt: Tensor  # (B, N, mkt_dim)
+    critic: Tensor  # (B, N, CRITIC_DIM)
+    glob: Tensor  # (B, GLOBAL)
+
+    def index(self, idx: Tensor) -> Observation:
+        """The observations of a subset of environments."""
+        return Observation(self.ops[idx], self.mkt[idx], self.critic[idx], self.glob[idx])
+
+
+def demand_scale(params: SimParams) -> Tensor:
+    """``mu_i = sum_k lambda_k w^R_ki / (w_k0 + sum_j w^N_kj + w^R_ki - w^N_ki)``, clamped >= 0.25.
+
+    The demand product i draws when it alone is recommended everywhere: an upper-end
+    typical demand that sets the unit of every quantity feature and the order bins.
+    """
+    uplift = params.uplift_flat.reshape(params.n_segments, params.n_products)
+    rec = params.base_attraction + uplift
+    denom = (params.no_purchase + params.base_total).unsqueeze(1) + uplift
+    mu = (params.arrival_rate.unsqueeze(1) * rec / denom).sum(0)
+    return mu.clamp(min=0.25)
+
+
+def reward_scale(params: SimParams) -> float:
+    """Fixed reward unit: the margin ``sum_i (p_i - c_i)^+ mu_i`` of one period (>= 1e-6)."""
+    margin = (params.price - params.unit_cost).clamp(min=0)
+    value = float((margin * demand_scale(params)).sum())
+    return max(value, 1e-3 * float((params.price * demand_scale(params)).sum()), 1e-6)
+
+
+def build_context(params: SimParams, bins: int) -> Context:
+    """Demand scale, order bins and the static features of an instance."""
+    mu = demand_scale(params)
+    lead = params.lead_time.to(params.dtype)
+    cover = (lead + 1) * mu
+    qmax = torch.ceil(cover + 4 * torch.sqrt(cover) + 2)
+    qmax = torch.minimum(qmax, params.max_order.clamp(min=1))
+    step = torch.clamp(torch.ceil(qmax / (bins - 1)), min=1)
+    grid = torch.arange(bins, device=params.device, dtype=params.dtype)
+    valid = grid.unsqueeze(0) * step.unsqueeze(1) <= params.max_order.unsqueeze(1)
+    pscale = float(params.price.mean().clamp(min=1e-6))
+    static = torch.stack([
+        params.price / pscale, params.unit_cost / pscale, params.holding_cost / pscale,
+        params.lost_sale_penalty / pscale, params.salvage_value / pscale,
+        params.fixed_order_cost / (pscale * mu), lead / 4.0, torch.log1p(mu) / 4.0,
+        (params.price - params.unit_cost) / params.price.clamp(min=1e-6),
+    ], dim=-1)
+    m, n = params.n_segments, params.n_products
+    uplift = params.uplift_flat.reshape(m, n)
+    base_den = (params.no_purchase + params.base_total).unsqueeze(1)
+    base_share = params.base_attraction / base_den
+    rec_share = (params.base_attraction + uplift) / (base_den + uplift)
+    lam = params.arrival_rate.unsqueeze(1)
+    gain = lam * (rec_share - base_share) * (params.price - params.unit_cost) / pscale
+    gain = gain / gain.abs().mean().clamp(min=1e-6)
+    pair = torch.stack([base_share, rec_share, torch.log1p(uplift / params.base_attraction.clamp(
+        min=1e-6)).clamp(max=5.0), gain], dim=-1)
+    segment = torch.stack([
+        params.arrival_rate / params.arrival_rate.mean(),
+        params.no_purchase / (params.no_purchase + params.base_total),
+        torch.full_like(params.arrival_rate, math.log1p(params.slate_size) / 2),
+    ], dim=-1)
+    return Context(
+        params=params, demand_scale=mu, order_step=step, order_valid=valid,
+        n_valid_bins=valid.sum(1), static_product=static, segment=segment, pair=pair,
+        uplift_demand=lam * (rec_share - base_share) / mu, reward_scale=reward_scale(params),
+    )
+
+
+def recommended_share(slates: Tensor, n_products: int) -> Tensor:
+    """``r[b, k, i] = 1`` if product i is on segment k's slate, ``(B, M, N)`` float."""
+    b, m, _ = slates.shape
+    r = torch.zeros(b, m, n_products + 1, device=slates.device)
+    idx = torch.where(slates < 0, torch.full_like(slates, n_products), slates)
+    r.scatter_(2, idx, 1.0)
+    return r[..., :n_products]
+
+
+def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str) -> Observation:
+    """Features of every agent at the start of a period (``last_slates``: previous period's)."""
+    p = ctx.params
+    mu = ctx.demand_scale
+    b, n = state.on_hand.shape
+    lead = p.lead_time.to(p.dtype)
+    pipe = state.pipeline.sum(-1)
+    position = state.on_hand + pipe
+    incoming = state.on_hand + state.pipeline[..., 0]
+    togo = (p.horizon - state.t) / p.horizon
+    late = (state.t + lead >= p.horizon).to(p.dtype).expand(b, n)
+    static = ctx.static_product.expand(b, n, -1)
+    ops_dyn = torch.stack([
+        state.on_hand / mu, pipe / mu, state.pipeline[..., 0] / mu, position / ((lead + 1) * mu),
+        state.last_sales / mu, state.last_demand / mu, state.last_orders / mu,
+        torch.full_like(state.on_hand, togo), late,
+    ], dim=-1)
+    rec = recommended_share(last_slates, n).to(p.dtype)  # (B, M, N)
+    ops_coord = torch.stack([rec.mean(1), (rec * ctx.uplift_demand).sum(1)], dim=-1)
+    mkt_dyn = torch.stack([state.last_demand / mu, torch.full_like(state.on_hand, togo)], dim=-1)
+    mkt_coord = torch.stack([incoming / mu, position / ((lead + 1) * mu),
+                             (incoming <= 0).to(p.dtype)], dim=-1)
+    coordinated = information == "coordinated"
+    ops = torch.cat([static, ops_dyn] + ([ops_coord] if coordinated else []), dim=-1)
+    mkt = torch.cat([static, mkt_dyn] + ([mkt_coord] if coordinated else []), dim=-1)
+    critic = torch.cat([static, ops_dyn, ops_coord, mkt_dyn], dim=-1)
+    glob = torch.tensor([[togo, state.t / max(p.horizon - 1, 1)]], device=p.device,
+                        dtype=p.dtype).expand(b, GLOBAL)
+    return Observation(ops=ops, mkt=mkt, critic=critic, glob=glob)

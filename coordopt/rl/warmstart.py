@@ -1,0 +1,168 @@
+"""Warm start from an expert: DAgger behaviour cloning, then critic pre-training.
+
+Cloning on the expert's own trajectories alone leaves the agents lost on the states their
+own mistakes lead to; DAgger fixes that by rolling out a mixture (expert with probability
+``beta^r`` in round ``r``, the current agents otherwise), labelling every visited state with
+the expert's action and training on the aggregate of all rounds. The loss is the negative
+log-likelihood of the expert's actions (order bins; Plackett-Luce slates), the same term that
+later regularises PPO with an annealed weight. The critic is then fitted to the discounted
+returns of the cloned agents, so PPO starts with advantages that mean something.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from coordopt.policies import Policy, make_policy
+from coordopt.rl.agents import AGENTS, Agents
+from coordopt.rl.features import Context, Observation
+from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
+from coordopt.simulator import SimParams
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class WarmStartReport:
+    """Imitation losses before and after cloning (on the final aggregated data), critic fit."""
+
+    expert: str
+    nll_before: dict[str, float]
+    nll_after: dict[str, float]
+    rounds: int
+    states: int
+    critic_loss: dict[str, float] = field(default_factory=dict)
+    expert_profit: float = float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"expert": self.expert, "nll_before": self.nll_before, "nll_after": self.nll_after,
+                "rounds": self.rounds, "states": self.states, "critic_loss": self.critic_loss,
+                "expert_profit": self.expert_profit}
+
+
+def make_expert(name: str, params: SimParams) -> Policy:
+    """The expert policy by name (``mpc``, ``dp``, ``fluid``, ``siloed``), with an actionable error."""
+    try:
+        return make_policy(name, params)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"warm-start expert '{name}' is not available ({exc}); use --warm-start siloed or none"
+        ) from exc
+
+
+def _cat_obs(parts: list[Observation]) -> Observation:
+    return Observation(*(torch.cat([getattr(o, f) for o in parts], dim=1)
+                         for f in ("ops", "mkt", "critic", "glob")))
+
+
+@dataclass
+class ImitationData:
+    """Visited states (time-major) with the expert's order bins and slates."""
+
+    obs: Observation
+    bins: Tensor  # (T, B, N)
+    slates: Tensor  # (T, B, M, K)
+
+    @classmethod
+    def from_rollouts(cls, rollouts: list[Rollout]) -> ImitationData:
+        """The expert-labelled environments of every rollout, concatenated over environments."""
+        obs, bins, slates = [], [], []
+        for r in rollouts:
+            if r.expert_bins is None or r.expert_slates is None:
+                raise ValueError("rollout has no expert labels")
+            e = r.expert_bins.shape[1]
+            obs.append(Observation(r.obs.ops[:, :e], r.obs.mkt[:, :e], r.obs.critic[:, :e],
+                                   r.obs.glob[:, :e]))
+            bins.append(r.expert_bins)
+            slates.append(r.expert_slates)
+        return cls(_cat_obs(obs), torch.cat(bins, 1), torch.cat(slates, 1))
+
+
+def imitation_nll(agents: Agents, ctx: Context, data: ImitationData,
+                  entropy: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Mean NLL of the expert's actions along the data's sequences (memories from zero).
+
+    If ``entropy`` is a dict, it receives each agent's mean policy entropy on the same states.
+    """
+    horizon, batch = data.bins.shape[:2]
+    hidden = agents.initial_hidden(batch, ctx.params.device)
+    total = {a: torch.zeros((), device=ctx.params.device) for a in AGENTS}
+    for t in range(horizon):
+        obs = Observation(data.obs.ops[t], data.obs.mkt[t], data.obs.critic[t], data.obs.glob[t])
+        out = agents.step(obs, ctx, hidden, order_bins=data.bins[t], slates=data.slates[t])
+        nll = out.imitation_nll(data.bins[t], data.slates[t])
+        for a in AGENTS:
+            total[a] = total[a] + nll[a].mean() / horizon
+            if entropy is not None:
+                entropy[a] = entropy.get(a, 0.0) + out.entropy[a].mean() / horizon
+        hidden = out.hidden
+    return total
+
+
+def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
+                    env_gen: torch.Generator, pol_gen: torch.Generator) -> WarmStartReport:
+    """DAgger: ``bc_rounds`` rounds of mixture rollouts, expert labels and full-batch NLL steps."""
+    start = copy.deepcopy(agents)
+    params = [p for a in AGENTS for p in agents.actor(a).parameters()]
+    opt = torch.optim.Adam(params, lr=config.bc_lr)
+    rollouts: list[Rollout] = []
+    data: ImitationData | None = None
+    for r in range(max(config.bc_rounds, 1)):
+        rollouts.append(collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen, expert,
+                                        label_envs=config.bc_envs,
+                                        expert_prob=config.bc_beta**r))
+        data = ImitationData.from_rollouts(rollouts)
+        for _ in range(config.bc_epochs):
+            ent: dict[str, Tensor] = {}
+            nll = imitation_nll(agents, ctx, data, ent)
+            # a small entropy bonus keeps the clone from collapsing onto one action, so
+            # PPO still explores after the warm start
+            loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"behaviour cloning diverged in round {r} (loss {loss}); "
+                                         "lower --bc-lr")
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+    assert data is not None
+    with torch.no_grad():
+        before = {a: float(v) for a, v in imitation_nll(start, ctx, data).items()}
+        after = {a: float(v) for a, v in imitation_nll(agents, ctx, data).items()}
+    expert_runs = [r.profit[: config.bc_envs] for r in rollouts[:1]]
+    return WarmStartReport(expert=getattr(expert, "name", "expert"), nll_before=before,
+                           nll_after=after, rounds=len(rollouts),
+                           states=int(data.bins.shape[0] * data.bins.shape[1]),
+                           expert_profit=float(torch.cat(expert_runs).mean()))
+
+
+def critic_stream(name: str) -> str:
+    """The reward stream a critic learns: the firm's profit, or its agent's department."""
+    return "firm" if name == "firm" else name
+
+
+def pretrain_critic(agents: Agents, ctx: Context, config: Any, gamma: float,
+                    normalisers: dict[str, RunningMeanStd], env_gen: torch.Generator,
+                    pol_gen: torch.Generator) -> dict[str, float]:
+    """Fit every critic to the discounted returns of the current agents (updates normalisers)."""
+    ro = collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen)
+    targets = {}
+    for name in agents.critics:
+        ret = discounted_returns(ro.rewards[critic_stream(name)], gamma)
+        normalisers[name].update(ret)
+        targets[name] = normalisers[name].normalise(ret)
+    opt = torch.optim.Adam(agents.critics.parameters(), lr=config.bc_lr)
+    losses = {name: float("nan") for name in agents.critics}
+    for _ in range(config.critic_pretrain_epochs):
+        values = agents.values(ro.obs, ctx)
+        terms = {n: 0.5 * ((values[n] - targets[n]) ** 2).mean() for n in values}
+        loss = sum(terms.values())
+        opt.zero_grad()
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+        losses = {n: float(v.detach()) for n, v in terms.items()}
+    return losses
