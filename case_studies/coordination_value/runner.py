@@ -1,0 +1,158 @@
+"""coordination-value: where does coordinating replenishment and recommendation pay?
+
+One factor varies at a time around a base catalog: lead time (all products), the
+recommendation uplift (rec/base attraction), the slate size, the margin and the demand
+level. Each cell measures, on the same customers (common random numbers):
+
+- the siloed firm (revenue-maximising slates + base stock) and coordinated model-predictive
+  control, simulated: the realised gain of coordination with a paired 95% interval;
+- the fluid bounds with optimal coordinated decisions and with the siloed slates fixed:
+  the structural value of coordination in the fluid model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coordopt.generator import generate_instance
+from coordopt.instance import Instance
+
+FACTOR_LABELS = {
+    "lead_time": "lead time (periods)",
+    "uplift": "recommendation uplift (mean rec/base - 1)",
+    "slate_size": "slate size K",
+    "margin": "gross margin (1 - cost/price)",
+    "demand": "demand level (x base arrivals)",
+}
+
+
+def vary(base: Instance, factor: str, level: float, config: dict[str, Any]) -> Instance:
+    """The base catalog with one factor set to ``level``."""
+    if factor == "lead_time":
+        return base.replace(lead_time=np.full(base.n_products, int(level)))
+    if factor == "uplift":
+        return generate_instance(seed=config["base_seed"], **_sizes(config), uplift=float(level))
+    if factor == "slate_size":
+        return base.replace(slate_size=int(level))
+    if factor == "margin":
+        cost = np.round(base.price * (1 - float(level)), 2)
+        return base.replace(unit_cost=cost, salvage_value=np.minimum(base.salvage_value, cost))
+    if factor == "demand":
+        return base.replace(arrival_rate=base.arrival_rate * float(level),
+                            initial_inventory=np.round(base.initial_inventory * float(level)))
+    raise ValueError(f"unknown factor '{factor}'; known: {', '.join(FACTOR_LABELS)}")
+
+
+def _sizes(config: dict[str, Any]) -> dict[str, int]:
+    return {k: int(config[k]) for k in ("n_products", "n_segments", "horizon", "slate_size")}
+
+
+def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"factor": f, "level": lvl, "seed": s, **_sizes(config), "episodes": config["episodes"],
+         "base_seed": config["base_seed"], "eval_seed": config["eval_seed"]}
+        for f, levels in config["factors"].items() for lvl in levels for s in config["seeds"]
+    ]
+
+
+def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    import torch
+
+    from coordopt.evaluation import compare, evaluate
+    from coordopt.policies import make_policy
+    from coordopt.simulator import SimParams
+    from coordopt.solvers.fluid import solve_fluid
+
+    base = generate_instance(seed=p["base_seed"], **_sizes(p))
+    inst = vary(base, p["factor"], p["level"], p)
+    eval_seed = p["eval_seed"] * 1000 + p["seed"]
+    params = SimParams.from_instance(inst, dtype=torch.float64)
+    siloed = evaluate(params, "siloed", episodes=p["episodes"], seed=eval_seed)
+    mpc_policy = make_policy("mpc", params, seed=p["seed"])
+    mpc = evaluate(params, mpc_policy, episodes=p["episodes"], seed=eval_seed)
+    gain = compare(mpc, siloed)
+    bound = solve_fluid(inst).objective
+    bound_siloed = solve_fluid(inst, variant="siloed-slates").objective
+    return {
+        "siloed": siloed.mean, "siloed_ci": siloed.ci95, "mpc": mpc.mean, "mpc_ci": mpc.ci95,
+        "gain": gain["mean"], "gain_ci": gain["ci95"], "gain_pct": 100 * gain["relative"],
+        "fluid": bound, "fluid_siloed": bound_siloed,
+        "fluid_gain_pct": 100 * (bound - bound_siloed) / abs(bound_siloed),
+        "siloed_fill": float(siloed.fill_rate.mean()), "mpc_fill": float(mpc.fill_rate.mean()),
+    }
+
+
+def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
+    import csv
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from coordopt.commands.common import table
+    from coordopt.studies import atomic_write_text, save_figure
+
+    rows = []
+    for r in results:
+        p, v = r["params"], r["result"]
+        rows.append({"factor": p["factor"], "level": p["level"], "seed": p["seed"], **v})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "coordination_value.csv", buf.getvalue())
+
+    factors = list(config["factors"])
+    fig, axes = plt.subplots(1, len(factors), figsize=(3.6 * len(factors), 3.4), sharey=True)
+    axes = np.atleast_1d(axes)
+    lines = []
+    for ax, f in zip(axes, factors, strict=True):
+        sub = [r for r in rows if r["factor"] == f]
+        levels = sorted({r["level"] for r in sub})
+        sim = [np.mean([r["gain_pct"] for r in sub if r["level"] == lv]) for lv in levels]
+        err = [np.mean([100 * r["gain_ci"] / abs(r["siloed"]) for r in sub if r["level"] == lv])
+               for lv in levels]
+        flu = [np.mean([r["fluid_gain_pct"] for r in sub if r["level"] == lv]) for lv in levels]
+        ax.errorbar(levels, sim, yerr=err, marker="o", capsize=3, label="simulated: MPC vs siloed (95% CI)")
+        ax.plot(levels, flu, marker="s", ls="--", label="fluid bound: coordinated vs siloed slates")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(FACTOR_LABELS[f])
+        ax.grid(alpha=0.3)
+        lines.append((f, levels, sim, flu))
+    axes[0].set_ylabel("profit gain of coordination (%)")
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle("Value of coordinating replenishment and recommendation")
+    save_figure(fig, out / "coordination_value.png")
+
+    body = [
+        "# Case study: coordination-value",
+        "",
+        f"Base catalog: {config['n_products']} products, {config['n_segments']} segments, "
+        f"{config['horizon']} periods, slate size {config['slate_size']} (generator seed "
+        f"{config['base_seed']}); {config['episodes']} episodes per policy and cell, common random "
+        f"numbers; seeds {config['seeds']}.",
+        "",
+        "Gain = (coordinated MPC - siloed) / siloed, simulated, with the paired 95% interval; "
+        "fluid gain = (fluid bound - fluid bound with the siloed slates fixed) / the latter.",
+        "",
+        "```",
+        table(["factor", "level", "seed", "siloed", "MPC", "gain %", "± (abs)", "fluid gain %"],
+              [[r["factor"], r["level"], r["seed"], r["siloed"], r["mpc"], r["gain_pct"], r["gain_ci"],
+                r["fluid_gain_pct"]] for r in rows]),
+        "```",
+        "",
+        "![gain by factor](coordination_value.png)",
+        "",
+        "## Where coordination matters most and least",
+        "",
+    ]
+    for f, levels, sim, flu in lines:
+        hi, lo = int(np.argmax(sim)), int(np.argmin(sim))
+        body.append(f"- {FACTOR_LABELS[f]}: largest simulated gain {sim[hi]:.1f}% at {levels[hi]}, "
+                    f"smallest {sim[lo]:.1f}% at {levels[lo]} (fluid: {flu[hi]:.1f}% / {flu[lo]:.1f}%).")
+    return atomic_write_text(out / "report.md", "\n".join(body) + "\n")

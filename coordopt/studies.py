@@ -1,0 +1,208 @@
+"""Case-study runner: a grid of cells, run in parallel, resumable, reported.
+
+A study lives in ``case_studies/<name>/``: ``config.toml`` (its grids: ``[quick]`` and
+``[full]``) and ``runner.py`` with three functions:
+
+- ``cells(config: dict) -> list[dict]`` -- the grid, one JSON-able dict of parameters per
+  cell (instance x method x seed, ...);
+- ``run_cell(params: dict, workdir: Path) -> dict`` -- runs one cell and returns JSON-able
+  results; ``workdir`` (``OUT/work/<cell key>``) holds what the cell writes on the way
+  (training runs, which resume from their checkpoints after an interruption);
+- ``report(results: list[dict], config: dict, out: Path) -> Path`` -- writes the Markdown
+  report with its tables, PNG figures and CSV data, and returns the report's path.
+
+:func:`run_study` stores every finished cell as ``cells/<key>.json`` (atomically), so an
+interrupted run resumes where it stopped and never recomputes a finished cell. Cells run
+on a local process pool by default, or on a Ray cluster (``backend="ray"``; ``address``
+points at an existing cluster, none starts a local one) -- the study code is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+STUDIES_PACKAGE = "coordopt.case_studies"
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 130) -> Path:
+    """Save a matplotlib figure atomically as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def study_names() -> list[str]:
+    """The studies shipped in ``case_studies/``."""
+    root = Path(importlib.import_module(STUDIES_PACKAGE).__path__[0])
+    return sorted(p.name.replace("_", "-") for p in root.iterdir() if (p / "runner.py").is_file())
+
+
+def _module(name: str) -> Any:
+    if name not in study_names():
+        raise ValueError(f"unknown study '{name}'; available: {', '.join(study_names())}")
+    return importlib.import_module(f"{STUDIES_PACKAGE}.{name.replace('-', '_')}.runner")
+
+
+def load_config(name: str, quick: bool) -> dict[str, Any]:
+    """The study's ``[quick]`` or ``[full]`` grid from its ``config.toml``."""
+    path = Path(importlib.import_module(STUDIES_PACKAGE).__path__[0]) / name.replace("-", "_") / "config.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: malformed TOML: {exc}") from None
+    section = "quick" if quick else "full"
+    if section not in data:
+        raise ValueError(f"{path}: missing table [{section}]")
+    return {**data.get("common", {}), **data[section], "study": name, "quick": quick}
+
+
+def cell_key(params: dict[str, Any]) -> str:
+    """A readable, stable file name for a cell."""
+    text = json.dumps(params, sort_keys=True)
+    label = "_".join(f"{k}-{v}" for k, v in sorted(params.items()) if isinstance(v, (str, int, float)))
+    label = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)[:80]
+    return f"{label}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def _run_cell(module_name: str, params: dict[str, Any], workdir: str) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    module = importlib.import_module(module_name)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    out = module.run_cell(params, Path(workdir))
+    return {"params": params, "result": out, "seconds": time.perf_counter() - t0}
+
+
+def _run_serial(module_name: str, todo: list[tuple[dict[str, Any], str]],
+                done: Callable[[dict[str, Any]], None]) -> None:
+    for params, workdir in todo:
+        done(_run_cell(module_name, params, workdir))
+
+
+def _run_pool(module_name: str, todo: list[tuple[dict[str, Any], str]],
+              done: Callable[[dict[str, Any]], None], workers: int) -> None:
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        pending: set[Future[dict[str, Any]]] = {pool.submit(_run_cell, module_name, p, w) for p, w in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                done(fut.result())
+
+
+def _run_ray(module_name: str, todo: list[tuple[dict[str, Any], str]],
+             done: Callable[[dict[str, Any]], None], workers: int, address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--backend ray needs Ray: pip install 'coordopt[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(_run_cell)
+        pending = [remote.remote(module_name, p, w) for p, w in todo]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done(ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_study(name: str, out: Path, quick: bool = False, backend: str = "process", workers: int | None = None,
+              address: str | None = None, progress: bool = True, only: Iterable[str] = ()) -> Path:
+    """Run (or resume) study ``name`` into ``out`` and write its report; returns the report path."""
+    module = _module(name)
+    config = load_config(name, quick)
+    out = Path(out)
+    cell_dir = out / "cells"
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    grid = module.cells(config)
+    todo: list[tuple[dict[str, Any], str]] = []
+    results: dict[str, dict[str, Any]] = {}
+    for params in grid:
+        key = cell_key(params)
+        path = cell_dir / f"{key}.json"
+        if path.exists():
+            try:
+                results[key] = json.loads(path.read_text())
+                continue
+            except json.JSONDecodeError:
+                path.unlink()  # a foreign partial file: recompute the cell
+        todo.append((params, str((out / "work" / key).resolve())))
+    workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=f"study {name}", unit="cell",
+               disable=not progress, delay=0.5)
+
+    def done(rec: dict[str, Any]) -> None:
+        key = cell_key(rec["params"])
+        atomic_write_text(cell_dir / f"{key}.json", json.dumps(rec, indent=1))
+        results[key] = rec
+        bar.update(1)
+
+    try:
+        if not todo:
+            pass
+        elif backend == "serial" or (backend == "process" and workers == 1):
+            _run_serial(module.__name__, todo, done)
+        elif backend == "process":
+            _run_pool(module.__name__, todo, done, workers)
+        elif backend == "ray":
+            _run_ray(module.__name__, todo, done, workers, address)
+        else:
+            raise ValueError(f"unknown backend '{backend}': use process, ray or serial")
+    finally:
+        bar.close()
+    ordered = [results[cell_key(p)] for p in grid]
+    report = module.report(ordered, config, out)
+    atomic_write_text(out / "manifest.json", json.dumps({
+        "study": name, "quick": quick, "cells": len(grid), "backend": backend,
+        "cell_seconds": sum(r["seconds"] for r in ordered), "report": str(Path(report).name),
+    }, indent=1))
+    return Path(report)
