@@ -1,0 +1,289 @@
+"""The fluid program as sparse matrices, loaded into ``highspy`` in one bulk call.
+
+:func:`assemble_fluid_lp` builds, with numpy and scipy.sparse, exactly the rows and
+columns of ``coordopt.models.fluid.build_fluid_model`` (same families, same data); a test
+checks that both give the same optimum. Pyomo's standard-form compiler reproduces these
+matrices too, but takes longer than the solve itself on ``medium``, so the arrays are
+assembled directly from :class:`~coordopt.models.fluid.FluidData`.
+
+:class:`BulkFluidLP` keeps one HiGHS model alive: :meth:`BulkFluidLP.set_state` moves it
+to a new start state by changing bounds only (periods already past are fixed to zero, the
+on-hand stock and pipeline enter the right-hand sides), so a re-solve starts from the
+previous optimal basis. That is what model-predictive control needs.
+
+Column layout (0-based period t, segment k, product i), each block flattened C-order::
+
+    alpha (H,M,N) | beta (H,M,N) | y (H,M) | q (H,N) | s (H,N) | l (H,N) | I (H,N) | z (H,N)
+
+(no q..z without inventory; z only with order indicators). Row layout::
+
+    choice_balance (H,M) | offer_once (H,M,N) | slate_capacity (H,M) | demand_split (H,N)
+    | inventory_flow (H,N) | warehouse_capacity (H,) | order_indicator (H,N)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from coordopt.models.fluid import FluidData, FluidStart
+
+INF = math.inf
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Offsets of each variable block (columns) and constraint family (rows)."""
+
+    H: int
+    M: int
+    N: int
+    cols: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    rows: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    n_cols: int = 0
+    n_rows: int = 0
+
+    def col(self, name: str) -> np.ndarray:
+        """Column indices of block ``name`` with the block's shape."""
+        start, shape = self.cols[name]
+        return start + np.arange(int(np.prod(shape))).reshape(shape)
+
+    def row(self, name: str) -> np.ndarray:
+        """Row indices of family ``name`` with the family's shape."""
+        start, shape = self.rows[name]
+        return start + np.arange(int(np.prod(shape))).reshape(shape)
+
+
+def _layout(d: FluidData) -> Layout:
+    h, m, n = d.horizon, d.n_segments, d.n_products
+    cols: dict[str, tuple[int, tuple[int, ...]]] = {}
+    rows: dict[str, tuple[int, tuple[int, ...]]] = {}
+    pos = 0
+    col_blocks: list[tuple[str, tuple[int, ...]]] = [
+        ("alpha", (h, m, n)), ("beta", (h, m, n)), ("y", (h, m))]
+    if d.has_inventory:
+        col_blocks += [("q", (h, n)), ("s", (h, n)), ("l", (h, n)), ("inv", (h, n))]
+        if d.order_indicators:
+            col_blocks.append(("z", (h, n)))
+    for name, shape in col_blocks:
+        cols[name] = (pos, shape)
+        pos += int(np.prod(shape))
+    n_cols = pos
+    pos = 0
+    row_blocks: list[tuple[str, tuple[int, ...]]] = [
+        ("choice_balance", (h, m)), ("offer_once", (h, m, n)), ("slate_capacity", (h, m))]
+    if d.has_inventory:
+        row_blocks += [("demand_split", (h, n)), ("inventory_flow", (h, n))]
+        if d.warehouse_capacity is not None:
+            row_blocks.append(("warehouse_capacity", (h,)))
+        if d.order_indicators:
+            row_blocks.append(("order_indicator", (h, n)))
+    for name, shape in row_blocks:
+        rows[name] = (pos, shape)
+        pos += int(np.prod(shape))
+    return Layout(h, m, n, cols, rows, n_cols, pos)
+
+
+@dataclass(frozen=True, eq=False)
+class FluidLPArrays:
+    """The fluid program as ``max c'x  s.t. row_lower <= A x <= row_upper,
+    col_lower <= x <= col_upper`` (``A`` in CSC), with integrality flags."""
+
+    layout: Layout
+    cost: np.ndarray
+    matrix: sp.csc_matrix
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    integer: np.ndarray  # bool per column
+
+
+def flow_rhs(d: FluidData, on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
+    """Right-hand side of the inventory flow rows ``(H, N)``: pipeline arrivals, plus the
+    start stock in the first period."""
+    rhs = np.array(arrivals, dtype=float, copy=True)
+    rhs[0] += on_hand
+    return rhs
+
+
+def warehouse_rhs(d: FluidData, on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
+    """Upper bound of the warehouse rows ``(H,)``: capacity less the fixed stock entering."""
+    assert d.warehouse_capacity is not None
+    return d.warehouse_capacity - flow_rhs(d, on_hand, arrivals).sum(axis=1)
+
+
+def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
+    """Sparse matrices of the fluid program of ``d`` (the same rows as the Pyomo model)."""
+    lay = _layout(d)
+    h, m, n = lay.H, lay.M, lay.N
+    wr, wn = d.rec_attraction, d.base_attraction
+    a, b, y = lay.col("alpha"), lay.col("beta"), lay.col("y")
+    ri: list[np.ndarray] = []
+    ci: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+
+    def add(rows: np.ndarray, cols: np.ndarray, v: np.ndarray | float) -> None:
+        rows, cols = np.broadcast_arrays(rows, cols)
+        ri.append(rows.ravel())
+        ci.append(cols.ravel())
+        vals.append(np.broadcast_to(np.asarray(v, dtype=float), rows.shape).ravel())
+
+    row_lo = np.zeros(lay.n_rows)
+    row_up = np.zeros(lay.n_rows)
+    # choice balance: w0 y + sum_i (wR alpha + wN beta) = lambda
+    cb = lay.row("choice_balance")
+    add(cb, y, np.broadcast_to(d.no_purchase, (h, m)))
+    add(cb[..., None], a, np.broadcast_to(wr, (h, m, n)))
+    add(cb[..., None], b, np.broadcast_to(wn, (h, m, n)))
+    row_lo[cb] = row_up[cb] = np.broadcast_to(d.arrival_rate, (h, m))
+    # offer once: alpha + beta - y (= 0 lost, <= 0 hidden)
+    oo = lay.row("offer_once")
+    add(oo, a, 1.0)
+    add(oo, b, 1.0)
+    add(oo, np.broadcast_to(y[..., None], (h, m, n)), -1.0)
+    row_lo[oo] = -INF if d.hidden else 0.0
+    # slate capacity: sum_i alpha - K y <= 0
+    sc = lay.row("slate_capacity")
+    add(sc[..., None], a, 1.0)
+    add(sc, y, -float(d.slate_size))
+    row_lo[sc] = -INF
+
+    cost = np.zeros(lay.n_cols)
+    col_lo = np.zeros(lay.n_cols)
+    col_up = np.full(lay.n_cols, INF)
+    integer = np.zeros(lay.n_cols, dtype=bool)
+    g = d.discount
+
+    if d.slate_mask is not None:
+        fixed_zero = np.where(d.slate_mask[None], b, a)
+        col_up[fixed_zero] = 0.0
+
+    if not d.has_inventory:
+        cost[a] = (g[:, None, None] * d.price[None, None, :] * wr[None])
+        cost[b] = (g[:, None, None] * d.price[None, None, :] * wn[None])
+    else:
+        q, s, l, inv = lay.col("q"), lay.col("s"), lay.col("l"), lay.col("inv")
+        # demand split: s + l - sum_k (wR alpha + wN beta) = 0
+        ds = lay.row("demand_split")
+        add(ds, s, 1.0)
+        add(ds, l, 1.0)
+        add(np.broadcast_to(ds[:, None, :], (h, m, n)), a, -np.broadcast_to(wr, (h, m, n)))
+        add(np.broadcast_to(ds[:, None, :], (h, m, n)), b, -np.broadcast_to(wn, (h, m, n)))
+        # inventory flow: I_t - I_{t-1} - q_{t-L} + s_t = P_t (+ on-hand at t = 0)
+        fl = lay.row("inventory_flow")
+        add(fl, inv, 1.0)
+        add(fl[1:], inv[:-1], -1.0)
+        add(fl, s, 1.0)
+        tt, ii = np.meshgrid(np.arange(h), np.arange(n), indexing="ij")
+        lag = tt - d.lead_time[None, :]
+        ok = lag >= 0
+        add(fl[ok], q[lag[ok], ii[ok]], -1.0)
+        row_lo[fl] = row_up[fl] = flow_rhs(d, d.on_hand, d.arrivals)
+        if d.warehouse_capacity is not None:
+            wh = lay.row("warehouse_capacity")
+            add(np.broadcast_to(wh[1:, None], (h - 1, n)), inv[:-1], 1.0)
+            add(wh[tt[ok]], q[lag[ok], ii[ok]], 1.0)
+            row_lo[wh] = -INF
+            row_up[wh] = warehouse_rhs(d, d.on_hand, d.arrivals)
+        col_up[q] = np.broadcast_to(d.max_order, (h, n))
+        integer[q] = d.integer_quantities
+        cost[q] = -g[:, None] * d.unit_cost[None, :]
+        cost[s] = g[:, None] * d.price[None, :]
+        cost[l] = -g[:, None] * d.lost_sale_penalty[None, :]
+        cost[inv] = -g[:, None] * d.holding_cost[None, :]
+        cost[inv[-1]] += g[-1] * d.salvage_value
+        if d.order_indicators:
+            z = lay.col("z")
+            oi = lay.row("order_indicator")
+            add(oi, q, 1.0)
+            add(oi, z, -d.big_m)
+            row_lo[oi] = -INF
+            col_up[z] = 1.0
+            integer[z] = d.integer_orders
+            cost[z] = -g[:, None] * d.fixed_order_cost[None, :]
+
+    rows = np.concatenate(ri)
+    cols = np.concatenate(ci)
+    data = np.concatenate(vals)
+    keep = data != 0.0
+    matrix = sp.csc_matrix((data[keep], (rows[keep], cols[keep])), shape=(lay.n_rows, lay.n_cols))
+    matrix.sum_duplicates()
+    return FluidLPArrays(lay, cost, matrix, row_lo, row_up, col_lo, col_up, integer)
+
+
+# --------------------------------------------------------------------------- highspy
+
+
+def to_highs(arrays: FluidLPArrays, highs: object) -> None:
+    """Load ``arrays`` into a ``highspy.Highs`` object with one ``passModel`` call."""
+    import highspy
+
+    lp = highspy.HighsLp()
+    lay = arrays.layout
+    lp.num_col_ = lay.n_cols
+    lp.num_row_ = lay.n_rows
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = arrays.cost
+    lp.col_lower_ = arrays.col_lower
+    lp.col_upper_ = arrays.col_upper
+    lp.row_lower_ = arrays.row_lower
+    lp.row_upper_ = arrays.row_upper
+    mat = arrays.matrix
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = mat.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = mat.indices.astype(np.int32)
+    lp.a_matrix_.value_ = mat.data
+    lp.a_matrix_.num_col_ = lay.n_cols
+    lp.a_matrix_.num_row_ = lay.n_rows
+    if arrays.integer.any():
+        lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
+                           for f in arrays.integer]
+    status = highs.passModel(lp)  # type: ignore[attr-defined]
+    if status != highspy.HighsStatus.kOk:
+        raise RuntimeError(f"HiGHS refused the fluid model (passModel returned {status})")
+
+
+def state_bounds(d: FluidData, arrays: FluidLPArrays, start: FluidStart
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Column and row bounds that move a full-horizon model to ``start``.
+
+    Periods before ``start.t0`` are fixed to zero (columns at 0, their rows at 0); the
+    flow row of period ``t0`` receives the on-hand stock, and pipeline column j the flow
+    row of period ``t0 + j``. Returns ``(col_lower, col_upper, row_lower, row_upper)``.
+    """
+    if d.t0 != 0:
+        raise ValueError("state_bounds needs a model built over the full horizon (t0 = 0)")
+    lay = arrays.layout
+    h, n = lay.H, lay.N
+    t0 = int(start.t0)
+    if not 0 <= t0 < h:
+        raise ValueError(f"start period t0={t0} is outside the horizon 0..{h - 1}")
+    col_lo, col_up = arrays.col_lower.copy(), arrays.col_upper.copy()
+    row_lo, row_up = arrays.row_lower.copy(), arrays.row_upper.copy()
+    past = slice(0, t0)
+    for name in lay.cols:
+        col_up[lay.col(name)[past]] = 0.0
+    for name in lay.rows:
+        rows = lay.row(name)[past]
+        row_lo[rows] = 0.0
+        row_up[rows] = 0.0
+    if d.has_inventory:
+        on_hand = np.asarray(start.on_hand, dtype=float).reshape(n)
+        pipeline = np.asarray(start.pipeline, dtype=float).reshape(n, -1)
+        arrivals = np.zeros((h, n))
+        width = min(h - t0, pipeline.shape[1])
+        arrivals[t0:t0 + width] = pipeline[:, :width].T
+        rhs = np.array(arrivals)
+        rhs[t0] += on_hand
+        fl = lay.row("inventory_flow")
+        row_lo[fl[t0:]] = row_up[fl[t0:]] = rhs[t0:]
+        if d.warehouse_capacity is not None:
+            wh = lay.row("warehouse_capacity")
+            row_lo[wh] = -INF
+            row_up[wh[t0:]] = d.warehouse_capacity - rhs[t0:].sum(axis=1)
+            row_up[wh[past]] = INF
+    return col_lo, col_up, row_lo, row_up
