@@ -26,7 +26,13 @@ import numpy as np
 
 from coordopt.instance import Instance
 from coordopt.models.fluid import FluidData, FluidStart, FluidVariant, build_fluid_model, fluid_data
-from coordopt.solvers.highs_bulk import FluidLPArrays, assemble_fluid_lp, state_bounds, to_highs
+from coordopt.solvers.highs_bulk import (
+    FluidLPArrays,
+    assemble_fluid_lp,
+    new_highs,
+    state_bounds,
+    to_highs,
+)
 
 DEFAULT_ALGORITHM = "ipm"
 """HiGHS ``solver`` option for a cold LP solve (interior point, then crossover)."""
@@ -189,14 +195,11 @@ class BulkFluidLP:
     def __init__(self, inst: Instance, *, variant: str | FluidVariant = FluidVariant.COORDINATED,
                  integer_orders: bool = False, integer_quantities: bool = False,
                  start: FluidStart | None = None, threads: int | None = None) -> None:
-        import highspy
-
         self.instance = inst
         self.data = fluid_data(inst, variant=variant, start=start, integer_orders=integer_orders,
                                integer_quantities=integer_quantities)
         self.arrays: FluidLPArrays = assemble_fluid_lp(self.data)
-        self.highs = highspy.Highs()
-        self.highs.setOptionValue("output_flag", False)
+        self.highs = new_highs()
         if threads:
             self.highs.setOptionValue("threads", int(threads))
         to_highs(self.arrays, self.highs)
@@ -336,6 +339,7 @@ def _solve_pyomo(inst: Instance, *, variant: FluidVariant, start: FluidStart | N
     model = build_fluid_model(inst, variant=variant, start=start, integer_orders=integer_orders,
                               integer_quantities=integer_quantities)
     d: FluidData = model.fluid_data
+    new_highs()  # the process's first HiGHS prints a banner: let it go to stderr
     opt = Highs()
     if not opt.available():
         return _empty(d, SolveStatus.SOLVER_MISSING, "Pyomo cannot find highspy (pip install "

@@ -24,7 +24,10 @@ Column layout (0-based period t, segment k, product i), each block flattened C-o
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +35,30 @@ import scipy.sparse as sp
 from coordopt.models.fluid import FluidData, FluidStart
 
 INF = math.inf
+
+
+def new_highs() -> Any:
+    """A silent ``highspy.Highs``.
+
+    HiGHS prints a banner on standard output when the first instance of a process is made,
+    before any option can be set; that would break ``--json`` output. The construction runs
+    with file descriptor 1 pointed at standard error, so the banner lands there.
+    """
+    import ctypes
+
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        highs = highspy.Highs()
+        ctypes.CDLL(None).fflush(None)  # flush C stdio while fd 1 still points at stderr
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    highs.setOptionValue("output_flag", False)
+    return highs
 
 
 @dataclass(frozen=True, eq=False)
