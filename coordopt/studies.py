@@ -36,6 +36,10 @@ from tqdm import tqdm
 STUDIES_PACKAGE = "coordopt.case_studies"
 
 
+class CellFailed(RuntimeError):
+    """A cell raised; finished cells are kept, so a re-run resumes after the fix."""
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,11 @@ def _run_cell(module_name: str, params: dict[str, Any], workdir: str) -> dict[st
     module = importlib.import_module(module_name)
     Path(workdir).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    out = module.run_cell(params, Path(workdir))
+    try:
+        out = module.run_cell(params, Path(workdir))
+    except Exception as exc:
+        raise CellFailed(f"cell {cell_key(params)} ({json.dumps(params)}) failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
     return {"params": params, "result": out, "seconds": time.perf_counter() - t0}
 
 

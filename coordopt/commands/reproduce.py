@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from coordopt.commands.common import add_json_flag, emit_json, log
-from coordopt.studies import run_study, study_names
+from coordopt.studies import CellFailed, run_study, study_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{args.study}{'-quick' if args.quick else ''}")
     t0 = time.perf_counter()
-    report = run_study(args.study, out, quick=args.quick, backend=args.backend, workers=args.workers,
-                       address=args.address)
+    try:
+        report = run_study(args.study, out, quick=args.quick, backend=args.backend,
+                           workers=args.workers, address=args.address)
+    except CellFailed as exc:
+        log(f"coordopt reproduce: {exc}\nfinished cells are kept in {out / 'cells'}; "
+            "run the same command again to resume")
+        return 1
     secs = time.perf_counter() - t0
     if args.json:
         emit_json({"study": args.study, "quick": args.quick, "report": str(report), "seconds": secs})
