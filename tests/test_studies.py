@@ -21,6 +21,10 @@ PROMISES = {
     "coordination-value": (["coordination_value.png"], ["coordination_value.csv"],
                            ["coordination gain %", "Where coordination matters most and least"]),
     "timescales": (["timescales.png"], ["timescales.csv"], ["sd over seeds", "oscillation", "single"]),
+    "synchronised-adjustments": (["intensity_cover_tiny.png", "intensity_cover_small.png"],
+                                 ["synchronised_adjustments.csv"],
+                                 ["intensity_cover_corr", "Alignment with the optimiser", "rl-multi-warm", "dp"]),
+    "scale": (["scale.png"], ["scale.csv"], ["sim speed", "train env-steps/s", "fluid bound", "Machine:"]),
 }
 
 
