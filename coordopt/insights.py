@@ -17,9 +17,7 @@ follow another's (an agent's against the optimiser's). :func:`plot_insights` dra
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 
 from coordopt.choice import expected_demand
 from coordopt.instance import Instance
+from coordopt.io import atomic_write
 
 # name -> (expected sign, one-line meaning, unit)
 PATTERNS: dict[str, tuple[str, str, str]] = {
@@ -397,19 +396,6 @@ def confirmations(result: dict[str, Any], optimal: dict[str, Any]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- output
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_insights(inst: Instance, sources: Sequence[InsightData],

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import tomli_w
+
+from coordopt.io import atomic_write_bytes
 
 
 class Stockout(enum.StrEnum):
@@ -478,19 +478,6 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
     return out
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_instance(inst: Instance, path: str | Path) -> Path:
     """Write ``inst`` atomically as TOML (``.toml``) or compact arrays (``.npz``)."""
     path = Path(path)
@@ -506,9 +493,9 @@ def save_instance(inst: Instance, path: str | Path) -> Path:
         arrays["product_names"] = np.array(inst.product_names)
         arrays["segment_names"] = np.array(inst.segment_names)
         np.savez_compressed(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
     elif path.suffix == ".toml":
-        _atomic_write_bytes(path, tomli_w.dumps(instance_to_dict(inst)).encode())
+        atomic_write_bytes(path, tomli_w.dumps(instance_to_dict(inst)).encode())
     else:
         raise InstanceError(f"{path}: unknown instance format '{path.suffix}'; use .toml or .npz")
     return path

@@ -23,7 +23,6 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -33,43 +32,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from coordopt.io import atomic_write_text
+
 STUDIES_PACKAGE = "coordopt.case_studies"
 
 
 class CellFailed(RuntimeError):
     """A cell raised; finished cells are kept, so a re-run resumes after the fix."""
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_figure(fig: Any, path: Path, dpi: int = 130) -> Path:
-    """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        plt.close(fig)
-    return path
 
 
 def study_names() -> list[str]:

@@ -104,7 +104,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     import matplotlib.pyplot as plt
 
     from coordopt.commands.common import table
-    from coordopt.studies import atomic_write_text, save_figure
+    from coordopt.io import atomic_write_text, save_figure
 
     rows = []
     for r in results:

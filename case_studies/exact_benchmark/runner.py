@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.case_studies.common import METHOD_LABELS, RL_METHODS, evaluate_method, paired_ci, to_csv
+from coordopt.case_studies.common import (
+    METHOD_LABELS,
+    RL_METHODS,
+    evaluate_method,
+    paired_ci,
+    to_csv,
+)
 from coordopt.instance import Instance, Stockout, load_instance
 
 DETERMINISTIC = {"dp", "siloed"}
@@ -66,7 +72,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     import matplotlib.pyplot as plt
 
     from coordopt.commands.common import table
-    from coordopt.studies import atomic_write_text, save_figure
+    from coordopt.io import atomic_write_text, save_figure
 
     rows: list[dict[str, Any]] = []
     sections = []

@@ -110,7 +110,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     from coordopt.case_studies.common import to_csv
     from coordopt.commands.bench import machine
     from coordopt.commands.common import table
-    from coordopt.studies import atomic_write_text, save_figure
+    from coordopt.io import atomic_write_text, save_figure
 
     by = {(r["params"]["kind"], r["params"]["catalog"]["name"]): r for r in results}
     names = [c["name"] for c in config["catalogs"]]

@@ -70,7 +70,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     from coordopt.case_studies.common import to_csv
     from coordopt.commands.common import table
     from coordopt.insights import PATTERNS
-    from coordopt.studies import atomic_write_text, save_figure
+    from coordopt.io import atomic_write_text, save_figure
 
     body = ["# Case study: synchronised-adjustments", "",
             f"Simulated sources: {config['episodes']} episodes (bootstrap 95% intervals, "

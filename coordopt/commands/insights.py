@@ -20,7 +20,6 @@ from coordopt.commands.common import _plain, add_instance_arg, add_json_flag, em
 from coordopt.insights import (
     PATTERNS,
     alignment_score,
-    atomic_write,
     confirmations,
     fluid_plan,
     insight_metrics,
@@ -29,6 +28,7 @@ from coordopt.insights import (
     simulate,
 )
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write
 
 
 def register(sub: argparse._SubParsersAction) -> None:
