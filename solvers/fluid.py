@@ -212,7 +212,7 @@ class BulkFluidLP:
         col_lo, col_up, row_lo, row_up = state_bounds(self.data, self.arrays, start)
         lay = self.arrays.layout
         self.highs.changeColsBounds(lay.n_cols, np.arange(lay.n_cols, dtype=np.int32), col_lo, col_up)
-        self.highs.changeRowsBounds(  # type: ignore[attr-defined]
+        self.highs.changeRowsBounds(
             lay.n_rows, np.arange(lay.n_rows, dtype=np.int32), row_lo, row_up)
         self.t0 = int(start.t0)
 
@@ -222,7 +222,7 @@ class BulkFluidLP:
             return
         rows = self.arrays.layout.row("warehouse_capacity").astype(np.int32)
         inf = np.full(rows.size, math.inf)
-        self.highs.changeRowsBounds(rows.size, rows, -inf, inf)  # type: ignore[attr-defined]
+        self.highs.changeRowsBounds(rows.size, rows, -inf, inf)
 
     def solve(self, *, algorithm: str | None = None, time_limit: float | None = None,
               mip_gap: float | None = None, warm_start: FluidSolution | None = None) -> FluidSolution:
