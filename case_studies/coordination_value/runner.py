@@ -134,7 +134,9 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         ax.grid(alpha=0.3)
         lines.append((f, levels, sim, flu))
     axes[0].set_ylabel("profit gain of coordination (%)")
-    axes[0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, -0.17))
     fig.suptitle("Value of coordinating replenishment and recommendation")
     save_figure(fig, out / "coordination_value.png")
 
