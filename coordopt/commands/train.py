@@ -1,8 +1,10 @@
 """``coordopt train``: multi-timescale multi-agent PPO, warm-started from an expert.
 
 Writes ``OUT/checkpoint.pt`` (atomically, every ``--checkpoint-every`` iterations),
-``OUT/final.pt``, ``OUT/log.csv`` (one row per iteration), ``OUT/config.json`` and
-``OUT/summary.json``. ``--resume`` continues an interrupted run to the same result as an
+``OUT/final.pt``, ``OUT/best.pt`` (the agents of the best greedy evaluation, the warm-started
+agents before PPO included; the policy the run directory stands for), ``OUT/log.csv`` (one
+row per iteration), ``OUT/config.json`` and ``OUT/summary.json``. Environment steps count
+the warm start's simulations. ``--resume`` continues an interrupted run to the same result as an
 uninterrupted one. The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
 """
 
@@ -47,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = [["iterations", result.iterations], ["env steps", result.env_steps],
             ["steps / second", float(result.steps_per_second)]]
-    if result.final_eval:
-        rows.append(["RL profit (greedy)", float(result.final_eval["mean"])])
-        rows.append(["  95% half-width", float(result.final_eval["ci95"])])
+    for label, ev in (("before PPO", result.initial_eval), ("last iteration", result.final_eval),
+                      ("best (best.pt)", result.best_eval)):
+        if ev:
+            rows.append([f"RL profit, greedy, {label}", float(ev["mean"])])
+            rows.append(["  95% half-width", float(ev["ci95"])])
     for name, value in result.baselines.items():
         rows.append([f"{name} profit", float(value)])
     print(table(["quantity", "value"], rows))

@@ -60,11 +60,10 @@ class ReplenishmentActor(nn.Module):
         self.hidden = hidden
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
         self.gru = nn.GRUCell(hidden + GLOBAL, hidden)
+        # Default init, not a zeroed last layer: with zero output weights the hidden layers get
+        # (near-)zero gradients that Adam normalises into full, coherent steps; the hidden
+        # tanh units then saturate and the actor can only learn the marginal order law.
         self.head = mlp([3 * hidden, hidden, bins])
-        last = self.head[-1]
-        assert isinstance(last, nn.Linear)
-        nn.init.zeros_(last.weight)  # start from uniform order bins
-        nn.init.zeros_(last.bias)
 
     def forward(self, obs: Observation, ctx: Context, h: Tensor) -> tuple[Tensor, Tensor]:
         """Masked order logits ``(B, N, G)`` and the next memory ``(B, H)``."""
@@ -261,7 +260,9 @@ def load_policy(path: Path, params: SimParams, deterministic: bool = True, seed:
                 checkpoint: str | None = None, **_: Any) -> AgentPolicy:
     """The policy of a training run directory (``coordopt train --out DIR``).
 
-    Loads ``DIR/final.pt`` if training finished, else the latest ``DIR/checkpoint.pt``.
+    Loads ``DIR/best.pt`` (the agents of the best greedy evaluation during training, written
+    when training evaluates), else ``DIR/final.pt``, else the latest ``DIR/checkpoint.pt``;
+    ``checkpoint`` names another file of the run (e.g. ``final.pt``).
     ``deterministic`` picks greedy actions (argmax order bins, top-K scores); otherwise
     actions are sampled from a generator seeded with ``seed`` at every reset. The agents are
     size-agnostic, so ``params`` may describe a different instance than the one trained on.
@@ -269,7 +270,7 @@ def load_policy(path: Path, params: SimParams, deterministic: bool = True, seed:
     from coordopt.rl.config import TrainConfig
 
     path = Path(path)
-    names = [checkpoint] if checkpoint else ["final.pt", "checkpoint.pt"]
+    names = [checkpoint] if checkpoint else ["best.pt", "final.pt", "checkpoint.pt"]
     for fname in names:
         file = path / fname
         if file.is_file():

@@ -100,8 +100,8 @@ class TrainConfig:
     epochs_critic: int = 4
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
-    warm_start: Literal["none", "mpc", "dp", "fluid", "siloed"] = "siloed"
-    """Expert policy to clone and to regularise toward (none: start from scratch)."""
+    warm_start: Literal["auto", "none", "mpc", "dp", "fluid", "siloed"] = "auto"
+    """Expert to clone and regularise toward (auto: the exact DP if it fits, else MPC; none: cold)."""
     bc_rounds: int = 3
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r)."""
     bc_beta: float = 0.5
@@ -110,7 +110,7 @@ class TrainConfig:
     """Environments per DAgger round."""
     bc_label_envs: int = 32
     """Environments whose visited states the expert labels (subsample for slow experts)."""
-    bc_epochs: int = 40
+    bc_epochs: int = 100
     """Gradient steps of cloning after each DAgger round (full batch)."""
     bc_lr: float = 3e-3
     """Learning rate of behaviour cloning and critic pre-training."""
@@ -122,6 +122,8 @@ class TrainConfig:
     """Initial weight of the expert-imitation penalty (NLL of expert actions) during PPO."""
     bc_anneal_iters: int = 50
     """Iterations over which the imitation weight falls linearly to zero."""
+    warm_lr_scale: float = 0.3
+    """Factor on the agents' learning rates after a warm start (larger PPO steps undo the clone)."""
     expert_label_envs: int = 16
     """Environments labelled by the expert during PPO while the imitation weight is positive."""
 
@@ -139,6 +141,8 @@ class TrainConfig:
             raise ValueError(f"--order-bins must be >= 2, got {self.order_bins}")
         if self.iterations < 0:
             raise ValueError(f"--iterations must be >= 0, got {self.iterations}")
+        if self.warm_lr_scale <= 0:
+            raise ValueError(f"--warm-lr-scale must be > 0, got {self.warm_lr_scale}")
         if not 0 < self.clip < 1:
             raise ValueError(f"--clip must be in (0, 1), got {self.clip}")
         for name in self.__dataclass_fields__:

@@ -50,6 +50,7 @@ from coordopt.simulator import SimParams
 Tensor = torch.Tensor
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
+BEST = "best.pt"
 LOG = "log.csv"
 COLUMNS = (
     "iteration", "env_steps", "seconds", "steps_per_second", "train_profit", "train_return",
@@ -72,18 +73,21 @@ class TrainResult:
 
     out_dir: Path
     iterations: int
-    env_steps: int
-    seconds: float
+    env_steps: int  # simulated periods x environments, the warm start's rollouts included
+    seconds: float  # training time, the warm start included, evaluations excluded
     steps_per_second: float
     final_eval: dict[str, float]
     baselines: dict[str, float]
     warm_start: dict[str, Any] | None
     history: list[dict[str, float]] = field(default_factory=list)
+    initial_eval: dict[str, float] = field(default_factory=dict)
+    best_eval: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "iterations": self.iterations,
                 "env_steps": self.env_steps, "seconds": self.seconds,
                 "steps_per_second": self.steps_per_second, "final_eval": self.final_eval,
+                "initial_eval": self.initial_eval, "best_eval": self.best_eval,
                 "baselines": self.baselines, "warm_start": self.warm_start}
 
 
@@ -232,6 +236,8 @@ class RunState:
     rng: np.random.Generator
     baselines: dict[str, float]
     warm_start: dict[str, Any] | None
+    initial_eval: dict[str, float] = field(default_factory=dict)
+    best_eval: dict[str, float] = field(default_factory=dict)
 
 
 def checkpoint_blob(config: TrainConfig, agents: Agents, optimisers: dict[str, torch.optim.Optimizer],
@@ -245,6 +251,7 @@ def checkpoint_blob(config: TrainConfig, agents: Agents, optimisers: dict[str, t
         "rng": {"torch": torch.get_rng_state(), "env": run.env_gen.get_state(),
                 "policy": run.pol_gen.get_state(), "numpy": run.rng.bit_generator.state},
         "baselines": run.baselines, "warm_start": run.warm_start,
+        "initial_eval": run.initial_eval, "best_eval": run.best_eval,
     }
 
 
@@ -261,6 +268,7 @@ def _restore(blob: dict[str, Any], agents: Agents, optimisers: dict[str, torch.o
     run.rng.bit_generator.state = blob["rng"]["numpy"]
     run.iteration, run.env_steps, run.seconds = blob["iteration"], blob["env_steps"], blob["seconds"]
     run.baselines, run.warm_start = blob["baselines"], blob["warm_start"]
+    run.initial_eval, run.best_eval = blob.get("initial_eval", {}), blob.get("best_eval", {})
 
 
 class CsvLog:
@@ -294,6 +302,28 @@ def _tensorboard(out: Path, enabled: bool) -> Any:
               "(pip install tensorboard, or pass --no-tensorboard to silence this)", file=sys.stderr)
         return None
     return SummaryWriter(str(out / "tb"))
+
+
+def _evaluate_agents(agents: Agents, params: SimParams, config: TrainConfig, iteration: int,
+                     env_steps: int) -> dict[str, float]:
+    """Greedy agents on the fixed evaluation stream (``iteration`` -1: before any PPO update)."""
+    ev = evaluate(params, AgentPolicy(agents, params, deterministic=True), config.eval_episodes,
+                  seed=config.eval_seed)
+    agents.train()
+    return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
+
+
+def _keep_best(run: RunState, ev: dict[str, float], config: TrainConfig, agents: Agents,
+               optimisers: dict[str, torch.optim.Optimizer], instance: Instance, out: Path) -> None:
+    """Save ``OUT/best.pt`` when the greedy evaluation beats every earlier one.
+
+    Model selection on the training evaluation stream (``eval_seed``); report the chosen
+    agents on another stream, or the selection biases the figure upward.
+    """
+    if run.best_eval and ev["mean"] <= run.best_eval["mean"]:
+        return
+    run.best_eval = dict(ev)
+    atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), out / BEST)
 
 
 # --------------------------------------------------------------------------- train
@@ -351,18 +381,24 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
     if blob is None:
         if config.warm_start != "none":
             assert expert is not None
+            began = time.perf_counter()
             report: WarmStartReport = behaviour_clone(agents, ctx, expert, config, run.env_gen,
                                                       run.pol_gen)
             report.critic_loss = pretrain_critic(agents, ctx, config, gamma, run.normalisers,
                                                  run.env_gen, run.pol_gen)
+            report.env_steps += config.bc_envs * params.horizon  # the critic's rollout
+            # the budget (steps and seconds) counts the warm start's simulations and fitting
+            run.env_steps, run.seconds = report.env_steps, time.perf_counter() - began
             run.warm_start = report.as_dict()
-            print(f"warm start from {config.warm_start}: imitation NLL "
+            print(f"warm start from {report.expert}: imitation NLL "
                   + ", ".join(f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}"
                               for a in AGENTS), file=sys.stderr)
         if config.eval_every > 0:
             for name in ("siloed", "null"):
                 run.baselines[name] = evaluate(params, name, config.eval_episodes,
                                                seed=config.eval_seed).mean
+            run.initial_eval = _evaluate_agents(agents, params, config, -1, run.env_steps)
+            _keep_best(run, run.initial_eval, config, agents, optimisers, instance, out)
         atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), ckpt_path)
 
     log = CsvLog(out / LOG, run.iteration)
@@ -413,13 +449,12 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
         }
         last = run.iteration >= config.iterations
         if config.eval_every > 0 and (run.iteration % config.eval_every == 0 or last):
-            ev = evaluate(params, AgentPolicy(agents, params, deterministic=True),
-                          config.eval_episodes, seed=config.eval_seed)
-            agents.train()
-            row.update(eval_profit=ev.mean, eval_ci95=ev.ci95)
+            final_eval = _evaluate_agents(agents, params, config, it, run.env_steps)
+            row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
             if run.baselines.get("siloed"):
-                row["gap_vs_siloed"] = (ev.mean - run.baselines["siloed"]) / abs(run.baselines["siloed"])
-            final_eval = {"mean": ev.mean, "ci95": ev.ci95, "iteration": it}
+                row["gap_vs_siloed"] = ((final_eval["mean"] - run.baselines["siloed"])
+                                        / abs(run.baselines["siloed"]))
+            _keep_best(run, final_eval, config, agents, optimisers, instance, out)
         log.write(row)
         history.append(row)
         if writer is not None:
@@ -440,6 +475,7 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
         out_dir=out, iterations=run.iteration, env_steps=run.env_steps, seconds=run.seconds,
         steps_per_second=run.env_steps / max(run.seconds, 1e-9), final_eval=final_eval,
         baselines=run.baselines, warm_start=run.warm_start, history=history,
+        initial_eval=run.initial_eval, best_eval=run.best_eval,
     )
     (out / "summary.json").write_text(json.dumps(result.as_dict(), indent=2, default=float))
     return result

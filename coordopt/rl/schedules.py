@@ -93,17 +93,22 @@ def make_timescales(config: Any) -> dict[str, Timescale]:
     """Per-learner schedules (``critic``, ``replenishment``, ``recommendation``) of a config.
 
     ``schedule = "power"`` uses decaying steps; ``"constant"`` keeps each learner's base rate
-    (exponent 0), so the ratio between agents stays fixed (``lr_slow / lr_fast``).
+    (exponent 0), so the ratio between agents stays fixed (``lr_slow / lr_fast``). After a
+    warm start the agents' (not the critic's) base rates are multiplied by ``warm_lr_scale``:
+    the cloned actors are already good, and full-size PPO steps drift them away.
     """
     mode = config.timescales
     power = config.schedule == "power"
     n0 = float(config.decay_iters)
+    warm = getattr(config, "warm_start", "none") != "none"
+    scale = getattr(config, "warm_lr_scale", 1.0) if warm else 1.0
+    lr_fast, lr_slow = scale * config.lr_fast, scale * config.lr_slow
 
     def sched(a0: float, exponent: float) -> PowerSchedule:
         return PowerSchedule(a0, exponent if power else 0.0, n0)
 
     if mode == "single":
-        same = Timescale(sched(config.lr_fast, config.exponent_fast), 1, config.epochs_fast)
+        same = Timescale(sched(lr_fast, config.exponent_fast), 1, config.epochs_fast)
         return {name: same for name in LEARNERS}
     if mode not in ("multi", "independent"):
         raise ValueError(f"timescales must be multi, single or independent, got {mode!r}")
@@ -111,9 +116,9 @@ def make_timescales(config: Any) -> dict[str, Timescale]:
     out = {
         "critic": Timescale(sched(config.lr_critic, config.exponent_critic), 1,
                             max(config.epochs_critic, config.epochs_fast)),
-        fast_name: Timescale(sched(config.lr_fast, config.exponent_fast), config.update_every_fast,
+        fast_name: Timescale(sched(lr_fast, config.exponent_fast), config.update_every_fast,
                              config.epochs_fast),
-        config.slow_agent: Timescale(sched(config.lr_slow, config.exponent_slow),
+        config.slow_agent: Timescale(sched(lr_slow, config.exponent_slow),
                                      config.update_every_slow, config.epochs_slow),
     }
     if power:

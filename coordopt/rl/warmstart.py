@@ -37,15 +37,28 @@ class WarmStartReport:
     states: int
     critic_loss: dict[str, float] = field(default_factory=dict)
     expert_profit: float = float("nan")
+    env_steps: int = 0
+    """Environment steps simulated by the warm start (DAgger and critic rollouts)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"expert": self.expert, "nll_before": self.nll_before, "nll_after": self.nll_after,
                 "rounds": self.rounds, "states": self.states, "critic_loss": self.critic_loss,
-                "expert_profit": self.expert_profit}
+                "expert_profit": self.expert_profit, "env_steps": self.env_steps}
 
 
 def make_expert(name: str, params: SimParams) -> Policy:
-    """The expert policy by name (``mpc``, ``dp``, ``fluid``, ``siloed``), with an actionable error."""
+    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``fluid``, ``siloed``).
+
+    ``auto`` is the exact DP's optimal policy when the instance is DP-sized (finite order caps,
+    few states and slates) and fluid MPC otherwise: clone the best expert one can afford.
+    """
+    if name == "auto":
+        from coordopt.solvers.dp import DPError
+
+        try:
+            return make_policy("dp", params)
+        except DPError:
+            name = "mpc"
     try:
         return make_policy(name, params)
     except ModuleNotFoundError as exc:
@@ -137,7 +150,8 @@ def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
     return WarmStartReport(expert=getattr(expert, "name", "expert"), nll_before=before,
                            nll_after=after, rounds=len(rollouts),
                            states=int(data.bins.shape[0] * data.bins.shape[1]),
-                           expert_profit=float(torch.cat(expert_runs).mean()))
+                           expert_profit=float(torch.cat(expert_runs).mean()),
+                           env_steps=sum(r.horizon * r.batch_size for r in rollouts))
 
 
 def critic_stream(name: str) -> str:

@@ -58,3 +58,13 @@ def test_imitation_weight_anneals_to_zero() -> None:
     w = LinearAnneal(0.5, 10)
     assert w(0) == 0.5 and w(5) == pytest.approx(0.25) and w(10) == 0 and w(50) == 0
     assert LinearAnneal(0.5, 0)(0) == 0
+
+
+def test_warm_start_scales_the_agents_learning_rates_only() -> None:
+    cold = make_timescales(TrainConfig(warm_start="none"))
+    warm = make_timescales(TrainConfig(warm_start="dp", warm_lr_scale=0.3))
+    for agent in ("replenishment", "recommendation"):
+        assert warm[agent].lr(7) == pytest.approx(0.3 * cold[agent].lr(7))
+    assert warm["critic"].lr(7) == cold["critic"].lr(7)
+    with pytest.raises(ValueError, match="--warm-lr-scale"):
+        TrainConfig(warm_lr_scale=0.0)

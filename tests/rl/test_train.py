@@ -53,10 +53,17 @@ def test_cli_smoke_and_trained_policy_evaluates(tmp_path: Path, capsys: pytest.C
             "--timescales", "independent", "--information", "siloed"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 8 * 8
+    # the budget counts the warm start's simulations: one DAgger round and the critic's rollout
+    assert summary["warm_start"]["expert"] == "dp"  # auto: tiny is DP-sized
+    assert summary["warm_start"]["env_steps"] == 2 * 8 * 8
+    assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 8 * 8 + 2 * 8 * 8
     assert summary["steps_per_second"] > 0 and "siloed" in summary["baselines"]
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert len(rows) == 2 and all(r["eval_profit"] and float(r["steps_per_second"]) > 0 for r in rows)
+    # the warm-started agents are evaluated before PPO; best.pt holds the best evaluation
+    evals = [summary["initial_eval"]["mean"]] + [float(r["eval_profit"]) for r in rows]
+    assert summary["initial_eval"]["env_steps"] == summary["warm_start"]["env_steps"]
+    assert summary["best_eval"]["mean"] == max(evals) and (out / "best.pt").is_file()
     # the run directory is a policy, greedy and deterministic; size-agnostic: it runs on small too
     params = SimParams.from_instance(load_instance("tiny"))
     a = evaluate(params, make_policy(str(out), params), episodes=8, seed=3)

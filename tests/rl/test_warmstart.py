@@ -8,9 +8,9 @@ from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
-from coordopt.rl.features import build_context
+from coordopt.rl.features import GLOBAL, Observation, build_context, ops_dim
 from coordopt.rl.rollout import RunningMeanStd
-from coordopt.rl.warmstart import behaviour_clone, pretrain_critic
+from coordopt.rl.warmstart import behaviour_clone, make_expert, pretrain_critic
 from coordopt.simulator import SimParams
 
 
@@ -32,3 +32,39 @@ def test_behaviour_cloning_halves_the_imitation_loss_on_tiny() -> None:
     norms = {n: RunningMeanStd() for n in agents.critics}
     losses = pretrain_critic(agents, ctx, cfg, 1.0, norms, *gens)
     assert losses["firm"] < 0.5  # normalised targets have variance ~1: the fit explains most
+
+
+def test_order_head_learns_a_state_dependent_rule() -> None:
+    """Order bins that are a function of on-hand stock must be fitted beyond their marginal law.
+
+    Guards against an actor that can only learn the marginal: a zero-initialised output layer
+    under Adam saturated the hidden units, and cloning MPC on ``small`` stalled at the
+    marginal's NLL (greedy clone far below the siloed baseline).
+    """
+    torch.manual_seed(0)
+    params = SimParams.from_instance(load_instance("small"))
+    ctx = build_context(params, 16)
+    actor = build_agents(TrainConfig(hidden_size=32, order_bins=16)).replenishment
+    batch, n = 64, params.n_products
+    obs = torch.rand(batch, n, ops_dim("coordinated"))
+    target = (obs[..., 9] * 8).floor().long()  # feature 9: on-hand / demand scale
+    freq = torch.bincount(target.flatten(), minlength=16).float()
+    freq = freq[freq > 0] / freq.sum()
+    marginal = float(-(freq * freq.log()).sum())
+    opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
+    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL))
+    for _ in range(150):
+        logits, _ = actor(observation, ctx, torch.zeros(batch, 32))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), target.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * marginal, (float(loss.detach()), marginal)
+
+
+def test_auto_expert_is_the_dp_when_it_fits_else_mpc() -> None:
+    tiny = SimParams.from_instance(load_instance("tiny"))
+    assert make_expert("auto", tiny).name == "dp"
+    small = SimParams.from_instance(load_instance("small"))  # no max_order: no finite DP
+    assert make_expert("auto", small).name == "mpc"
+    assert TrainConfig().warm_start == "auto"

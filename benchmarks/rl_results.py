@@ -1,0 +1,241 @@
+"""The RL result experiments: warm-started agents against the DP, MPC and siloed baselines.
+
+Prints a table per experiment and writes every figure (configs, seeds, budgets, wall time,
+machine load, means with 95% CIs, paired differences) to ``OUT/rl_results.json``. Evaluation
+uses common random numbers: every policy of an experiment is simulated on the same demand
+stream (``--eval-seed``, ``--eval-episodes``, one batch size), and differences are paired.
+Decides nothing; the targets are checked by reading the numbers. Reproduce with::
+
+    .venv/bin/python benchmarks/rl_results.py tiny      --out results/rl   # 98% of the DP optimum
+    .venv/bin/python benchmarks/rl_results.py small     --out results/rl   # vs siloed, independent, MPC
+    .venv/bin/python benchmarks/rl_results.py speedup --instance tiny --eval-every 2 --out results/rl
+    .venv/bin/python benchmarks/rl_results.py speedup --instance small --cold-iterations 150 --out results/rl
+
+Experiments:
+
+- ``tiny``: warm start from the exact DP (``--warm-start auto``), PPO fine-tuning; the
+  greedy and sampling agents against the DP optimum (61.9692), MPC and siloed.
+- ``small``: warm start from MPC (``auto``), against siloed, MPC, fluid and the cold siloed
+  independent learners (``--timescales independent --information siloed --warm-start none``)
+  trained with the same number of environment steps.
+- ``speedup``: environment steps (warm start's simulations included) until the greedy
+  evaluation first reaches 95% of the final profit, warm against cold, on one instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coordopt.evaluation import Evaluation, compare, evaluate
+from coordopt.instance import load_instance
+from coordopt.rl.agents import load_policy
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.ppo import TrainResult, train
+from coordopt.simulator import SimParams
+
+DP_OPTIMUM_TINY = 61.9692  # exact DP value of `tiny` (solvers/dp.py)
+
+# The budgets of the experiments (every other field: the TrainConfig default).
+TINY = TrainConfig(iterations=60, eval_every=5, eval_episodes=256, tensorboard=False)
+SMALL = TrainConfig(iterations=60, eval_every=10, eval_episodes=128, tensorboard=False)
+COLD_SMALL = replace(SMALL, warm_start="none", timescales="independent", information="siloed")
+
+
+def machine() -> dict[str, Any]:
+    """Where and under which load the figures were measured."""
+    return {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any]:
+    """Train (or reuse a finished run in ``out``) and return its budget and curve."""
+    if (out / "final.pt").is_file():
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("config") != config.to_dict():
+            raise SystemExit(f"{out} holds a run with another config; remove it or pick --out")
+        curve = json.loads((out / "curve.json").read_text())
+        return {**summary, "out_dir": str(out), "curve": curve, "reused": True}
+    t0 = time.perf_counter()
+    res: TrainResult = train(load_instance(instance), config, out, progress=False)
+    wall = time.perf_counter() - t0
+    # the agents before any PPO update (after the warm start, if any) open the curve
+    first = res.initial_eval
+    curve = [{"iteration": -1, "env_steps": int(first["env_steps"]), "eval_profit": first["mean"],
+              "eval_ci95": first["ci95"]}] if first else []
+    curve += [{"iteration": int(r["iteration"]), "env_steps": int(r["env_steps"]),
+               "eval_profit": r["eval_profit"], "eval_ci95": r["eval_ci95"]}
+              for r in res.history if "eval_profit" in r]
+    (out / "curve.json").write_text(json.dumps(curve))
+    summary = {**res.as_dict(), "wall_seconds": wall, "config": config.to_dict()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return {**summary, "curve": curve, "reused": False}
+
+
+def evaluate_all(instance: str, policies: dict[str, Any], episodes: int, seed: int,
+                 batch_size: int) -> dict[str, Evaluation]:
+    """Every policy on the same demand stream (names or run directories)."""
+    params = SimParams.from_instance(load_instance(instance), dtype=torch.float64)
+    out = {}
+    for name, spec in policies.items():
+        if isinstance(spec, tuple):  # (run directory, deterministic, checkpoint file)
+            pol = load_policy(Path(spec[0]), params, deterministic=spec[1], seed=seed,
+                              checkpoint=spec[2])
+        else:
+            pol = spec
+        out[name] = evaluate(params, pol, episodes, seed=seed, batch_size=batch_size)
+    return out
+
+
+def agent_specs(run_dir: str) -> dict[str, tuple[str, bool, str]]:
+    """The run's selected agents (``best.pt``, chosen on the training evaluation stream, which
+    differs from the final one) greedy and sampling, and its last agents (``final.pt``)."""
+    return {"rl greedy": (run_dir, True, "best.pt"), "rl sampling": (run_dir, False, "best.pt"),
+            "rl greedy (last iteration)": (run_dir, True, "final.pt")}
+
+
+def figures(evals: dict[str, Evaluation], against: list[str]) -> dict[str, Any]:
+    """Mean and 95% CI of every policy; paired differences of the agents against baselines."""
+    table = {n: {"mean": e.mean, "ci95": e.ci95, "seconds": e.seconds} for n, e in evals.items()}
+    paired = {}
+    for name in evals:
+        if not name.startswith("rl"):
+            continue
+        for base in against:
+            if base in evals:
+                paired[f"{name} - {base}"] = compare(evals[name], evals[base])
+    return {"policies": table, "paired": paired}
+
+
+def steps_to_fraction(curve: list[dict[str, Any]], target: float) -> int | None:
+    """Environment steps at the first evaluation whose mean reaches ``target``."""
+    for row in curve:
+        if row["eval_profit"] >= target:
+            return int(row["env_steps"])
+    return None
+
+
+def print_table(title: str, fig: dict[str, Any]) -> None:
+    print(f"\n== {title}")
+    for name, v in fig["policies"].items():
+        print(f"  {name:28s} {v['mean']:12.3f} +- {v['ci95']:.3f}")
+    for name, v in fig["paired"].items():
+        print(f"  {name:28s} {v['mean']:+12.3f} +- {v['ci95']:.3f}  ({100 * v['relative']:+.2f}%)")
+
+
+def experiment_tiny(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = replace(TINY, seed=args.seed, threads=args.threads)
+    run = run_training("tiny", cfg, args.out / f"tiny_warm_s{args.seed}")
+    evals = evaluate_all("tiny", {**agent_specs(run["out_dir"]),
+                                  "dp": "dp", "mpc": "mpc", "siloed": "siloed"},
+                         args.eval_episodes, args.eval_seed, args.batch_size)
+    fig = figures(evals, ["dp", "mpc", "siloed"])
+    fig["fraction_of_dp_optimum"] = {n: evals[n].mean / DP_OPTIMUM_TINY
+                                     for n in evals if n.startswith("rl")}
+    print_table(f"tiny (seed {args.seed}, {run['env_steps']} env steps, "
+                f"{run.get('wall_seconds', float('nan')):.0f} s)", fig)
+    print("  fraction of DP optimum 61.9692: "
+          + ", ".join(f"{n} {v:.4f}" for n, v in fig["fraction_of_dp_optimum"].items()))
+    return {"training": {k: v for k, v in run.items() if k != "curve"}, "curve": run["curve"],
+            **fig}
+
+
+def experiment_small(args: argparse.Namespace) -> dict[str, Any]:
+    warm = run_training("small", replace(SMALL, seed=args.seed, threads=args.threads),
+                        args.out / f"small_warm_s{args.seed}")
+    cold_cfg = replace(COLD_SMALL, seed=args.seed, threads=args.threads,
+                       iterations=SMALL.iterations
+                       + -(-warm["warm_start"]["env_steps"] // (SMALL.num_envs * 26)))
+    cold = run_training("small", cold_cfg, args.out / f"small_indep_cold_s{args.seed}")
+    evals = evaluate_all("small", {**agent_specs(warm["out_dir"]),
+                                   "independent (cold, siloed)": (cold["out_dir"], True, None),
+                                   "mpc": "mpc", "fluid": "fluid", "siloed": "siloed"},
+                         args.eval_episodes, args.eval_seed, args.batch_size)
+    fig = figures(evals, ["mpc", "siloed", "independent (cold, siloed)", "fluid"])
+    print_table(f"small (seed {args.seed}; warm {warm['env_steps']} env steps, "
+                f"{warm.get('wall_seconds', float('nan')):.0f} s; cold independent "
+                f"{cold['env_steps']} env steps)", fig)
+    return {"training": {"warm": {k: v for k, v in warm.items() if k != "curve"},
+                         "independent_cold": {k: v for k, v in cold.items() if k != "curve"}},
+            "curves": {"warm": warm["curve"], "independent_cold": cold["curve"]}, **fig}
+
+
+def experiment_speedup(args: argparse.Namespace) -> dict[str, Any]:
+    base = TINY if args.instance == "tiny" else SMALL
+    tag = "warm"
+    if args.eval_every and args.eval_every != base.eval_every:
+        base, tag = replace(base, eval_every=args.eval_every), "curve_warm"
+    base = replace(base, seed=args.seed, threads=args.threads)
+    warm = run_training(args.instance, base, args.out / f"{args.instance}_{tag}_s{args.seed}")
+    cold_cfg = replace(base, warm_start="none", iterations=args.cold_iterations)
+    cold = run_training(args.instance, cold_cfg,
+                        args.out / f"{args.instance}_{tag.replace('warm', 'cold')}_s{args.seed}")
+    out: dict[str, Any] = {"curves": {"warm": warm["curve"], "cold": cold["curve"]},
+                           "budgets": {"warm": warm["env_steps"], "cold": cold["env_steps"]},
+                           "train_wall_seconds": {"warm": warm.get("wall_seconds"),
+                                            "cold": cold.get("wall_seconds")}}
+    # 95% of each run's own final profit, and 95% of the better of the two final profits
+    finals = {k: r["final_eval"]["mean"] for k, r in (("warm", warm), ("cold", cold))}
+    common = 0.95 * max(finals.values())
+    steps: dict[str, dict[str, Any]] = {}
+    for k, r in (("warm", warm), ("cold", cold)):
+        steps[k] = {"own_final": finals[k],
+                    "steps_to_95pct_own_final": steps_to_fraction(r["curve"], 0.95 * finals[k]),
+                    "steps_to_95pct_best_final": steps_to_fraction(r["curve"], common)}
+    out["steps"] = steps
+    for key in ("steps_to_95pct_own_final", "steps_to_95pct_best_final"):
+        w, c = steps["warm"][key], steps["cold"][key]
+        # never reached by the cold run: its whole budget is a lower bound on the ratio
+        out[f"ratio_{key}"] = (c / w if c else f">= {cold['env_steps'] / w:.1f}") if w else None
+    print(f"\n== speedup on {args.instance} (seed {args.seed}; env steps include the warm start)")
+    for k, v in steps.items():
+        print(f"  {k:5s} final {v['own_final']:.3f}; steps to 95% own final "
+              f"{v['steps_to_95pct_own_final']}, to 95% of best final {v['steps_to_95pct_best_final']}")
+    print(f"  cold/warm ratio: own {out['ratio_steps_to_95pct_own_final']}, "
+          f"best {out['ratio_steps_to_95pct_best_final']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("experiment", choices=["tiny", "small", "speedup"])
+    ap.add_argument("--out", type=Path, default=Path("results/rl"))
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-episodes", type=int, default=2000)
+    ap.add_argument("--eval-seed", type=int, default=777, help="demand stream of the final evaluations")
+    ap.add_argument("--batch-size", type=int, default=250, help="evaluation batch size (same for all)")
+    ap.add_argument("--instance", default="tiny", help="speedup: the instance")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="speedup: evaluation period (0: the experiment's own)")
+    ap.add_argument("--cold-iterations", type=int, default=300, help="speedup: cold budget")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = {"experiment": args.experiment, "args": {k: str(v) for k, v in vars(args).items()},
+              "machine_before": machine()}
+    result.update({"tiny": experiment_tiny, "small": experiment_small,
+                   "speedup": experiment_speedup}[args.experiment](args))
+    result["machine_after"] = machine()
+    result["wall_seconds"] = time.perf_counter() - t0
+    name = args.experiment + (f"_{args.instance}" if args.experiment == "speedup" else "")
+    path = args.out / f"rl_results_{name}_s{args.seed}.json"
+    path.write_text(json.dumps(result, indent=2, default=float))
+    print(f"\nwrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
