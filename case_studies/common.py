@@ -36,11 +36,6 @@ METHOD_LABELS = {
 }
 
 
-def default_expert(inst: Instance) -> str:
-    """The optimiser the agents imitate: the exact DP where it is small enough, else MPC."""
-    return "dp" if inst.n_products <= 3 and inst.n_segments <= 3 and inst.max_lead_time <= 2 else "mpc"
-
-
 def train_agents(inst: Instance, method: str, seed: int, iterations: int, workdir: Path,
                  **overrides: Any) -> tuple[Path, dict[str, Any]]:
     """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary."""
@@ -50,7 +45,7 @@ def train_agents(inst: Instance, method: str, seed: int, iterations: int, workdi
     timescales, information, warm = RL_METHODS[method]
     config = TrainConfig(
         iterations=iterations, seed=seed, timescales=timescales, information=information,
-        warm_start=default_expert(inst) if warm else "none", tensorboard=False, threads=1,
+        warm_start="auto" if warm else "none", tensorboard=False, threads=1,
         **overrides,
     )
     run = workdir / method
