@@ -33,21 +33,37 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     inst = load_instance(args.instance)
     load_s = time.perf_counter() - t0
-    plan = solve_decomposed(inst, max_block_size=args.max_block_size, iterations=args.iterations,
-                            seed=args.seed, time_limit=args.time_limit, progress=not args.json)
-    out = {"instance": inst.name, "products": inst.n_products, "segments": inst.n_segments,
-           "horizon": inst.horizon, "load_seconds": load_s, **plan.summary()}
+    plan = solve_decomposed(
+        inst,
+        max_block_size=args.max_block_size,
+        iterations=args.iterations,
+        seed=args.seed,
+        time_limit=args.time_limit,
+        progress=not args.json,
+    )
+    out = {
+        "instance": inst.name,
+        "products": inst.n_products,
+        "segments": inst.n_segments,
+        "horizon": inst.horizon,
+        "load_seconds": load_s,
+        **plan.summary(),
+    }
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     print(inst.summary())
-    print(f"blocks: {out['blocks']} (sizes {out['block_size_min']}..{out['block_size_max']}, "
-          f"mean {out['block_size_mean']:.1f})")
+    print(
+        f"blocks: {out['blocks']} (sizes {out['block_size_min']}..{out['block_size_max']}, "
+        f"mean {out['block_size_mean']:.1f})"
+    )
     print(f"Lagrangian bound : {plan.bound:,.2f}")
     print(f"assembled plan   : {plan.value:,.2f}  (max constraint residual {plan.residual:.2e})")
     print(f"gap              : {100 * plan.gap:.3f}% of the bound")
-    print(f"seconds          : {plan.seconds:.1f}  "
-          + ", ".join(f"{k} {v:.1f}" for k, v in plan.timings.items()))
+    print(
+        f"seconds          : {plan.seconds:.1f}  "
+        + ", ".join(f"{k} {v:.1f}" for k, v in plan.timings.items())
+    )
     return 0
 
 

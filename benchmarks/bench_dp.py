@@ -24,18 +24,48 @@ from coordopt.solvers.dp import enumerate_slates, solve_dp
 def three_products() -> Instance:
     """3 products (lead times 1, 0, 0), 2 segments, slate size 1, 6 periods, orders <= 3."""
     prods = [
-        {"name": "A", "price": 10.0, "unit_cost": 6.0, "holding_cost": 0.3, "lead_time": 1,
-         "initial_inventory": 2, "salvage_value": 2.0, "max_order": 3, "lost_sale_penalty": 1.0},
-        {"name": "B", "price": 7.0, "unit_cost": 3.0, "holding_cost": 0.2, "max_order": 3,
-         "salvage_value": 1.0, "lost_sale_penalty": 0.5},
-        {"name": "C", "price": 5.0, "unit_cost": 2.0, "holding_cost": 0.1, "max_order": 3,
-         "initial_inventory": 1},
+        {
+            "name": "A",
+            "price": 10.0,
+            "unit_cost": 6.0,
+            "holding_cost": 0.3,
+            "lead_time": 1,
+            "initial_inventory": 2,
+            "salvage_value": 2.0,
+            "max_order": 3,
+            "lost_sale_penalty": 1.0,
+        },
+        {
+            "name": "B",
+            "price": 7.0,
+            "unit_cost": 3.0,
+            "holding_cost": 0.2,
+            "max_order": 3,
+            "salvage_value": 1.0,
+            "lost_sale_penalty": 0.5,
+        },
+        {
+            "name": "C",
+            "price": 5.0,
+            "unit_cost": 2.0,
+            "holding_cost": 0.1,
+            "max_order": 3,
+            "initial_inventory": 1,
+        },
     ]
     segs = [
-        {"name": "bargain", "arrival_rate": 2.0, "base_attraction": [0.5, 0.8, 1.0],
-         "rec_attraction": [1.5, 1.6, 1.4]},
-        {"name": "premium", "arrival_rate": 1.0, "base_attraction": [1.0, 0.4, 0.2],
-         "rec_attraction": [2.0, 1.0, 0.5]},
+        {
+            "name": "bargain",
+            "arrival_rate": 2.0,
+            "base_attraction": [0.5, 0.8, 1.0],
+            "rec_attraction": [1.5, 1.6, 1.4],
+        },
+        {
+            "name": "premium",
+            "arrival_rate": 1.0,
+            "base_attraction": [1.0, 0.4, 0.2],
+            "rec_attraction": [2.0, 1.0, 0.5],
+        },
     ]
     return instance_from_dict({"name": "three", "horizon": 6, "product": prods, "segment": segs})
 
@@ -51,8 +81,12 @@ CASES: dict[str, Callable[[], Instance]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=sorted(CASES), action="append",
-                        help="case to time (repeatable; default: all)")
+    parser.add_argument(
+        "--case",
+        choices=sorted(CASES),
+        action="append",
+        help="case to time (repeatable; default: all)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is shown")
     args = parser.parse_args()
     print(f"cores visible: {os.cpu_count()}  (timings are wall seconds, noisy on a shared machine)")
@@ -68,8 +102,10 @@ def main() -> None:
             best_cpu = min(best_cpu, time.process_time() - c0)
         assert sol is not None
         slates = len(enumerate_slates(inst.n_products, inst.n_segments, inst.slate_size))
-        print(f"{name:<18}{sol.n_states:>10,}{slates:>8}{best:>9.2f}{best_cpu:>8.2f}"
-              f"{sol.value:>12.4f}  {sol.status}")
+        print(
+            f"{name:<18}{sol.n_states:>10,}{slates:>8}{best:>9.2f}{best_cpu:>8.2f}"
+            f"{sol.value:>12.4f}  {sol.status}"
+        )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def main() -> None:
 
     d = fluid_data(inst)
     arrays, t_asm = timed(lambda: assemble_fluid_lp(d))
-    print(f"size: {arrays.layout.n_rows} rows x {arrays.layout.n_cols} cols, "
-          f"{arrays.matrix.nnz} nonzeros")
+    print(
+        f"size: {arrays.layout.n_rows} rows x {arrays.layout.n_cols} cols, "
+        f"{arrays.matrix.nnz} nonzeros"
+    )
     model, t_build = timed(lambda: build_fluid_model(inst))
     print(f"{'numpy assembly of the matrices':48s} {t_asm:7.2f} s")
     print(f"{'Pyomo build_fluid_model':48s} {t_build:7.2f} s")
@@ -61,8 +63,10 @@ def main() -> None:
                 continue  # same solver underneath; the path cost is build + transfer
             sol, t = timed(lambda m=method, a=alg: solve_fluid(inst, method=m, algorithm=a))
             ref = sol.objective if ref is None else ref
-            print(f"{f'build+solve {method:5s} {alg:8s}':48s} {t:7.2f} s   "
-                  f"objective {sol.objective:,.4f} (diff {sol.objective - ref:+.2e})")
+            print(
+                f"{f'build+solve {method:5s} {alg:8s}':48s} {t:7.2f} s   "
+                f"objective {sol.objective:,.4f} (diff {sol.objective - ref:+.2e})"
+            )
 
     params = SimParams.from_instance(inst, dtype=torch.float64)
     policy, t_init = timed(lambda: MPCPolicy(params, seed=0))
@@ -74,8 +78,10 @@ def main() -> None:
         action, t = timed(lambda s=state: policy.act(s))
         decisions.append(t)
         state, _ = step(state, action, params, gen)
-    print(f"{'MPC decision (one state), median of ' + str(len(decisions)):48s} "
-          f"{statistics.median(decisions):7.3f} s   all: {np.round(decisions, 3).tolist()}")
+    print(
+        f"{'MPC decision (one state), median of ' + str(len(decisions)):48s} "
+        f"{statistics.median(decisions):7.3f} s   all: {np.round(decisions, 3).tolist()}"
+    )
 
 
 if __name__ == "__main__":

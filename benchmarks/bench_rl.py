@@ -47,12 +47,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rollout_sps = bench_rollout(args.instance, args.num_envs, args.device)
     print(f"{args.instance}: rollout only, {args.num_envs} envs: {rollout_sps:,.0f} env steps/s")
-    cfg = TrainConfig(iterations=args.iterations, num_envs=args.num_envs, device=args.device,
-                      warm_start="none", eval_every=0, tensorboard=False, threads=args.threads)
+    cfg = TrainConfig(
+        iterations=args.iterations,
+        num_envs=args.num_envs,
+        device=args.device,
+        warm_start="none",
+        eval_every=0,
+        tensorboard=False,
+        threads=args.threads,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         res = train(load_instance(args.instance), cfg, tmp, progress=False)
-    print(f"{args.instance}: training (rollout + PPO update), {args.num_envs} envs, "
-          f"{args.iterations} iterations: {res.steps_per_second:,.0f} env steps/s")
+    print(
+        f"{args.instance}: training (rollout + PPO update), {args.num_envs} envs, "
+        f"{args.iterations} iterations: {res.steps_per_second:,.0f} env steps/s"
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def main() -> None:
         if args.json:
             print(json.dumps(res))
         else:
-            print(f"N={n:>6} M={m:>5} K={k} B={b:>5} {args.device}: "
-                  f"{res['product_steps_per_s'] / 1e6:7.1f} M product-periods/s "
-                  f"({res['env_steps_per_s']:,.0f} env-periods/s)")
+            print(
+                f"N={n:>6} M={m:>5} K={k} B={b:>5} {args.device}: "
+                f"{res['product_steps_per_s'] / 1e6:7.1f} M product-periods/s "
+                f"({res['env_steps_per_s']:,.0f} env-periods/s)"
+            )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,14 @@ COLD_SMALL = replace(SMALL, warm_start="none", timescales="independent", informa
 
 def machine() -> dict[str, Any]:
     """Where and under which load the figures were measured."""
-    return {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any]:
@@ -71,26 +76,45 @@ def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any
     wall = time.perf_counter() - t0
     # the agents before any PPO update (after the warm start, if any) open the curve
     first = res.initial_eval
-    curve = [{"iteration": -1, "env_steps": int(first["env_steps"]), "eval_profit": first["mean"],
-              "eval_ci95": first["ci95"]}] if first else []
-    curve += [{"iteration": int(r["iteration"]), "env_steps": int(r["env_steps"]),
-               "eval_profit": r["eval_profit"], "eval_ci95": r["eval_ci95"]}
-              for r in res.history if "eval_profit" in r]
+    curve = (
+        [
+            {
+                "iteration": -1,
+                "env_steps": int(first["env_steps"]),
+                "eval_profit": first["mean"],
+                "eval_ci95": first["ci95"],
+            }
+        ]
+        if first
+        else []
+    )
+    curve += [
+        {
+            "iteration": int(r["iteration"]),
+            "env_steps": int(r["env_steps"]),
+            "eval_profit": r["eval_profit"],
+            "eval_ci95": r["eval_ci95"],
+        }
+        for r in res.history
+        if "eval_profit" in r
+    ]
     (out / "curve.json").write_text(json.dumps(curve))
     summary = {**res.as_dict(), "wall_seconds": wall, "config": config.to_dict()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return {**summary, "curve": curve, "reused": False}
 
 
-def evaluate_all(instance: str, policies: dict[str, Any], episodes: int, seed: int,
-                 batch_size: int) -> dict[str, Evaluation]:
+def evaluate_all(
+    instance: str, policies: dict[str, Any], episodes: int, seed: int, batch_size: int
+) -> dict[str, Evaluation]:
     """Every policy on the same demand stream (names or run directories)."""
     params = SimParams.from_instance(load_instance(instance), dtype=torch.float64)
     out = {}
     for name, spec in policies.items():
         if isinstance(spec, tuple):  # (run directory, deterministic, checkpoint file)
-            pol = load_policy(Path(spec[0]), params, deterministic=spec[1], seed=seed,
-                              checkpoint=spec[2])
+            pol = load_policy(
+                Path(spec[0]), params, deterministic=spec[1], seed=seed, checkpoint=spec[2]
+            )
         else:
             pol = spec
         out[name] = evaluate(params, pol, episodes, seed=seed, batch_size=batch_size)
@@ -100,8 +124,11 @@ def evaluate_all(instance: str, policies: dict[str, Any], episodes: int, seed: i
 def agent_specs(run_dir: str) -> dict[str, tuple[str, bool, str]]:
     """The run's selected agents (``best.pt``, chosen on the training evaluation stream, which
     differs from the final one) greedy and sampling, and its last agents (``final.pt``)."""
-    return {"rl greedy": (run_dir, True, "best.pt"), "rl sampling": (run_dir, False, "best.pt"),
-            "rl greedy (last iteration)": (run_dir, True, "final.pt")}
+    return {
+        "rl greedy": (run_dir, True, "best.pt"),
+        "rl sampling": (run_dir, False, "best.pt"),
+        "rl greedy (last iteration)": (run_dir, True, "final.pt"),
+    }
 
 
 def figures(evals: dict[str, Evaluation], against: list[str]) -> dict[str, Any]:
@@ -136,38 +163,74 @@ def print_table(title: str, fig: dict[str, Any]) -> None:
 def experiment_tiny(args: argparse.Namespace) -> dict[str, Any]:
     cfg = replace(TINY, seed=args.seed, threads=args.threads)
     run = run_training("tiny", cfg, args.out / f"tiny_warm_s{args.seed}")
-    evals = evaluate_all("tiny", {**agent_specs(run["out_dir"]),
-                                  "dp": "dp", "mpc": "mpc", "siloed": "siloed"},
-                         args.eval_episodes, args.eval_seed, args.batch_size)
+    evals = evaluate_all(
+        "tiny",
+        {**agent_specs(run["out_dir"]), "dp": "dp", "mpc": "mpc", "siloed": "siloed"},
+        args.eval_episodes,
+        args.eval_seed,
+        args.batch_size,
+    )
     fig = figures(evals, ["dp", "mpc", "siloed"])
-    fig["fraction_of_dp_optimum"] = {n: evals[n].mean / DP_OPTIMUM_TINY
-                                     for n in evals if n.startswith("rl")}
-    print_table(f"tiny (seed {args.seed}, {run['env_steps']} env steps, "
-                f"{run.get('wall_seconds', float('nan')):.0f} s)", fig)
-    print("  fraction of DP optimum 61.9692: "
-          + ", ".join(f"{n} {v:.4f}" for n, v in fig["fraction_of_dp_optimum"].items()))
-    return {"training": {k: v for k, v in run.items() if k != "curve"}, "curve": run["curve"],
-            **fig}
+    fig["fraction_of_dp_optimum"] = {
+        n: evals[n].mean / DP_OPTIMUM_TINY for n in evals if n.startswith("rl")
+    }
+    print_table(
+        f"tiny (seed {args.seed}, {run['env_steps']} env steps, "
+        f"{run.get('wall_seconds', float('nan')):.0f} s)",
+        fig,
+    )
+    print(
+        "  fraction of DP optimum 61.9692: "
+        + ", ".join(f"{n} {v:.4f}" for n, v in fig["fraction_of_dp_optimum"].items())
+    )
+    return {
+        "training": {k: v for k, v in run.items() if k != "curve"},
+        "curve": run["curve"],
+        **fig,
+    }
 
 
 def experiment_small(args: argparse.Namespace) -> dict[str, Any]:
-    warm = run_training("small", replace(SMALL, seed=args.seed, threads=args.threads),
-                        args.out / f"small_warm_s{args.seed}")
-    cold_cfg = replace(COLD_SMALL, seed=args.seed, threads=args.threads,
-                       iterations=SMALL.iterations
-                       + -(-warm["warm_start"]["env_steps"] // (SMALL.num_envs * 26)))
+    warm = run_training(
+        "small",
+        replace(SMALL, seed=args.seed, threads=args.threads),
+        args.out / f"small_warm_s{args.seed}",
+    )
+    cold_cfg = replace(
+        COLD_SMALL,
+        seed=args.seed,
+        threads=args.threads,
+        iterations=SMALL.iterations + -(-warm["warm_start"]["env_steps"] // (SMALL.num_envs * 26)),
+    )
     cold = run_training("small", cold_cfg, args.out / f"small_indep_cold_s{args.seed}")
-    evals = evaluate_all("small", {**agent_specs(warm["out_dir"]),
-                                   "independent (cold, siloed)": (cold["out_dir"], True, None),
-                                   "mpc": "mpc", "fluid": "fluid", "siloed": "siloed"},
-                         args.eval_episodes, args.eval_seed, args.batch_size)
+    evals = evaluate_all(
+        "small",
+        {
+            **agent_specs(warm["out_dir"]),
+            "independent (cold, siloed)": (cold["out_dir"], True, None),
+            "mpc": "mpc",
+            "fluid": "fluid",
+            "siloed": "siloed",
+        },
+        args.eval_episodes,
+        args.eval_seed,
+        args.batch_size,
+    )
     fig = figures(evals, ["mpc", "siloed", "independent (cold, siloed)", "fluid"])
-    print_table(f"small (seed {args.seed}; warm {warm['env_steps']} env steps, "
-                f"{warm.get('wall_seconds', float('nan')):.0f} s; cold independent "
-                f"{cold['env_steps']} env steps)", fig)
-    return {"training": {"warm": {k: v for k, v in warm.items() if k != "curve"},
-                         "independent_cold": {k: v for k, v in cold.items() if k != "curve"}},
-            "curves": {"warm": warm["curve"], "independent_cold": cold["curve"]}, **fig}
+    print_table(
+        f"small (seed {args.seed}; warm {warm['env_steps']} env steps, "
+        f"{warm.get('wall_seconds', float('nan')):.0f} s; cold independent "
+        f"{cold['env_steps']} env steps)",
+        fig,
+    )
+    return {
+        "training": {
+            "warm": {k: v for k, v in warm.items() if k != "curve"},
+            "independent_cold": {k: v for k, v in cold.items() if k != "curve"},
+        },
+        "curves": {"warm": warm["curve"], "independent_cold": cold["curve"]},
+        **fig,
+    }
 
 
 def experiment_speedup(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,20 +241,26 @@ def experiment_speedup(args: argparse.Namespace) -> dict[str, Any]:
     base = replace(base, seed=args.seed, threads=args.threads)
     warm = run_training(args.instance, base, args.out / f"{args.instance}_{tag}_s{args.seed}")
     cold_cfg = replace(base, warm_start="none", iterations=args.cold_iterations)
-    cold = run_training(args.instance, cold_cfg,
-                        args.out / f"{args.instance}_{tag.replace('warm', 'cold')}_s{args.seed}")
-    out: dict[str, Any] = {"curves": {"warm": warm["curve"], "cold": cold["curve"]},
-                           "budgets": {"warm": warm["env_steps"], "cold": cold["env_steps"]},
-                           "train_wall_seconds": {"warm": warm.get("wall_seconds"),
-                                            "cold": cold.get("wall_seconds")}}
+    cold = run_training(
+        args.instance,
+        cold_cfg,
+        args.out / f"{args.instance}_{tag.replace('warm', 'cold')}_s{args.seed}",
+    )
+    out: dict[str, Any] = {
+        "curves": {"warm": warm["curve"], "cold": cold["curve"]},
+        "budgets": {"warm": warm["env_steps"], "cold": cold["env_steps"]},
+        "train_wall_seconds": {"warm": warm.get("wall_seconds"), "cold": cold.get("wall_seconds")},
+    }
     # 95% of each run's own final profit, and 95% of the better of the two final profits
     finals = {k: r["final_eval"]["mean"] for k, r in (("warm", warm), ("cold", cold))}
     common = 0.95 * max(finals.values())
     steps: dict[str, dict[str, Any]] = {}
     for k, r in (("warm", warm), ("cold", cold)):
-        steps[k] = {"own_final": finals[k],
-                    "steps_to_95pct_own_final": steps_to_fraction(r["curve"], 0.95 * finals[k]),
-                    "steps_to_95pct_best_final": steps_to_fraction(r["curve"], common)}
+        steps[k] = {
+            "own_final": finals[k],
+            "steps_to_95pct_own_final": steps_to_fraction(r["curve"], 0.95 * finals[k]),
+            "steps_to_95pct_best_final": steps_to_fraction(r["curve"], common),
+        }
     out["steps"] = steps
     for key in ("steps_to_95pct_own_final", "steps_to_95pct_best_final"):
         w, c = steps["warm"][key], steps["cold"][key]
@@ -199,35 +268,54 @@ def experiment_speedup(args: argparse.Namespace) -> dict[str, Any]:
         out[f"ratio_{key}"] = (c / w if c else f">= {cold['env_steps'] / w:.1f}") if w else None
     print(f"\n== speedup on {args.instance} (seed {args.seed}; env steps include the warm start)")
     for k, v in steps.items():
-        print(f"  {k:5s} final {v['own_final']:.3f}; steps to 95% own final "
-              f"{v['steps_to_95pct_own_final']}, to 95% of best final {v['steps_to_95pct_best_final']}")
-    print(f"  cold/warm ratio: own {out['ratio_steps_to_95pct_own_final']}, "
-          f"best {out['ratio_steps_to_95pct_best_final']}")
+        print(
+            f"  {k:5s} final {v['own_final']:.3f}; steps to 95% own final "
+            f"{v['steps_to_95pct_own_final']}, to 95% of best final {v['steps_to_95pct_best_final']}"
+        )
+    print(
+        f"  cold/warm ratio: own {out['ratio_steps_to_95pct_own_final']}, "
+        f"best {out['ratio_steps_to_95pct_best_final']}"
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("experiment", choices=["tiny", "small", "speedup"])
     ap.add_argument("--out", type=Path, default=Path("results/rl"))
     ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-episodes", type=int, default=2000)
-    ap.add_argument("--eval-seed", type=int, default=777, help="demand stream of the final evaluations")
-    ap.add_argument("--batch-size", type=int, default=250, help="evaluation batch size (same for all)")
+    ap.add_argument(
+        "--eval-seed", type=int, default=777, help="demand stream of the final evaluations"
+    )
+    ap.add_argument(
+        "--batch-size", type=int, default=250, help="evaluation batch size (same for all)"
+    )
     ap.add_argument("--instance", default="tiny", help="speedup: the instance")
-    ap.add_argument("--eval-every", type=int, default=0,
-                    help="speedup: evaluation period (0: the experiment's own)")
+    ap.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="speedup: evaluation period (0: the experiment's own)",
+    )
     ap.add_argument("--cold-iterations", type=int, default=300, help="speedup: cold budget")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = {"experiment": args.experiment, "args": {k: str(v) for k, v in vars(args).items()},
-              "machine_before": machine()}
-    result.update({"tiny": experiment_tiny, "small": experiment_small,
-                   "speedup": experiment_speedup}[args.experiment](args))
+    result = {
+        "experiment": args.experiment,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "machine_before": machine(),
+    }
+    result.update(
+        {"tiny": experiment_tiny, "small": experiment_small, "speedup": experiment_speedup}[
+            args.experiment
+        ](args)
+    )
     result["machine_after"] = machine()
     result["wall_seconds"] = time.perf_counter() - t0
     name = args.experiment + (f"_{args.instance}" if args.experiment == "speedup" else "")

@@ -36,27 +36,45 @@ METHOD_LABELS = {
 }
 
 
-def train_agents(inst: Instance, method: str, seed: int, iterations: int, workdir: Path,
-                 **overrides: Any) -> tuple[Path, dict[str, Any]]:
+def train_agents(
+    inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
+) -> tuple[Path, dict[str, Any]]:
     """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary."""
     from coordopt.rl.config import TrainConfig
     from coordopt.rl.ppo import train
 
     timescales, information, warm = RL_METHODS[method]
     config = TrainConfig(
-        iterations=iterations, seed=seed, timescales=timescales, information=information,
-        warm_start="auto" if warm else "none", tensorboard=False, threads=1,
+        iterations=iterations,
+        seed=seed,
+        timescales=timescales,
+        information=information,
+        warm_start="auto" if warm else "none",
+        tensorboard=False,
+        threads=1,
         **overrides,
     )
     run = workdir / method
     resume = (run / "checkpoint.pt").exists()
     result = train(inst, config, run, resume=resume, progress=False)
-    return run, {"iterations": result.iterations, "env_steps": result.env_steps,
-                 "train_seconds": result.seconds, "steps_per_second": result.steps_per_second}
+    return run, {
+        "iterations": result.iterations,
+        "env_steps": result.env_steps,
+        "train_seconds": result.seconds,
+        "steps_per_second": result.steps_per_second,
+    }
 
 
-def evaluate_method(inst: Instance, method: str, seed: int, episodes: int, eval_seed: int,
-                    workdir: Path, iterations: int = 0, **train_overrides: Any) -> dict[str, Any]:
+def evaluate_method(
+    inst: Instance,
+    method: str,
+    seed: int,
+    episodes: int,
+    eval_seed: int,
+    workdir: Path,
+    iterations: int = 0,
+    **train_overrides: Any,
+) -> dict[str, Any]:
     """Mean profit (95% CI) of one method on the common evaluation stream ``eval_seed``."""
     params = SimParams.from_instance(inst, dtype=torch.float64)
     info: dict[str, Any] = {}
@@ -68,8 +86,13 @@ def evaluate_method(inst: Instance, method: str, seed: int, episodes: int, eval_
     else:
         policy = make_policy(method, params)
     ev: Evaluation = evaluate(params, policy, episodes=episodes, seed=eval_seed)
-    return {"mean": ev.mean, "ci95": ev.ci95, "fill_rate": float(ev.fill_rate.mean()),
-            "profits": ev.profit.tolist(), **info}
+    return {
+        "mean": ev.mean,
+        "ci95": ev.ci95,
+        "fill_rate": float(ev.fill_rate.mean()),
+        "profits": ev.profit.tolist(),
+        **info,
+    }
 
 
 def paired_ci(a: list[float], b: list[float]) -> tuple[float, float]:

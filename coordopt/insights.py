@@ -31,24 +31,40 @@ from coordopt.io import atomic_write
 # name -> (expected sign, one-line meaning, unit)
 PATTERNS: dict[str, tuple[str, str, str]] = {
     "intensity_cover_corr": (
-        ">0", "across products, recommendation intensity rises with stock cover "
-        "(push what you have)", "correlation"),
+        ">0",
+        "across products, recommendation intensity rises with stock cover (push what you have)",
+        "correlation",
+    ),
     "intensity_orders_corr": (
-        ">0", "across products, intensity when an order arrives rises with the order's "
-        "size in periods of demand (order what you will promote)", "correlation"),
+        ">0",
+        "across products, intensity when an order arrives rises with the order's "
+        "size in periods of demand (order what you will promote)",
+        "correlation",
+    ),
     "post_arrival_lift": (
-        ">0", "intensity in the 2 periods from a large arrival minus the 2 periods before",
-        "intensity"),
+        ">0",
+        "intensity in the 2 periods from a large arrival minus the 2 periods before",
+        "intensity",
+    ),
     "end_cover_vs_siloed": (
-        ">0", "in the run-down (last periods), intensity-weighted stock cover divided by the "
+        ">0",
+        "in the run-down (last periods), intensity-weighted stock cover divided by the "
         "plain mean cover (>1: recommendations sit on stocked products), minus the siloed "
-        "firm's ratio", "ratio"),
+        "firm's ratio",
+        "ratio",
+    ),
     "end_order_drop": (
-        ">0", "1 - (orders per period in the last L_max+1 periods / orders per period overall):"
-        " orders fall toward the horizon", "fraction"),
+        ">0",
+        "1 - (orders per period in the last L_max+1 periods / orders per period overall):"
+        " orders fall toward the horizon",
+        "fraction",
+    ),
     "substitute_excess": (
-        ">0", "share of the intensity a scarce product loses that goes to its closest "
-        "substitutes, minus the share they would get at random", "share"),
+        ">0",
+        "share of the intensity a scarce product loses that goes to its closest "
+        "substitutes, minus the share they would get at random",
+        "share",
+    ),
 }
 
 
@@ -86,11 +102,22 @@ class InsightData:
 
     def take(self, episodes: np.ndarray) -> InsightData:
         """The same source restricted to (or resampled at) ``episodes``."""
+
         def sl(a: np.ndarray) -> np.ndarray:
             return a[:, episodes]
-        return InsightData(self.source, sl(self.intensity), sl(self.available), sl(self.orders),
-                           sl(self.arrivals), self.base_demand, self.weights, self.lead_time,
-                           self.similarity, self.simulated)
+
+        return InsightData(
+            self.source,
+            sl(self.intensity),
+            sl(self.available),
+            sl(self.orders),
+            sl(self.arrivals),
+            self.base_demand,
+            self.weights,
+            self.lead_time,
+            self.similarity,
+            self.simulated,
+        )
 
 
 def product_similarity(inst: Instance) -> np.ndarray:
@@ -108,8 +135,12 @@ def product_similarity(inst: Instance) -> np.ndarray:
 
 def _common(inst: Instance) -> dict[str, Any]:
     empty = np.full((inst.n_segments, 1), -1, dtype=np.int64)
-    return {"base_demand": expected_demand(inst, empty), "weights": inst.arrival_rate,
-            "lead_time": inst.lead_time.astype(int), "similarity": product_similarity(inst)}
+    return {
+        "base_demand": expected_demand(inst, empty),
+        "weights": inst.arrival_rate,
+        "lead_time": inst.lead_time.astype(int),
+        "similarity": product_similarity(inst),
+    }
 
 
 def from_plan(inst: Instance, plan: Any, source: str = "fluid") -> InsightData:
@@ -126,8 +157,15 @@ def from_plan(inst: Instance, plan: Any, source: str = "fluid") -> InsightData:
         if lt < t_n:
             arrivals[lt:, i] = orders[: t_n - lt, i]
     start = np.vstack([inst.initial_inventory[None].astype(float), inv[:-1]])
-    return InsightData(source, rec[:, None], (start + arrivals)[:, None], orders[:, None],
-                       arrivals[:, None], simulated=False, **_common(inst))
+    return InsightData(
+        source,
+        rec[:, None],
+        (start + arrivals)[:, None],
+        orders[:, None],
+        arrivals[:, None],
+        simulated=False,
+        **_common(inst),
+    )
 
 
 def from_trajectory(inst: Instance, traj: Any, source: str) -> InsightData:
@@ -140,13 +178,20 @@ def from_trajectory(inst: Instance, traj: Any, source: str) -> InsightData:
     idx = np.where(slates >= 0, slates, n)
     np.put_along_axis(rec, idx, 1.0, axis=3)
     arrivals = np.asarray(traj.available) - np.asarray(traj.on_hand)
-    return InsightData(source, rec[..., :n], np.asarray(traj.available, dtype=float),
-                       np.asarray(traj.orders, dtype=float), np.maximum(arrivals, 0.0),
-                       simulated=True, **_common(inst))
+    return InsightData(
+        source,
+        rec[..., :n],
+        np.asarray(traj.available, dtype=float),
+        np.asarray(traj.orders, dtype=float),
+        np.maximum(arrivals, 0.0),
+        simulated=True,
+        **_common(inst),
+    )
 
 
-def simulate(inst: Instance, policy: str, episodes: int = 64, seed: int = 0,
-             **options: Any) -> InsightData:
+def simulate(
+    inst: Instance, policy: str, episodes: int = 64, seed: int = 0, **options: Any
+) -> InsightData:
     """Simulate ``policy`` (a registered name or a trained agent's directory) and record it."""
     import torch
 
@@ -229,8 +274,8 @@ def post_arrival_lift(d: InsightData, window: int = 2) -> float:
         for t in range(window, t_n - window + 1):
             hit = a[t, :, i] >= max(cut, 1e-9)
             if hit.any():
-                after = r[t:t + window, hit, i].mean(axis=0)
-                before = r[t - window:t, hit, i].mean(axis=0)
+                after = r[t : t + window, hit, i].mean(axis=0)
+                before = r[t - window : t, hit, i].mean(axis=0)
                 diffs.append(after - before)
     return float(np.concatenate(diffs).mean()) if diffs else math.nan
 
@@ -243,11 +288,15 @@ def end_weighted_cover(d: InsightData, tail: int | None = None) -> float:
     r, c = d.product_intensity, d.cover
     t_n = r.shape[0]
     tail = tail or max(2, t_n // 6)
-    rr, cc = r[t_n - tail:], c[t_n - tail:]
+    rr, cc = r[t_n - tail :], c[t_n - tail :]
     tot = rr.sum(axis=2)
     plain = cc.mean(axis=2)
-    w = np.divide((rr * cc).sum(axis=2), tot * plain, out=np.full_like(tot, np.nan),
-                  where=(tot > 1e-12) & (plain > 1e-12))
+    w = np.divide(
+        (rr * cc).sum(axis=2),
+        tot * plain,
+        out=np.full_like(tot, np.nan),
+        where=(tot > 1e-12) & (plain > 1e-12),
+    )
     return float(np.nanmean(w)) if np.isfinite(w).any() else math.nan
 
 
@@ -261,8 +310,9 @@ def end_order_drop(d: InsightData) -> float:
     return float(1.0 - q[-last:].mean() / overall)
 
 
-def substitute_excess(d: InsightData, n_substitutes: int = 3, scarce_cover: float = 1.0
-                      ) -> tuple[float, float]:
+def substitute_excess(
+    d: InsightData, n_substitutes: int = 3, scarce_cover: float = 1.0
+) -> tuple[float, float]:
     """Where a scarce product's recommendations go.
 
     An event is (t, e, j) with cover below ``scarce_cover`` periods while j's usual
@@ -302,8 +352,9 @@ def _point_metrics(d: InsightData, base_end_cover: float | None) -> dict[str, fl
         "intensity_cover_corr": intensity_cover_corr(d),
         "intensity_orders_corr": intensity_orders_corr(d),
         "post_arrival_lift": post_arrival_lift(d),
-        "end_cover_vs_siloed": (end_cover - base_end_cover
-                                if base_end_cover is not None else math.nan),
+        "end_cover_vs_siloed": (
+            end_cover - base_end_cover if base_end_cover is not None else math.nan
+        ),
         "end_order_drop": end_order_drop(d),
         "substitute_excess": excess,
         "_end_cover": end_cover,
@@ -311,8 +362,9 @@ def _point_metrics(d: InsightData, base_end_cover: float | None) -> dict[str, fl
     }
 
 
-def insight_metrics(data: InsightData, *, baseline: InsightData | None = None,
-                    n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+def insight_metrics(
+    data: InsightData, *, baseline: InsightData | None = None, n_boot: int = 200, seed: int = 0
+) -> dict[str, Any]:
     """Every pattern of :data:`PATTERNS` measured on ``data``.
 
     ``baseline`` is the siloed firm (simulated), needed for ``end_cover_vs_siloed``. For
@@ -344,16 +396,27 @@ def insight_metrics(data: InsightData, *, baseline: InsightData | None = None,
     metrics = {}
     for k, (sign, meaning, unit) in PATTERNS.items():
         value = point[k]
-        metrics[k] = {"value": value, "expected": sign, "ci": cis[k],
-                      "sign_ok": None if not math.isfinite(value) else bool(value > 0),
-                      "meaning": meaning, "unit": unit}
-    return {"source": data.source, "episodes": int(data.intensity.shape[1]),
-            "simulated": data.simulated, "metrics": metrics,
-            "end_cover": point["_end_cover"], "substitute_share": point["_substitute_share"]}
+        metrics[k] = {
+            "value": value,
+            "expected": sign,
+            "ci": cis[k],
+            "sign_ok": None if not math.isfinite(value) else bool(value > 0),
+            "meaning": meaning,
+            "unit": unit,
+        }
+    return {
+        "source": data.source,
+        "episodes": int(data.intensity.shape[1]),
+        "simulated": data.simulated,
+        "metrics": metrics,
+        "end_cover": point["_end_cover"],
+        "substitute_share": point["_substitute_share"],
+    }
 
 
-def alignment_score(policy_traj: Any, reference: Any, inst: Instance | None = None
-                    ) -> dict[str, float]:
+def alignment_score(
+    policy_traj: Any, reference: Any, inst: Instance | None = None
+) -> dict[str, float]:
     """How closely a policy's recommendations and orders follow a reference's (the optimiser).
 
     Both sides may be :class:`InsightData`; ``policy_traj`` may be a recorded
@@ -362,6 +425,7 @@ def alignment_score(policy_traj: Any, reference: Any, inst: Instance | None = No
     difference, the correlation of mean orders ``(T,N)`` and their relative L1 distance
     ``sum |q - q_ref| / sum q_ref``.
     """
+
     def as_data(obj: Any, source: str, plan: bool) -> InsightData:
         if isinstance(obj, InsightData):
             return obj
@@ -371,7 +435,10 @@ def alignment_score(policy_traj: Any, reference: Any, inst: Instance | None = No
 
     p = as_data(policy_traj, "policy", plan=False)
     r = as_data(reference, "reference", plan=True)
-    if p.intensity.shape[0] != r.intensity.shape[0] or p.intensity.shape[2:] != r.intensity.shape[2:]:
+    if (
+        p.intensity.shape[0] != r.intensity.shape[0]
+        or p.intensity.shape[2:] != r.intensity.shape[2:]
+    ):
         raise ValueError("policy and reference have different horizons, segments or products")
     ip, ir = p.intensity.mean(axis=1), r.intensity.mean(axis=1)
     qp, qr = p.orders.mean(axis=1), r.orders.mean(axis=1)
@@ -390,16 +457,24 @@ def confirmations(result: dict[str, Any], optimal: dict[str, Any]) -> dict[str, 
     for k in PATTERNS:
         a = result["metrics"][k]["sign_ok"]
         b = optimal["metrics"][k]["sign_ok"]
-        out[k] = {"measured": a, "optimal": b, "optimal_confirms_expected": b,
-                  "agrees_with_optimal": None if a is None or b is None else a == b}
+        out[k] = {
+            "measured": a,
+            "optimal": b,
+            "optimal_confirms_expected": b,
+            "agrees_with_optimal": None if a is None or b is None else a == b,
+        }
     return out
 
 
 # --------------------------------------------------------------------------- output
 
 
-def plot_insights(inst: Instance, sources: Sequence[InsightData],
-                  results: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+def plot_insights(
+    inst: Instance,
+    sources: Sequence[InsightData],
+    results: Sequence[dict[str, Any]],
+    out_dir: str | Path,
+) -> list[Path]:
     """Draw the insights into ``out_dir`` (PNG, Agg backend) and return the files:
 
     ``intensity_vs_cover.png`` (per product, time-averaged, one panel per source),
@@ -438,8 +513,7 @@ def plot_insights(inst: Instance, sources: Sequence[InsightData],
     c = d.cover.mean(axis=1)
     a = d.arrivals.mean(axis=1) / np.maximum(d.base_demand, 1e-9)
     top = np.argsort(-d.base_demand)[:4]
-    fig, axes = plt.subplots(len(top), 1, figsize=(8, 2.2 * len(top)), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(top), 1, figsize=(8, 2.2 * len(top)), sharex=True, squeeze=False)
     periods = np.arange(1, r.shape[0] + 1)
     for ax, i in zip(axes[:, 0], top, strict=True):
         ax.bar(periods, a[:, i], color="tab:gray", alpha=0.4, label="arrivals (periods of demand)")
@@ -462,12 +536,23 @@ def plot_insights(inst: Instance, sources: Sequence[InsightData],
     width = 0.8 / max(len(results), 1)
     for j, res in enumerate(results):
         vals = [res["metrics"][k]["value"] for k in names]
-        err = np.array([[0.0, 0.0] if res["metrics"][k]["ci"] is None or not math.isfinite(v)
-                        else [v - res["metrics"][k]["ci"][0], res["metrics"][k]["ci"][1] - v]
-                        for k, v in zip(names, vals, strict=True)]).T
+        err = np.array(
+            [
+                [0.0, 0.0]
+                if res["metrics"][k]["ci"] is None or not math.isfinite(v)
+                else [v - res["metrics"][k]["ci"][0], res["metrics"][k]["ci"][1] - v]
+                for k, v in zip(names, vals, strict=True)
+            ]
+        ).T
         xs = np.arange(len(names)) + j * width
-        ax.bar(xs, np.nan_to_num(np.array(vals, dtype=float)), width, yerr=err, capsize=3,
-               label=res["source"])
+        ax.bar(
+            xs,
+            np.nan_to_num(np.array(vals, dtype=float)),
+            width,
+            yerr=err,
+            capsize=3,
+            label=res["source"],
+        )
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(np.arange(len(names)) + width * (len(results) - 1) / 2)
     ax.set_xticklabels([n.replace("_", "\n") for n in names], fontsize=8)
@@ -478,11 +563,14 @@ def plot_insights(inst: Instance, sources: Sequence[InsightData],
     return files
 
 
-def markdown_summary(inst: Instance, results: Sequence[dict[str, Any]],
-                     confirm: dict[str, Any] | None, alignment: dict[str, float] | None) -> str:
+def markdown_summary(
+    inst: Instance,
+    results: Sequence[dict[str, Any]],
+    confirm: dict[str, Any] | None,
+    alignment: dict[str, float] | None,
+) -> str:
     """A Markdown report of the metrics of every source and the optimum's confirmations."""
-    lines = [f"# Synchronised-adjustment insights: {inst.name}", "",
-             inst.summary(), ""]
+    lines = [f"# Synchronised-adjustment insights: {inst.name}", "", inst.summary(), ""]
     head = "| pattern | expected | " + " | ".join(r["source"] for r in results) + " |"
     lines += [head, "|" + "---|" * (2 + len(results))]
 
@@ -496,8 +584,9 @@ def markdown_summary(inst: Instance, results: Sequence[dict[str, Any]],
         return s
 
     for k, (sign, _, _) in PATTERNS.items():
-        lines.append(f"| {k} | {sign} | " + " | ".join(cell(r["metrics"][k]) for r in results)
-                     + " |")
+        lines.append(
+            f"| {k} | {sign} | " + " | ".join(cell(r["metrics"][k]) for r in results) + " |"
+        )
     lines += ["", "## Patterns", ""]
     lines += [f"- **{k}** ({unit}): {meaning}" for k, (_, meaning, unit) in PATTERNS.items()]
     if confirm is not None:
@@ -505,8 +594,10 @@ def markdown_summary(inst: Instance, results: Sequence[dict[str, Any]],
         for k, c in confirm.items():
             verdict = {True: "yes", False: "no", None: "undefined"}[c["optimal"]]
             agree = {True: "agrees", False: "disagrees", None: "n/a"}[c["agrees_with_optimal"]]
-            lines.append(f"- {k}: optimum's sign matches the expected one: {verdict}; "
-                         f"measured source {agree} with the optimum")
+            lines.append(
+                f"- {k}: optimum's sign matches the expected one: {verdict}; "
+                f"measured source {agree} with the optimum"
+            )
     if alignment is not None:
         lines += ["", "## Alignment with the fluid optimum", ""]
         lines += [f"- {k}: {v:.4f}" for k, v in alignment.items()]

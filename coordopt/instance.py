@@ -492,7 +492,9 @@ def save_instance(inst: Instance, path: str | Path) -> Path:
         )
         arrays["product_names"] = np.array(inst.product_names)
         arrays["segment_names"] = np.array(inst.segment_names)
-        np.savez_compressed(buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez_compressed(
+            buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()}
+        )
         atomic_write_bytes(path, buf.getvalue())
     elif path.suffix == ".toml":
         atomic_write_bytes(path, tomli_w.dumps(instance_to_dict(inst)).encode())

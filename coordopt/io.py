@@ -17,7 +17,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp"
+    )
     os.close(fd)
     try:
         write(Path(tmp))
@@ -42,6 +44,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 130) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+        return atomic_write(
+            path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        )
     finally:
         plt.close(fig)

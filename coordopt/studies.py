@@ -55,7 +55,11 @@ def _module(name: str) -> Any:
 
 def load_config(name: str, quick: bool) -> dict[str, Any]:
     """The study's ``[quick]`` or ``[full]`` grid from its ``config.toml``."""
-    path = Path(importlib.import_module(STUDIES_PACKAGE).__path__[0]) / name.replace("-", "_") / "config.toml"
+    path = (
+        Path(importlib.import_module(STUDIES_PACKAGE).__path__[0])
+        / name.replace("-", "_")
+        / "config.toml"
+    )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -69,7 +73,9 @@ def load_config(name: str, quick: bool) -> dict[str, Any]:
 def cell_key(params: dict[str, Any]) -> str:
     """A readable, stable file name for a cell."""
     text = json.dumps(params, sort_keys=True)
-    label = "_".join(f"{k}-{v}" for k, v in sorted(params.items()) if isinstance(v, (str, int, float)))
+    label = "_".join(
+        f"{k}-{v}" for k, v in sorted(params.items()) if isinstance(v, (str, int, float))
+    )
     label = "".join(c if c.isalnum() or c in "-_." else "-" for c in label)[:80]
     return f"{label}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
@@ -84,31 +90,44 @@ def _run_cell(module_name: str, params: dict[str, Any], workdir: str) -> dict[st
     try:
         out = module.run_cell(params, Path(workdir))
     except Exception as exc:
-        raise CellFailed(f"cell {cell_key(params)} ({json.dumps(params)}) failed: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise CellFailed(
+            f"cell {cell_key(params)} ({json.dumps(params)}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
     return {"params": params, "result": out, "seconds": time.perf_counter() - t0}
 
 
-def _run_serial(module_name: str, todo: list[tuple[dict[str, Any], str]],
-                done: Callable[[dict[str, Any]], None]) -> None:
+def _run_serial(
+    module_name: str, todo: list[tuple[dict[str, Any], str]], done: Callable[[dict[str, Any]], None]
+) -> None:
     for params, workdir in todo:
         done(_run_cell(module_name, params, workdir))
 
 
-def _run_pool(module_name: str, todo: list[tuple[dict[str, Any], str]],
-              done: Callable[[dict[str, Any]], None], workers: int) -> None:
+def _run_pool(
+    module_name: str,
+    todo: list[tuple[dict[str, Any], str]],
+    done: Callable[[dict[str, Any]], None],
+    workers: int,
+) -> None:
     import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        pending: set[Future[dict[str, Any]]] = {pool.submit(_run_cell, module_name, p, w) for p, w in todo}
+        pending: set[Future[dict[str, Any]]] = {
+            pool.submit(_run_cell, module_name, p, w) for p, w in todo
+        }
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
                 done(fut.result())
 
 
-def _run_ray(module_name: str, todo: list[tuple[dict[str, Any], str]],
-             done: Callable[[dict[str, Any]], None], workers: int, address: str | None) -> None:
+def _run_ray(
+    module_name: str,
+    todo: list[tuple[dict[str, Any], str]],
+    done: Callable[[dict[str, Any]], None],
+    workers: int,
+    address: str | None,
+) -> None:
     try:
         import ray
     except ImportError:
@@ -132,8 +151,16 @@ def _run_ray(module_name: str, todo: list[tuple[dict[str, Any], str]],
             ray.shutdown()
 
 
-def run_study(name: str, out: Path, quick: bool = False, backend: str = "process", workers: int | None = None,
-              address: str | None = None, progress: bool = True, only: Iterable[str] = ()) -> Path:
+def run_study(
+    name: str,
+    out: Path,
+    quick: bool = False,
+    backend: str = "process",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    only: Iterable[str] = (),
+) -> Path:
     """Run (or resume) study ``name`` into ``out`` and write its report; returns the report path."""
     module = _module(name)
     config = load_config(name, quick)
@@ -154,8 +181,14 @@ def run_study(name: str, out: Path, quick: bool = False, backend: str = "process
                 path.unlink()  # a foreign partial file: recompute the cell
         todo.append((params, str((out / "work" / key).resolve())))
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=f"study {name}", unit="cell",
-               disable=not progress, delay=0.5)
+    bar = tqdm(
+        total=len(grid),
+        initial=len(grid) - len(todo),
+        desc=f"study {name}",
+        unit="cell",
+        disable=not progress,
+        delay=0.5,
+    )
 
     def done(rec: dict[str, Any]) -> None:
         key = cell_key(rec["params"])
@@ -178,8 +211,18 @@ def run_study(name: str, out: Path, quick: bool = False, backend: str = "process
         bar.close()
     ordered = [results[cell_key(p)] for p in grid]
     report = module.report(ordered, config, out)
-    atomic_write_text(out / "manifest.json", json.dumps({
-        "study": name, "quick": quick, "cells": len(grid), "backend": backend,
-        "cell_seconds": sum(r["seconds"] for r in ordered), "report": str(Path(report).name),
-    }, indent=1))
+    atomic_write_text(
+        out / "manifest.json",
+        json.dumps(
+            {
+                "study": name,
+                "quick": quick,
+                "cells": len(grid),
+                "backend": backend,
+                "cell_seconds": sum(r["seconds"] for r in ordered),
+                "report": str(Path(report).name),
+            },
+            indent=1,
+        ),
+    )
     return Path(report)

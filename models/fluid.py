@@ -107,9 +107,14 @@ def max_demand_rate(inst: Instance) -> np.ndarray:
     return (inst.arrival_rate[:, None] * w / (inst.no_purchase[:, None] + w)).sum(axis=0)
 
 
-def fluid_data(inst: Instance, *, variant: str | FluidVariant = FluidVariant.COORDINATED,
-               start: FluidStart | None = None, integer_orders: bool = False,
-               integer_quantities: bool = False) -> FluidData:
+def fluid_data(
+    inst: Instance,
+    *,
+    variant: str | FluidVariant = FluidVariant.COORDINATED,
+    start: FluidStart | None = None,
+    integer_orders: bool = False,
+    integer_quantities: bool = False,
+) -> FluidData:
     """Collect the arrays of the fluid program from ``inst`` (and a mid-horizon ``start``).
 
     The big-M of an order placed in local period t is ``max_order`` when finite, else the
@@ -135,8 +140,11 @@ def fluid_data(inst: Instance, *, variant: str | FluidVariant = FluidVariant.COO
     arrivals[:cols] = pipeline[:, :cols].T
     periods = np.arange(h)
     remaining = np.clip(h - periods[:, None] - inst.lead_time[None, :], 0, None)
-    big_m = np.where(np.isfinite(inst.max_order)[None, :], inst.max_order[None, :],
-                     max_demand_rate(inst)[None, :] * remaining)
+    big_m = np.where(
+        np.isfinite(inst.max_order)[None, :],
+        inst.max_order[None, :],
+        max_demand_rate(inst)[None, :] * remaining,
+    )
     slate_mask = None
     if variant is FluidVariant.SILOED_SLATES:
         slates, _ = best_revenue_slates(inst)
@@ -144,18 +152,34 @@ def fluid_data(inst: Instance, *, variant: str | FluidVariant = FluidVariant.COO
         for k, row in enumerate(slates):
             slate_mask[k, row[row >= 0]] = True
     return FluidData(
-        variant=variant, t0=t0, horizon=h, n_products=n, n_segments=inst.n_segments,
-        slate_size=inst.effective_slate_size, hidden=inst.stockout is Stockout.HIDDEN,
-        price=inst.price, unit_cost=inst.unit_cost, holding_cost=inst.holding_cost,
-        lost_sale_penalty=inst.lost_sale_penalty, salvage_value=inst.salvage_value,
-        fixed_order_cost=inst.fixed_order_cost, max_order=inst.max_order,
-        lead_time=inst.lead_time.astype(int), on_hand=on_hand, arrivals=arrivals,
+        variant=variant,
+        t0=t0,
+        horizon=h,
+        n_products=n,
+        n_segments=inst.n_segments,
+        slate_size=inst.effective_slate_size,
+        hidden=inst.stockout is Stockout.HIDDEN,
+        price=inst.price,
+        unit_cost=inst.unit_cost,
+        holding_cost=inst.holding_cost,
+        lost_sale_penalty=inst.lost_sale_penalty,
+        salvage_value=inst.salvage_value,
+        fixed_order_cost=inst.fixed_order_cost,
+        max_order=inst.max_order,
+        lead_time=inst.lead_time.astype(int),
+        on_hand=on_hand,
+        arrivals=arrivals,
         discount=inst.discount ** periods.astype(float),
-        arrival_rate=inst.arrival_rate, no_purchase=inst.no_purchase,
-        rec_attraction=inst.rec_attraction, base_attraction=inst.base_attraction,
-        warehouse_capacity=inst.warehouse_capacity, slate_mask=slate_mask, big_m=big_m,
+        arrival_rate=inst.arrival_rate,
+        no_purchase=inst.no_purchase,
+        rec_attraction=inst.rec_attraction,
+        base_attraction=inst.base_attraction,
+        warehouse_capacity=inst.warehouse_capacity,
+        slate_mask=slate_mask,
+        big_m=big_m,
         order_indicators=bool(integer_orders or (inst.fixed_order_cost > 0).any()),
-        integer_orders=bool(integer_orders), integer_quantities=bool(integer_quantities),
+        integer_orders=bool(integer_orders),
+        integer_quantities=bool(integer_quantities),
     )
 
 
@@ -318,8 +342,12 @@ def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
     terms = []
     for t in m.T:
         for i in m.I:
-            period = (d.price[i] * m.s[t, i] - d.unit_cost[i] * m.q[t, i]
-                      - d.holding_cost[i] * m.inv[t, i] - d.lost_sale_penalty[i] * m.l[t, i])
+            period = (
+                d.price[i] * m.s[t, i]
+                - d.unit_cost[i] * m.q[t, i]
+                - d.holding_cost[i] * m.inv[t, i]
+                - d.lost_sale_penalty[i] * m.l[t, i]
+            )
             if d.order_indicators and d.fixed_order_cost[i] > 0:
                 period = period - d.fixed_order_cost[i] * m.z[t, i]
             terms.append(g[t - 1] * period)
@@ -331,9 +359,14 @@ def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
 # --------------------------------------------------------------------------- model
 
 
-def build_fluid_model(inst: Instance, *, variant: str | FluidVariant = FluidVariant.COORDINATED,
-                      start: FluidStart | None = None, integer_orders: bool = False,
-                      integer_quantities: bool = False) -> pyo.ConcreteModel:
+def build_fluid_model(
+    inst: Instance,
+    *,
+    variant: str | FluidVariant = FluidVariant.COORDINATED,
+    start: FluidStart | None = None,
+    integer_orders: bool = False,
+    integer_quantities: bool = False,
+) -> pyo.ConcreteModel:
     """The fluid program of ``inst`` as a Pyomo model (the readable specification).
 
     ``variant``: "coordinated" (default), "siloed-slates" or "unlimited-stock" (see
@@ -342,8 +375,13 @@ def build_fluid_model(inst: Instance, *, variant: str | FluidVariant = FluidVari
     default is their LP relaxation); ``integer_quantities``: integer order quantities.
     The data used is kept as ``model.fluid_data``.
     """
-    d = fluid_data(inst, variant=variant, start=start, integer_orders=integer_orders,
-                   integer_quantities=integer_quantities)
+    d = fluid_data(
+        inst,
+        variant=variant,
+        start=start,
+        integer_orders=integer_orders,
+        integer_quantities=integer_quantities,
+    )
     m = pyo.ConcreteModel(name=f"fluid[{inst.name},{d.variant.value}]")
     define_sets(m, d)
     define_variables(m, d)

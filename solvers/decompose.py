@@ -101,8 +101,9 @@ def _split_community(g: nx.Graph, nodes: list[int], cap: int, seed: int) -> list
         return [sorted(nodes)]
     sub = g.subgraph(nodes)
     for resolution in (2.0, 4.0, 8.0):
-        parts = nx.community.louvain_communities(sub, weight="weight", resolution=resolution,
-                                                 seed=seed)
+        parts = nx.community.louvain_communities(
+            sub, weight="weight", resolution=resolution, seed=seed
+        )
         if len(parts) > 1:
             out: list[list[int]] = []
             for part in parts:
@@ -111,11 +112,17 @@ def _split_community(g: nx.Graph, nodes: list[int], cap: int, seed: int) -> list
     start = max(nodes, key=lambda v: sub.degree(v, weight="weight"))
     order = list(nx.bfs_tree(sub, start))
     order += sorted(set(nodes) - set(order))
-    return [sorted(order[s:s + cap]) for s in range(0, len(order), cap)]
+    return [sorted(order[s : s + cap]) for s in range(0, len(order), cap)]
 
 
-def product_blocks(inst: Instance, *, max_block_size: int = 40, min_block_size: int = 4,
-                   neighbours: int = 10, seed: int = 0) -> list[np.ndarray]:
+def product_blocks(
+    inst: Instance,
+    *,
+    max_block_size: int = 40,
+    min_block_size: int = 4,
+    neighbours: int = 10,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Blocks of close substitutes: Louvain communities of :func:`attraction_graph`
     (``seed`` fixes them), communities above ``max_block_size`` split again, and blocks
     below ``min_block_size`` merged greedily (smallest first, into the block they share the
@@ -201,12 +208,22 @@ def full_big_m(inst: Instance) -> np.ndarray:
     return fluid_data(inst).big_m
 
 
-def fluid_objective(inst: Instance, orders: np.ndarray, sales: np.ndarray, lost: np.ndarray,
-                    inventory: np.ndarray, indicators: np.ndarray | None = None) -> float:
+def fluid_objective(
+    inst: Instance,
+    orders: np.ndarray,
+    sales: np.ndarray,
+    lost: np.ndarray,
+    inventory: np.ndarray,
+    indicators: np.ndarray | None = None,
+) -> float:
     """Discounted fluid profit of flows ``(T,N)`` (MODEL.md objective, LP-relaxed indicators)."""
     g = discount_factors(inst)[:, None]
-    per = (inst.price * sales - inst.unit_cost * orders - inst.holding_cost * inventory
-           - inst.lost_sale_penalty * lost)
+    per = (
+        inst.price * sales
+        - inst.unit_cost * orders
+        - inst.holding_cost * inventory
+        - inst.lost_sale_penalty * lost
+    )
     if indicators is not None:
         per = per - inst.fixed_order_cost * indicators
     total = float((g * per).sum())
@@ -273,8 +290,10 @@ def plan_inventory(inst: Instance, demand: np.ndarray) -> tuple[np.ndarray, ...]
         n_rows += nv
         col_up[z] = 1.0
         cost[z] = -g * inst.fixed_order_cost
-    mat = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                        shape=(n_rows, nblk * nv))
+    mat = sp.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_rows, nblk * nv),
+    )
     h = new_highs()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = nblk * nv, n_rows
@@ -294,12 +313,11 @@ def plan_inventory(inst: Instance, demand: np.ndarray) -> tuple[np.ndarray, ...]
             " (is ordering unboundedly profitable, e.g. salvage above unit cost?)"
         )
     x = np.asarray(h.getSolution().col_value)
-    zv = x[4 * nv:].reshape(t_n, n) if ind else np.zeros((t_n, n))
+    zv = x[4 * nv :].reshape(t_n, n) if ind else np.zeros((t_n, n))
     return (x[q], np.maximum(x[s], 0), np.maximum(x[l], 0), np.maximum(x[inv], 0), zv)
 
 
-def assemble_plan(inst: Instance, rec: np.ndarray, offered: np.ndarray | None = None
-                  ) -> FluidPoint:
+def assemble_plan(inst: Instance, rec: np.ndarray, offered: np.ndarray | None = None) -> FluidPoint:
     """A feasible point of the full fluid program from recommendation frequencies.
 
     ``rec (T,M,N)`` in [0,1] is how often each product is recommended (``alpha / y``);
@@ -350,8 +368,10 @@ def plan_residuals(inst: Instance, p: FluidPoint) -> dict[str, float]:
         if lt < t_n:
             avail[lt:, i] += p.orders[: t_n - lt, i]
     flow = p.inventory - (avail - p.sales)
-    neg = min(float(a.min()) for a in (p.alpha, p.beta, p.y, p.orders, p.sales, p.lost,
-                                        p.inventory, p.indicators))
+    neg = min(
+        float(a.min())
+        for a in (p.alpha, p.beta, p.y, p.orders, p.sales, p.lost, p.inventory, p.indicators)
+    )
     caps = np.where(np.isfinite(inst.max_order), p.orders - inst.max_order, 0.0)
     out = {
         "choice_balance": float(np.abs(bal).max()),
@@ -363,8 +383,7 @@ def plan_residuals(inst: Instance, p: FluidPoint) -> dict[str, float]:
         "max_order": float(max(caps.max(), 0.0)),
     }
     if (inst.fixed_order_cost > 0).any():
-        out["order_indicator"] = float(max((p.orders - full_big_m(inst) * p.indicators).max(),
-                                           0.0))
+        out["order_indicator"] = float(max((p.orders - full_big_m(inst) * p.indicators).max(), 0.0))
     return out
 
 
@@ -397,8 +416,15 @@ def solve_full_lp(inst: Instance) -> tuple[FluidPoint, dict[str, np.ndarray]]:
     lay = arrays.layout
     z = x[lay.col("z")] if "z" in lay.cols else np.zeros((inst.horizon, inst.n_products))
     point = FluidPoint(
-        x[lay.col("alpha")], x[lay.col("beta")], x[lay.col("y")], x[lay.col("q")],
-        x[lay.col("s")], x[lay.col("l")], x[lay.col("inv")], z, float(h.getInfo().objective_function_value),
+        x[lay.col("alpha")],
+        x[lay.col("beta")],
+        x[lay.col("y")],
+        x[lay.col("q")],
+        x[lay.col("s")],
+        x[lay.col("l")],
+        x[lay.col("inv")],
+        z,
+        float(h.getInfo().objective_function_value),
     )
     # HiGHS row duals of a maximisation are the derivatives of the optimum with respect to
     # the row bound, which is the sign the Lagrangian uses for all three families (a test
@@ -425,8 +451,11 @@ class Multipliers:
 
     def y_coefficient(self, inst: Instance) -> np.ndarray:
         """``K nu - w0 mu + sum_b theta_b`` ``(T,M)``: the Lagrangian's coefficient of ``y``."""
-        return (inst.effective_slate_size * self.nu - inst.no_purchase[None] * self.mu
-                + self.theta.sum(axis=0))
+        return (
+            inst.effective_slate_size * self.nu
+            - inst.no_purchase[None] * self.mu
+            + self.theta.sum(axis=0)
+        )
 
 
 def y_upper_bound(inst: Instance) -> np.ndarray:
@@ -469,8 +498,7 @@ class BlockProgram:
         row_lo = arrays.row_lower.copy()
         row_lo[lay.row("choice_balance")] = -INF
         col_up = arrays.col_upper.copy()
-        col_up[lay.col("y")] = np.broadcast_to(y_upper_bound(inst), (inst.horizon,
-                                                                      inst.n_segments))
+        col_up[lay.col("y")] = np.broadcast_to(y_upper_bound(inst), (inst.horizon, inst.n_segments))
         self.layout = lay
         self.base_cost = arrays.cost.copy()
         self._arrays = dataclasses.replace(arrays, row_lower=row_lo, col_upper=col_up)
@@ -480,8 +508,9 @@ class BlockProgram:
         self.value = math.nan
         self.solution: np.ndarray | None = None
 
-    def solve(self, mu: np.ndarray, nu: np.ndarray, theta: np.ndarray,
-              time_limit: float | None = None) -> float:
+    def solve(
+        self, mu: np.ndarray, nu: np.ndarray, theta: np.ndarray, time_limit: float | None = None
+    ) -> float:
         """Optimal value of the priced block program for multipliers ``mu, nu, theta_b``."""
         import highspy
 
@@ -525,12 +554,19 @@ def _sub_instance(inst: Instance, b: np.ndarray) -> Instance:
     return inst.replace(
         name=f"{inst.name}[block of {len(b)}]",
         product_names=tuple(inst.product_names[i] for i in b),
-        price=inst.price[b], unit_cost=inst.unit_cost[b], holding_cost=inst.holding_cost[b],
-        lost_sale_penalty=inst.lost_sale_penalty[b], lead_time=inst.lead_time[b],
-        initial_inventory=inst.initial_inventory[b], salvage_value=inst.salvage_value[b],
-        fixed_order_cost=inst.fixed_order_cost[b], max_order=inst.max_order[b],
-        base_attraction=inst.base_attraction[:, b], rec_attraction=inst.rec_attraction[:, b],
-        no_purchase=w0, slate_size=min(inst.slate_size, len(b)),
+        price=inst.price[b],
+        unit_cost=inst.unit_cost[b],
+        holding_cost=inst.holding_cost[b],
+        lost_sale_penalty=inst.lost_sale_penalty[b],
+        lead_time=inst.lead_time[b],
+        initial_inventory=inst.initial_inventory[b],
+        salvage_value=inst.salvage_value[b],
+        fixed_order_cost=inst.fixed_order_cost[b],
+        max_order=inst.max_order[b],
+        base_attraction=inst.base_attraction[:, b],
+        rec_attraction=inst.rec_attraction[:, b],
+        no_purchase=w0,
+        slate_size=min(inst.slate_size, len(b)),
     )
 
 
@@ -552,8 +588,9 @@ class LagrangianValue:
     offered: np.ndarray
 
 
-def lagrangian_bound(inst: Instance, programs: list[BlockProgram], mult: Multipliers,
-                     time_limit: float | None = None) -> LagrangianValue:
+def lagrangian_bound(
+    inst: Instance, programs: list[BlockProgram], mult: Multipliers, time_limit: float | None = None
+) -> LagrangianValue:
     """Upper bound on the fluid optimum for ANY multipliers ``mult`` (``nu >= 0``).
 
     Relaxation: give every block b its own copy ``y^b`` of the no-purchase mass and add
@@ -619,8 +656,9 @@ def demand_values(inst: Instance) -> np.ndarray:
     return np.maximum(val, -g[:, None] * inst.lost_sale_penalty[None])
 
 
-def coarse_multipliers(inst: Instance, blocks: list[np.ndarray],
-                       values: np.ndarray | None = None) -> Multipliers:
+def coarse_multipliers(
+    inst: Instance, blocks: list[np.ndarray], values: np.ndarray | None = None
+) -> Multipliers:
     """Starting multipliers from per-segment choice programs with demand valued at
     ``values (T,N)`` (default :func:`demand_values`).
 
@@ -645,8 +683,9 @@ def coarse_multipliers(inst: Instance, blocks: list[np.ndarray],
         gain = (vals[None] - rate[:, None]) * uplift
         ordered = -np.sort(-gain, axis=1)
         nu_r = np.maximum(ordered[:, k], 0.0) if k < n else np.zeros(m)
-        pi_r = ((vals[None] - rate[:, None]) * inst.base_attraction
-                + np.maximum(0.0, gain - nu_r[:, None]))
+        pi_r = (vals[None] - rate[:, None]) * inst.base_attraction + np.maximum(
+            0.0, gain - nu_r[:, None]
+        )
         for t in np.flatnonzero(inverse.ravel() == r):
             mu[t], nu[t], pi[t] = rate, nu_r, pi_r
     theta = np.stack([pi[:, :, b].sum(axis=2) for b in blocks])
@@ -656,8 +695,7 @@ def coarse_multipliers(inst: Instance, blocks: list[np.ndarray],
     return Multipliers(mu, nu, theta)
 
 
-def multipliers_from_duals(duals: dict[str, np.ndarray], blocks: list[np.ndarray]
-                           ) -> Multipliers:
+def multipliers_from_duals(duals: dict[str, np.ndarray], blocks: list[np.ndarray]) -> Multipliers:
     """Multipliers from the full program's duals (:func:`solve_full_lp`)."""
     pi = duals["pi"]
     theta = np.stack([pi[:, :, b].sum(axis=2) for b in blocks])
@@ -709,20 +747,36 @@ class DecomposedPlan:
         """Plain-JSON summary (sizes, bound, value, gap, histories, timings)."""
         sizes = self.block_sizes
         return {
-            "blocks": len(sizes), "block_size_min": min(sizes), "block_size_max": max(sizes),
-            "block_size_mean": float(np.mean(sizes)), "value": self.value, "bound": self.bound,
-            "gap": self.gap, "residual": self.residual, "seconds": self.seconds,
-            "bound_history": self.bound_history, "value_history": self.value_history,
+            "blocks": len(sizes),
+            "block_size_min": min(sizes),
+            "block_size_max": max(sizes),
+            "block_size_mean": float(np.mean(sizes)),
+            "value": self.value,
+            "bound": self.bound,
+            "gap": self.gap,
+            "residual": self.residual,
+            "seconds": self.seconds,
+            "bound_history": self.bound_history,
+            "value_history": self.value_history,
             "timings": self.timings,
         }
 
 
-def solve_decomposed(inst: Instance, *, max_block_size: int = 40, min_block_size: int = 4,
-                     iterations: int = 3, seed: int = 0, neighbours: int = 10,
-                     blocks: list[np.ndarray] | None = None,
-                     start: Multipliers | None = None, time_limit: float | None = None,
-                     step_scale: float = 0.5, keep_models: bool | None = None,
-                     progress: bool = False) -> DecomposedPlan:
+def solve_decomposed(
+    inst: Instance,
+    *,
+    max_block_size: int = 40,
+    min_block_size: int = 4,
+    iterations: int = 3,
+    seed: int = 0,
+    neighbours: int = 10,
+    blocks: list[np.ndarray] | None = None,
+    start: Multipliers | None = None,
+    time_limit: float | None = None,
+    step_scale: float = 0.5,
+    keep_models: bool | None = None,
+    progress: bool = False,
+) -> DecomposedPlan:
     """Block-decomposed fluid plan of ``inst`` with a Lagrangian upper bound.
 
     Starts from :func:`coarse_multipliers` (or ``start``), evaluates the Lagrangian
@@ -739,8 +793,13 @@ def solve_decomposed(inst: Instance, *, max_block_size: int = 40, min_block_size
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     if blocks is None:
-        blocks = product_blocks(inst, max_block_size=max_block_size,
-                                min_block_size=min_block_size, neighbours=neighbours, seed=seed)
+        blocks = product_blocks(
+            inst,
+            max_block_size=max_block_size,
+            min_block_size=min_block_size,
+            neighbours=neighbours,
+            seed=seed,
+        )
     covered = np.sort(np.concatenate(blocks))
     if not np.array_equal(covered, np.arange(inst.n_products)):
         raise DecompositionError("blocks must partition the products 0..N-1 exactly once")
@@ -774,26 +833,43 @@ def solve_decomposed(inst: Instance, *, max_block_size: int = 40, min_block_size
         if best_plan is None or plan.objective > best_plan.objective:
             best_plan = plan
         if progress:
-            print(f"[decompose] iteration {it}: bound {lv.bound:,.2f}, plan {plan.objective:,.2f}"
-                  f" ({time.perf_counter() - t0:.1f}s)", flush=True)
+            print(
+                f"[decompose] iteration {it}: bound {lv.bound:,.2f}, plan {plan.objective:,.2f}"
+                f" ({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
         if it == iterations or (time_limit is not None and time.perf_counter() - t0 > time_limit):
             break
         g = best_lv
         assert g is not None
-        norm2 = float((g.g_mu ** 2).sum() + (g.g_nu ** 2).sum() + (g.g_theta ** 2).sum())
+        norm2 = float((g.g_mu**2).sum() + (g.g_nu**2).sum() + (g.g_theta**2).sum())
         if norm2 <= 1e-18:
             break  # the relaxed solution is feasible: the bound is attained
         step = step_scale * (best_bound - best_plan.objective) / norm2
         m = best_mult
-        mult = Multipliers(m.mu - step * g.g_mu, np.maximum(m.nu - step * g.g_nu, 0.0),
-                           m.theta - step * g.g_theta)
+        mult = Multipliers(
+            m.mu - step * g.g_mu, np.maximum(m.nu - step * g.g_nu, 0.0), m.theta - step * g.g_theta
+        )
     assert best_plan is not None
     res = plan_residuals(inst, best_plan)
     x = best_plan.demand(inst)
     return DecomposedPlan(
-        blocks=blocks, orders=best_plan.orders, alpha=best_plan.alpha, beta=best_plan.beta,
-        x=x, y=best_plan.y, rec_frequency=best_plan.rec_frequency, sales=best_plan.sales,
-        lost=best_plan.lost, inventory=best_plan.inventory, value=best_plan.objective,
-        bound=best_bound, residual=max(res.values()), seconds=time.perf_counter() - t0,
-        bound_history=bounds, value_history=values, multipliers=best_mult, timings=timings,
+        blocks=blocks,
+        orders=best_plan.orders,
+        alpha=best_plan.alpha,
+        beta=best_plan.beta,
+        x=x,
+        y=best_plan.y,
+        rec_frequency=best_plan.rec_frequency,
+        sales=best_plan.sales,
+        lost=best_plan.lost,
+        inventory=best_plan.inventory,
+        value=best_plan.objective,
+        bound=best_bound,
+        residual=max(res.values()),
+        seconds=time.perf_counter() - t0,
+        bound_history=bounds,
+        value_history=values,
+        multipliers=best_mult,
+        timings=timings,
     )

@@ -70,16 +70,23 @@ def enumerate_slates(n_products: int, n_segments: int, slate_size: int) -> np.nd
     among equally good slates, the DP keeps the smallest. Empty slots are ``-1``.
     """
     k = max(min(slate_size, n_products), 1)
-    subsets = [c for size in range(min(slate_size, n_products) + 1)
-               for c in itertools.combinations(range(n_products), size)]
+    subsets = [
+        c
+        for size in range(min(slate_size, n_products) + 1)
+        for c in itertools.combinations(range(n_products), size)
+    ]
     rows = np.full((len(subsets), k), -1, dtype=np.int64)
     for r, c in enumerate(subsets):
         rows[r, : len(c)] = c
-    joint = np.array(list(itertools.product(range(len(subsets)), repeat=n_segments)), dtype=np.int64)
+    joint = np.array(
+        list(itertools.product(range(len(subsets)), repeat=n_segments)), dtype=np.int64
+    )
     return rows[joint]  # (J, M, K)
 
 
-def slate_rates(inst: Instance, slates: np.ndarray, in_stock: np.ndarray | None = None) -> np.ndarray:
+def slate_rates(
+    inst: Instance, slates: np.ndarray, in_stock: np.ndarray | None = None
+) -> np.ndarray:
     """Poisson demand rate per product, ``mu_i = sum_k lambda_k P_ki``, for each joint slate.
 
     ``slates`` is ``(J, M, K)``; returns ``(J, N)``. ``in_stock`` (hidden mode) zeroes the weight
@@ -117,7 +124,9 @@ def poisson_transition(mu: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     return kernel, sales
 
 
-def accepted_arrivals(on_hand: np.ndarray, arrivals: np.ndarray, capacity: float | None) -> np.ndarray:
+def accepted_arrivals(
+    on_hand: np.ndarray, arrivals: np.ndarray, capacity: float | None
+) -> np.ndarray:
     """Units the warehouse accepts, ``(..., N)``: all if they fit, else pro rata rounded down.
 
     The free space is ``capacity - sum(on_hand)`` (at least 0); when the incoming total
@@ -159,16 +168,27 @@ class StateSpace:
     pipe_axes: tuple[tuple[int, ...], ...]  # axes of product i's slots 0..L_i-1
 
     @classmethod
-    def build(cls, lead_time: np.ndarray, order_cap: np.ndarray, inventory_cap: np.ndarray,
-              on_hand_cap: np.ndarray) -> StateSpace:
+    def build(
+        cls,
+        lead_time: np.ndarray,
+        order_cap: np.ndarray,
+        inventory_cap: np.ndarray,
+        on_hand_cap: np.ndarray,
+    ) -> StateSpace:
         n = len(lead_time)
         shape = [int(h) + 1 for h in on_hand_cap]
         axes = []
         for i in range(n):
             axes.append(tuple(range(len(shape), len(shape) + int(lead_time[i]))))
             shape.extend([int(order_cap[i]) + 1] * int(lead_time[i]))
-        return cls(lead_time=lead_time, order_cap=order_cap, inventory_cap=inventory_cap,
-                   on_hand_cap=on_hand_cap, shape=tuple(shape), pipe_axes=tuple(axes))
+        return cls(
+            lead_time=lead_time,
+            order_cap=order_cap,
+            inventory_cap=inventory_cap,
+            on_hand_cap=on_hand_cap,
+            shape=tuple(shape),
+            pipe_axes=tuple(axes),
+        )
 
     @property
     def n_products(self) -> int:
@@ -181,14 +201,18 @@ class StateSpace:
     @property
     def strides(self) -> np.ndarray:
         """Flat-index stride of every axis (C order)."""
-        return np.array([math.prod(self.shape[a + 1:]) for a in range(len(self.shape))], dtype=np.int64)
+        return np.array(
+            [math.prod(self.shape[a + 1 :]) for a in range(len(self.shape))], dtype=np.int64
+        )
 
     def decode(self) -> tuple[np.ndarray, np.ndarray]:
         """All states: ``on_hand (S, N)`` and ``pipeline (S, N, W)``, ``W = max(1, max L)``."""
         grid = np.unravel_index(np.arange(self.n_states), self.shape)
         n = self.n_products
         on_hand = np.stack(grid[:n], axis=1).astype(np.int64)
-        pipe = np.zeros((self.n_states, n, max(1, int(self.lead_time.max(initial=0)))), dtype=np.int64)
+        pipe = np.zeros(
+            (self.n_states, n, max(1, int(self.lead_time.max(initial=0)))), dtype=np.int64
+        )
         for i, axes in enumerate(self.pipe_axes):
             for j, ax in enumerate(axes):
                 pipe[:, i, j] = grid[ax]
@@ -215,7 +239,7 @@ class StateSpace:
             slots = pi[:, i, : len(axes)]
             flat = flat + (slots * strides[list(axes)]).sum(1)
             bad[:, i] |= ((slots < 0) | (slots > self.order_cap[i])).any(1)
-            bad[:, i] |= (pi[:, i, len(axes):] != 0).any(1)
+            bad[:, i] |= (pi[:, i, len(axes) :] != 0).any(1)
         if bad.any():
             b, i = (int(v) for v in np.argwhere(bad)[0])
             raise DPError(
@@ -288,7 +312,9 @@ class DPSolution:
             raise DPError(f"period t={t} is outside the horizon 0..{self.horizon - 1}")
         return self.space.index(on_hand, pipeline)
 
-    def action(self, t: int, on_hand: np.ndarray, pipeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def action(
+        self, t: int, on_hand: np.ndarray, pipeline: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Optimal ``orders (B, N)`` and ``slates (B, M, K)`` in the given states."""
         idx = self.lookup(t, on_hand, pipeline)
         return self.policy.orders[t, idx], self.policy.slates(t, idx)
@@ -367,13 +393,20 @@ def _make_blocks(inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int) -
     patterns = list(itertools.product((False, True), repeat=n)) if hidden else [(True,) * n]
     blocks = []
     for z in patterns:
-        rows = tuple(slice(1, int(h[i]) + 1) if (z[i] and hidden) else
-                     slice(0, int(h[i]) + 1) if z[i] else slice(0, 1) for i in range(n))
+        rows = tuple(
+            slice(1, int(h[i]) + 1)
+            if (z[i] and hidden)
+            else slice(0, int(h[i]) + 1)
+            if z[i]
+            else slice(0, 1)
+            for i in range(n)
+        )
         if any(r.stop <= r.start for r in rows):
             continue
         mu = slate_rates(inst, slates, np.array(z) if hidden else None)
-        _, first, inverse = np.unique(np.round(mu, 12), axis=0, return_index=True,
-                                      return_inverse=True)
+        _, first, inverse = np.unique(
+            np.round(mu, 12), axis=0, return_index=True, return_inverse=True
+        )
         order = np.argsort(first)
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
@@ -384,8 +417,11 @@ def _make_blocks(inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int) -
                 kernel, sales = poisson_transition(float(mu[j, i]), int(h[i]) + 1)
                 a = np.arange(int(h[i]) + 1, dtype=float)
                 end = a - sales
-                r = (inst.price[i] * sales - inst.holding_cost[i] * end
-                     - inst.lost_sale_penalty[i] * (mu[j, i] - sales))
+                r = (
+                    inst.price[i] * sales
+                    - inst.holding_cost[i] * end
+                    - inst.lost_sale_penalty[i] * (mu[j, i] - sales)
+                )
                 shape = [1] * ndim
                 shape[i] = -1
                 mats.append(kernel[rows[i]])
@@ -451,9 +487,15 @@ class _OrderStep:
         return allow, (allow < q_t).any(1)
 
 
-def solve_dp(inst: Instance, *, inventory_cap: int | Sequence[int] | None = None,
-             order_cap: int | Sequence[int] | None = None, tail_tol: float = 1e-9,
-             progress: bool = False, max_states: int = MAX_STATES) -> DPSolution:
+def solve_dp(
+    inst: Instance,
+    *,
+    inventory_cap: int | Sequence[int] | None = None,
+    order_cap: int | Sequence[int] | None = None,
+    tail_tol: float = 1e-9,
+    progress: bool = False,
+    max_states: int = MAX_STATES,
+) -> DPSolution:
     """Optimal expected discounted profit and policy by backward induction.
 
     Parameters
@@ -502,14 +544,18 @@ def solve_dp(inst: Instance, *, inventory_cap: int | Sequence[int] | None = None
     values = np.zeros((horizon, s_count))
     restricted = np.zeros((horizon, s_count), dtype=bool)
     v_next: np.ndarray | None = None
-    order_grid = [np.array(q, dtype=np.int64) for q in itertools.product(*(range(int(c) + 1) for c in q_cap))]
+    order_grid = [
+        np.array(q, dtype=np.int64) for q in itertools.product(*(range(int(c) + 1) for c in q_cap))
+    ]
 
     for t in tqdm(range(horizon - 1, -1, -1), desc="dp", disable=not progress, unit="period"):
         last = t == horizon - 1
         post = np.full(space.shape, -np.inf)
         post_slate = np.zeros(space.shape, dtype=np.int32)
         for block in blocks:
-            post[block.rows], post_slate[block.rows] = _best_slates(space, block, v_next, gamma, last)
+            post[block.rows], post_slate[block.rows] = _best_slates(
+                space, block, v_next, gamma, last
+            )
         flat_post, flat_slate = post.reshape(-1), post_slate.reshape(-1)
         allow, restricted[t] = step.allowed(t, horizon)
         allow_max = allow.max(0)
@@ -540,8 +586,9 @@ def solve_dp(inst: Instance, *, inventory_cap: int | Sequence[int] | None = None
     tables = DPTables(orders=orders_tab, slate_ids=slate_tab, slate_table=slates, values=values)
     init = inst.initial_inventory.astype(np.int64)[None]
     s0 = int(space.index(init, np.zeros((1, n, max(1, inst.max_lead_time)), dtype=np.int64))[0])
-    fwd_value, visits, lost_mass, n_reach = _forward(inst, space, step, blocks, tables, restricted,
-                                                     s0, tail_tol)
+    fwd_value, visits, lost_mass, n_reach = _forward(
+        inst, space, step, blocks, tables, restricted, s0, tail_tol
+    )
     if lost_mass > max(tail_tol, 1e-9):
         raise RuntimeError(
             f"{inst.name}: the DP's forward pass lost probability mass {lost_mass:.3g} "
@@ -559,20 +606,34 @@ def solve_dp(inst: Instance, *, inventory_cap: int | Sequence[int] | None = None
             f"inventory cap removed order options in {visits:.3g} expected periods"
         )
     trunc = Truncation(
-        exact=exact, inventory_cap=c_cap, reachable_position=reachable, order_cap=q_cap,
-        max_order=inst.max_order.copy(), restricted_visits=visits, lost_mass=lost_mass,
-        forward_value=fwd_value, message=message,
+        exact=exact,
+        inventory_cap=c_cap,
+        reachable_position=reachable,
+        order_cap=q_cap,
+        max_order=inst.max_order.copy(),
+        restricted_visits=visits,
+        lost_mass=lost_mass,
+        forward_value=fwd_value,
+        message=message,
     )
     return DPSolution(
-        value=optimum, status="optimal" if exact else "optimal_restricted",
-        seconds=time.perf_counter() - t0, n_states=s_count, reachable_states=n_reach,
-        first_orders=orders_tab[0, s0].astype(np.int64), first_slates=slates[slate_tab[0, s0]],
-        policy=tables, space=space, truncation=trunc, horizon=horizon,
+        value=optimum,
+        status="optimal" if exact else "optimal_restricted",
+        seconds=time.perf_counter() - t0,
+        n_states=s_count,
+        reachable_states=n_reach,
+        first_orders=orders_tab[0, s0].astype(np.int64),
+        first_slates=slates[slate_tab[0, s0]],
+        policy=tables,
+        space=space,
+        truncation=trunc,
+        horizon=horizon,
     )
 
 
-def _best_slates(space: StateSpace, block: _Block, v_next: np.ndarray | None, gamma: float,
-                 last: bool) -> tuple[np.ndarray, np.ndarray]:
+def _best_slates(
+    space: StateSpace, block: _Block, v_next: np.ndarray | None, gamma: float, last: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """``G_t`` on one block: the best joint slate's value and id at every ``(a, P')``.
 
     ``value_S = r(a, mu_S) + gamma * E[V_{t+1}(a - min(a, D), P')]``; ties keep the slate
@@ -592,9 +653,16 @@ def _best_slates(space: StateSpace, block: _Block, v_next: np.ndarray | None, ga
     return best, arg
 
 
-def _forward(inst: Instance, space: StateSpace, step: _OrderStep, blocks: list[_Block],
-             tables: DPTables, restricted: np.ndarray, s0: int,
-             tail_tol: float) -> tuple[float, float, float, int]:
+def _forward(
+    inst: Instance,
+    space: StateSpace,
+    step: _OrderStep,
+    blocks: list[_Block],
+    tables: DPTables,
+    restricted: np.ndarray,
+    s0: int,
+    tail_tol: float,
+) -> tuple[float, float, float, int]:
     """Propagate the state distribution under the computed policy.
 
     Returns ``(expected discounted profit, expected restricted periods, lost mass, reachable

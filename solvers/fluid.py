@@ -123,23 +123,50 @@ class FluidSolution:
         return out
 
 
-def _empty(d: FluidData, status: SolveStatus, message: str, seconds: float,
-           method: str) -> FluidSolution:
+def _empty(
+    d: FluidData, status: SolveStatus, message: str, seconds: float, method: str
+) -> FluidSolution:
     h, m, n = d.horizon, d.n_segments, d.n_products
     nan3, nan2 = np.full((h, m, n), np.nan), np.full((h, n), np.nan)
     return FluidSolution(
-        orders=nan2, alpha=nan3, beta=nan3, x=nan3, y=np.full((h, m), np.nan), rec_frequency=nan3,
-        sales=nan2, lost=nan2, inventory=nan2, inventory_price=nan2, objective=math.nan,
-        status=status, message=message, seconds=seconds, mip_gap=math.nan, variant=d.variant,
-        method=method, t0=d.t0,
+        orders=nan2,
+        alpha=nan3,
+        beta=nan3,
+        x=nan3,
+        y=np.full((h, m), np.nan),
+        rec_frequency=nan3,
+        sales=nan2,
+        lost=nan2,
+        inventory=nan2,
+        inventory_price=nan2,
+        objective=math.nan,
+        status=status,
+        message=message,
+        seconds=seconds,
+        mip_gap=math.nan,
+        variant=d.variant,
+        method=method,
+        t0=d.t0,
     )
 
 
-def _assemble_solution(d: FluidData, *, alpha: np.ndarray, beta: np.ndarray, y: np.ndarray,
-                       inv_vars: tuple[np.ndarray, ...] | None, price: np.ndarray | None,
-                       objective: float, status: SolveStatus, message: str, seconds: float,
-                       mip_gap: float, method: str, basis: Any = None,
-                       column_values: np.ndarray | None = None) -> FluidSolution:
+def _assemble_solution(
+    d: FluidData,
+    *,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    y: np.ndarray,
+    inv_vars: tuple[np.ndarray, ...] | None,
+    price: np.ndarray | None,
+    objective: float,
+    status: SolveStatus,
+    message: str,
+    seconds: float,
+    mip_gap: float,
+    method: str,
+    basis: Any = None,
+    column_values: np.ndarray | None = None,
+) -> FluidSolution:
     """Arrays with named axes from raw variable values (tiny negatives clipped)."""
     alpha, beta, y = (np.clip(v, 0.0, None) for v in (alpha, beta, y))
     x = d.rec_attraction[None] * alpha + d.base_attraction[None] * beta
@@ -154,10 +181,26 @@ def _assemble_solution(d: FluidData, *, alpha: np.ndarray, beta: np.ndarray, y: 
     if price is None:
         price = np.full((d.horizon, d.n_products), np.nan)
     return FluidSolution(
-        orders=orders, alpha=alpha, beta=beta, x=x, y=y, rec_frequency=freq, sales=sales,
-        lost=lost, inventory=inventory, inventory_price=price, objective=float(objective),
-        status=status, message=message, seconds=seconds, mip_gap=mip_gap, variant=d.variant,
-        method=method, t0=d.t0, basis=basis, column_values=column_values,
+        orders=orders,
+        alpha=alpha,
+        beta=beta,
+        x=x,
+        y=y,
+        rec_frequency=freq,
+        sales=sales,
+        lost=lost,
+        inventory=inventory,
+        inventory_price=price,
+        objective=float(objective),
+        status=status,
+        message=message,
+        seconds=seconds,
+        mip_gap=mip_gap,
+        variant=d.variant,
+        method=method,
+        t0=d.t0,
+        basis=basis,
+        column_values=column_values,
     )
 
 
@@ -176,11 +219,10 @@ def _hint(status: SolveStatus, raw: str) -> str:
     """What a person can do about a failed solve."""
     return {
         SolveStatus.INFEASIBLE: "no plan satisfies the constraints (check warehouse_capacity "
-                                "against initial_inventory and arrivals)",
+        "against initial_inventory and arrivals)",
         SolveStatus.UNBOUNDED: "profit is unbounded (is a discounted salvage_value above "
-                               "unit_cost for a product with no max_order?)",
-        SolveStatus.TIME_LIMIT: "the time limit was reached (raise time_limit or loosen "
-                                "mip_gap)",
+        "unit_cost for a product with no max_order?)",
+        SolveStatus.TIME_LIMIT: "the time limit was reached (raise time_limit or loosen mip_gap)",
     }.get(status, f"HiGHS ended with status {raw}")
 
 
@@ -192,12 +234,24 @@ class BulkFluidLP:
     (dual simplex), which is what makes model-predictive control cheap.
     """
 
-    def __init__(self, inst: Instance, *, variant: str | FluidVariant = FluidVariant.COORDINATED,
-                 integer_orders: bool = False, integer_quantities: bool = False,
-                 start: FluidStart | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        *,
+        variant: str | FluidVariant = FluidVariant.COORDINATED,
+        integer_orders: bool = False,
+        integer_quantities: bool = False,
+        start: FluidStart | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.instance = inst
-        self.data = fluid_data(inst, variant=variant, start=start, integer_orders=integer_orders,
-                               integer_quantities=integer_quantities)
+        self.data = fluid_data(
+            inst,
+            variant=variant,
+            start=start,
+            integer_orders=integer_orders,
+            integer_quantities=integer_quantities,
+        )
         self.arrays: FluidLPArrays = assemble_fluid_lp(self.data)
         self.highs = new_highs()
         if threads:
@@ -211,9 +265,12 @@ class BulkFluidLP:
         """Plan from ``start`` next time: fix past periods to 0, put stock in the rhs."""
         col_lo, col_up, row_lo, row_up = state_bounds(self.data, self.arrays, start)
         lay = self.arrays.layout
-        self.highs.changeColsBounds(lay.n_cols, np.arange(lay.n_cols, dtype=np.int32), col_lo, col_up)
+        self.highs.changeColsBounds(
+            lay.n_cols, np.arange(lay.n_cols, dtype=np.int32), col_lo, col_up
+        )
         self.highs.changeRowsBounds(
-            lay.n_rows, np.arange(lay.n_rows, dtype=np.int32), row_lo, row_up)
+            lay.n_rows, np.arange(lay.n_rows, dtype=np.int32), row_lo, row_up
+        )
         self.t0 = int(start.t0)
 
     def relax_warehouse(self) -> None:
@@ -224,8 +281,14 @@ class BulkFluidLP:
         inf = np.full(rows.size, math.inf)
         self.highs.changeRowsBounds(rows.size, rows, -inf, inf)
 
-    def solve(self, *, algorithm: str | None = None, time_limit: float | None = None,
-              mip_gap: float | None = None, warm_start: FluidSolution | None = None) -> FluidSolution:
+    def solve(
+        self,
+        *,
+        algorithm: str | None = None,
+        time_limit: float | None = None,
+        mip_gap: float | None = None,
+        warm_start: FluidSolution | None = None,
+    ) -> FluidSolution:
         """Solve from the current state. ``algorithm``: HiGHS ``solver`` option; default
         interior point + crossover for the first solve, dual simplex from the held basis
         after (or from ``warm_start.basis``)."""
@@ -279,7 +342,8 @@ class BulkFluidLP:
         d, lay, h = self.data, self.arrays.layout, self.highs
         info = h.getInfo()
         has_primal = status is SolveStatus.OPTIMAL or (
-            status is SolveStatus.TIME_LIMIT and self.is_mip and info.primal_solution_status >= 2)
+            status is SolveStatus.TIME_LIMIT and self.is_mip and info.primal_solution_status >= 2
+        )
         if not has_primal:
             sol = _empty(d, status, message, seconds, "bulk")
             return sol if self.t0 == d.t0 else _slice(sol, self.t0 - d.t0)
@@ -298,23 +362,54 @@ class BulkFluidLP:
                 duals = np.asarray(solution.row_dual)[lay.row("inventory_flow")]
                 price = duals / scale
         sol = _assemble_solution(
-            d, alpha=block("alpha"), beta=block("beta"), y=block("y"), inv_vars=inv_vars,
-            price=price, objective=info.objective_function_value / scale, status=status,
-            message=message, seconds=seconds, mip_gap=float(info.mip_gap) if self.is_mip else 0.0,
-            method="bulk", basis=None if self.is_mip else h.getBasis(), column_values=col.copy(),
+            d,
+            alpha=block("alpha"),
+            beta=block("beta"),
+            y=block("y"),
+            inv_vars=inv_vars,
+            price=price,
+            objective=info.objective_function_value / scale,
+            status=status,
+            message=message,
+            seconds=seconds,
+            mip_gap=float(info.mip_gap) if self.is_mip else 0.0,
+            method="bulk",
+            basis=None if self.is_mip else h.getBasis(),
+            column_values=col.copy(),
         )
         return sol if self.t0 == d.t0 else _slice(sol, self.t0 - d.t0)
 
 
 def _slice(sol: FluidSolution, skip: int) -> FluidSolution:
     """Drop the first ``skip`` (past) periods of a full-horizon solution."""
-    arrays = {name: getattr(sol, name)[skip:] for name in (
-        "orders", "alpha", "beta", "x", "y", "rec_frequency", "sales", "lost", "inventory",
-        "inventory_price")}
-    return FluidSolution(**arrays, objective=sol.objective, status=sol.status,
-                         message=sol.message, seconds=sol.seconds, mip_gap=sol.mip_gap,
-                         variant=sol.variant, method=sol.method, t0=sol.t0 + skip,
-                         basis=sol.basis, column_values=sol.column_values)
+    arrays = {
+        name: getattr(sol, name)[skip:]
+        for name in (
+            "orders",
+            "alpha",
+            "beta",
+            "x",
+            "y",
+            "rec_frequency",
+            "sales",
+            "lost",
+            "inventory",
+            "inventory_price",
+        )
+    }
+    return FluidSolution(
+        **arrays,
+        objective=sol.objective,
+        status=sol.status,
+        message=sol.message,
+        seconds=sol.seconds,
+        mip_gap=sol.mip_gap,
+        variant=sol.variant,
+        method=sol.method,
+        t0=sol.t0 + skip,
+        basis=sol.basis,
+        column_values=sol.column_values,
+    )
 
 
 # --------------------------------------------------------------------------- Pyomo path
@@ -329,21 +424,39 @@ _PYOMO_STATUS = {
 }
 
 
-def _solve_pyomo(inst: Instance, *, variant: FluidVariant, start: FluidStart | None,
-                 integer_orders: bool, integer_quantities: bool, algorithm: str | None,
-                 time_limit: float | None, mip_gap: float | None, threads: int | None
-                 ) -> FluidSolution:
+def _solve_pyomo(
+    inst: Instance,
+    *,
+    variant: FluidVariant,
+    start: FluidStart | None,
+    integer_orders: bool,
+    integer_quantities: bool,
+    algorithm: str | None,
+    time_limit: float | None,
+    mip_gap: float | None,
+    threads: int | None,
+) -> FluidSolution:
     from pyomo.contrib.solver.solvers.highs import Highs
 
     began = time.perf_counter()
-    model = build_fluid_model(inst, variant=variant, start=start, integer_orders=integer_orders,
-                              integer_quantities=integer_quantities)
+    model = build_fluid_model(
+        inst,
+        variant=variant,
+        start=start,
+        integer_orders=integer_orders,
+        integer_quantities=integer_quantities,
+    )
     d: FluidData = model.fluid_data
     new_highs()  # the process's first HiGHS prints a banner: let it go to stderr
     opt = Highs()
     if not opt.available():
-        return _empty(d, SolveStatus.SOLVER_MISSING, "Pyomo cannot find highspy (pip install "
-                      "highspy)", time.perf_counter() - began, "pyomo")
+        return _empty(
+            d,
+            SolveStatus.SOLVER_MISSING,
+            "Pyomo cannot find highspy (pip install highspy)",
+            time.perf_counter() - began,
+            "pyomo",
+        )
     is_mip = d.integer_orders or d.integer_quantities
     options: dict[str, Any] = {"output_flag": False}
     if not is_mip:
@@ -352,8 +465,11 @@ def _solve_pyomo(inst: Instance, *, variant: FluidVariant, start: FluidStart | N
         options["mip_rel_gap"] = float(mip_gap)
     if threads:
         options["threads"] = int(threads)
-    kwargs: dict[str, Any] = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False,
-                              "solver_options": options}
+    kwargs: dict[str, Any] = {
+        "load_solutions": False,
+        "raise_exception_on_nonoptimal_result": False,
+        "solver_options": options,
+    }
     if time_limit is not None:
         kwargs["time_limit"] = float(time_limit)
     res = opt.solve(model, **kwargs)
@@ -363,10 +479,15 @@ def _solve_pyomo(inst: Instance, *, variant: FluidVariant, start: FluidStart | N
         res = opt.solve(model, **kwargs)
         term = res.termination_condition.name
     status = _PYOMO_STATUS.get(term, SolveStatus.ERROR)
-    message = ("optimal" if status is SolveStatus.OPTIMAL
-               else f"HiGHS via Pyomo: {term}; {_hint(status, term)}")
+    message = (
+        "optimal"
+        if status is SolveStatus.OPTIMAL
+        else f"HiGHS via Pyomo: {term}; {_hint(status, term)}"
+    )
     has_primal = res.solution_status.name in ("optimal", "feasible") and status in (
-        SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT)
+        SolveStatus.OPTIMAL,
+        SolveStatus.TIME_LIMIT,
+    )
     if not has_primal:
         return _empty(d, status, message, time.perf_counter() - began, "pyomo")
     res.solution_loader.load_vars()
@@ -388,23 +509,39 @@ def _solve_pyomo(inst: Instance, *, variant: FluidVariant, start: FluidStart | N
         bound, inc = res.objective_bound, res.incumbent_objective
         gap = abs(bound - inc) / max(abs(inc), 1e-10) if bound is not None else math.nan
     return _assemble_solution(
-        d, alpha=values(model.alpha).reshape(h, mm, n), beta=values(model.beta).reshape(h, mm, n),
-        y=values(model.y).reshape(h, mm), inv_vars=inv_vars, price=price,
-        objective=float(res.incumbent_objective), status=status, message=message,
-        seconds=time.perf_counter() - began, mip_gap=gap, method="pyomo",
+        d,
+        alpha=values(model.alpha).reshape(h, mm, n),
+        beta=values(model.beta).reshape(h, mm, n),
+        y=values(model.y).reshape(h, mm),
+        inv_vars=inv_vars,
+        price=price,
+        objective=float(res.incumbent_objective),
+        status=status,
+        message=message,
+        seconds=time.perf_counter() - began,
+        mip_gap=gap,
+        method="pyomo",
     )
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def solve_fluid(inst: Instance, *, method: str = "auto",
-                variant: str | FluidVariant = FluidVariant.COORDINATED,
-                time_limit: float | None = None, mip_gap: float | None = None,
-                warm_start: FluidSolution | None = None, start: FluidStart | None = None,
-                integer_orders: bool = False, integer_quantities: bool = False,
-                algorithm: str | None = None, threads: int | None = None,
-                raise_on_failure: bool = True) -> FluidSolution:
+def solve_fluid(
+    inst: Instance,
+    *,
+    method: str = "auto",
+    variant: str | FluidVariant = FluidVariant.COORDINATED,
+    time_limit: float | None = None,
+    mip_gap: float | None = None,
+    warm_start: FluidSolution | None = None,
+    start: FluidStart | None = None,
+    integer_orders: bool = False,
+    integer_quantities: bool = False,
+    algorithm: str | None = None,
+    threads: int | None = None,
+    raise_on_failure: bool = True,
+) -> FluidSolution:
     """Build and solve the fluid program of ``inst``; return the plan as arrays.
 
     ``method``: "pyomo" (readable model, Pyomo's HiGHS interface), "bulk" (same program
@@ -428,19 +565,39 @@ def solve_fluid(inst: Instance, *, method: str = "auto",
         import highspy  # noqa: F401
     except ImportError:
         d = fluid_data(inst, variant=variant, start=start)
-        sol = _empty(d, SolveStatus.SOLVER_MISSING, "highspy is not installed (pip install "
-                     "highspy)", 0.0, method)
+        sol = _empty(
+            d,
+            SolveStatus.SOLVER_MISSING,
+            "highspy is not installed (pip install highspy)",
+            0.0,
+            method,
+        )
         return sol.require() if raise_on_failure else sol
     if method == "pyomo":
-        sol = _solve_pyomo(inst, variant=variant, start=start, integer_orders=integer_orders,
-                           integer_quantities=integer_quantities, algorithm=algorithm,
-                           time_limit=time_limit, mip_gap=mip_gap, threads=threads)
+        sol = _solve_pyomo(
+            inst,
+            variant=variant,
+            start=start,
+            integer_orders=integer_orders,
+            integer_quantities=integer_quantities,
+            algorithm=algorithm,
+            time_limit=time_limit,
+            mip_gap=mip_gap,
+            threads=threads,
+        )
     else:
         began = time.perf_counter()
-        lp = BulkFluidLP(inst, variant=variant, integer_orders=integer_orders,
-                         integer_quantities=integer_quantities, start=start, threads=threads)
-        sol = lp.solve(algorithm=algorithm, time_limit=time_limit, mip_gap=mip_gap,
-                       warm_start=warm_start)
+        lp = BulkFluidLP(
+            inst,
+            variant=variant,
+            integer_orders=integer_orders,
+            integer_quantities=integer_quantities,
+            start=start,
+            threads=threads,
+        )
+        sol = lp.solve(
+            algorithm=algorithm, time_limit=time_limit, mip_gap=mip_gap, warm_start=warm_start
+        )
         sol = _with_seconds(sol, time.perf_counter() - began)
     if raise_on_failure:
         sol.require()

@@ -66,13 +66,23 @@ class FluidPlanPolicy:
 
     name = "fluid"
 
-    def __init__(self, params: SimParams, *, seed: int = 0, variant: str = "coordinated",
-                 method: str = "auto", plan: FluidSolution | None = None, **solve_options: Any
-                 ) -> None:
+    def __init__(
+        self,
+        params: SimParams,
+        *,
+        seed: int = 0,
+        variant: str = "coordinated",
+        method: str = "auto",
+        plan: FluidSolution | None = None,
+        **solve_options: Any,
+    ) -> None:
         self.params = params
         inst = params.instance
-        self.plan = plan if plan is not None else solve_fluid(
-            inst, method=method, variant=variant, **solve_options)
+        self.plan = (
+            plan
+            if plan is not None
+            else solve_fluid(inst, method=method, variant=variant, **solve_options)
+        )
         self.plan.require()
         self.rng = np.random.default_rng(seed)
         self.slate_size = max(params.slate_size, 1)
@@ -85,8 +95,9 @@ class FluidPlanPolicy:
         t = min(state.t - self.plan.t0, self.plan.orders.shape[0] - 1)
         b = state.batch_size
         orders = round_orders(self.plan.orders[t], self.max_order)
-        slates = np.stack([sample_slates(self.plan.rec_frequency[t], self.slate_size, self.rng)
-                           for _ in range(b)])
+        slates = np.stack(
+            [sample_slates(self.plan.rec_frequency[t], self.slate_size, self.rng) for _ in range(b)]
+        )
         p = self.params
         return Action(
             orders=torch.tensor(orders, dtype=p.dtype, device=p.device).expand(b, -1).clone(),

@@ -90,7 +90,10 @@ def _layout(d: FluidData) -> Layout:
     rows: dict[str, tuple[int, tuple[int, ...]]] = {}
     pos = 0
     col_blocks: list[tuple[str, tuple[int, ...]]] = [
-        ("alpha", (h, m, n)), ("beta", (h, m, n)), ("y", (h, m))]
+        ("alpha", (h, m, n)),
+        ("beta", (h, m, n)),
+        ("y", (h, m)),
+    ]
     if d.has_inventory:
         col_blocks += [("q", (h, n)), ("s", (h, n)), ("l", (h, n)), ("inv", (h, n))]
         if d.order_indicators:
@@ -101,7 +104,10 @@ def _layout(d: FluidData) -> Layout:
     n_cols = pos
     pos = 0
     row_blocks: list[tuple[str, tuple[int, ...]]] = [
-        ("choice_balance", (h, m)), ("offer_once", (h, m, n)), ("slate_capacity", (h, m))]
+        ("choice_balance", (h, m)),
+        ("offer_once", (h, m, n)),
+        ("slate_capacity", (h, m)),
+    ]
     if d.has_inventory:
         row_blocks += [("demand_split", (h, n)), ("inventory_flow", (h, n))]
         if d.warehouse_capacity is not None:
@@ -190,8 +196,8 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
         col_up[fixed_zero] = 0.0
 
     if not d.has_inventory:
-        cost[a] = (g[:, None, None] * d.price[None, None, :] * wr[None])
-        cost[b] = (g[:, None, None] * d.price[None, None, :] * wn[None])
+        cost[a] = g[:, None, None] * d.price[None, None, :] * wr[None]
+        cost[b] = g[:, None, None] * d.price[None, None, :] * wn[None]
     else:
         q, s, l, inv = lay.col("q"), lay.col("s"), lay.col("l"), lay.col("inv")
         # demand split: s + l - sum_k (wR alpha + wN beta) = 0
@@ -267,15 +273,18 @@ def to_highs(arrays: FluidLPArrays, highs: object) -> None:
     lp.a_matrix_.num_col_ = lay.n_cols
     lp.a_matrix_.num_row_ = lay.n_rows
     if arrays.integer.any():
-        lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
-                           for f in arrays.integer]
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
+            for f in arrays.integer
+        ]
     status = highs.passModel(lp)  # type: ignore[attr-defined]
     if status != highspy.HighsStatus.kOk:
         raise RuntimeError(f"HiGHS refused the fluid model (passModel returned {status})")
 
 
-def state_bounds(d: FluidData, arrays: FluidLPArrays, start: FluidStart
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def state_bounds(
+    d: FluidData, arrays: FluidLPArrays, start: FluidStart
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Column and row bounds that move a full-horizon model to ``start``.
 
     Periods before ``start.t0`` are fixed to zero (columns at 0, their rows at 0); the
@@ -303,7 +312,7 @@ def state_bounds(d: FluidData, arrays: FluidLPArrays, start: FluidStart
         pipeline = np.asarray(start.pipeline, dtype=float).reshape(n, -1)
         arrivals = np.zeros((h, n))
         width = min(h - t0, pipeline.shape[1])
-        arrivals[t0:t0 + width] = pipeline[:, :width].T
+        arrivals[t0 : t0 + width] = pipeline[:, :width].T
         rhs = np.array(arrivals)
         rhs[t0] += on_hand
         fl = lay.row("inventory_flow")

@@ -36,8 +36,15 @@ class MPCPolicy:
 
     name = "mpc"
 
-    def __init__(self, params: SimParams, *, seed: int = 0, variant: str = "coordinated",
-                 time_limit: float | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        params: SimParams,
+        *,
+        seed: int = 0,
+        variant: str = "coordinated",
+        time_limit: float | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.params = params
         inst = params.instance
         self.lp = BulkFluidLP(inst, variant=variant, threads=threads)
@@ -84,5 +91,7 @@ class MPCPolicy:
             orders[j], freq = cache[key]
             slates[j] = sample_slates(freq, self.slate_size, self.rng)
         p = self.params
-        return Action(orders=torch.tensor(orders, dtype=p.dtype, device=p.device),
-                      slates=torch.tensor(slates, dtype=torch.long, device=p.device))
+        return Action(
+            orders=torch.tensor(orders, dtype=p.dtype, device=p.device),
+            slates=torch.tensor(slates, dtype=torch.long, device=p.device),
+        )

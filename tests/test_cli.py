@@ -109,8 +109,13 @@ def test_console_script_is_installed():
 
 def test_json_stdout_is_exactly_one_object_even_with_solver_banners():
     # HiGHS prints a banner from C++ on the first solver of a process; it must not reach stdout.
-    proc = subprocess.run([sys.executable, "-m", "coordopt.cli", "solve", "tiny", "--json"],
-                          capture_output=True, text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coordopt.cli", "solve", "tiny", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["status"] == "optimal"

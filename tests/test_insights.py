@@ -14,19 +14,33 @@ from coordopt.cli import main
 from coordopt.instance import load_instance
 
 
-def _data(intensity, available, orders=None, arrivals=None, *, n=None, sim=None,
-          lead=None, simulated=False):
+def _data(
+    intensity,
+    available,
+    orders=None,
+    arrivals=None,
+    *,
+    n=None,
+    sim=None,
+    lead=None,
+    simulated=False,
+):
     """InsightData from (T,E,M,N) intensity and (T,E,N) arrays, unit base demand."""
     intensity = np.asarray(intensity, dtype=float)
     t, e, m, n = intensity.shape
     zeros = np.zeros((t, e, n))
     return I.InsightData(
-        "test", intensity, np.asarray(available, dtype=float),
+        "test",
+        intensity,
+        np.asarray(available, dtype=float),
         zeros if orders is None else np.asarray(orders, dtype=float),
         zeros if arrivals is None else np.asarray(arrivals, dtype=float),
-        base_demand=np.ones(n), weights=np.ones(m),
+        base_demand=np.ones(n),
+        weights=np.ones(m),
         lead_time=np.zeros(n, dtype=int) if lead is None else lead,
-        similarity=np.zeros((n, n)) if sim is None else sim, simulated=simulated)
+        similarity=np.zeros((n, n)) if sim is None else sim,
+        simulated=simulated,
+    )
 
 
 def test_intensity_cover_sign_follows_the_data():
@@ -58,8 +72,9 @@ def test_post_arrival_lift_and_order_drop():
     d = _data(inten, np.ones((t, 1, n)), orders=orders, arrivals=arr)
     assert I.post_arrival_lift(d) == pytest.approx(0.8)
     assert I.end_order_drop(d) > 0
-    flat = _data(np.full((t, 1, 1, n), 0.5), np.ones((t, 1, n)), orders=np.ones((t, 1, n)),
-                 arrivals=arr)
+    flat = _data(
+        np.full((t, 1, 1, n), 0.5), np.ones((t, 1, n)), orders=np.ones((t, 1, n)), arrivals=arr
+    )
     assert I.post_arrival_lift(flat) == pytest.approx(0.0)
     assert I.end_order_drop(flat) == pytest.approx(0.0)
 
@@ -146,18 +161,31 @@ def test_fluid_plan_metrics_and_alignment(small):
 def test_from_plan_accepts_any_plan_like_object():
     inst = load_instance("tiny")
     t, n, m = inst.horizon, inst.n_products, inst.n_segments
-    plan = SimpleNamespace(rec_frequency=np.full((t, m, n), 0.5), orders=np.ones((t, n)),
-                           inventory=np.zeros((t, n)))
+    plan = SimpleNamespace(
+        rec_frequency=np.full((t, m, n), 0.5), orders=np.ones((t, n)), inventory=np.zeros((t, n))
+    )
     d = I.from_plan(inst, plan)
-    assert d.available[0, 0].tolist() == (inst.initial_inventory
-                                          + (inst.lead_time == 0)).tolist()
+    assert d.available[0, 0].tolist() == (inst.initial_inventory + (inst.lead_time == 0)).tolist()
     assert not d.simulated and math.isclose(float(d.product_intensity.max()), 0.5)
 
 
 def test_cli_writes_plots_json_and_markdown(tmp_path, capsys):
     out = tmp_path / "ins"
-    rc = main(["insights", "tiny", "--method", "siloed", "--episodes", "8", "--bootstrap", "10",
-               "--out", str(out), "--json"])
+    rc = main(
+        [
+            "insights",
+            "tiny",
+            "--method",
+            "siloed",
+            "--episodes",
+            "8",
+            "--bootstrap",
+            "10",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "siloed" and summary["optimal_reference"] == "fluid"

@@ -15,16 +15,38 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # study -> (figures, CSV files, phrases the report must contain)
 PROMISES = {
-    "exact-benchmark": (["exact_benchmark.png"], ["exact_benchmark.csv"],
-                        ["DP optimum", "fluid upper bound", "% of optimum", "exact DP (optimal policy)",
-                         "RL: multi-timescale, warm", "siloed (MNL slates + base stock)"]),
-    "coordination-value": (["coordination_value.png"], ["coordination_value.csv"],
-                           ["coordination gain %", "Where coordination matters most and least"]),
-    "timescales": (["timescales.png"], ["timescales.csv"], ["sd over seeds", "oscillation", "single"]),
-    "synchronised-adjustments": (["intensity_cover_tiny.png", "intensity_cover_small.png"],
-                                 ["synchronised_adjustments.csv"],
-                                 ["intensity_cover_corr", "Alignment with the optimiser", "rl-multi-warm", "dp"]),
-    "scale": (["scale.png"], ["scale.csv"], ["sim speed", "train env-steps/s", "fluid bound", "Machine:"]),
+    "exact-benchmark": (
+        ["exact_benchmark.png"],
+        ["exact_benchmark.csv"],
+        [
+            "DP optimum",
+            "fluid upper bound",
+            "% of optimum",
+            "exact DP (optimal policy)",
+            "RL: multi-timescale, warm",
+            "siloed (MNL slates + base stock)",
+        ],
+    ),
+    "coordination-value": (
+        ["coordination_value.png"],
+        ["coordination_value.csv"],
+        ["coordination gain %", "Where coordination matters most and least"],
+    ),
+    "timescales": (
+        ["timescales.png"],
+        ["timescales.csv"],
+        ["sd over seeds", "oscillation", "single"],
+    ),
+    "synchronised-adjustments": (
+        ["intensity_cover_tiny.png", "intensity_cover_small.png"],
+        ["synchronised_adjustments.csv"],
+        ["intensity_cover_corr", "Alignment with the optimiser", "rl-multi-warm", "dp"],
+    ),
+    "scale": (
+        ["scale.png"],
+        ["scale.csv"],
+        ["sim speed", "train env-steps/s", "fluid bound", "Machine:"],
+    ),
 }
 
 
@@ -77,7 +99,21 @@ def test_ray_backend_on_a_local_ray(tmp_path):
 
 def test_reproduce_cli_and_errors(tmp_path, capsys):
     out = tmp_path / "ts"
-    assert main(["reproduce", "timescales", "--quick", "--out", str(out), "--backend", "serial", "--json"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "timescales",
+                "--quick",
+                "--out",
+                str(out),
+                "--backend",
+                "serial",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["report"] == str(out / "report.md")
     with pytest.raises(SystemExit):

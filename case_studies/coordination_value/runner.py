@@ -44,8 +44,10 @@ def vary(base: Instance, factor: str, level: float, config: dict[str, Any]) -> I
         cost = np.round(base.price * (1 - float(level)), 2)
         return base.replace(unit_cost=cost, salvage_value=np.minimum(base.salvage_value, cost))
     if factor == "demand":
-        return base.replace(arrival_rate=base.arrival_rate * float(level),
-                            initial_inventory=np.round(base.initial_inventory * float(level)))
+        return base.replace(
+            arrival_rate=base.arrival_rate * float(level),
+            initial_inventory=np.round(base.initial_inventory * float(level)),
+        )
     raise ValueError(f"unknown factor '{factor}'; known: {', '.join(FACTOR_LABELS)}")
 
 
@@ -55,9 +57,18 @@ def _sizes(config: dict[str, Any]) -> dict[str, int]:
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"factor": f, "level": lvl, "seed": s, **_sizes(config), "episodes": config["episodes"],
-         "base_seed": config["base_seed"], "eval_seed": config["eval_seed"]}
-        for f, levels in config["factors"].items() for lvl in levels for s in config["seeds"]
+        {
+            "factor": f,
+            "level": lvl,
+            "seed": s,
+            **_sizes(config),
+            "episodes": config["episodes"],
+            "base_seed": config["base_seed"],
+            "eval_seed": config["eval_seed"],
+        }
+        for f, levels in config["factors"].items()
+        for lvl in levels
+        for s in config["seeds"]
     ]
 
 
@@ -83,14 +94,23 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     bound = solve_fluid(inst).objective
     bound_siloed = solve_fluid(inst, variant="siloed-slates").objective
     return {
-        "siloed": siloed.mean, "siloed_ci": siloed.ci95, "mpc": mpc.mean, "mpc_ci": mpc.ci95,
-        "mpc_siloed_slates": mpc_siloed.mean, "mpc_siloed_slates_ci": mpc_siloed.ci95,
-        "gain": gain["mean"], "gain_ci": gain["ci95"], "gain_pct": 100 * gain["relative"],
-        "coord_gain": coord["mean"], "coord_gain_ci": coord["ci95"],
+        "siloed": siloed.mean,
+        "siloed_ci": siloed.ci95,
+        "mpc": mpc.mean,
+        "mpc_ci": mpc.ci95,
+        "mpc_siloed_slates": mpc_siloed.mean,
+        "mpc_siloed_slates_ci": mpc_siloed.ci95,
+        "gain": gain["mean"],
+        "gain_ci": gain["ci95"],
+        "gain_pct": 100 * gain["relative"],
+        "coord_gain": coord["mean"],
+        "coord_gain_ci": coord["ci95"],
         "coord_gain_pct": 100 * coord["relative"],
-        "fluid": bound, "fluid_siloed": bound_siloed,
+        "fluid": bound,
+        "fluid_siloed": bound_siloed,
         "fluid_gain_pct": 100 * (bound - bound_siloed) / abs(bound_siloed),
-        "siloed_fill": float(siloed.fill_rate.mean()), "mpc_fill": float(mpc.fill_rate.mean()),
+        "siloed_fill": float(siloed.fill_rate.mean()),
+        "mpc_fill": float(mpc.fill_rate.mean()),
     }
 
 
@@ -124,10 +144,25 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         sub = [r for r in rows if r["factor"] == f]
         levels = sorted({r["level"] for r in sub})
         sim = [np.mean([r["coord_gain_pct"] for r in sub if r["level"] == lv]) for lv in levels]
-        err = [np.mean([100 * r["coord_gain_ci"] / abs(r["mpc_siloed_slates"]) for r in sub
-                        if r["level"] == lv]) for lv in levels]
+        err = [
+            np.mean(
+                [
+                    100 * r["coord_gain_ci"] / abs(r["mpc_siloed_slates"])
+                    for r in sub
+                    if r["level"] == lv
+                ]
+            )
+            for lv in levels
+        ]
         flu = [np.mean([r["fluid_gain_pct"] for r in sub if r["level"] == lv]) for lv in levels]
-        ax.errorbar(levels, sim, yerr=err, marker="o", capsize=3, label="simulated: coordinated vs siloed-slate MPC (95% CI)")
+        ax.errorbar(
+            levels,
+            sim,
+            yerr=err,
+            marker="o",
+            capsize=3,
+            label="simulated: coordinated vs siloed-slate MPC (95% CI)",
+        )
         ax.plot(levels, flu, marker="s", ls="--", label="fluid bound: coordinated vs siloed slates")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(FACTOR_LABELS[f])
@@ -135,8 +170,15 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         lines.append((f, levels, sim, flu))
     axes[0].set_ylabel("profit gain of coordination (%)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False,
-               bbox_to_anchor=(0.5, -0.17))
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=2,
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.17),
+    )
     fig.suptitle("Value of coordinating replenishment and recommendation")
     save_figure(fig, out / "coordination_value.png")
 
@@ -155,10 +197,35 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "slates fixed) / the latter. Intervals are paired 95% half-widths (common random numbers).",
         "",
         "```",
-        table(["factor", "level", "seed", "siloed firm", "MPC siloed slates", "coordinated MPC",
-               "coordination gain %", "± (abs)", "total gain %", "fluid gain %"],
-              [[r["factor"], r["level"], r["seed"], r["siloed"], r["mpc_siloed_slates"], r["mpc"],
-                r["coord_gain_pct"], r["coord_gain_ci"], r["gain_pct"], r["fluid_gain_pct"]] for r in rows]),
+        table(
+            [
+                "factor",
+                "level",
+                "seed",
+                "siloed firm",
+                "MPC siloed slates",
+                "coordinated MPC",
+                "coordination gain %",
+                "± (abs)",
+                "total gain %",
+                "fluid gain %",
+            ],
+            [
+                [
+                    r["factor"],
+                    r["level"],
+                    r["seed"],
+                    r["siloed"],
+                    r["mpc_siloed_slates"],
+                    r["mpc"],
+                    r["coord_gain_pct"],
+                    r["coord_gain_ci"],
+                    r["gain_pct"],
+                    r["fluid_gain_pct"],
+                ]
+                for r in rows
+            ],
+        ),
         "```",
         "",
         "![gain by factor](coordination_value.png)",
@@ -168,6 +235,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     ]
     for f, levels, sim, flu in lines:
         hi, lo = int(np.argmax(sim)), int(np.argmin(sim))
-        body.append(f"- {FACTOR_LABELS[f]}: largest simulated coordination gain {sim[hi]:.1f}% at {levels[hi]}, "
-                    f"smallest {sim[lo]:.1f}% at {levels[lo]} (fluid: {flu[hi]:.1f}% / {flu[lo]:.1f}%).")
+        body.append(
+            f"- {FACTOR_LABELS[f]}: largest simulated coordination gain {sim[hi]:.1f}% at {levels[hi]}, "
+            f"smallest {sim[lo]:.1f}% at {levels[lo]} (fluid: {flu[hi]:.1f}% / {flu[lo]:.1f}%)."
+        )
     return atomic_write_text(out / "report.md", "\n".join(body) + "\n")

@@ -35,25 +35,41 @@ def make_variant(spec: dict[str, Any]) -> Instance:
     if "uplift" in spec:
         base = inst.base_attraction
         changes["rec_attraction"] = base + float(spec["uplift"]) * (inst.rec_attraction - base)
-    return inst.replace(name=spec["name"], **{k: np.asarray(v) if isinstance(v, list) else v
-                                              for k, v in changes.items()})
+    return inst.replace(
+        name=spec["name"],
+        **{k: np.asarray(v) if isinstance(v, list) else v for k, v in changes.items()},
+    )
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for spec in config["variants"]:
         for method in config["methods"]:
-            for seed in ([0] if method in DETERMINISTIC else config["seeds"]):
-                out.append({"variant": spec, "method": method, "seed": seed,
-                            "episodes": config["episodes"], "eval_seed": config["eval_seed"],
-                            "iterations": config["iterations"] if method in RL_METHODS else 0})
+            for seed in [0] if method in DETERMINISTIC else config["seeds"]:
+                out.append(
+                    {
+                        "variant": spec,
+                        "method": method,
+                        "seed": seed,
+                        "episodes": config["episodes"],
+                        "eval_seed": config["eval_seed"],
+                        "iterations": config["iterations"] if method in RL_METHODS else 0,
+                    }
+                )
     return out
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     inst = make_variant(p["variant"])
-    res = evaluate_method(inst, p["method"], p["seed"], p["episodes"], p["eval_seed"], workdir,
-                          iterations=p["iterations"])
+    res = evaluate_method(
+        inst,
+        p["method"],
+        p["seed"],
+        p["episodes"],
+        p["eval_seed"],
+        workdir,
+        iterations=p["iterations"],
+    )
     if p["method"] == "dp":
         from coordopt.solvers.dp import solve_dp
 
@@ -82,7 +98,10 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     for vi, vname in enumerate(variants):
         mine = [r for r in results if r["params"]["variant"]["name"] == vname]
         dp = next(r["result"] for r in mine if r["params"]["method"] == "dp")
-        bound = next((r["result"]["fluid_bound"] for r in mine if r["params"]["method"] == "fluid"), float("nan"))
+        bound = next(
+            (r["result"]["fluid_bound"] for r in mine if r["params"]["method"] == "fluid"),
+            float("nan"),
+        )
         optimum = dp["dp_value"]
         lines = []
         for mi, method in enumerate(config["methods"]):
@@ -92,28 +111,71 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             diffs = [paired_ci(r["result"]["profits"], dp["profits"]) for r in runs]
             mean = float(np.mean(means))
             spread = float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
-            row = {"variant": vname, "method": method, "seeds": len(runs), "mean": mean,
-                   "ci95": float(np.mean(cis)), "seed_std": spread,
-                   "pct_of_optimum": 100 * mean / optimum, "gap_vs_dp_policy": float(np.mean([d[0] for d in diffs])),
-                   "gap_ci95": float(np.mean([d[1] for d in diffs])),
-                   "env_steps": float(np.mean([r["result"].get("env_steps", 0) for r in runs])),
-                   "seconds": float(np.mean([r["seconds"] for r in runs]))}
+            row = {
+                "variant": vname,
+                "method": method,
+                "seeds": len(runs),
+                "mean": mean,
+                "ci95": float(np.mean(cis)),
+                "seed_std": spread,
+                "pct_of_optimum": 100 * mean / optimum,
+                "gap_vs_dp_policy": float(np.mean([d[0] for d in diffs])),
+                "gap_ci95": float(np.mean([d[1] for d in diffs])),
+                "env_steps": float(np.mean([r["result"].get("env_steps", 0) for r in runs])),
+                "seconds": float(np.mean([r["seconds"] for r in runs])),
+            }
             rows.append(row)
-            lines.append([METHOD_LABELS[method], row["seeds"], mean, row["ci95"], row["seed_std"],
-                          f"{row['pct_of_optimum']:.1f}%", f"{row['gap_vs_dp_policy']:+.2f} ± {row['gap_ci95']:.2f}",
-                          row["seconds"]])
-            ax.bar(vi + (mi - len(config["methods"]) / 2 + 0.5) * width, row["pct_of_optimum"], width,
-                   yerr=100 * row["ci95"] / optimum, capsize=2, color=plt.cm.tab10(mi % 10),
-                   label=METHOD_LABELS[method] if vi == 0 else None)
-        ax.plot([vi - 0.4, vi + 0.4], [100 * bound / optimum] * 2, "k--", lw=1,
-                label="fluid upper bound" if vi == 0 else None)
-        sections += [f"### {vname}", "",
-                     f"DP optimum **{optimum:.3f}** (exact, expected discounted profit from the initial state); "
-                     f"fluid upper bound {bound:.3f} ({100 * bound / optimum:.1f}% of the optimum).", "",
-                     "```",
-                     table(["method", "seeds", "mean profit", "±95%", "sd over seeds", "% of optimum",
-                            "vs DP policy (paired)", "cell s"], lines),
-                     "```", ""]
+            lines.append(
+                [
+                    METHOD_LABELS[method],
+                    row["seeds"],
+                    mean,
+                    row["ci95"],
+                    row["seed_std"],
+                    f"{row['pct_of_optimum']:.1f}%",
+                    f"{row['gap_vs_dp_policy']:+.2f} ± {row['gap_ci95']:.2f}",
+                    row["seconds"],
+                ]
+            )
+            ax.bar(
+                vi + (mi - len(config["methods"]) / 2 + 0.5) * width,
+                row["pct_of_optimum"],
+                width,
+                yerr=100 * row["ci95"] / optimum,
+                capsize=2,
+                color=plt.cm.tab10(mi % 10),
+                label=METHOD_LABELS[method] if vi == 0 else None,
+            )
+        ax.plot(
+            [vi - 0.4, vi + 0.4],
+            [100 * bound / optimum] * 2,
+            "k--",
+            lw=1,
+            label="fluid upper bound" if vi == 0 else None,
+        )
+        sections += [
+            f"### {vname}",
+            "",
+            f"DP optimum **{optimum:.3f}** (exact, expected discounted profit from the initial state); "
+            f"fluid upper bound {bound:.3f} ({100 * bound / optimum:.1f}% of the optimum).",
+            "",
+            "```",
+            table(
+                [
+                    "method",
+                    "seeds",
+                    "mean profit",
+                    "±95%",
+                    "sd over seeds",
+                    "% of optimum",
+                    "vs DP policy (paired)",
+                    "cell s",
+                ],
+                lines,
+            ),
+            "```",
+            "",
+        ]
     ax.axhline(100, color="grey", lw=0.8)
     ax.set_xticks(range(len(variants)), variants)
     ax.set_ylabel("simulated profit, % of the DP optimum")
@@ -122,10 +184,16 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, out / "exact_benchmark.png")
     atomic_write_text(out / "exact_benchmark.csv", to_csv(rows))
-    body = ["# Case study: exact-benchmark", "",
-            f"{config['episodes']} evaluation episodes per method on a common demand stream (seed "
-            f"{config['eval_seed']}); RL methods trained for {config['iterations']} iterations, seeds "
-            f"{config['seeds']} (their mean and spread over seeds are shown). Paired differences are "
-            "against the simulated DP policy on the same customers.", "",
-            "![percent of optimum](exact_benchmark.png)", "", *sections]
+    body = [
+        "# Case study: exact-benchmark",
+        "",
+        f"{config['episodes']} evaluation episodes per method on a common demand stream (seed "
+        f"{config['eval_seed']}); RL methods trained for {config['iterations']} iterations, seeds "
+        f"{config['seeds']} (their mean and spread over seeds are shown). Paired differences are "
+        "against the simulated DP policy on the same customers.",
+        "",
+        "![percent of optimum](exact_benchmark.png)",
+        "",
+        *sections,
+    ]
     return atomic_write_text(out / "report.md", "\n".join(body) + "\n")

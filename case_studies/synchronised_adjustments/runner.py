@@ -41,15 +41,24 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     inst = load_instance(p["instance"])
     data = _data(inst, p["source"], p, workdir)
-    baseline = insights.simulate(inst, "siloed", episodes=max(p["episodes"], 2), seed=p["seed"] + 99)
-    metrics = insights.insight_metrics(data, baseline=baseline, n_boot=p["bootstrap"], seed=p["seed"])
+    baseline = insights.simulate(
+        inst, "siloed", episodes=max(p["episodes"], 2), seed=p["seed"] + 99
+    )
+    metrics = insights.insight_metrics(
+        data, baseline=baseline, n_boot=p["bootstrap"], seed=p["seed"]
+    )
     ref_name = "dp" if inst.n_products <= 3 else "fluid"
     reference = _data(inst, ref_name, p, workdir) if p["source"] != ref_name else data
     align = insights.alignment_score(data, reference)
     w = inst.arrival_rate / inst.arrival_rate.sum()
     intensity = np.einsum("temn,m->tn", data.intensity, w) / data.intensity.shape[1]
-    return {"metrics": metrics["metrics"], "alignment": align, "reference": ref_name,
-            "intensity": intensity.tolist(), "cover": data.cover.mean(axis=1).tolist()}
+    return {
+        "metrics": metrics["metrics"],
+        "alignment": align,
+        "reference": ref_name,
+        "intensity": intensity.tolist(),
+        "cover": data.cover.mean(axis=1).tolist(),
+    }
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -72,33 +81,75 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     from coordopt.insights import PATTERNS
     from coordopt.io import atomic_write_text, save_figure
 
-    body = ["# Case study: synchronised-adjustments", "",
-            f"Simulated sources: {config['episodes']} episodes (bootstrap 95% intervals, "
-            f"{config['bootstrap']} resamples); agents trained {config['iterations']} iterations, seed "
-            f"{config['seed']}. ✓ = the sign expected under coordination, ✗ = the opposite sign.", "",
-            "| pattern | expected | meaning |", "|---|---|---|"]
+    body = [
+        "# Case study: synchronised-adjustments",
+        "",
+        f"Simulated sources: {config['episodes']} episodes (bootstrap 95% intervals, "
+        f"{config['bootstrap']} resamples); agents trained {config['iterations']} iterations, seed "
+        f"{config['seed']}. ✓ = the sign expected under coordination, ✗ = the opposite sign.",
+        "",
+        "| pattern | expected | meaning |",
+        "|---|---|---|",
+    ]
     body += [f"| `{k}` | {sign} | {meaning} |" for k, (sign, meaning, _) in PATTERNS.items()]
     body.append("")
     rows = []
     for inst_name in dict.fromkeys(r["params"]["instance"] for r in results):
         mine = [r for r in results if r["params"]["instance"] == inst_name]
-        lines = [[r["params"]["source"], *(_fmt(r["result"]["metrics"][k]) for k in PATTERNS)] for r in mine]
-        align = [[r["params"]["source"], r["result"]["reference"], r["result"]["alignment"]["intensity_corr"],
-                  r["result"]["alignment"]["intensity_mae"], r["result"]["alignment"]["orders_corr"],
-                  r["result"]["alignment"]["orders_rel_l1"]] for r in mine]
+        lines = [
+            [r["params"]["source"], *(_fmt(r["result"]["metrics"][k]) for k in PATTERNS)]
+            for r in mine
+        ]
+        align = [
+            [
+                r["params"]["source"],
+                r["result"]["reference"],
+                r["result"]["alignment"]["intensity_corr"],
+                r["result"]["alignment"]["intensity_mae"],
+                r["result"]["alignment"]["orders_corr"],
+                r["result"]["alignment"]["orders_rel_l1"],
+            ]
+            for r in mine
+        ]
         for r in mine:
-            rows.append({"instance": inst_name, "source": r["params"]["source"],
-                         **{k: r["result"]["metrics"][k]["value"] for k in PATTERNS},
-                         **{f"align_{k}": v for k, v in r["result"]["alignment"].items()}})
-        body += [f"## {inst_name}", "", "```", table(["source", *PATTERNS], lines), "```", "",
-                 "Alignment with the optimiser (intensity correlation, mean absolute intensity difference, "
-                 "orders correlation, relative L1 distance of orders):", "",
-                 "```", table(["source", "reference", "intensity corr", "intensity MAE", "orders corr",
-                               "orders rel. L1"], align), "```", ""]
+            rows.append(
+                {
+                    "instance": inst_name,
+                    "source": r["params"]["source"],
+                    **{k: r["result"]["metrics"][k]["value"] for k in PATTERNS},
+                    **{f"align_{k}": v for k, v in r["result"]["alignment"].items()},
+                }
+            )
+        body += [
+            f"## {inst_name}",
+            "",
+            "```",
+            table(["source", *PATTERNS], lines),
+            "```",
+            "",
+            "Alignment with the optimiser (intensity correlation, mean absolute intensity difference, "
+            "orders correlation, relative L1 distance of orders):",
+            "",
+            "```",
+            table(
+                [
+                    "source",
+                    "reference",
+                    "intensity corr",
+                    "intensity MAE",
+                    "orders corr",
+                    "orders rel. L1",
+                ],
+                align,
+            ),
+            "```",
+            "",
+        ]
         # recommendation intensity against stock cover over time, for a few products
         k = min(config["products_to_plot"], len(mine[0]["result"]["intensity"][0]))
-        fig, axes = plt.subplots(len(mine), k, figsize=(3.4 * k, 2.3 * len(mine)), squeeze=False,
-                                 sharex=True)
+        fig, axes = plt.subplots(
+            len(mine), k, figsize=(3.4 * k, 2.3 * len(mine)), squeeze=False, sharex=True
+        )
         for si, r in enumerate(mine):
             inten, cover = np.array(r["result"]["intensity"]), np.array(r["result"]["cover"])
             order = np.argsort(-inten.mean(0))[:k]
@@ -115,8 +166,14 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 if si == len(mine) - 1:
                     ax.set_xlabel("period")
         handles = [axes[0, 0].lines[0], axes[0, 0].figure.axes[-1].lines[0]]
-        fig.legend(handles, ["recommendation intensity (left axis)", "stock cover, periods (right axis)"],
-                   loc="upper center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 1.02))
+        fig.legend(
+            handles,
+            ["recommendation intensity (left axis)", "stock cover, periods (right axis)"],
+            loc="upper center",
+            ncol=2,
+            fontsize=8,
+            bbox_to_anchor=(0.5, 1.02),
+        )
         fig.tight_layout(rect=(0, 0, 1, 0.97))
         name = f"intensity_cover_{inst_name}.png"
         save_figure(fig, out / name)

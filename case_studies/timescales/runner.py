@@ -27,9 +27,20 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = ("instance", "iterations", "eval_every", "eval_episodes", "num_envs", "warm_start", "eval_seed")
-    return [{"config": c, "seed": s, **{k: config[k] for k in keys}}
-            for c in config["configs"] for s in config["seeds"]]
+    keys = (
+        "instance",
+        "iterations",
+        "eval_every",
+        "eval_episodes",
+        "num_envs",
+        "warm_start",
+        "eval_seed",
+    )
+    return [
+        {"config": c, "seed": s, **{k: config[k] for k in keys}}
+        for c in config["configs"]
+        for s in config["seeds"]
+    ]
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -38,18 +49,36 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     if p["config"] not in CONFIGS:
         raise ValueError(f"unknown timescale config '{p['config']}'; known: {', '.join(CONFIGS)}")
-    cfg = TrainConfig(iterations=p["iterations"], seed=p["seed"], eval_every=p["eval_every"],
-                      eval_episodes=p["eval_episodes"], eval_seed=p["eval_seed"], num_envs=p["num_envs"],
-                      warm_start=p["warm_start"], tensorboard=False, threads=1, **CONFIGS[p["config"]])
+    cfg = TrainConfig(
+        iterations=p["iterations"],
+        seed=p["seed"],
+        eval_every=p["eval_every"],
+        eval_episodes=p["eval_episodes"],
+        eval_seed=p["eval_seed"],
+        num_envs=p["num_envs"],
+        warm_start=p["warm_start"],
+        tensorboard=False,
+        threads=1,
+        **CONFIGS[p["config"]],
+    )
     run = workdir / "run"
-    res = train(load_instance(p["instance"]), cfg, run, resume=(run / "checkpoint.pt").exists(), progress=False)
+    res = train(
+        load_instance(p["instance"]),
+        cfg,
+        run,
+        resume=(run / "checkpoint.pt").exists(),
+        progress=False,
+    )
     with (run / "log.csv").open() as fh:
         log = [r for r in csv.DictReader(fh) if r.get("eval_profit")]
-    return {"curve_steps": [float(r["env_steps"]) for r in log],
-            "curve_profit": [float(r["eval_profit"]) for r in log],
-            "final": res.final_eval.get("mean", float(log[-1]["eval_profit"]) if log else float("nan")),
-            "siloed": res.baselines.get("siloed", float("nan")),
-            "seconds": res.seconds, "env_steps": res.env_steps}
+    return {
+        "curve_steps": [float(r["env_steps"]) for r in log],
+        "curve_profit": [float(r["eval_profit"]) for r in log],
+        "final": res.final_eval.get("mean", float(log[-1]["eval_profit"]) if log else float("nan")),
+        "siloed": res.baselines.get("siloed", float("nan")),
+        "seconds": res.seconds,
+        "env_steps": res.env_steps,
+    }
 
 
 def _oscillation(curve: list[float]) -> float:
@@ -79,13 +108,25 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         ax.plot(steps, mean, color=color, label=f"{name} (mean of {len(runs)} seeds)")
         ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.2)
         finals = np.array([r["final"] for r in runs])
-        row = {"config": name, "seeds": len(runs), "final_mean": float(finals.mean()),
-               "final_sd": float(finals.std(ddof=1)) if len(runs) > 1 else 0.0,
-               "oscillation": float(np.mean([_oscillation(r["curve_profit"]) for r in runs])),
-               "train_seconds": float(np.mean([r["seconds"] for r in runs]))}
+        row = {
+            "config": name,
+            "seeds": len(runs),
+            "final_mean": float(finals.mean()),
+            "final_sd": float(finals.std(ddof=1)) if len(runs) > 1 else 0.0,
+            "oscillation": float(np.mean([_oscillation(r["curve_profit"]) for r in runs])),
+            "train_seconds": float(np.mean([r["seconds"] for r in runs])),
+        }
         rows.append(row)
-        lines.append([name, row["seeds"], row["final_mean"], row["final_sd"], row["oscillation"],
-                      row["train_seconds"]])
+        lines.append(
+            [
+                name,
+                row["seeds"],
+                row["final_mean"],
+                row["final_sd"],
+                row["oscillation"],
+                row["train_seconds"],
+            ]
+        )
     if np.isfinite(siloed):
         ax.axhline(siloed, color="grey", ls="--", lw=1, label="siloed baseline")
     ax.set_xlabel("environment steps (episodes x periods)")
@@ -96,13 +137,25 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     save_figure(fig, out / "timescales.png")
     atomic_write_text(out / "timescales.csv", to_csv(rows))
     best = min(rows, key=lambda r: r["final_sd"])
-    body = ["# Case study: timescales", "",
-            f"Instance `{config['instance']}`, {config['iterations']} iterations x {config['num_envs']} "
-            f"environments per run, warm start `{config['warm_start']}`, seeds {config['seeds']}; greedy "
-            f"profit on {config['eval_episodes']} fixed evaluation episodes every {config['eval_every']} "
-            "iterations.", "",
-            "```", table(["set-up", "seeds", "final profit", "sd over seeds", "oscillation", "train s"], lines), "```",
-            "", "Oscillation = mean absolute change of the evaluation profit between successive evaluations.", "",
-            f"Lowest variance across seeds: **{best['config']}** (sd {best['final_sd']:.2f}).", "",
-            "![learning curves](timescales.png)", ""]
+    body = [
+        "# Case study: timescales",
+        "",
+        f"Instance `{config['instance']}`, {config['iterations']} iterations x {config['num_envs']} "
+        f"environments per run, warm start `{config['warm_start']}`, seeds {config['seeds']}; greedy "
+        f"profit on {config['eval_episodes']} fixed evaluation episodes every {config['eval_every']} "
+        "iterations.",
+        "",
+        "```",
+        table(
+            ["set-up", "seeds", "final profit", "sd over seeds", "oscillation", "train s"], lines
+        ),
+        "```",
+        "",
+        "Oscillation = mean absolute change of the evaluation profit between successive evaluations.",
+        "",
+        f"Lowest variance across seeds: **{best['config']}** (sd {best['final_sd']:.2f}).",
+        "",
+        "![learning curves](timescales.png)",
+        "",
+    ]
     return atomic_write_text(out / "report.md", "\n".join(body) + "\n")

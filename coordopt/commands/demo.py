@@ -22,9 +22,12 @@ from coordopt.simulator import SimParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="exact benchmark + warm-started agents + comparison table",
-                       description=__doc__)
-    p.add_argument("instance", nargs="?", default="tiny", help="instance (default: the bundled tiny)")
+    p = sub.add_parser(
+        "demo", help="exact benchmark + warm-started agents + comparison table", description=__doc__
+    )
+    p.add_argument(
+        "instance", nargs="?", default="tiny", help="instance (default: the bundled tiny)"
+    )
     p.add_argument("--episodes", type=int, default=1000, help="evaluation episodes per policy")
     p.add_argument("--iterations", type=int, default=30, help="PPO iterations after the warm start")
     p.add_argument("--seed", type=int, default=0, help="training seed and demand stream")
@@ -49,35 +52,93 @@ def run(args: argparse.Namespace) -> int:
     except DPError as exc:
         optimum = None
         log(f"no exact DP here ({exc}); the fluid bound is the reference")
-    log(f"training the multi-timescale agents, warm-started from {'dp' if optimum is not None else 'mpc'} ...")
+    log(
+        f"training the multi-timescale agents, warm-started from {'dp' if optimum is not None else 'mpc'} ..."
+    )
     run_dir, info = train_agents(inst, "rl-multi-warm", args.seed, args.iterations, Path(args.out))
     params = SimParams.from_instance(inst, dtype=torch.float64)
-    names = ["null", "siloed", "fluid", "mpc", *(["dp"] if optimum is not None else []), str(run_dir)]
+    names = [
+        "null",
+        "siloed",
+        "fluid",
+        "mpc",
+        *(["dp"] if optimum is not None else []),
+        str(run_dir),
+    ]
     evals: dict[str, Evaluation] = {}
     for name in names:
         opts: dict[str, Any] = {"seed": args.seed} if name in ("fluid", "mpc") else {}
         label = "rl-multi-warm" if name == str(run_dir) else name
         log(f"simulating {label} ({args.episodes} episodes) ...")
-        evals[label] = evaluate(params, make_policy(name, params, **opts), episodes=args.episodes,
-                                seed=args.seed, progress=True)
+        evals[label] = evaluate(
+            params,
+            make_policy(name, params, **opts),
+            episodes=args.episodes,
+            seed=args.seed,
+            progress=True,
+        )
     ref = optimum if optimum is not None else bound
     rows, out = [], []
     for label, ev in evals.items():
         diff = compare(ev, evals["siloed"])
-        rec = {"policy": label, "mean": ev.mean, "ci95": ev.ci95, "pct_of_reference": 100 * ev.mean / ref,
-               "vs_siloed": diff["mean"], "vs_siloed_ci95": diff["ci95"], "fill_rate": float(ev.fill_rate.mean())}
+        rec = {
+            "policy": label,
+            "mean": ev.mean,
+            "ci95": ev.ci95,
+            "pct_of_reference": 100 * ev.mean / ref,
+            "vs_siloed": diff["mean"],
+            "vs_siloed_ci95": diff["ci95"],
+            "fill_rate": float(ev.fill_rate.mean()),
+        }
         out.append(rec)
-        rows.append([label, ev.mean, ev.ci95, f"{rec['pct_of_reference']:.1f}%",
-                     f"{diff['mean']:+,.2f} ± {diff['ci95']:,.2f}", f"{100 * rec['fill_rate']:.1f}%"])
+        rows.append(
+            [
+                label,
+                ev.mean,
+                ev.ci95,
+                f"{rec['pct_of_reference']:.1f}%",
+                f"{diff['mean']:+,.2f} ± {diff['ci95']:,.2f}",
+                f"{100 * ev.fill_rate.mean():.1f}%",
+            ]
+        )
     secs = time.perf_counter() - t0
     if args.json:
-        emit_json({"instance": inst.name, "fluid_bound": bound, "dp_optimum": optimum, "episodes": args.episodes,
-                   "seed": args.seed, "training": info, "results": out, "seconds": secs})
+        emit_json(
+            {
+                "instance": inst.name,
+                "fluid_bound": bound,
+                "dp_optimum": optimum,
+                "episodes": args.episodes,
+                "seed": args.seed,
+                "training": info,
+                "results": out,
+                "seconds": secs,
+            }
+        )
         return 0
     ref_name = "DP optimum" if optimum is not None else "fluid bound"
     print(f"\n{inst.summary()}")
-    print(f"fluid upper bound: {bound:,.3f}" + (f"   exact DP optimum: {optimum:,.3f}" if optimum is not None else ""))
-    print(f"agents: {info['iterations']} PPO iterations, {info['env_steps']:,} env steps (warm start included)\n")
-    print(table(["policy", "mean profit", "±95%", f"% of {ref_name}", "vs siloed (paired)", "fill rate"], rows))
-    print(f"\n{args.episodes} episodes per policy on the same customers (seed {args.seed}); {secs:.0f} s in all.")
+    print(
+        f"fluid upper bound: {bound:,.3f}"
+        + (f"   exact DP optimum: {optimum:,.3f}" if optimum is not None else "")
+    )
+    print(
+        f"agents: {info['iterations']} PPO iterations, {info['env_steps']:,} env steps (warm start included)\n"
+    )
+    print(
+        table(
+            [
+                "policy",
+                "mean profit",
+                "±95%",
+                f"% of {ref_name}",
+                "vs siloed (paired)",
+                "fill rate",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\n{args.episodes} episodes per policy on the same customers (seed {args.seed}); {secs:.0f} s in all."
+    )
     return 0

@@ -32,17 +32,27 @@ from coordopt.io import atomic_write
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("insights", help="synchronised-adjustment metrics and plots",
-                       description=__doc__)
+    p = sub.add_parser(
+        "insights", help="synchronised-adjustment metrics and plots", description=__doc__
+    )
     add_instance_arg(p)
-    p.add_argument("--method", default="fluid", metavar="fluid|dp|POLICY",
-                   help="fluid plan, DP policy, or any policy name / trained-agent directory")
-    p.add_argument("--episodes", type=int, default=64,
-                   help="simulated episodes per policy (default: 64)")
+    p.add_argument(
+        "--method",
+        default="fluid",
+        metavar="fluid|dp|POLICY",
+        help="fluid plan, DP policy, or any policy name / trained-agent directory",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=64, help="simulated episodes per policy (default: 64)"
+    )
     p.add_argument("--seed", type=int, default=0, help="demand stream and bootstrap seed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: results/insights/INSTANCE-METHOD)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/insights/INSTANCE-METHOD)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -69,14 +79,22 @@ def run(args: argparse.Namespace) -> int:
     sources = [primary] + ([fluid] if primary is not fluid else []) + [baseline]
     results = [res_primary] + ([res_fluid] if primary is not fluid else []) + [res_base]
     files = [] if args.no_plots else plot_insights(inst, sources, results, out)
-    summary = {"instance": inst.name, "method": method, "episodes": args.episodes,
-               "seed": args.seed, "optimal_reference": "dp" if method == "dp" else "fluid",
-               "results": results, "confirmations": confirm, "alignment": alignment,
-               "files": [str(f) for f in files]}
+    summary = {
+        "instance": inst.name,
+        "method": method,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "optimal_reference": "dp" if method == "dp" else "fluid",
+        "results": results,
+        "confirmations": confirm,
+        "alignment": alignment,
+        "files": [str(f) for f in files],
+    }
     json_path, md_path = out / "insights.json", out / "insights.md"
     atomic_write(json_path, lambda p: p.write_text(json.dumps(_plain(summary), indent=2)))
-    atomic_write(md_path, lambda p: p.write_text(markdown_summary(inst, results, confirm,
-                                                                   alignment)))
+    atomic_write(
+        md_path, lambda p: p.write_text(markdown_summary(inst, results, confirm, alignment))
+    )
     summary["files"] += [str(json_path), str(md_path)]
     if args.json:
         emit_json(summary)
@@ -88,11 +106,20 @@ def run(args: argparse.Namespace) -> int:
             return "n/a"
         return f"{v:+.3f}" + ("" if m["ci"] is None else f" [{m['ci'][0]:+.3f},{m['ci'][1]:+.3f}]")
 
-    rows = [[k, sign] + [fmt(r["metrics"][k]) for r in results]
-            + [{True: "yes", False: "no", None: "n/a"}[confirm[k]["optimal"]]]
-            for k, (sign, _, _) in PATTERNS.items()]
-    print(table(["pattern", "expected"] + [r["source"] for r in results]
-                + [f"{summary['optimal_reference']} confirms"], rows))
+    rows = [
+        [k, sign]
+        + [fmt(r["metrics"][k]) for r in results]
+        + [{True: "yes", False: "no", None: "n/a"}[confirm[k]["optimal"]]]
+        for k, (sign, _, _) in PATTERNS.items()
+    ]
+    print(
+        table(
+            ["pattern", "expected"]
+            + [r["source"] for r in results]
+            + [f"{summary['optimal_reference']} confirms"],
+            rows,
+        )
+    )
     if alignment is not None:
         print("alignment with fluid: " + ", ".join(f"{k} {v:.3f}" for k, v in alignment.items()))
     log(f"wrote {', '.join(summary['files'])}")

@@ -12,13 +12,21 @@ from coordopt.studies import CellFailed, run_study, study_names
 
 def register(sub: argparse._SubParsersAction) -> None:
     names = study_names()
-    p = sub.add_parser("reproduce", help="run a case study and write its report", description=__doc__)
+    p = sub.add_parser(
+        "reproduce", help="run a case study and write its report", description=__doc__
+    )
     p.add_argument("study", choices=names, metavar="STUDY", help=f"one of: {', '.join(names)}")
     p.add_argument("--quick", action="store_true", help="the few-minute grid (what the tests run)")
     p.add_argument("--out", default=None, help="output folder (default: results/<study>[-quick])")
-    p.add_argument("--backend", choices=["process", "ray", "serial"], default="process",
-                   help="where cells run: local process pool (default), a Ray cluster, or in-process")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument(
+        "--backend",
+        choices=["process", "ray", "serial"],
+        default="process",
+        help="where cells run: local process pool (default), a Ray cluster, or in-process",
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address (default: start a local Ray)"
+    )
     p.add_argument("--workers", type=int, default=None, help="parallel cells (default: CPU count)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -28,15 +36,25 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{args.study}{'-quick' if args.quick else ''}")
     t0 = time.perf_counter()
     try:
-        report = run_study(args.study, out, quick=args.quick, backend=args.backend,
-                           workers=args.workers, address=args.address)
+        report = run_study(
+            args.study,
+            out,
+            quick=args.quick,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+        )
     except CellFailed as exc:
-        log(f"coordopt reproduce: {exc}\nfinished cells are kept in {out / 'cells'}; "
-            "run the same command again to resume")
+        log(
+            f"coordopt reproduce: {exc}\nfinished cells are kept in {out / 'cells'}; "
+            "run the same command again to resume"
+        )
         return 1
     secs = time.perf_counter() - t0
     if args.json:
-        emit_json({"study": args.study, "quick": args.quick, "report": str(report), "seconds": secs})
+        emit_json(
+            {"study": args.study, "quick": args.quick, "report": str(report), "seconds": secs}
+        )
     else:
         log(f"wrote {report} ({secs:.0f} s)")
         print(report.read_text())

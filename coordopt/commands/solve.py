@@ -20,18 +20,35 @@ from coordopt.instance import load_instance
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "solve", help="solve the fluid program (upper bound and plan) or the exact DP",
+        "solve",
+        help="solve the fluid program (upper bound and plan) or the exact DP",
         description="Solve INSTANCE with the fluid linear program (Pyomo/HiGHS) or the exact "
-                    "dynamic program (tiny instances).")
+        "dynamic program (tiny instances).",
+    )
     add_instance_arg(p)
-    p.add_argument("--method", choices=("fluid", "dp"), default="fluid",
-                   help="fluid: sales-based LP bound and plan; dp: exact dynamic program")
-    p.add_argument("--variant", choices=("coordinated", "siloed-slates", "unlimited-stock"),
-                   default="coordinated", help="fluid program variant (default coordinated)")
-    p.add_argument("--path", choices=("auto", "bulk", "pyomo"), default="auto",
-                   help="fluid solve path: bulk arrays into highspy, or the Pyomo model")
-    p.add_argument("--integer-orders", action="store_true",
-                   help="binary order indicators (MILP) instead of their LP relaxation")
+    p.add_argument(
+        "--method",
+        choices=("fluid", "dp"),
+        default="fluid",
+        help="fluid: sales-based LP bound and plan; dp: exact dynamic program",
+    )
+    p.add_argument(
+        "--variant",
+        choices=("coordinated", "siloed-slates", "unlimited-stock"),
+        default="coordinated",
+        help="fluid program variant (default coordinated)",
+    )
+    p.add_argument(
+        "--path",
+        choices=("auto", "bulk", "pyomo"),
+        default="auto",
+        help="fluid solve path: bulk arrays into highspy, or the Pyomo model",
+    )
+    p.add_argument(
+        "--integer-orders",
+        action="store_true",
+        help="binary order indicators (MILP) instead of their LP relaxation",
+    )
     p.add_argument("--integer-quantities", action="store_true", help="integer order quantities")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit, seconds")
     p.add_argument("--mip-gap", type=float, default=None, help="relative MIP gap to stop at")
@@ -49,21 +66,51 @@ def run(args: argparse.Namespace) -> int:
     from coordopt.solvers.fluid import solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")
-    sol = solve_fluid(inst, method=args.path, variant=args.variant, time_limit=args.time_limit,
-                      mip_gap=args.mip_gap, integer_orders=args.integer_orders,
-                      integer_quantities=args.integer_quantities, raise_on_failure=False)
+    sol = solve_fluid(
+        inst,
+        method=args.path,
+        variant=args.variant,
+        time_limit=args.time_limit,
+        mip_gap=args.mip_gap,
+        integer_orders=args.integer_orders,
+        integer_quantities=args.integer_quantities,
+        raise_on_failure=False,
+    )
     first_orders = sol.orders[0] if sol.has_solution else np.full(inst.n_products, np.nan)
     first_slates = sol.first_slates(inst.effective_slate_size)
     if args.out is not None and sol.has_solution:
-        _save(args.out, {name: getattr(sol, name) for name in (
-            "orders", "alpha", "beta", "x", "y", "rec_frequency", "sales", "lost", "inventory",
-            "inventory_price")} | {"objective": np.array(sol.objective)})
+        _save(
+            args.out,
+            {
+                name: getattr(sol, name)
+                for name in (
+                    "orders",
+                    "alpha",
+                    "beta",
+                    "x",
+                    "y",
+                    "rec_frequency",
+                    "sales",
+                    "lost",
+                    "inventory",
+                    "inventory_price",
+                )
+            }
+            | {"objective": np.array(sol.objective)},
+        )
         log(f"wrote {args.out}")
     result = {
-        "method": "fluid", "instance": inst.name, "variant": sol.variant.value,
-        "path": sol.method, "status": sol.status.value, "message": sol.message,
-        "objective": sol.objective, "seconds": sol.seconds, "mip_gap": sol.mip_gap,
-        "first_orders": first_orders, "first_slates": first_slates,
+        "method": "fluid",
+        "instance": inst.name,
+        "variant": sol.variant.value,
+        "path": sol.method,
+        "status": sol.status.value,
+        "message": sol.message,
+        "objective": sol.objective,
+        "seconds": sol.seconds,
+        "mip_gap": sol.mip_gap,
+        "first_orders": first_orders,
+        "first_slates": first_slates,
     }
     _report(args, result, inst.product_names, inst.segment_names)
     return 0 if sol.has_solution else 1
@@ -73,8 +120,10 @@ def _run_dp(args: argparse.Namespace, inst: Any) -> int:
     try:
         from coordopt.solvers.dp import solve_dp
     except ImportError as exc:
-        log(f"coordopt solve: error: the exact DP is not available: coordopt.solvers.dp could not "
-            f"be imported ({exc}); use --method fluid")
+        log(
+            f"coordopt solve: error: the exact DP is not available: coordopt.solvers.dp could not "
+            f"be imported ({exc}); use --method fluid"
+        )
         return 2
     log(f"solving the exact dynamic program of {inst.summary()}")
     res = solve_dp(inst)
@@ -82,12 +131,22 @@ def _run_dp(args: argparse.Namespace, inst: Any) -> int:
     first_slates = [[int(i) for i in row if i >= 0] for row in slates.reshape(inst.n_segments, -1)]
     status = getattr(res.status, "value", res.status)
     if args.out is not None:
-        _save(args.out, {"value": np.array(res.value), "first_orders": np.asarray(res.first_orders),
-                         "first_slates": slates})
+        _save(
+            args.out,
+            {
+                "value": np.array(res.value),
+                "first_orders": np.asarray(res.first_orders),
+                "first_slates": slates,
+            },
+        )
         log(f"wrote {args.out}")
     result = {
-        "method": "dp", "instance": inst.name, "status": str(status), "objective": float(res.value),
-        "seconds": float(res.seconds), "first_orders": np.asarray(res.first_orders),
+        "method": "dp",
+        "instance": inst.name,
+        "status": str(status),
+        "objective": float(res.value),
+        "seconds": float(res.seconds),
+        "first_orders": np.asarray(res.first_orders),
         "first_slates": first_slates,
     }
     _report(args, result, inst.product_names, inst.segment_names)
@@ -99,20 +158,30 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
-def _report(args: argparse.Namespace, result: dict[str, Any], products: tuple[str, ...],
-            segments: tuple[str, ...]) -> None:
+def _report(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    products: tuple[str, ...],
+    segments: tuple[str, ...],
+) -> None:
     if args.json:
         emit_json(result)
         return
-    print(f"{result['method']} on {result['instance']}: status {result['status']}, "
-          f"objective {result['objective']:,.4f}, {result['seconds']:.2f} s")
+    print(
+        f"{result['method']} on {result['instance']}: status {result['status']}, "
+        f"objective {result['objective']:,.4f}, {result['seconds']:.2f} s"
+    )
     if result.get("message") and result["status"] != "optimal":
         print(f"  {result['message']}")
     orders = np.asarray(result["first_orders"], dtype=float)
     if np.isfinite(orders).all() and orders.size:
         shown = min(orders.size, 20)
-        print(table(["product", "period-1 order"],
-                    [[products[i], float(orders[i])] for i in range(shown)]))
+        print(
+            table(
+                ["product", "period-1 order"],
+                [[products[i], float(orders[i])] for i in range(shown)],
+            )
+        )
         if shown < orders.size:
             print(f"  ... {orders.size - shown} more products")
     for k, slate in enumerate(result["first_slates"][:20]):

@@ -19,13 +19,20 @@ from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the RL agents (multi-timescale PPO, warm start)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train the RL agents (multi-timescale PPO, warm start)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_instance_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoints, logs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint (saved config is kept; "
-                   "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (saved config is kept; "
+        "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     add_config_arguments(p)
@@ -37,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     inst = load_instance(args.instance)
     config = TrainConfig(**overrides_from_args(args))
-    log(f"training on {inst.summary()}; warm start: {config.warm_start}, "
-        f"timescales: {config.timescales}, information: {config.information}, out: {args.out}")
+    log(
+        f"training on {inst.summary()}; warm start: {config.warm_start}, "
+        f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
+    )
     try:
         result = train(inst, config, args.out, resume=args.resume, progress=not args.no_progress)
     except (TrainingDiverged, FloatingPointError) as exc:
@@ -47,16 +56,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.as_dict())
         return 0
-    rows = [["iterations", result.iterations], ["env steps", result.env_steps],
-            ["steps / second", float(result.steps_per_second)]]
-    for label, ev in (("before PPO", result.initial_eval), ("last iteration", result.final_eval),
-                      ("best (best.pt)", result.best_eval)):
+    rows = [
+        ["iterations", result.iterations],
+        ["env steps", result.env_steps],
+        ["steps / second", float(result.steps_per_second)],
+    ]
+    for label, ev in (
+        ("before PPO", result.initial_eval),
+        ("last iteration", result.final_eval),
+        ("best (best.pt)", result.best_eval),
+    ):
         if ev:
             rows.append([f"RL profit, greedy, {label}", float(ev["mean"])])
             rows.append(["  95% half-width", float(ev["ci95"])])
     for name, value in result.baselines.items():
         rows.append([f"{name} profit", float(value)])
     print(table(["quantity", "value"], rows))
-    print(f"run directory: {result.out_dir}  (evaluate with: coordopt evaluate {args.instance} "
-          f"--policy {result.out_dir})")
+    print(
+        f"run directory: {result.out_dir}  (evaluate with: coordopt evaluate {args.instance} "
+        f"--policy {result.out_dir})"
+    )
     return 0

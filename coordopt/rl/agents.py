@@ -71,7 +71,9 @@ class ReplenishmentActor(nn.Module):
         pooled = e.mean(1)
         h = self.gru(torch.cat([pooled, obs.glob], -1), h)
         n = e.shape[1]
-        x = torch.cat([e, pooled.unsqueeze(1).expand(-1, n, -1), h.unsqueeze(1).expand(-1, n, -1)], -1)
+        x = torch.cat(
+            [e, pooled.unsqueeze(1).expand(-1, n, -1), h.unsqueeze(1).expand(-1, n, -1)], -1
+        )
         return D.masked_order_logits(self.head(x), ctx.order_valid), h
 
 
@@ -92,20 +94,32 @@ class RecommendationActor(nn.Module):
         self.score = nn.Linear(hidden, 1)
         self.stop = mlp([3 * hidden, hidden, 1])
 
-    def forward(self, obs: Observation, ctx: Context, h: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+    def forward(
+        self, obs: Observation, ctx: Context, h: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Scores ``(B, M, N)``, stop scores ``(B, M)`` (or ``None``) and the next memory."""
         e = self.embed(obs.mkt)  # (B, N, H)
         s = self.seg_embed(ctx.segment)  # (M, H)
         pooled = e.mean(1)
         h = self.gru(torch.cat([pooled, s.mean(0).expand_as(pooled), obs.glob], -1), h)
-        pre = (self.w_seg(s).unsqueeze(0).unsqueeze(2) + self.w_prod(e).unsqueeze(1)
-               + self.w_pair(ctx.pair).unsqueeze(0) + self.w_mem(h)[:, None, None, :])
+        pre = (
+            self.w_seg(s).unsqueeze(0).unsqueeze(2)
+            + self.w_prod(e).unsqueeze(1)
+            + self.w_pair(ctx.pair).unsqueeze(0)
+            + self.w_mem(h)[:, None, None, :]
+        )
         scores = self.score(torch.tanh(pre)).squeeze(-1)  # (B, M, N)
         stop = None
         if self.allow_short:
             b, m = h.shape[0], s.shape[0]
-            z = torch.cat([s.unsqueeze(0).expand(b, m, -1), pooled.unsqueeze(1).expand(b, m, -1),
-                           h.unsqueeze(1).expand(b, m, -1)], -1)
+            z = torch.cat(
+                [
+                    s.unsqueeze(0).expand(b, m, -1),
+                    pooled.unsqueeze(1).expand(b, m, -1),
+                    h.unsqueeze(1).expand(b, m, -1),
+                ],
+                -1,
+            )
             stop = self.stop(z).squeeze(-1)
         return scores, stop, h
 
@@ -140,8 +154,9 @@ class AgentOutput:
     scores: Tensor  # (B, M, N)
     stop: Tensor | None  # (B, M)
 
-    def imitation_nll(self, expert_bins: Tensor, expert_slates: Tensor,
-                      rows: Tensor | None = None) -> dict[str, Tensor]:
+    def imitation_nll(
+        self, expert_bins: Tensor, expert_slates: Tensor, rows: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Negative log-likelihood of expert actions per labelled env, ``(E,)``.
 
         ``rows`` picks the envs the labels belong to (default: all). Per-product mean for
@@ -164,8 +179,9 @@ class Agents(nn.Module):
     per agent keyed by the agent's name.
     """
 
-    def __init__(self, hidden: int, bins: int, information: str, allow_short: bool,
-                 independent: bool) -> None:
+    def __init__(
+        self, hidden: int, bins: int, information: str, allow_short: bool, independent: bool
+    ) -> None:
         super().__init__()
         self.information = information
         self.bins = bins
@@ -173,10 +189,12 @@ class Agents(nn.Module):
         self.replenishment = ReplenishmentActor(ops_dim(information), hidden, bins)
         self.recommendation = RecommendationActor(mkt_dim(information), hidden, allow_short)
         if independent:
-            self.critics = nn.ModuleDict({
-                "replenishment": Critic(ops_dim(information), hidden),
-                "recommendation": Critic(mkt_dim(information), hidden),
-            })
+            self.critics = nn.ModuleDict(
+                {
+                    "replenishment": Critic(ops_dim(information), hidden),
+                    "recommendation": Critic(mkt_dim(information), hidden),
+                }
+            )
         else:
             self.critics = nn.ModuleDict({"firm": Critic(CRITIC_DIM, hidden)})
 
@@ -195,9 +213,17 @@ class Agents(nn.Module):
             out[name] = critic(feats, obs.glob, ctx)
         return out
 
-    def step(self, obs: Observation, ctx: Context, hidden: dict[str, Tensor], *,
-             generator: torch.Generator | None = None, greedy: bool = False,
-             order_bins: Tensor | None = None, slates: Tensor | None = None) -> AgentOutput:
+    def step(
+        self,
+        obs: Observation,
+        ctx: Context,
+        hidden: dict[str, Tensor],
+        *,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+        order_bins: Tensor | None = None,
+        slates: Tensor | None = None,
+    ) -> AgentOutput:
         """Advance both memories by one period and sample (or score given) actions."""
         logits, h_ops = self.replenishment(obs, ctx, hidden["replenishment"])
         scores, stop, h_mkt = self.recommendation(obs, ctx, hidden["recommendation"])
@@ -208,22 +234,33 @@ class Agents(nn.Module):
             slates = D.sample_slates(scores, stop, k, generator, greedy)
         lp_o, ent_o = D.order_log_prob(logits, order_bins)
         lp_s, ent_s = D.slate_log_prob(scores, stop, slates)
-        orders = torch.minimum(order_bins.to(ctx.order_step.dtype) * ctx.order_step,
-                               ctx.params.max_order)
+        orders = torch.minimum(
+            order_bins.to(ctx.order_step.dtype) * ctx.order_step, ctx.params.max_order
+        )
         return AgentOutput(
-            order_bins=order_bins, slates=slates,
+            order_bins=order_bins,
+            slates=slates,
             logp={"replenishment": lp_o.sum(-1), "recommendation": lp_s.sum(-1)},
             entropy={"replenishment": ent_o.mean(-1), "recommendation": ent_s.mean(-1)},
-            hidden={"replenishment": h_ops, "recommendation": h_mkt}, orders=orders,
-            order_logits=logits, scores=scores, stop=stop,
+            hidden={"replenishment": h_ops, "recommendation": h_mkt},
+            orders=orders,
+            order_logits=logits,
+            scores=scores,
+            stop=stop,
         )
 
 
 class AgentPolicy:
     """The trained agents as a :class:`~coordopt.policies.Policy` (keeps memory and last slates)."""
 
-    def __init__(self, agents: Agents, params: SimParams, deterministic: bool = True,
-                 seed: int = 0, name: str = "rl") -> None:
+    def __init__(
+        self,
+        agents: Agents,
+        params: SimParams,
+        deterministic: bool = True,
+        seed: int = 0,
+        name: str = "rl",
+    ) -> None:
         self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
         self.params = params
         self.ctx = build_context(params, agents.bins)
@@ -243,8 +280,9 @@ class AgentPolicy:
             self.reset(state.batch_size)
         with torch.no_grad():
             obs = observe(self.ctx, state, self.last_slates, self.agents.information)
-            out = self.agents.step(obs, self.ctx, self.hidden, generator=self.generator,
-                                   greedy=self.deterministic)
+            out = self.agents.step(
+                obs, self.ctx, self.hidden, generator=self.generator, greedy=self.deterministic
+            )
         self.hidden = out.hidden
         self.last_slates = out.slates
         return Action(orders=out.orders, slates=out.slates)
@@ -252,12 +290,23 @@ class AgentPolicy:
 
 def build_agents(config: Any) -> Agents:
     """The agents described by a :class:`~coordopt.rl.config.TrainConfig`."""
-    return Agents(hidden=config.hidden_size, bins=config.order_bins, information=config.information,
-                  allow_short=config.allow_short_slates, independent=config.timescales == "independent")
+    return Agents(
+        hidden=config.hidden_size,
+        bins=config.order_bins,
+        information=config.information,
+        allow_short=config.allow_short_slates,
+        independent=config.timescales == "independent",
+    )
 
 
-def load_policy(path: Path, params: SimParams, deterministic: bool = True, seed: int = 0,
-                checkpoint: str | None = None, **_: Any) -> AgentPolicy:
+def load_policy(
+    path: Path,
+    params: SimParams,
+    deterministic: bool = True,
+    seed: int = 0,
+    checkpoint: str | None = None,
+    **_: Any,
+) -> AgentPolicy:
     """The policy of a training run directory (``coordopt train --out DIR``).
 
     Loads ``DIR/best.pt`` (the agents of the best greedy evaluation during training, written
@@ -276,11 +325,14 @@ def load_policy(path: Path, params: SimParams, deterministic: bool = True, seed:
         if file.is_file():
             break
     else:
-        raise FileNotFoundError(f"{path}: no {' or '.join(names)}; is this a `coordopt train --out` "
-                                "directory, and did training save a checkpoint?")
+        raise FileNotFoundError(
+            f"{path}: no {' or '.join(names)}; is this a `coordopt train --out` "
+            "directory, and did training save a checkpoint?"
+        )
     blob = torch.load(file, map_location=params.device, weights_only=False)
     config = TrainConfig.from_dict(blob["config"])
     agents = build_agents(config)
     agents.load_state_dict(blob["agents"])
-    return AgentPolicy(agents, params, deterministic=deterministic, seed=seed,
-                       name=f"rl:{path.name}")
+    return AgentPolicy(
+        agents, params, deterministic=deterministic, seed=seed, name=f"rl:{path.name}"
+    )

@@ -132,8 +132,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject values that would make training meaningless, naming the flag and the fix."""
-        positive = ("num_envs", "seq_len", "minibatch_envs", "hidden_size", "update_every_fast",
-                    "update_every_slow", "decay_iters", "checkpoint_every")
+        positive = (
+            "num_envs",
+            "seq_len",
+            "minibatch_envs",
+            "hidden_size",
+            "update_every_fast",
+            "update_every_slow",
+            "decay_iters",
+            "checkpoint_every",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
@@ -148,8 +156,10 @@ class TrainConfig:
         for name in self.__dataclass_fields__:
             choices = typing.get_args(_hint(name)) if _is_literal(name) else ()
             if choices and getattr(self, name) not in choices:
-                raise ValueError(f"--{flag(name)} must be one of {', '.join(choices)}, "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"--{flag(name)} must be one of {', '.join(choices)}, "
+                    f"got {getattr(self, name)!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,9 +193,13 @@ def field_docs() -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for prev, node in itertools.pairwise(body):
-        if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name)
-                and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)):
+        if (
+            isinstance(prev, ast.AnnAssign)
+            and isinstance(prev.target, ast.Name)
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             docs[prev.target.id] = node.value.value.strip()
     return docs
 

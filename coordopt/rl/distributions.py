@@ -35,8 +35,13 @@ def _truncate_at_stop(idx: Tensor, n_products: int) -> Tensor:
     return torch.where(stopped, torch.full_like(idx, -1), idx)
 
 
-def sample_slates(scores: Tensor, stop: Tensor | None, k: int,
-                  generator: torch.Generator | None = None, greedy: bool = False) -> Tensor:
+def sample_slates(
+    scores: Tensor,
+    stop: Tensor | None,
+    k: int,
+    generator: torch.Generator | None = None,
+    greedy: bool = False,
+) -> Tensor:
     """Plackett-Luce top-``k`` slates ``(..., k)`` (long, ``-1`` after a stop) by Gumbel-top-k.
 
     ``greedy`` takes the ``k`` highest scores (truncated at the stop item) instead of sampling.
@@ -101,8 +106,9 @@ def order_log_prob(logits: Tensor, bins: Tensor) -> tuple[Tensor, Tensor]:
     return logsm.gather(-1, bins.unsqueeze(-1)).squeeze(-1), ent
 
 
-def sample_order_bins(logits: Tensor, generator: torch.Generator | None = None,
-                      greedy: bool = False) -> Tensor:
+def sample_order_bins(
+    logits: Tensor, generator: torch.Generator | None = None, greedy: bool = False
+) -> Tensor:
     """A bin per product (Gumbel-max sample, or argmax when ``greedy``), ``(..., N)`` long."""
     if greedy:
         return logits.argmax(-1)

@@ -111,12 +111,20 @@ def build_context(params: SimParams, bins: int) -> Context:
     grid = torch.arange(bins, device=params.device, dtype=params.dtype)
     valid = grid.unsqueeze(0) * step.unsqueeze(1) <= params.max_order.unsqueeze(1)
     pscale = float(params.price.mean().clamp(min=1e-6))
-    static = torch.stack([
-        params.price / pscale, params.unit_cost / pscale, params.holding_cost / pscale,
-        params.lost_sale_penalty / pscale, params.salvage_value / pscale,
-        params.fixed_order_cost / (pscale * mu), lead / 4.0, torch.log1p(mu) / 4.0,
-        (params.price - params.unit_cost) / params.price.clamp(min=1e-6),
-    ], dim=-1)
+    static = torch.stack(
+        [
+            params.price / pscale,
+            params.unit_cost / pscale,
+            params.holding_cost / pscale,
+            params.lost_sale_penalty / pscale,
+            params.salvage_value / pscale,
+            params.fixed_order_cost / (pscale * mu),
+            lead / 4.0,
+            torch.log1p(mu) / 4.0,
+            (params.price - params.unit_cost) / params.price.clamp(min=1e-6),
+        ],
+        dim=-1,
+    )
     m, n = params.n_segments, params.n_products
     uplift = params.uplift_flat.reshape(m, n)
     base_den = (params.no_purchase + params.base_total).unsqueeze(1)
@@ -125,17 +133,34 @@ def build_context(params: SimParams, bins: int) -> Context:
     lam = params.arrival_rate.unsqueeze(1)
     gain = lam * (rec_share - base_share) * (params.price - params.unit_cost) / pscale
     gain = gain / gain.abs().mean().clamp(min=1e-6)
-    pair = torch.stack([base_share, rec_share, torch.log1p(uplift / params.base_attraction.clamp(
-        min=1e-6)).clamp(max=5.0), gain], dim=-1)
-    segment = torch.stack([
-        params.arrival_rate / params.arrival_rate.mean(),
-        params.no_purchase / (params.no_purchase + params.base_total),
-        torch.full_like(params.arrival_rate, math.log1p(params.slate_size) / 2),
-    ], dim=-1)
+    pair = torch.stack(
+        [
+            base_share,
+            rec_share,
+            torch.log1p(uplift / params.base_attraction.clamp(min=1e-6)).clamp(max=5.0),
+            gain,
+        ],
+        dim=-1,
+    )
+    segment = torch.stack(
+        [
+            params.arrival_rate / params.arrival_rate.mean(),
+            params.no_purchase / (params.no_purchase + params.base_total),
+            torch.full_like(params.arrival_rate, math.log1p(params.slate_size) / 2),
+        ],
+        dim=-1,
+    )
     return Context(
-        params=params, demand_scale=mu, order_step=step, order_valid=valid,
-        n_valid_bins=valid.sum(1), static_product=static, segment=segment, pair=pair,
-        uplift_demand=lam * (rec_share - base_share) / mu, reward_scale=reward_scale(params),
+        params=params,
+        demand_scale=mu,
+        order_step=step,
+        order_valid=valid,
+        n_valid_bins=valid.sum(1),
+        static_product=static,
+        segment=segment,
+        pair=pair,
+        uplift_demand=lam * (rec_share - base_share) / mu,
+        reward_scale=reward_scale(params),
     )
 
 
@@ -160,20 +185,31 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     togo = (p.horizon - state.t) / p.horizon
     late = (state.t + lead >= p.horizon).to(p.dtype).expand(b, n)
     static = ctx.static_product.expand(b, n, -1)
-    ops_dyn = torch.stack([
-        state.on_hand / mu, pipe / mu, state.pipeline[..., 0] / mu, position / ((lead + 1) * mu),
-        state.last_sales / mu, state.last_demand / mu, state.last_orders / mu,
-        torch.full_like(state.on_hand, togo), late,
-    ], dim=-1)
+    ops_dyn = torch.stack(
+        [
+            state.on_hand / mu,
+            pipe / mu,
+            state.pipeline[..., 0] / mu,
+            position / ((lead + 1) * mu),
+            state.last_sales / mu,
+            state.last_demand / mu,
+            state.last_orders / mu,
+            torch.full_like(state.on_hand, togo),
+            late,
+        ],
+        dim=-1,
+    )
     rec = recommended_share(last_slates, n).to(p.dtype)  # (B, M, N)
     ops_coord = torch.stack([rec.mean(1), (rec * ctx.uplift_demand).sum(1)], dim=-1)
     mkt_dyn = torch.stack([state.last_demand / mu, torch.full_like(state.on_hand, togo)], dim=-1)
-    mkt_coord = torch.stack([incoming / mu, position / ((lead + 1) * mu),
-                             (incoming <= 0).to(p.dtype)], dim=-1)
+    mkt_coord = torch.stack(
+        [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1
+    )
     coordinated = information == "coordinated"
     ops = torch.cat([static, ops_dyn] + ([ops_coord] if coordinated else []), dim=-1)
     mkt = torch.cat([static, mkt_dyn] + ([mkt_coord] if coordinated else []), dim=-1)
     critic = torch.cat([static, ops_dyn, ops_coord, mkt_dyn], dim=-1)
-    glob = torch.tensor([[togo, state.t / max(p.horizon - 1, 1)]], device=p.device,
-                        dtype=p.dtype).expand(b, GLOBAL)
+    glob = torch.tensor(
+        [[togo, state.t / max(p.horizon - 1, 1)]], device=p.device, dtype=p.dtype
+    ).expand(b, GLOBAL)
     return Observation(ops=ops, mkt=mkt, critic=critic, glob=glob)

@@ -53,12 +53,31 @@ FINAL = "final.pt"
 BEST = "best.pt"
 LOG = "log.csv"
 COLUMNS = (
-    "iteration", "env_steps", "seconds", "steps_per_second", "train_profit", "train_return",
-    "lr_critic", "lr_replenishment", "lr_recommendation", "bc_coef",
-    "pg_loss_replenishment", "pg_loss_recommendation", "value_loss",
-    "kl_replenishment", "kl_recommendation", "entropy_replenishment", "entropy_recommendation",
-    "bc_nll_replenishment", "bc_nll_recommendation", "clipfrac_replenishment",
-    "clipfrac_recommendation", "eval_profit", "eval_ci95", "siloed_profit", "null_profit",
+    "iteration",
+    "env_steps",
+    "seconds",
+    "steps_per_second",
+    "train_profit",
+    "train_return",
+    "lr_critic",
+    "lr_replenishment",
+    "lr_recommendation",
+    "bc_coef",
+    "pg_loss_replenishment",
+    "pg_loss_recommendation",
+    "value_loss",
+    "kl_replenishment",
+    "kl_recommendation",
+    "entropy_replenishment",
+    "entropy_recommendation",
+    "bc_nll_replenishment",
+    "bc_nll_recommendation",
+    "clipfrac_replenishment",
+    "clipfrac_recommendation",
+    "eval_profit",
+    "eval_ci95",
+    "siloed_profit",
+    "null_profit",
     "gap_vs_siloed",
 )
 
@@ -84,20 +103,30 @@ class TrainResult:
     best_eval: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"out_dir": str(self.out_dir), "iterations": self.iterations,
-                "env_steps": self.env_steps, "seconds": self.seconds,
-                "steps_per_second": self.steps_per_second, "final_eval": self.final_eval,
-                "initial_eval": self.initial_eval, "best_eval": self.best_eval,
-                "baselines": self.baselines, "warm_start": self.warm_start}
+        return {
+            "out_dir": str(self.out_dir),
+            "iterations": self.iterations,
+            "env_steps": self.env_steps,
+            "seconds": self.seconds,
+            "steps_per_second": self.steps_per_second,
+            "final_eval": self.final_eval,
+            "initial_eval": self.initial_eval,
+            "best_eval": self.best_eval,
+            "baselines": self.baselines,
+            "warm_start": self.warm_start,
+        }
 
 
 # --------------------------------------------------------------------------- set-up helpers
 
+
 def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda[:i]``; a clear error when CUDA is asked for but absent."""
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} requested but CUDA is not available on this machine "
-                         "(torch.cuda.is_available() is False); use --device cpu")
+        raise ValueError(
+            f"--device {name} requested but CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use --device cpu"
+        )
     if not (name == "cpu" or name.startswith("cuda")):
         raise ValueError(f"--device must be cpu or cuda[:index], got {name!r}")
     return torch.device(name)
@@ -138,10 +167,20 @@ def _check_finite(value: Tensor, what: str, iteration: int) -> None:
 
 # --------------------------------------------------------------------------- the PPO update
 
-def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
-               advantages: dict[str, Tensor], value_targets: dict[str, Tensor],
-               timescales: dict[str, Timescale], optimisers: dict[str, torch.optim.Optimizer],
-               bc_coef: float, iteration: int, rng: np.random.Generator) -> dict[str, float]:
+
+def ppo_update(
+    agents: Agents,
+    ctx: Context,
+    config: TrainConfig,
+    ro: Rollout,
+    advantages: dict[str, Tensor],
+    value_targets: dict[str, Tensor],
+    timescales: dict[str, Timescale],
+    optimisers: dict[str, torch.optim.Optimizer],
+    bc_coef: float,
+    iteration: int,
+    rng: np.random.Generator,
+) -> dict[str, float]:
     """PPO epochs over recurrent minibatches; returns the mean losses, KLs and entropies."""
     horizon, batch = ro.horizon, ro.batch_size
     chunks = [(s, min(s + config.seq_len, horizon)) for s in range(0, horizon, config.seq_len)]
@@ -154,7 +193,9 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
         if not active:
             break
         perm = torch.as_tensor(rng.permutation(batch), device=ctx.params.device)
-        groups = [perm[i:i + config.minibatch_envs] for i in range(0, batch, config.minibatch_envs)]
+        groups = [
+            perm[i : i + config.minibatch_envs] for i in range(0, batch, config.minibatch_envs)
+        ]
         order = rng.permutation(len(chunks) * len(groups))
         for job in order:
             (s, e), idx = chunks[job // len(groups)], groups[job % len(groups)]
@@ -163,8 +204,13 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
             ent: dict[str, list[Tensor]] = {a: [] for a in AGENTS}
             nll: dict[str, list[Tensor]] = {a: [] for a in AGENTS}
             for t in range(s, e):
-                out = agents.step(_obs_at(ro.obs, t, idx), ctx, hidden,
-                                  order_bins=ro.order_bins[t, idx], slates=ro.slates[t, idx])
+                out = agents.step(
+                    _obs_at(ro.obs, t, idx),
+                    ctx,
+                    hidden,
+                    order_bins=ro.order_bins[t, idx],
+                    slates=ro.slates[t, idx],
+                )
                 hidden = out.hidden
                 for a in AGENTS:
                     logp[a].append(out.logp[a])
@@ -174,8 +220,9 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
                     assert ro.expert_bins is not None and ro.expert_slates is not None
                     ex_idx = idx[sel]
                     if len(ex_idx):
-                        for a, v in out.imitation_nll(ro.expert_bins[t, ex_idx],
-                                                      ro.expert_slates[t, ex_idx], rows=sel).items():
+                        for a, v in out.imitation_nll(
+                            ro.expert_bins[t, ex_idx], ro.expert_slates[t, ex_idx], rows=sel
+                        ).items():
                             nll[a].append(v)
             losses: dict[str, Tensor] = {}
             for a in AGENTS:
@@ -187,9 +234,13 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
                 log_ratio = new - old
                 ratio = log_ratio.exp()
-                pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)).mean()
+                pg = torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)
+                ).mean()
                 entropy = torch.stack(ent[a]).mean()
-                coef = config.ent_replenishment if a == "replenishment" else config.ent_recommendation
+                coef = (
+                    config.ent_replenishment if a == "replenishment" else config.ent_recommendation
+                )
                 loss = pg - coef * entropy
                 if nll[a]:
                     bc = torch.cat(nll[a]).mean()
@@ -201,12 +252,21 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
                     stats.setdefault(f"kl_{a}", []).append(float(((ratio - 1) - log_ratio).mean()))
                     stats.setdefault(f"entropy_{a}", []).append(float(entropy))
                     stats.setdefault(f"clipfrac_{a}", []).append(
-                        float(((ratio - 1).abs() > config.clip).float().mean()))
+                        float(((ratio - 1).abs() > config.clip).float().mean())
+                    )
             if "critic" in active:
-                values = agents.values(Observation(ro.obs.ops[s:e, idx], ro.obs.mkt[s:e, idx],
-                                                   ro.obs.critic[s:e, idx], ro.obs.glob[s:e, idx]), ctx)
-                vloss = torch.stack([0.5 * ((values[n] - value_targets[n][s:e, idx]) ** 2).mean()
-                                     for n in values]).sum()
+                values = agents.values(
+                    Observation(
+                        ro.obs.ops[s:e, idx],
+                        ro.obs.mkt[s:e, idx],
+                        ro.obs.critic[s:e, idx],
+                        ro.obs.glob[s:e, idx],
+                    ),
+                    ctx,
+                )
+                vloss = torch.stack(
+                    [0.5 * ((values[n] - value_targets[n][s:e, idx]) ** 2).mean() for n in values]
+                ).sum()
                 losses["critic"] = vloss
                 stats.setdefault("value_loss", []).append(float(vloss.detach()))
             for name, loss in losses.items():
@@ -215,13 +275,16 @@ def ppo_update(agents: Agents, ctx: Context, config: TrainConfig, ro: Rollout,
                 opt.zero_grad(set_to_none=True)
             torch.stack(list(losses.values())).sum().backward()
             for name in losses:
-                norm = torch.nn.utils.clip_grad_norm_(_learner_params(agents, name), config.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(
+                    _learner_params(agents, name), config.max_grad_norm
+                )
                 _check_finite(norm, f"the {name} gradient norm", iteration)
                 optimisers[name].step()
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
 # --------------------------------------------------------------------------- state and checkpoints
+
 
 @dataclass
 class RunState:
@@ -240,23 +303,42 @@ class RunState:
     best_eval: dict[str, float] = field(default_factory=dict)
 
 
-def checkpoint_blob(config: TrainConfig, agents: Agents, optimisers: dict[str, torch.optim.Optimizer],
-                    run: RunState, instance: Instance) -> dict[str, Any]:
+def checkpoint_blob(
+    config: TrainConfig,
+    agents: Agents,
+    optimisers: dict[str, torch.optim.Optimizer],
+    run: RunState,
+    instance: Instance,
+) -> dict[str, Any]:
     return {
-        "format": "coordopt-rl/1", "config": config.to_dict(), "instance": instance.name,
+        "format": "coordopt-rl/1",
+        "config": config.to_dict(),
+        "instance": instance.name,
         "agents": agents.state_dict(),
         "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
-        "iteration": run.iteration, "env_steps": run.env_steps, "seconds": run.seconds,
+        "iteration": run.iteration,
+        "env_steps": run.env_steps,
+        "seconds": run.seconds,
         "normalisers": {k: v.state_dict() for k, v in run.normalisers.items()},
-        "rng": {"torch": torch.get_rng_state(), "env": run.env_gen.get_state(),
-                "policy": run.pol_gen.get_state(), "numpy": run.rng.bit_generator.state},
-        "baselines": run.baselines, "warm_start": run.warm_start,
-        "initial_eval": run.initial_eval, "best_eval": run.best_eval,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "env": run.env_gen.get_state(),
+            "policy": run.pol_gen.get_state(),
+            "numpy": run.rng.bit_generator.state,
+        },
+        "baselines": run.baselines,
+        "warm_start": run.warm_start,
+        "initial_eval": run.initial_eval,
+        "best_eval": run.best_eval,
     }
 
 
-def _restore(blob: dict[str, Any], agents: Agents, optimisers: dict[str, torch.optim.Optimizer],
-             run: RunState) -> None:
+def _restore(
+    blob: dict[str, Any],
+    agents: Agents,
+    optimisers: dict[str, torch.optim.Optimizer],
+    run: RunState,
+) -> None:
     agents.load_state_dict(blob["agents"])
     for k, o in optimisers.items():
         o.load_state_dict(blob["optimisers"][k])
@@ -266,7 +348,11 @@ def _restore(blob: dict[str, Any], agents: Agents, optimisers: dict[str, torch.o
     run.env_gen.set_state(blob["rng"]["env"])
     run.pol_gen.set_state(blob["rng"]["policy"])
     run.rng.bit_generator.state = blob["rng"]["numpy"]
-    run.iteration, run.env_steps, run.seconds = blob["iteration"], blob["env_steps"], blob["seconds"]
+    run.iteration, run.env_steps, run.seconds = (
+        blob["iteration"],
+        blob["env_steps"],
+        blob["seconds"],
+    )
     run.baselines, run.warm_start = blob["baselines"], blob["warm_start"]
     run.initial_eval, run.best_eval = blob.get("initial_eval", {}), blob.get("best_eval", {})
 
@@ -288,8 +374,15 @@ class CsvLog:
     def write(self, row: dict[str, float]) -> None:
         with self.path.open("a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=COLUMNS).writerow(
-                {k: ("" if (v := row.get(k)) is None or (isinstance(v, float) and math.isnan(v))
-                     else v) for k in COLUMNS})
+                {
+                    k: (
+                        ""
+                        if (v := row.get(k)) is None or (isinstance(v, float) and math.isnan(v))
+                        else v
+                    )
+                    for k in COLUMNS
+                }
+            )
 
 
 def _tensorboard(out: Path, enabled: bool) -> Any:
@@ -298,23 +391,38 @@ def _tensorboard(out: Path, enabled: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        print("coordopt train: tensorboard is not installed; logging to CSV only "
-              "(pip install tensorboard, or pass --no-tensorboard to silence this)", file=sys.stderr)
+        print(
+            "coordopt train: tensorboard is not installed; logging to CSV only "
+            "(pip install tensorboard, or pass --no-tensorboard to silence this)",
+            file=sys.stderr,
+        )
         return None
     return SummaryWriter(str(out / "tb"))
 
 
-def _evaluate_agents(agents: Agents, params: SimParams, config: TrainConfig, iteration: int,
-                     env_steps: int) -> dict[str, float]:
+def _evaluate_agents(
+    agents: Agents, params: SimParams, config: TrainConfig, iteration: int, env_steps: int
+) -> dict[str, float]:
     """Greedy agents on the fixed evaluation stream (``iteration`` -1: before any PPO update)."""
-    ev = evaluate(params, AgentPolicy(agents, params, deterministic=True), config.eval_episodes,
-                  seed=config.eval_seed)
+    ev = evaluate(
+        params,
+        AgentPolicy(agents, params, deterministic=True),
+        config.eval_episodes,
+        seed=config.eval_seed,
+    )
     agents.train()
     return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
 
 
-def _keep_best(run: RunState, ev: dict[str, float], config: TrainConfig, agents: Agents,
-               optimisers: dict[str, torch.optim.Optimizer], instance: Instance, out: Path) -> None:
+def _keep_best(
+    run: RunState,
+    ev: dict[str, float],
+    config: TrainConfig,
+    agents: Agents,
+    optimisers: dict[str, torch.optim.Optimizer],
+    instance: Instance,
+    out: Path,
+) -> None:
     """Save ``OUT/best.pt`` when the greedy evaluation beats every earlier one.
 
     Model selection on the training evaluation stream (``eval_seed``); report the chosen
@@ -328,8 +436,15 @@ def _keep_best(run: RunState, ev: dict[str, float], config: TrainConfig, agents:
 
 # --------------------------------------------------------------------------- train
 
-def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: bool = False,
-          progress: bool = True, expert: Policy | None = None) -> TrainResult:
+
+def train(
+    instance: Instance,
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    expert: Policy | None = None,
+) -> TrainResult:
     """Train the agents on ``instance``; write checkpoints, ``log.csv`` and ``summary.json``.
 
     ``resume`` continues the run in ``out_dir`` from its checkpoint (the saved config is used,
@@ -345,12 +460,20 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
             raise FileNotFoundError(f"{ckpt_path}: nothing to resume (run without --resume first)")
         blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         saved = TrainConfig.from_dict(blob["config"])
-        keep = {"iterations", "eval_every", "eval_episodes", "checkpoint_every", "tensorboard",
-                "device", "threads"}
+        keep = {
+            "iterations",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "tensorboard",
+            "device",
+            "threads",
+        }
         config = TrainConfig(**{**saved.to_dict(), **{k: getattr(config, k) for k in keep}})
     elif ckpt_path.is_file():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose "
-                         "another --out")
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     if config.threads > 0:
@@ -362,41 +485,58 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
     agents = build_agents(config).to(device)
     optimisers = _optimisers(agents)
     timescales = make_timescales(config)
-    bc_weight = LinearAnneal(config.bc_coef if config.warm_start != "none" else 0.0,
-                             config.bc_anneal_iters)
+    bc_weight = LinearAnneal(
+        config.bc_coef if config.warm_start != "none" else 0.0, config.bc_anneal_iters
+    )
     run = RunState(
-        iteration=0, env_steps=0, seconds=0.0,
+        iteration=0,
+        env_steps=0,
+        seconds=0.0,
         normalisers={name: RunningMeanStd() for name in agents.critics},
-        env_gen=torch.Generator(device=device), pol_gen=torch.Generator(device=device),
-        rng=np.random.default_rng(config.seed), baselines={}, warm_start=None,
+        env_gen=torch.Generator(device=device),
+        pol_gen=torch.Generator(device=device),
+        rng=np.random.default_rng(config.seed),
+        baselines={},
+        warm_start=None,
     )
     run.env_gen.manual_seed(config.seed * 2 + 1)
     run.pol_gen.manual_seed(config.seed * 2 + 2)
     if blob is not None:
         _restore(blob, agents, optimisers, run)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    if config.warm_start != "none" and expert is None and (blob is None or bc_weight(run.iteration) > 0):
+    if (
+        config.warm_start != "none"
+        and expert is None
+        and (blob is None or bc_weight(run.iteration) > 0)
+    ):
         expert = make_expert(config.warm_start, params)
 
     if blob is None:
         if config.warm_start != "none":
             assert expert is not None
             began = time.perf_counter()
-            report: WarmStartReport = behaviour_clone(agents, ctx, expert, config, run.env_gen,
-                                                      run.pol_gen)
-            report.critic_loss = pretrain_critic(agents, ctx, config, gamma, run.normalisers,
-                                                 run.env_gen, run.pol_gen)
+            report: WarmStartReport = behaviour_clone(
+                agents, ctx, expert, config, run.env_gen, run.pol_gen
+            )
+            report.critic_loss = pretrain_critic(
+                agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
+            )
             report.env_steps += config.bc_envs * params.horizon  # the critic's rollout
             # the budget (steps and seconds) counts the warm start's simulations and fitting
             run.env_steps, run.seconds = report.env_steps, time.perf_counter() - began
             run.warm_start = report.as_dict()
-            print(f"warm start from {report.expert}: imitation NLL "
-                  + ", ".join(f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}"
-                              for a in AGENTS), file=sys.stderr)
+            print(
+                f"warm start from {report.expert}: imitation NLL "
+                + ", ".join(
+                    f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}" for a in AGENTS
+                ),
+                file=sys.stderr,
+            )
         if config.eval_every > 0:
             for name in ("siloed", "null"):
-                run.baselines[name] = evaluate(params, name, config.eval_episodes,
-                                               seed=config.eval_seed).mean
+                run.baselines[name] = evaluate(
+                    params, name, config.eval_episodes, seed=config.eval_seed
+                ).mean
             run.initial_eval = _evaluate_agents(agents, params, config, -1, run.env_steps)
             _keep_best(run, run.initial_eval, config, agents, optimisers, instance, out)
         atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), ckpt_path)
@@ -405,8 +545,14 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
     writer = _tensorboard(out, config.tensorboard)
     history: list[dict[str, float]] = []
     final_eval: dict[str, float] = {}
-    bar = tqdm(total=config.iterations, initial=min(run.iteration, config.iterations),
-               desc=f"train {instance.name}", disable=not progress, file=sys.stderr, unit="it")
+    bar = tqdm(
+        total=config.iterations,
+        initial=min(run.iteration, config.iterations),
+        desc=f"train {instance.name}",
+        disable=not progress,
+        file=sys.stderr,
+        unit="it",
+    )
     while run.iteration < config.iterations:
         it = run.iteration
         t0 = time.perf_counter()
@@ -418,9 +564,15 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
 
         # 1. rollout
         agents.train()
-        ro = collect_rollout(agents, ctx, config.num_envs, run.env_gen, run.pol_gen,
-                             expert if coef > 0 else None,
-                             label_envs=config.expert_label_envs if coef > 0 else 0)
+        ro = collect_rollout(
+            agents,
+            ctx,
+            config.num_envs,
+            run.env_gen,
+            run.pol_gen,
+            expert if coef > 0 else None,
+            label_envs=config.expert_label_envs if coef > 0 else 0,
+        )
         # 2. advantages and value targets (values de-normalised with the pre-update statistics)
         advantages, targets = {}, {}
         for name, norm in run.normalisers.items():
@@ -430,8 +582,9 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
             norm.update(ret)
             advantages[name], targets[name] = adv, norm.normalise(ret)
         # 3. PPO epochs
-        stats = ppo_update(agents, ctx, config, ro, advantages, targets, timescales, optimisers,
-                           coef, it, run.rng)
+        stats = ppo_update(
+            agents, ctx, config, ro, advantages, targets, timescales, optimisers, coef, it, run.rng
+        )
 
         # 4. log, evaluate, checkpoint
         steps = ro.horizon * ro.batch_size
@@ -440,10 +593,15 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
         run.seconds += dt
         run.iteration += 1
         row: dict[str, float] = {
-            "iteration": it, "env_steps": run.env_steps, "seconds": round(run.seconds, 3),
-            "steps_per_second": steps / max(dt, 1e-9), "train_profit": float(ro.profit.mean()),
+            "iteration": it,
+            "env_steps": run.env_steps,
+            "seconds": round(run.seconds, 3),
+            "steps_per_second": steps / max(dt, 1e-9),
+            "train_profit": float(ro.profit.mean()),
             "train_return": float(ro.rewards["firm"].sum(0).mean()),
-            **{f"lr_{n}": v for n, v in lrs.items()}, "bc_coef": coef, **stats,
+            **{f"lr_{n}": v for n, v in lrs.items()},
+            "bc_coef": coef,
+            **stats,
             "siloed_profit": run.baselines.get("siloed", math.nan),
             "null_profit": run.baselines.get("null", math.nan),
         }
@@ -452,8 +610,9 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
             final_eval = _evaluate_agents(agents, params, config, it, run.env_steps)
             row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
             if run.baselines.get("siloed"):
-                row["gap_vs_siloed"] = ((final_eval["mean"] - run.baselines["siloed"])
-                                        / abs(run.baselines["siloed"]))
+                row["gap_vs_siloed"] = (final_eval["mean"] - run.baselines["siloed"]) / abs(
+                    run.baselines["siloed"]
+                )
             _keep_best(run, final_eval, config, agents, optimisers, instance, out)
         log.write(row)
         history.append(row)
@@ -462,8 +621,11 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
                 if k != "iteration" and isinstance(v, float) and math.isfinite(v):
                     writer.add_scalar(k, v, it)
         bar.update(1)
-        bar.set_postfix(profit=f"{row['train_profit']:.1f}", sps=f"{row['steps_per_second']:.0f}",
-                        **({"eval": f"{row['eval_profit']:.1f}"} if "eval_profit" in row else {}))
+        bar.set_postfix(
+            profit=f"{row['train_profit']:.1f}",
+            sps=f"{row['steps_per_second']:.0f}",
+            **({"eval": f"{row['eval_profit']:.1f}"} if "eval_profit" in row else {}),
+        )
         if run.iteration % config.checkpoint_every == 0 or last:
             atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), ckpt_path)
     bar.close()
@@ -472,10 +634,17 @@ def train(instance: Instance, config: TrainConfig, out_dir: str | Path, resume: 
     blob_final = checkpoint_blob(config, agents, optimisers, run, instance)
     atomic_save(blob_final, out / FINAL)
     result = TrainResult(
-        out_dir=out, iterations=run.iteration, env_steps=run.env_steps, seconds=run.seconds,
-        steps_per_second=run.env_steps / max(run.seconds, 1e-9), final_eval=final_eval,
-        baselines=run.baselines, warm_start=run.warm_start, history=history,
-        initial_eval=run.initial_eval, best_eval=run.best_eval,
+        out_dir=out,
+        iterations=run.iteration,
+        env_steps=run.env_steps,
+        seconds=run.seconds,
+        steps_per_second=run.env_steps / max(run.seconds, 1e-9),
+        final_eval=final_eval,
+        baselines=run.baselines,
+        warm_start=run.warm_start,
+        history=history,
+        initial_eval=run.initial_eval,
+        best_eval=run.best_eval,
     )
     (out / "summary.json").write_text(json.dumps(result.as_dict(), indent=2, default=float))
     return result

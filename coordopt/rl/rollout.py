@@ -53,36 +53,55 @@ def reward_streams(res: StepResult, scale: float) -> dict[str, Tensor]:
     """Scaled rewards: ``firm`` profit; departmental ``recommendation`` (revenue) and
     ``replenishment`` (salvage minus ordering, holding and lost-sale costs). They sum to firm."""
     ops = res.salvage - res.ordering_cost - res.holding_cost - res.lost_sale_cost
-    return {"firm": res.reward / scale, "recommendation": res.revenue / scale,
-            "replenishment": ops / scale}
+    return {
+        "firm": res.reward / scale,
+        "recommendation": res.revenue / scale,
+        "replenishment": ops / scale,
+    }
 
 
 def head(state: SimState, n: int) -> SimState:
     """The first ``n`` environments of a batched state."""
-    return SimState(t=state.t, on_hand=state.on_hand[:n], pipeline=state.pipeline[:n],
-                    last_sales=state.last_sales[:n], last_demand=state.last_demand[:n],
-                    last_orders=state.last_orders[:n])
+    return SimState(
+        t=state.t,
+        on_hand=state.on_hand[:n],
+        pipeline=state.pipeline[:n],
+        last_sales=state.last_sales[:n],
+        last_demand=state.last_demand[:n],
+        last_orders=state.last_orders[:n],
+    )
 
 
 def _stack_obs(obs: list[Observation]) -> Observation:
-    return Observation(ops=torch.stack([o.ops for o in obs]), mkt=torch.stack([o.mkt for o in obs]),
-                       critic=torch.stack([o.critic for o in obs]),
-                       glob=torch.stack([o.glob for o in obs]))
+    return Observation(
+        ops=torch.stack([o.ops for o in obs]),
+        mkt=torch.stack([o.mkt for o in obs]),
+        critic=torch.stack([o.critic for o in obs]),
+        glob=torch.stack([o.glob for o in obs]),
+    )
 
 
 def _pad_slates(slates: Tensor, k: int) -> Tensor:
     """Expert slates with exactly ``k`` slots."""
     if slates.shape[-1] >= k:
         return slates[..., :k].long()
-    pad = torch.full((*slates.shape[:-1], k - slates.shape[-1]), -1, dtype=torch.long,
-                     device=slates.device)
+    pad = torch.full(
+        (*slates.shape[:-1], k - slates.shape[-1]), -1, dtype=torch.long, device=slates.device
+    )
     return torch.cat([slates.long(), pad], -1)
 
 
 @torch.no_grad()
-def collect_rollout(agents: Agents, ctx: Context, batch_size: int, env_gen: torch.Generator,
-                    pol_gen: torch.Generator, expert: Policy | None = None, label_envs: int = 0,
-                    expert_prob: float = 0.0) -> Rollout:
+def collect_rollout(
+    agents: Agents,
+    ctx: Context,
+    batch_size: int,
+    env_gen: torch.Generator,
+    pol_gen: torch.Generator,
+    expert: Policy | None = None,
+    label_envs: int = 0,
+    expert_prob: float = 0.0,
+) -> Rollout:
     """Run the agents (sampling) for one episode in ``batch_size`` environments.
 
     With an ``expert``, the first ``label_envs`` environments are labelled with its actions;
@@ -136,16 +155,22 @@ def collect_rollout(agents: Agents, ctx: Context, batch_size: int, env_gen: torc
         last_slates = slates
     st = {key: torch.stack(v) for key, v in rec.items()}
     return Rollout(
-        obs=_stack_obs(obs_list), order_bins=st["bins"], slates=st["slates"],
-        logp={a: st[f"logp_{a}"] for a in AGENTS}, hidden={a: st[f"hidden_{a}"] for a in AGENTS},
+        obs=_stack_obs(obs_list),
+        order_bins=st["bins"],
+        slates=st["slates"],
+        logp={a: st[f"logp_{a}"] for a in AGENTS},
+        hidden={a: st[f"hidden_{a}"] for a in AGENTS},
         rewards={n: st[f"reward_{n}"] for n in ("firm", "recommendation", "replenishment")},
         values={n: st[f"value_{n}"] for n in agents.critics},
-        expert_bins=st.get("expert_bins"), expert_slates=st.get("expert_slates"), profit=profit,
+        expert_bins=st.get("expert_bins"),
+        expert_slates=st.get("expert_slates"),
+        profit=profit,
     )
 
 
-def gae(rewards: Tensor, values: Tensor, gamma: float, lam: float,
-        last_value: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def gae(
+    rewards: Tensor, values: Tensor, gamma: float, lam: float, last_value: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation over time-major ``(T, B)`` tensors.
 
     ``delta_t = r_t + gamma V_{t+1} - V_t`` (``V_T = last_value``, 0 at the end of a finite

@@ -62,7 +62,9 @@ def slower(slow: PowerSchedule, fast: PowerSchedule) -> bool:
     return slow.exponent > fast.exponent
 
 
-def check_two_timescale(fast: PowerSchedule, slow: PowerSchedule, horizon: int = 10**6) -> dict[str, Any]:
+def check_two_timescale(
+    fast: PowerSchedule, slow: PowerSchedule, horizon: int = 10**6
+) -> dict[str, Any]:
     """Analytic and numerical evidence that ``(fast, slow)`` form a two-timescale pair.
 
     Returns the analytic flags, the ratio ``b_n / a_n`` at a few ``n`` (it must decrease to 0),
@@ -83,9 +85,14 @@ def check_two_timescale(fast: PowerSchedule, slow: PowerSchedule, horizon: int =
                 half1, half2 = s1, s2
         partial[name] = {"sum": s1, "sum_half": half1, "sum_sq": s2, "sum_sq_half": half2}
     return {
-        "conditions": fast.diverges and slow.diverges and fast.square_summable
-        and slow.square_summable and slower(slow, fast),
-        "ratios": ratios, "points": points, "partial_sums": partial,
+        "conditions": fast.diverges
+        and slow.diverges
+        and fast.square_summable
+        and slow.square_summable
+        and slower(slow, fast),
+        "ratios": ratios,
+        "points": points,
+        "partial_sums": partial,
     }
 
 
@@ -114,17 +121,23 @@ def make_timescales(config: Any) -> dict[str, Timescale]:
         raise ValueError(f"timescales must be multi, single or independent, got {mode!r}")
     fast_name = "recommendation" if config.slow_agent == "replenishment" else "replenishment"
     out = {
-        "critic": Timescale(sched(config.lr_critic, config.exponent_critic), 1,
-                            max(config.epochs_critic, config.epochs_fast)),
-        fast_name: Timescale(sched(lr_fast, config.exponent_fast), config.update_every_fast,
-                             config.epochs_fast),
-        config.slow_agent: Timescale(sched(lr_slow, config.exponent_slow),
-                                     config.update_every_slow, config.epochs_slow),
+        "critic": Timescale(
+            sched(config.lr_critic, config.exponent_critic),
+            1,
+            max(config.epochs_critic, config.epochs_fast),
+        ),
+        fast_name: Timescale(
+            sched(lr_fast, config.exponent_fast), config.update_every_fast, config.epochs_fast
+        ),
+        config.slow_agent: Timescale(
+            sched(lr_slow, config.exponent_slow), config.update_every_slow, config.epochs_slow
+        ),
     }
     if power:
-        ok = (config.exponent_critic <= config.exponent_fast < config.exponent_slow
-              and all(0.5 < e <= 1.0 for e in (config.exponent_critic, config.exponent_fast,
-                                                 config.exponent_slow)))
+        ok = config.exponent_critic <= config.exponent_fast < config.exponent_slow and all(
+            0.5 < e <= 1.0
+            for e in (config.exponent_critic, config.exponent_fast, config.exponent_slow)
+        )
         if not ok:
             raise ValueError(
                 "multi-timescale power schedules need 0.5 < exponent_critic <= exponent_fast < "

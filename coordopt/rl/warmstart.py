@@ -41,9 +41,16 @@ class WarmStartReport:
     """Environment steps simulated by the warm start (DAgger and critic rollouts)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"expert": self.expert, "nll_before": self.nll_before, "nll_after": self.nll_after,
-                "rounds": self.rounds, "states": self.states, "critic_loss": self.critic_loss,
-                "expert_profit": self.expert_profit, "env_steps": self.env_steps}
+        return {
+            "expert": self.expert,
+            "nll_before": self.nll_before,
+            "nll_after": self.nll_after,
+            "rounds": self.rounds,
+            "states": self.states,
+            "critic_loss": self.critic_loss,
+            "expert_profit": self.expert_profit,
+            "env_steps": self.env_steps,
+        }
 
 
 def make_expert(name: str, params: SimParams) -> Policy:
@@ -68,8 +75,12 @@ def make_expert(name: str, params: SimParams) -> Policy:
 
 
 def _cat_obs(parts: list[Observation]) -> Observation:
-    return Observation(*(torch.cat([getattr(o, f) for o in parts], dim=1)
-                         for f in ("ops", "mkt", "critic", "glob")))
+    return Observation(
+        *(
+            torch.cat([getattr(o, f) for o in parts], dim=1)
+            for f in ("ops", "mkt", "critic", "glob")
+        )
+    )
 
 
 @dataclass
@@ -88,15 +99,19 @@ class ImitationData:
             if r.expert_bins is None or r.expert_slates is None:
                 raise ValueError("rollout has no expert labels")
             e = r.expert_bins.shape[1]
-            obs.append(Observation(r.obs.ops[:, :e], r.obs.mkt[:, :e], r.obs.critic[:, :e],
-                                   r.obs.glob[:, :e]))
+            obs.append(
+                Observation(
+                    r.obs.ops[:, :e], r.obs.mkt[:, :e], r.obs.critic[:, :e], r.obs.glob[:, :e]
+                )
+            )
             bins.append(r.expert_bins)
             slates.append(r.expert_slates)
         return cls(_cat_obs(obs), torch.cat(bins, 1), torch.cat(slates, 1))
 
 
-def imitation_nll(agents: Agents, ctx: Context, data: ImitationData,
-                  entropy: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+def imitation_nll(
+    agents: Agents, ctx: Context, data: ImitationData, entropy: dict[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Mean NLL of the expert's actions along the data's sequences (memories from zero).
 
     If ``entropy`` is a dict, it receives each agent's mean policy entropy on the same states.
@@ -116,8 +131,14 @@ def imitation_nll(agents: Agents, ctx: Context, data: ImitationData,
     return total
 
 
-def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
-                    env_gen: torch.Generator, pol_gen: torch.Generator) -> WarmStartReport:
+def behaviour_clone(
+    agents: Agents,
+    ctx: Context,
+    expert: Policy,
+    config: Any,
+    env_gen: torch.Generator,
+    pol_gen: torch.Generator,
+) -> WarmStartReport:
     """DAgger: ``bc_rounds`` rounds of mixture rollouts, expert labels and full-batch NLL steps."""
     start = copy.deepcopy(agents)
     params = [p for a in AGENTS for p in agents.actor(a).parameters()]
@@ -125,9 +146,18 @@ def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
     rollouts: list[Rollout] = []
     data: ImitationData | None = None
     for r in range(max(config.bc_rounds, 1)):
-        rollouts.append(collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen, expert,
-                                        label_envs=config.bc_envs,
-                                        expert_prob=config.bc_beta**r))
+        rollouts.append(
+            collect_rollout(
+                agents,
+                ctx,
+                config.bc_envs,
+                env_gen,
+                pol_gen,
+                expert,
+                label_envs=config.bc_envs,
+                expert_prob=config.bc_beta**r,
+            )
+        )
         data = ImitationData.from_rollouts(rollouts)
         for _ in range(config.bc_epochs):
             ent: dict[str, Tensor] = {}
@@ -136,8 +166,9 @@ def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
             # PPO still explores after the warm start
             loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"behaviour cloning diverged in round {r} (loss {loss}); "
-                                         "lower --bc-lr")
+                raise FloatingPointError(
+                    f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
+                )
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -147,11 +178,15 @@ def behaviour_clone(agents: Agents, ctx: Context, expert: Policy, config: Any,
         before = {a: float(v) for a, v in imitation_nll(start, ctx, data).items()}
         after = {a: float(v) for a, v in imitation_nll(agents, ctx, data).items()}
     expert_runs = [r.profit[: config.bc_envs] for r in rollouts[:1]]
-    return WarmStartReport(expert=getattr(expert, "name", "expert"), nll_before=before,
-                           nll_after=after, rounds=len(rollouts),
-                           states=int(data.bins.shape[0] * data.bins.shape[1]),
-                           expert_profit=float(torch.cat(expert_runs).mean()),
-                           env_steps=sum(r.horizon * r.batch_size for r in rollouts))
+    return WarmStartReport(
+        expert=getattr(expert, "name", "expert"),
+        nll_before=before,
+        nll_after=after,
+        rounds=len(rollouts),
+        states=int(data.bins.shape[0] * data.bins.shape[1]),
+        expert_profit=float(torch.cat(expert_runs).mean()),
+        env_steps=sum(r.horizon * r.batch_size for r in rollouts),
+    )
 
 
 def critic_stream(name: str) -> str:
@@ -159,9 +194,15 @@ def critic_stream(name: str) -> str:
     return "firm" if name == "firm" else name
 
 
-def pretrain_critic(agents: Agents, ctx: Context, config: Any, gamma: float,
-                    normalisers: dict[str, RunningMeanStd], env_gen: torch.Generator,
-                    pol_gen: torch.Generator) -> dict[str, float]:
+def pretrain_critic(
+    agents: Agents,
+    ctx: Context,
+    config: Any,
+    gamma: float,
+    normalisers: dict[str, RunningMeanStd],
+    env_gen: torch.Generator,
+    pol_gen: torch.Generator,
+) -> dict[str, float]:
     """Fit every critic to the discounted returns of the current agents (updates normalisers)."""
     ro = collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen)
     targets = {}

@@ -26,12 +26,23 @@ def _product(**fields):
 def test_one_period_newsvendor_critical_fractile_and_profit():
     p, c, b, h, v = 10.0, 4.0, 1.0, 0.5, 1.5
     lam, w, w0 = 8.0, 3.0, 1.0
-    inst = instance_from_dict({
-        "name": "newsvendor", "horizon": 1,
-        "product": [_product(price=p, unit_cost=c, lost_sale_penalty=b, holding_cost=h,
-                             salvage_value=v, max_order=30)],
-        "segment": [{"arrival_rate": lam, "base_attraction": [w], "no_purchase": w0}],
-    })
+    inst = instance_from_dict(
+        {
+            "name": "newsvendor",
+            "horizon": 1,
+            "product": [
+                _product(
+                    price=p,
+                    unit_cost=c,
+                    lost_sale_penalty=b,
+                    holding_cost=h,
+                    salvage_value=v,
+                    max_order=30,
+                )
+            ],
+            "segment": [{"arrival_rate": lam, "base_attraction": [w], "no_purchase": w0}],
+        }
+    )
     mu = lam * w / (w0 + w)  # 6
     # underage p - c + b, overage c + h - v (end stock pays h and is salvaged at v)
     ratio = (p - c + b) / ((p - c + b) + (c + h - v))
@@ -39,8 +50,7 @@ def test_one_period_newsvendor_critical_fractile_and_profit():
     cdf = stats.poisson.cdf
     assert cdf(q_star, mu) > ratio + 1e-6 and cdf(q_star - 1, mu) < ratio - 1e-6  # no tie
     sales = mu * cdf(q_star - 2, mu) + q_star * (1 - cdf(q_star - 1, mu))  # E[min(D, q)]
-    profit = (p * sales - c * q_star - h * (q_star - sales) - b * (mu - sales)
-              + v * (q_star - sales))
+    profit = p * sales - c * q_star - h * (q_star - sales) - b * (mu - sales) + v * (q_star - sales)
     sol = solve_dp(inst)
     assert sol.status == "optimal"
     assert int(sol.first_orders[0]) == q_star
@@ -56,13 +66,26 @@ def test_ample_stock_one_period_picks_the_enumerated_best_slates():
     base = [[0.3, 0.8, 1.2], [0.2, 0.5, 0.9]]
     rec = [[1.0, 1.3, 2.5], [0.25, 0.55, 2.4]]
     w0 = [1.0, 1.5]
-    inst = instance_from_dict({
-        "name": "slates", "horizon": 1, "slate_size": 2,
-        "product": [_product(name=f"P{i}", price=prices[i], initial_inventory=25, max_order=0)
-                    for i in range(3)],
-        "segment": [{"arrival_rate": lam[k], "base_attraction": base[k], "rec_attraction": rec[k],
-                     "no_purchase": w0[k]} for k in range(2)],
-    })
+    inst = instance_from_dict(
+        {
+            "name": "slates",
+            "horizon": 1,
+            "slate_size": 2,
+            "product": [
+                _product(name=f"P{i}", price=prices[i], initial_inventory=25, max_order=0)
+                for i in range(3)
+            ],
+            "segment": [
+                {
+                    "arrival_rate": lam[k],
+                    "base_attraction": base[k],
+                    "rec_attraction": rec[k],
+                    "no_purchase": w0[k],
+                }
+                for k in range(2)
+            ],
+        }
+    )
     best_sets, best_value = [], 0.0
     for k in range(2):
         scored = []

@@ -28,8 +28,9 @@ def test_slate_probabilities_sum_to_one_and_match_sampling(short: bool) -> None:
     scores = torch.tensor([0.3, -0.5, 1.2, 0.0], dtype=torch.float64)
     stop = torch.tensor(0.4, dtype=torch.float64) if short else None
     slates = torch.tensor(all_slates(n, k, short))
-    logp, ent = D.slate_log_prob(scores.expand(len(slates), n),
-                                 None if stop is None else stop.expand(len(slates)), slates)
+    logp, ent = D.slate_log_prob(
+        scores.expand(len(slates), n), None if stop is None else stop.expand(len(slates)), slates
+    )
     probs = logp.exp()
     assert float(probs.sum()) == pytest.approx(1.0, abs=1e-12)
     # exact entropy by enumeration equals the expectation of the per-step estimator
@@ -38,8 +39,9 @@ def test_slate_probabilities_sum_to_one_and_match_sampling(short: bool) -> None:
     # sampling frequencies (Gumbel-top-k) match the sequential PL probabilities
     draws = 200_000
     gen = torch.Generator().manual_seed(1)
-    sample = D.sample_slates(scores.expand(draws, n), None if stop is None else stop.expand(draws),
-                             k, generator=gen)
+    sample = D.sample_slates(
+        scores.expand(draws, n), None if stop is None else stop.expand(draws), k, generator=gen
+    )
     index = {s: i for i, s in enumerate(map(tuple, slates.tolist()))}
     counts = torch.zeros(len(slates))
     for row, c in zip(*torch.unique(sample, dim=0, return_counts=True), strict=True):

@@ -17,9 +17,19 @@ from coordopt.rl.config import TrainConfig, field_docs
 from coordopt.rl.ppo import train
 from coordopt.simulator import SimParams
 
-FAST = dict(hidden_size=16, num_envs=8, minibatch_envs=4, seq_len=4, bc_rounds=1, bc_envs=8,
-            bc_epochs=3, critic_pretrain_epochs=3, expert_label_envs=4, eval_every=0,
-            tensorboard=False)
+FAST = dict(
+    hidden_size=16,
+    num_envs=8,
+    minibatch_envs=4,
+    seq_len=4,
+    bc_rounds=1,
+    bc_envs=8,
+    bc_epochs=3,
+    critic_pretrain_epochs=3,
+    expert_label_envs=4,
+    eval_every=0,
+    tensorboard=False,
+)
 
 
 def _params(run: Path) -> dict[str, torch.Tensor]:
@@ -44,13 +54,43 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         train(inst, cfg, tmp_path / "full", progress=False)
 
 
-def test_cli_smoke_and_trained_policy_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_smoke_and_trained_policy_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    argv = ["train", "tiny", "--out", str(out), "--iterations", "2", "--num-envs", "8",
-            "--minibatch-envs", "4", "--hidden-size", "16", "--bc-rounds", "1", "--bc-envs", "8",
-            "--bc-epochs", "2", "--critic-pretrain-epochs", "2", "--eval-every", "1",
-            "--eval-episodes", "8", "--no-tensorboard", "--no-progress", "--json",
-            "--timescales", "independent", "--information", "siloed"]
+    argv = [
+        "train",
+        "tiny",
+        "--out",
+        str(out),
+        "--iterations",
+        "2",
+        "--num-envs",
+        "8",
+        "--minibatch-envs",
+        "4",
+        "--hidden-size",
+        "16",
+        "--bc-rounds",
+        "1",
+        "--bc-envs",
+        "8",
+        "--bc-epochs",
+        "2",
+        "--critic-pretrain-epochs",
+        "2",
+        "--eval-every",
+        "1",
+        "--eval-episodes",
+        "8",
+        "--no-tensorboard",
+        "--no-progress",
+        "--json",
+        "--timescales",
+        "independent",
+        "--information",
+        "siloed",
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     # the budget counts the warm start's simulations: one DAgger round and the critic's rollout
@@ -59,7 +99,9 @@ def test_cli_smoke_and_trained_policy_evaluates(tmp_path: Path, capsys: pytest.C
     assert summary["iterations"] == 2 and summary["env_steps"] == 2 * 8 * 8 + 2 * 8 * 8
     assert summary["steps_per_second"] > 0 and "siloed" in summary["baselines"]
     rows = list(csv.DictReader((out / "log.csv").open()))
-    assert len(rows) == 2 and all(r["eval_profit"] and float(r["steps_per_second"]) > 0 for r in rows)
+    assert len(rows) == 2 and all(
+        r["eval_profit"] and float(r["steps_per_second"]) > 0 for r in rows
+    )
     # the warm-started agents are evaluated before PPO; best.pt holds the best evaluation
     evals = [summary["initial_eval"]["mean"]] + [float(r["eval_profit"]) for r in rows]
     assert summary["initial_eval"]["env_steps"] == summary["warm_start"]["env_steps"]

@@ -16,8 +16,9 @@ from coordopt.simulator import SimParams
 
 def test_behaviour_cloning_halves_the_imitation_loss_on_tiny() -> None:
     torch.manual_seed(0)
-    cfg = TrainConfig(hidden_size=32, bc_rounds=2, bc_envs=16, bc_epochs=60, bc_lr=1e-2,
-                      critic_pretrain_epochs=60)
+    cfg = TrainConfig(
+        hidden_size=32, bc_rounds=2, bc_envs=16, bc_epochs=60, bc_lr=1e-2, critic_pretrain_epochs=60
+    )
     params = SimParams.from_instance(load_instance("tiny"))
     ctx = build_context(params, cfg.order_bins)
     agents = build_agents(cfg)

@@ -68,8 +68,11 @@ def test_bound_is_valid_for_any_multipliers(case):
     assert D.lagrangian_bound(inst, programs, zero).bound >= full.objective * (1 - REL)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        mult = D.Multipliers(rng.normal(0, 3, (t, m)), rng.exponential(1.0, (t, m)),
-                             rng.normal(0, 2, (len(blocks), t, m)))
+        mult = D.Multipliers(
+            rng.normal(0, 3, (t, m)),
+            rng.exponential(1.0, (t, m)),
+            rng.normal(0, 2, (len(blocks), t, m)),
+        )
         assert D.lagrangian_bound(inst, programs, mult).bound >= full.objective * (1 - REL)
 
 
@@ -111,9 +114,15 @@ def test_plan_satisfies_the_full_matrix(case):
     arrays = assemble_fluid_lp(fluid_data(inst))
     lay = arrays.layout
     x = np.zeros(lay.n_cols)
-    for name, val in (("alpha", plan.alpha), ("beta", plan.beta), ("y", plan.y),
-                      ("q", plan.orders), ("s", plan.sales), ("l", plan.lost),
-                      ("inv", plan.inventory)):
+    for name, val in (
+        ("alpha", plan.alpha),
+        ("beta", plan.beta),
+        ("y", plan.y),
+        ("q", plan.orders),
+        ("s", plan.sales),
+        ("l", plan.lost),
+        ("inv", plan.inventory),
+    ):
         x[lay.col(name)] = val
     ax = arrays.matrix @ x
     assert (ax >= arrays.row_lower - 1e-6).all() and (ax <= arrays.row_upper + 1e-6).all()
@@ -122,15 +131,25 @@ def test_plan_satisfies_the_full_matrix(case):
 
 def test_residuals_catch_a_violation(case):
     inst, full, _, _, _ = case
-    broken = D.FluidPoint(full.alpha * 1.1, full.beta, full.y, full.orders, full.sales,
-                          full.lost, full.inventory, full.indicators, full.objective)
+    broken = D.FluidPoint(
+        full.alpha * 1.1,
+        full.beta,
+        full.y,
+        full.orders,
+        full.sales,
+        full.lost,
+        full.inventory,
+        full.indicators,
+        full.objective,
+    )
     res = D.plan_residuals(inst, broken)
     assert res["choice_balance"] > 1e-3 and res["offer_once"] > 1e-6
 
 
 def test_hidden_mode_bound_and_plan():
-    inst = generate_instance(n_products=24, n_segments=4, horizon=4, slate_size=2, seed=3,
-                             stockout="hidden")
+    inst = generate_instance(
+        n_products=24, n_segments=4, horizon=4, slate_size=2, seed=3, stockout="hidden"
+    )
     full, _ = D.solve_full_lp(inst)
     plan = D.solve_decomposed(inst, max_block_size=8, iterations=1)
     assert plan.bound >= full.objective * (1 - REL) >= plan.value * (1 - 2 * REL)

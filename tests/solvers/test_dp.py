@@ -78,8 +78,10 @@ def brute_force_value(inst: Instance, position_cap: list[int] | None = None) -> 
                 on_hand[i] + sum(pipe[i]) + q[i] > position_cap[i] for i in range(n)
             ):
                 continue
-            cost = sum(inst.unit_cost[i] * q[i] + (inst.fixed_order_cost[i] if q[i] else 0)
-                       for i in range(n))
+            cost = sum(
+                inst.unit_cost[i] * q[i] + (inst.fixed_order_cost[i] if q[i] else 0)
+                for i in range(n)
+            )
             avail = arrive(on_hand, pipe, q)
             new_pipe = []
             for i in range(n):
@@ -127,18 +129,44 @@ def two_segment_instance(**overrides) -> Instance:
         "slate_size": 1,
         "stockout": "lost",
         "product": [
-            {"name": "A", "price": 9.0, "unit_cost": 5.0, "holding_cost": 0.4,
-             "lost_sale_penalty": 1.0, "lead_time": 1, "initial_inventory": 1,
-             "salvage_value": 2.0, "max_order": 2},
-            {"name": "B", "price": 6.0, "unit_cost": 2.5, "holding_cost": 0.2,
-             "lost_sale_penalty": 0.3, "lead_time": 0, "initial_inventory": 0,
-             "salvage_value": 0.5, "max_order": 2},
+            {
+                "name": "A",
+                "price": 9.0,
+                "unit_cost": 5.0,
+                "holding_cost": 0.4,
+                "lost_sale_penalty": 1.0,
+                "lead_time": 1,
+                "initial_inventory": 1,
+                "salvage_value": 2.0,
+                "max_order": 2,
+            },
+            {
+                "name": "B",
+                "price": 6.0,
+                "unit_cost": 2.5,
+                "holding_cost": 0.2,
+                "lost_sale_penalty": 0.3,
+                "lead_time": 0,
+                "initial_inventory": 0,
+                "salvage_value": 0.5,
+                "max_order": 2,
+            },
         ],
         "segment": [
-            {"name": "s1", "arrival_rate": 1.2, "base_attraction": [0.4, 0.9],
-             "rec_attraction": [1.6, 1.2], "no_purchase": 1.0},
-            {"name": "s2", "arrival_rate": 0.8, "base_attraction": [0.7, 0.2],
-             "rec_attraction": [1.0, 1.5], "no_purchase": 0.8},
+            {
+                "name": "s1",
+                "arrival_rate": 1.2,
+                "base_attraction": [0.4, 0.9],
+                "rec_attraction": [1.6, 1.2],
+                "no_purchase": 1.0,
+            },
+            {
+                "name": "s2",
+                "arrival_rate": 0.8,
+                "base_attraction": [0.7, 0.2],
+                "rec_attraction": [1.0, 1.5],
+                "no_purchase": 0.8,
+            },
         ],
     }
     products = overrides.pop("product", {})
@@ -159,22 +187,53 @@ BRUTE_CASES = {
 
 def three_by_three_instance() -> Instance:
     """3 products, 3 segments, hidden; product C's free orders (lead time 2) never arrive."""
-    return instance_from_dict({
-        "name": "bf3", "horizon": 2, "stockout": "hidden", "slate_size": 1,
-        "product": [
-            {"name": "A", "price": 8.0, "unit_cost": 4.0, "holding_cost": 0.3, "lead_time": 1,
-             "initial_inventory": 1, "max_order": 1, "lost_sale_penalty": 0.5},
-            {"name": "B", "price": 5.0, "unit_cost": 2.0, "salvage_value": 1.0, "max_order": 1},
-            {"name": "C", "price": 3.0, "unit_cost": 0.0, "lead_time": 2, "initial_inventory": 1,
-             "max_order": 1},
-        ],
-        "segment": [
-            {"arrival_rate": 1.0, "base_attraction": [0.5, 0.5, 0.5], "rec_attraction": [1.5, 0.9, 0.6]},
-            {"arrival_rate": 0.6, "base_attraction": [0.2, 1.0, 0.3], "rec_attraction": [0.2, 2.0, 1.3]},
-            {"arrival_rate": 0.9, "base_attraction": [1.0, 0.1, 0.4], "rec_attraction": [1.1, 0.8, 2.0],
-             "no_purchase": 2.0},
-        ],
-    })
+    return instance_from_dict(
+        {
+            "name": "bf3",
+            "horizon": 2,
+            "stockout": "hidden",
+            "slate_size": 1,
+            "product": [
+                {
+                    "name": "A",
+                    "price": 8.0,
+                    "unit_cost": 4.0,
+                    "holding_cost": 0.3,
+                    "lead_time": 1,
+                    "initial_inventory": 1,
+                    "max_order": 1,
+                    "lost_sale_penalty": 0.5,
+                },
+                {"name": "B", "price": 5.0, "unit_cost": 2.0, "salvage_value": 1.0, "max_order": 1},
+                {
+                    "name": "C",
+                    "price": 3.0,
+                    "unit_cost": 0.0,
+                    "lead_time": 2,
+                    "initial_inventory": 1,
+                    "max_order": 1,
+                },
+            ],
+            "segment": [
+                {
+                    "arrival_rate": 1.0,
+                    "base_attraction": [0.5, 0.5, 0.5],
+                    "rec_attraction": [1.5, 0.9, 0.6],
+                },
+                {
+                    "arrival_rate": 0.6,
+                    "base_attraction": [0.2, 1.0, 0.3],
+                    "rec_attraction": [0.2, 2.0, 1.3],
+                },
+                {
+                    "arrival_rate": 0.9,
+                    "base_attraction": [1.0, 0.1, 0.4],
+                    "rec_attraction": [1.1, 0.8, 2.0],
+                    "no_purchase": 2.0,
+                },
+            ],
+        }
+    )
 
 
 def test_dp_equals_brute_force_three_products_three_segments():
@@ -196,11 +255,17 @@ def test_dp_equals_brute_force_enumeration(case):
 def test_brute_force_cases_exercise_their_feature():
     """Each variant changes the optimum, so agreement above is not agreement by accident."""
     lost = solve_dp(two_segment_instance()).value
-    for case, undo in (("warehouse", {"warehouse_capacity": None}), ("lead_two", {"lead_time": [1, 0]}),
-                       ("hidden_k2", {"stockout": "lost", "slate_size": 1})):
+    for case, undo in (
+        ("warehouse", {"warehouse_capacity": None}),
+        ("lead_two", {"lead_time": [1, 0]}),
+        ("hidden_k2", {"stockout": "lost", "slate_size": 1}),
+    ):
         inst = two_segment_instance(**BRUTE_CASES[case])
         assert abs(solve_dp(inst).value - solve_dp(inst.replace(**undo)).value) > 1e-3, case
-    assert abs(solve_dp(two_segment_instance(**BRUTE_CASES["discount_fixed_cost"])).value - lost) > 1e-3
+    assert (
+        abs(solve_dp(two_segment_instance(**BRUTE_CASES["discount_fixed_cost"])).value - lost)
+        > 1e-3
+    )
 
 
 def test_restricted_inventory_cap_equals_brute_force_with_that_cap_and_is_reported():
@@ -234,7 +299,9 @@ def test_slate_rates_match_choice_module_and_hidden_zeroes():
         np.testing.assert_allclose(mu[j], expected_demand(inst, table[j]), rtol=1e-12)
     hid = slate_rates(inst, table, np.array([False, True]))
     assert (hid[:, 0] == 0).all()
-    np.testing.assert_allclose(hid[3], expected_demand(inst, table[3], available=[0, 5]), rtol=1e-12)
+    np.testing.assert_allclose(
+        hid[3], expected_demand(inst, table[3], available=[0, 5]), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.7, 3.5])
@@ -256,7 +323,9 @@ def test_accepted_arrivals_pro_rata_rounds_down_exactly():
     got = accepted_arrivals(on_hand, arrivals, 22.0)
     # 22 units into 15 free slots: 15 exactly (a ratio-first float rule can give 14)
     np.testing.assert_array_equal(got, [[15, 0], [2, 2], [1, 1]])
-    np.testing.assert_array_equal(accepted_arrivals(on_hand, arrivals, 2.0), [[0, 0], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(
+        accepted_arrivals(on_hand, arrivals, 2.0), [[0, 0], [1, 1], [0, 0]]
+    )
     assert accepted_arrivals(on_hand, arrivals, None) is arrivals
 
 

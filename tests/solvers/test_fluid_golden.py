@@ -28,18 +28,33 @@ def one_period(slate_size: int, stockout: str, seed: int = 3) -> Instance:
     n, m = 5, 2
     base = rng.uniform(0.2, 1.5, (m, n))
     return make_instance(
-        name="golden", horizon=1, discount=1.0, slate_size=slate_size, stockout=stockout,
-        warehouse_capacity=None, product_names=tuple(f"P{i}" for i in range(n)),
-        price=rng.uniform(2.0, 20.0, n), unit_cost=np.full(n, 1.0), holding_cost=np.zeros(n),
-        lost_sale_penalty=np.zeros(n), lead_time=np.zeros(n, dtype=int),
-        initial_inventory=np.full(n, 10_000), salvage_value=np.zeros(n),
-        fixed_order_cost=np.zeros(n), max_order=np.full(n, np.inf),
-        segment_names=("a", "b"), arrival_rate=np.array([30.0, 12.0]), base_attraction=base,
-        rec_attraction=base * rng.uniform(1.0, 4.0, (m, n)), no_purchase=np.array([1.0, 2.5]),
+        name="golden",
+        horizon=1,
+        discount=1.0,
+        slate_size=slate_size,
+        stockout=stockout,
+        warehouse_capacity=None,
+        product_names=tuple(f"P{i}" for i in range(n)),
+        price=rng.uniform(2.0, 20.0, n),
+        unit_cost=np.full(n, 1.0),
+        holding_cost=np.zeros(n),
+        lost_sale_penalty=np.zeros(n),
+        lead_time=np.zeros(n, dtype=int),
+        initial_inventory=np.full(n, 10_000),
+        salvage_value=np.zeros(n),
+        fixed_order_cost=np.zeros(n),
+        max_order=np.full(n, np.inf),
+        segment_names=("a", "b"),
+        arrival_rate=np.array([30.0, 12.0]),
+        base_attraction=base,
+        rec_attraction=base * rng.uniform(1.0, 4.0, (m, n)),
+        no_purchase=np.array([1.0, 2.5]),
     )
 
 
-def segment_revenue(inst: Instance, k: int, offered: tuple[int, ...], slate: tuple[int, ...]) -> float:
+def segment_revenue(
+    inst: Instance, k: int, offered: tuple[int, ...], slate: tuple[int, ...]
+) -> float:
     w = np.zeros(inst.n_products)
     w[list(offered)] = inst.base_attraction[k, list(offered)]
     w[list(slate)] = inst.rec_attraction[k, list(slate)]
@@ -52,8 +67,11 @@ def best_by_enumeration(inst: Instance, hide: bool) -> float:
     total = 0.0
     for k in range(inst.n_segments):
         best = 0.0
-        offer_sets = (itertools.chain.from_iterable(itertools.combinations(products, r)
-                      for r in range(n + 1)) if hide else [products])
+        offer_sets = (
+            itertools.chain.from_iterable(itertools.combinations(products, r) for r in range(n + 1))
+            if hide
+            else [products]
+        )
         for offered in offer_sets:
             for r in range(min(kmax, len(offered)) + 1):
                 for slate in itertools.combinations(offered, r):

@@ -33,8 +33,15 @@ def small() -> Instance:
 
 
 def generated(stockout: str) -> Instance:
-    inst = generate_instance(n_products=5, n_segments=3, horizon=6, slate_size=2,
-                             max_lead_time=2, seed=11, mean_arrivals=12.0)
+    inst = generate_instance(
+        n_products=5,
+        n_segments=3,
+        horizon=6,
+        slate_size=2,
+        max_lead_time=2,
+        seed=11,
+        mean_arrivals=12.0,
+    )
     assert set(inst.lead_time.tolist()) >= {0, 2}, "want lead times spanning 0..2"
     return inst.replace(stockout=Stockout(stockout))
 
@@ -44,14 +51,19 @@ def check_solution(inst: Instance, sol: FluidSolution, start: FluidStart | None 
     k = inst.effective_slate_size
     # choice balance and consistency of x
     np.testing.assert_allclose(
-        inst.no_purchase * sol.y + sol.x.sum(axis=2), np.broadcast_to(inst.arrival_rate, sol.y.shape),
-        atol=TOL)
+        inst.no_purchase * sol.y + sol.x.sum(axis=2),
+        np.broadcast_to(inst.arrival_rate, sol.y.shape),
+        atol=TOL,
+    )
     np.testing.assert_allclose(
-        sol.x, inst.rec_attraction * sol.alpha + inst.base_attraction * sol.beta, atol=TOL)
+        sol.x, inst.rec_attraction * sol.alpha + inst.base_attraction * sol.beta, atol=TOL
+    )
     offered = sol.alpha + sol.beta
     assert (offered <= sol.y[..., None] + TOL).all()
     if inst.stockout is Stockout.LOST:
-        np.testing.assert_allclose(offered, np.broadcast_to(sol.y[..., None], offered.shape), atol=TOL)
+        np.testing.assert_allclose(
+            offered, np.broadcast_to(sol.y[..., None], offered.shape), atol=TOL
+        )
     assert (sol.alpha.sum(axis=2) <= k * sol.y + TOL).all()
     assert (sol.rec_frequency.sum(axis=2) <= k + TOL).all()
     # demand split and inventory flow with lead times
@@ -90,8 +102,10 @@ def test_pyomo_and_bulk_paths_agree(name: str) -> None:
 @pytest.mark.parametrize("stockout", ["lost", "hidden"])
 def test_paths_agree_with_capacity_fixed_costs_and_variants(stockout: str) -> None:
     base = generated(stockout)
-    inst = base.replace(warehouse_capacity=float(base.initial_inventory.sum() + 15),
-                        fixed_order_cost=np.full(base.n_products, 2.0))
+    inst = base.replace(
+        warehouse_capacity=float(base.initial_inventory.sum() + 15),
+        fixed_order_cost=np.full(base.n_products, 2.0),
+    )
     for variant in ("coordinated", "siloed-slates", "unlimited-stock"):
         a = solve_fluid(inst, method="pyomo", variant=variant)
         b = solve_fluid(inst, method="bulk", variant=variant)
@@ -129,7 +143,9 @@ def test_mid_horizon_start_paths_agree_and_masked_model_matches(small: Instance)
 
 def test_inventory_price_is_the_marginal_value_of_stock(small: Instance) -> None:
     sol = solve_fluid(small)
-    bumped = small.replace(initial_inventory=small.initial_inventory + np.eye(small.n_products, dtype=int)[3])
+    bumped = small.replace(
+        initial_inventory=small.initial_inventory + np.eye(small.n_products, dtype=int)[3]
+    )
     gain = solve_fluid(bumped).objective - sol.objective
     # one unit is within the basis' range here (check both one-sided limits)
     assert gain == pytest.approx(sol.inventory_price[0, 3], rel=1e-6)
@@ -147,7 +163,8 @@ def test_milp_lies_below_its_relaxation(tiny: Instance) -> None:
     check_solution(inst, integral)
     # the Pyomo MILP agrees up to HiGHS's default relative gap
     assert solve_fluid(inst, method="pyomo", integer_orders=True).objective == pytest.approx(
-        milp.objective, rel=2e-4)
+        milp.objective, rel=2e-4
+    )
 
 
 @pytest.mark.parametrize("method", ["bulk", "pyomo"])
@@ -168,8 +185,9 @@ def test_infeasible_and_unbounded_are_reported(tiny: Instance, method: str) -> N
 @pytest.mark.parametrize("method", ["bulk", "pyomo"])
 def test_time_limit_is_reported(tiny: Instance, method: str) -> None:
     inst = tiny.replace(fixed_order_cost=[4.0, 3.0])
-    sol = solve_fluid(inst, method=method, integer_orders=True, time_limit=0.0,
-                      raise_on_failure=False)
+    sol = solve_fluid(
+        inst, method=method, integer_orders=True, time_limit=0.0, raise_on_failure=False
+    )
     assert sol.status is SolveStatus.TIME_LIMIT
     with pytest.raises(SolveError) as info:
         solve_fluid(inst, method=method, integer_orders=True, time_limit=0.0)
