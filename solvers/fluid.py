@@ -34,6 +34,20 @@ from coordopt.solvers.highs_bulk import (
     to_highs,
 )
 
+ARRAY_FIELDS = (
+    "orders",
+    "alpha",
+    "beta",
+    "x",
+    "y",
+    "rec_frequency",
+    "sales",
+    "lost",
+    "inventory",
+    "inventory_price",
+)
+"""The per-period arrays of a :class:`FluidSolution` (period is the first axis)."""
+
 DEFAULT_ALGORITHM = "ipm"
 """HiGHS ``solver`` option for a cold LP solve (interior point, then crossover)."""
 
@@ -382,21 +396,7 @@ class BulkFluidLP:
 
 def _slice(sol: FluidSolution, skip: int) -> FluidSolution:
     """Drop the first ``skip`` (past) periods of a full-horizon solution."""
-    arrays = {
-        name: getattr(sol, name)[skip:]
-        for name in (
-            "orders",
-            "alpha",
-            "beta",
-            "x",
-            "y",
-            "rec_frequency",
-            "sales",
-            "lost",
-            "inventory",
-            "inventory_price",
-        )
-    }
+    arrays = {name: getattr(sol, name)[skip:] for name in ARRAY_FIELDS}
     return FluidSolution(
         **arrays,
         objective=sol.objective,

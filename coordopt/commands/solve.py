@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: expected a .npz file name")
     if args.method == "dp":
         return _run_dp(args, inst)
-    from coordopt.solvers.fluid import solve_fluid
+    from coordopt.solvers.fluid import ARRAY_FIELDS, solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")
     sol = solve_fluid(
@@ -81,21 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and sol.has_solution:
         _save(
             args.out,
-            {
-                name: getattr(sol, name)
-                for name in (
-                    "orders",
-                    "alpha",
-                    "beta",
-                    "x",
-                    "y",
-                    "rec_frequency",
-                    "sales",
-                    "lost",
-                    "inventory",
-                    "inventory_price",
-                )
-            }
+            {name: getattr(sol, name) for name in ARRAY_FIELDS}
             | {"objective": np.array(sol.objective)},
         )
         log(f"wrote {args.out}")

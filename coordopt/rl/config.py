@@ -7,14 +7,12 @@ Every field carries a one-line attribute docstring; :func:`add_config_arguments`
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
-import itertools
-import textwrap
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from coordopt import introspect
 
 
 @dataclass
@@ -188,20 +186,8 @@ def _is_literal(name: str) -> bool:
 
 
 def field_docs() -> dict[str, str]:
-    """The attribute docstring of every field, read from the source."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for prev, node in itertools.pairwise(body):
-        if (
-            isinstance(prev, ast.AnnAssign)
-            and isinstance(prev.target, ast.Name)
-            and isinstance(node, ast.Expr)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            docs[prev.target.id] = node.value.value.strip()
-    return docs
+    """The attribute docstring of every :class:`TrainConfig` field (its ``--flag`` help)."""
+    return introspect.field_docs(TrainConfig)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
