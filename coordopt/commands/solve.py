@@ -16,6 +16,7 @@ import numpy as np
 
 from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write
 
 
 def register(subparsers: Any) -> None:
@@ -140,8 +141,13 @@ def _run_dp(args: argparse.Namespace, inst: Any) -> int:
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    """Write the solution arrays atomically as ``.npz``."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez_compressed(fh, allow_pickle=False, **arrays)
+
+    atomic_write(path, write)
 
 
 def _report(

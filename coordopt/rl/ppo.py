@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from coordopt.evaluation import evaluate
 from coordopt.instance import Instance
+from coordopt.io import atomic_write
 from coordopt.policies import Policy
 from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents
 from coordopt.rl.config import TrainConfig
@@ -134,9 +134,7 @@ def resolve_device(name: str) -> torch.device:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _optimisers(agents: Agents) -> dict[str, torch.optim.Optimizer]:
