@@ -66,7 +66,7 @@ def _fmt(m: dict[str, Any]) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
     ci = m.get("ci")
-    mark = {True: " ✓", False: " ✗"}.get(m.get("sign_ok"), "")
+    mark = " ·" if abs(v) < 1e-9 else {True: " ✓", False: " ✗"}.get(m.get("sign_ok"), "")
     return f"{v:+.3f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "") + mark
 
 
@@ -86,7 +86,9 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "",
         f"Simulated sources: {config['episodes']} episodes (bootstrap 95% intervals, "
         f"{config['bootstrap']} resamples); agents trained {config['iterations']} iterations, seed "
-        f"{config['seed']}. ✓ = the sign expected under coordination, ✗ = the opposite sign.",
+        f"{config['seed']}. ✓ = the sign expected under coordination, ✗ = the opposite sign, · = exactly zero "
+        "(no movement at all, e.g. static slates); n/a = undefined (too few products or no scarce "
+        "product).",
         "",
         "| pattern | expected | meaning |",
         "|---|---|---|",
