@@ -21,7 +21,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy coordopt models solvers
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy coordopt models solvers case_studies
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_all.py

@@ -16,7 +16,7 @@ from coordopt.policies import make_policy
 from coordopt.simulator import SimParams
 
 # RL variants: (timescales, information, warm start?)
-RL_METHODS: dict[str, tuple[str, str, bool]] = {
+RL_METHODS: dict[str, tuple[Any, Any, bool]] = {
     "rl-independent": ("independent", "siloed", False),
     "rl-single-cold": ("single", "coordinated", False),
     "rl-single-warm": ("single", "coordinated", True),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.generator import generate_instance
+from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.instance import Instance
 
 FACTOR_LABELS = {
@@ -37,7 +37,9 @@ def vary(base: Instance, factor: str, level: float, config: dict[str, Any]) -> I
     if factor == "lead_time":
         return base.replace(lead_time=np.full(base.n_products, int(level)))
     if factor == "uplift":
-        return generate_instance(seed=config["base_seed"], **_sizes(config), uplift=float(level))
+        return generate_instance(
+            GeneratorConfig(**_sizes(config), uplift=float(level)), seed=config["base_seed"]
+        )
     if factor == "slate_size":
         return base.replace(slate_size=int(level))
     if factor == "margin":
@@ -51,7 +53,7 @@ def vary(base: Instance, factor: str, level: float, config: dict[str, Any]) -> I
     raise ValueError(f"unknown factor '{factor}'; known: {', '.join(FACTOR_LABELS)}")
 
 
-def _sizes(config: dict[str, Any]) -> dict[str, int]:
+def _sizes(config: dict[str, Any]) -> dict[str, Any]:
     return {k: int(config[k]) for k in ("n_products", "n_segments", "horizon", "slate_size")}
 
 
@@ -80,7 +82,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     from coordopt.simulator import SimParams
     from coordopt.solvers.fluid import solve_fluid
 
-    base = generate_instance(seed=p["base_seed"], **_sizes(p))
+    base = generate_instance(GeneratorConfig(**_sizes(p)), seed=p["base_seed"])
     inst = vary(base, p["factor"], p["level"], p)
     eval_seed = p["eval_seed"] * 1000 + p["seed"]
     params = SimParams.from_instance(inst, dtype=torch.float64)

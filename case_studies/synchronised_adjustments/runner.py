@@ -66,7 +66,8 @@ def _fmt(m: dict[str, Any]) -> str:
     if v is None or not np.isfinite(v):
         return "n/a"
     ci = m.get("ci")
-    mark = " ·" if abs(v) < 1e-9 else {True: " ✓", False: " ✗"}.get(m.get("sign_ok"), "")
+    marks: dict[Any, str] = {True: " ✓", False: " ✗"}
+    mark = " ·" if abs(v) < 1e-9 else marks.get(m.get("sign_ok"), "")
     return f"{v:+.3f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "") + mark
 
 
