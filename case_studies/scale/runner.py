@@ -242,7 +242,9 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     axes[1].set_xticks(list(x), [r["catalog"] for r in rows])
     axes[1].set_ylabel("profit per episode (thousands)")
     axes[1].set_title("Profit at catalog scale")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(
+        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False
+    )
     save_figure(fig, out / "scale.png")
     atomic_write_text(out / "scale.csv", to_csv(rows))
     m = machine()
