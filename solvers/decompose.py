@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from coordopt.choice import best_revenue_slates
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
-from coordopt.solvers.highs_bulk import assemble_fluid_lp, new_highs, to_highs
+from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
 INF = math.inf
 
@@ -257,13 +257,7 @@ def plan_inventory(inst: Instance, demand: np.ndarray) -> tuple[np.ndarray, ...]
     flow = split + nv
     add(split, s, 1.0)
     add(split, l, 1.0)
-    add(flow, inv, 1.0)
-    add(flow[1:], inv[:-1], -1.0)
-    add(flow, s, 1.0)
-    tt, ii = np.meshgrid(np.arange(t_n), np.arange(n), indexing="ij")
-    lag = tt - inst.lead_time[None, :]
-    ok = lag >= 0
-    add(flow[ok], q[lag[ok], ii[ok]], -1.0)
+    add_inventory_flow(add, flow, inv, s, q, inst.lead_time)
     n_rows = 2 * nv
     lo = np.zeros(n_rows)
     lo[split.ravel()] = np.asarray(demand, dtype=float).ravel()

@@ -61,6 +61,35 @@ def new_highs() -> Any:
     return highs
 
 
+def add_inventory_flow(
+    add: Any,
+    rows: np.ndarray,
+    inv: np.ndarray,
+    sales: np.ndarray,
+    orders: np.ndarray,
+    lead_time: np.ndarray,
+) -> None:
+    """Coefficients of ``I_t - I_{t-1} - q_{t-L_i} + s_t`` on rows ``(H, N)``.
+
+    ``add(rows, cols, value)`` records entries; ``inv``, ``sales``, ``orders`` hold the
+    column indices ``(H, N)`` of I, s and q. Orders placed before the first period do not
+    exist, so ``q_{t-L}`` only enters where ``t >= L``.
+    """
+    add(rows, inv, 1.0)
+    add(rows[1:], inv[:-1], -1.0)
+    add(rows, sales, 1.0)
+    t, i, placed = order_arrivals(lead_time, rows.shape[0])
+    add(rows[t, i], orders[placed, i], -1.0)
+
+
+def order_arrivals(lead_time: np.ndarray, horizon: int) -> tuple[np.ndarray, ...]:
+    """``(t, i, t - L_i)`` for every order of product i that arrives in a period ``t < horizon``."""
+    tt, ii = np.meshgrid(np.arange(horizon), np.arange(len(lead_time)), indexing="ij")
+    lag = tt - lead_time[None, :]
+    ok = lag >= 0
+    return tt[ok], ii[ok], lag[ok]
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """Offsets of each variable block (columns) and constraint family (rows)."""
@@ -208,18 +237,13 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
         add(np.broadcast_to(ds[:, None, :], (h, m, n)), b, -np.broadcast_to(wn, (h, m, n)))
         # inventory flow: I_t - I_{t-1} - q_{t-L} + s_t = P_t (+ on-hand at t = 0)
         fl = lay.row("inventory_flow")
-        add(fl, inv, 1.0)
-        add(fl[1:], inv[:-1], -1.0)
-        add(fl, s, 1.0)
-        tt, ii = np.meshgrid(np.arange(h), np.arange(n), indexing="ij")
-        lag = tt - d.lead_time[None, :]
-        ok = lag >= 0
-        add(fl[ok], q[lag[ok], ii[ok]], -1.0)
+        add_inventory_flow(add, fl, inv, s, q, d.lead_time)
         row_lo[fl] = row_up[fl] = flow_rhs(d, d.on_hand, d.arrivals)
         if d.warehouse_capacity is not None:
             wh = lay.row("warehouse_capacity")
             add(np.broadcast_to(wh[1:, None], (h - 1, n)), inv[:-1], 1.0)
-            add(wh[tt[ok]], q[lag[ok], ii[ok]], 1.0)
+            t_arr, i_arr, placed = order_arrivals(d.lead_time, h)
+            add(wh[t_arr], q[placed, i_arr], 1.0)
             row_lo[wh] = -INF
             row_up[wh] = warehouse_rhs(d, d.on_hand, d.arrivals)
         col_up[q] = np.broadcast_to(d.max_order, (h, n))
