@@ -119,3 +119,31 @@ def test_json_stdout_is_exactly_one_object_even_with_solver_banners():
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["status"] == "optimal"
+
+
+def test_solve_refuses_a_full_lp_at_catalog_scale_and_decomposes_instead(tmp_path, capsys):
+    assert main(["solve", "large"]) == 2
+    assert "use --method decompose" in capsys.readouterr().err
+    path = tmp_path / "cat.toml"
+    assert (
+        main(
+            [
+                "generate",
+                "--out",
+                str(path),
+                "--n-products",
+                "30",
+                "--n-segments",
+                "4",
+                "--horizon",
+                "4",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    res = run_json(capsys, ["solve", str(path), "--method", "decompose", "--json"])
+    assert res["method"] == "decompose" and len(res["first_orders"]) == 30
+    assert res["objective"] >= res["plan_value"] - 1e-6  # a valid bound over a feasible plan

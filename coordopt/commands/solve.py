@@ -1,4 +1,5 @@
-"""``coordopt solve INSTANCE --method fluid|dp``: the fluid bound and plan, or the exact DP.
+"""``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
+or the decomposed fluid program of a large catalog (a valid bound and a feasible plan).
 
 With ``--json`` one object on stdout: ``method``, ``status``, ``objective``, ``seconds``,
 ``first_orders`` (one number per product, period 1) and ``first_slates`` (per segment, the
@@ -18,6 +19,9 @@ from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json,
 from coordopt.instance import load_instance
 from coordopt.io import atomic_write
 
+FULL_LP_CELLS = 2_000_000
+"""Above this many (period, segment, product) cells the full LP is refused without --force."""
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -29,9 +33,15 @@ def register(subparsers: Any) -> None:
     add_instance_arg(p)
     p.add_argument(
         "--method",
-        choices=("fluid", "dp"),
+        choices=("fluid", "dp", "decompose"),
         default="fluid",
-        help="fluid: sales-based LP bound and plan; dp: exact dynamic program",
+        help="fluid: sales-based LP bound and plan; dp: exact dynamic program; decompose: "
+        "blocks of substitutes + Lagrangian bound, for large catalogs",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"solve the full fluid program even above {FULL_LP_CELLS:,} period-segment-product cells",
     )
     p.add_argument(
         "--variant",
@@ -64,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: expected a .npz file name")
     if args.method == "dp":
         return _run_dp(args, inst)
+    if args.method == "decompose":
+        return _run_decompose(args, inst)
+    cells = inst.horizon * inst.n_segments * inst.n_products
+    if cells > FULL_LP_CELLS and not args.force:
+        raise ValueError(
+            f"{inst.name}: the full fluid program has {2 * cells:,} recommendation variables "
+            f"({inst.horizon} periods x {inst.n_segments} segments x {inst.n_products} products "
+            "x 2); use --method decompose for a bound and plan at this size, or --force"
+        )
     from coordopt.solvers.fluid import ARRAY_FIELDS, solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")
@@ -101,6 +120,40 @@ def run(args: argparse.Namespace) -> int:
     }
     _report(args, result, inst.product_names, inst.segment_names)
     return 0 if sol.has_solution else 1
+
+
+def _run_decompose(args: argparse.Namespace, inst: Any) -> int:
+    from coordopt.solvers.decompose import solve_decomposed
+    from coordopt.solvers.fluid import ARRAY_FIELDS
+
+    log(f"solving the decomposed fluid program of {inst.summary()}")
+    plan = solve_decomposed(inst, progress=not args.json)
+    freq = plan.rec_frequency[0]
+    k = inst.effective_slate_size
+    first_slates = [
+        [int(i) for i in np.argsort(-row, kind="stable") if row[i] > 1e-9][:k] for row in freq
+    ]
+    if args.out is not None:
+        _save(
+            args.out,
+            {name: getattr(plan, name) for name in ARRAY_FIELDS if hasattr(plan, name)}
+            | {"bound": np.array(plan.bound), "value": np.array(plan.value)},
+        )
+        log(f"wrote {args.out}")
+    result = {
+        "method": "decompose",
+        "instance": inst.name,
+        "status": "optimal-blocks",
+        "objective": plan.bound,
+        "plan_value": plan.value,
+        "gap": plan.gap,
+        "blocks": len(plan.block_sizes),
+        "seconds": plan.seconds,
+        "first_orders": plan.orders[0],
+        "first_slates": first_slates,
+    }
+    _report(args, result, inst.product_names, inst.segment_names)
+    return 0
 
 
 def _run_dp(args: argparse.Namespace, inst: Any) -> int:
