@@ -80,16 +80,21 @@ class ReplenishmentActor(nn.Module):
 class RecommendationActor(nn.Module):
     """Slates: a score per (segment, product) from shared weights, Plackett-Luce top-K."""
 
-    def __init__(self, in_dim: int, hidden: int, allow_short: bool) -> None:
+    def __init__(
+        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "additive"
+    ) -> None:
         super().__init__()
+        if scorer not in ("additive", "factorised"):
+            raise ValueError(f"scorer={scorer!r}: allowed values are 'additive' and 'factorised'")
         self.hidden = hidden
         self.allow_short = allow_short
+        self.scorer = scorer
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
         self.seg_embed = mlp([SEGMENT, hidden, hidden], last_act=True)
         self.gru = nn.GRUCell(2 * hidden + GLOBAL, hidden)
         self.w_seg = nn.Linear(hidden, hidden)
         self.w_prod = nn.Linear(hidden, hidden, bias=False)
-        self.w_pair = nn.Linear(PAIR, hidden, bias=False)
+        self.w_pair = nn.Linear(PAIR, hidden if scorer == "additive" else 1, bias=False)
         self.w_mem = nn.Linear(hidden, hidden, bias=False)
         self.score = nn.Linear(hidden, 1)
         self.stop = mlp([3 * hidden, hidden, 1])
@@ -102,13 +107,19 @@ class RecommendationActor(nn.Module):
         s = self.seg_embed(ctx.segment)  # (M, H)
         pooled = e.mean(1)
         h = self.gru(torch.cat([pooled, s.mean(0).expand_as(pooled), obs.glob], -1), h)
-        pre = (
-            self.w_seg(s).unsqueeze(0).unsqueeze(2)
-            + self.w_prod(e).unsqueeze(1)
-            + self.w_pair(ctx.pair).unsqueeze(0)
-            + self.w_mem(h)[:, None, None, :]
-        )
-        scores = self.score(torch.tanh(pre)).squeeze(-1)  # (B, M, N)
+        if self.scorer == "additive":
+            pre = (
+                self.w_seg(s).unsqueeze(0).unsqueeze(2)
+                + self.w_prod(e).unsqueeze(1)
+                + self.w_pair(ctx.pair).unsqueeze(0)
+                + self.w_mem(h)[:, None, None, :]
+            )
+            scores = self.score(torch.tanh(pre)).squeeze(-1)  # (B, M, N)
+        else:  # <seg_k + memory_b, product_bi> / sqrt(H) + pair_ki: no (B, M, N, H) tensor
+            query = torch.tanh(self.w_seg(s).unsqueeze(0) + self.w_mem(h).unsqueeze(1))  # (B, M, H)
+            keys = torch.tanh(self.w_prod(e))  # (B, N, H)
+            scores = torch.einsum("bmh,bnh->bmn", query, keys) / self.hidden**0.5
+            scores = scores + self.w_pair(ctx.pair).squeeze(-1).unsqueeze(0) + self.score.bias
         stop = None
         if self.allow_short:
             b, m = h.shape[0], s.shape[0]
@@ -180,14 +191,20 @@ class Agents(nn.Module):
     """
 
     def __init__(
-        self, hidden: int, bins: int, information: str, allow_short: bool, independent: bool
+        self,
+        hidden: int,
+        bins: int,
+        information: str,
+        allow_short: bool,
+        independent: bool,
+        scorer: str = "additive",
     ) -> None:
         super().__init__()
         self.information = information
         self.bins = bins
         self.hidden = hidden
         self.replenishment = ReplenishmentActor(ops_dim(information), hidden, bins)
-        self.recommendation = RecommendationActor(mkt_dim(information), hidden, allow_short)
+        self.recommendation = RecommendationActor(mkt_dim(information), hidden, allow_short, scorer)
         if independent:
             self.critics = nn.ModuleDict(
                 {
@@ -296,6 +313,7 @@ def build_agents(config: Any) -> Agents:
         information=config.information,
         allow_short=config.allow_short_slates,
         independent=config.timescales == "independent",
+        scorer=config.scorer,
     )
 
 

@@ -132,3 +132,13 @@ def test_every_config_field_is_documented() -> None:
     docs = field_docs()
     assert set(docs) == set(TrainConfig.__dataclass_fields__)
     assert all(len(d) > 10 and "\n" not in d for d in docs.values())
+
+
+def test_factorised_scorer_trains_and_runs_at_another_size(tmp_path: Path) -> None:
+    config = TrainConfig(iterations=2, seed=0, scorer="factorised", **FAST)
+    train(load_instance("tiny"), config, tmp_path / "run", progress=False)
+    params = SimParams.from_instance(load_instance("small"))
+    policy = make_policy(str(tmp_path / "run"), params)
+    assert policy.agents.recommendation.scorer == "factorised"  # type: ignore[attr-defined]
+    ev = evaluate(params, policy, episodes=4, seed=0)
+    assert ev.profit.shape == (4,) and bool(torch.isfinite(torch.tensor(ev.profit)).all())
