@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from coordopt.commands.bench import machine as bench_machine
 from coordopt.evaluation import Evaluation, compare, evaluate
 from coordopt.instance import load_instance
 from coordopt.rl.agents import load_policy
@@ -53,14 +54,7 @@ COLD_SMALL = replace(SMALL, warm_start="none", timescales="independent", informa
 
 def machine() -> dict[str, Any]:
     """Where and under which load the figures were measured."""
-    return {
-        "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    return {**bench_machine(), "load_average": os.getloadavg(), "platform": platform.platform()}
 
 
 def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any]:

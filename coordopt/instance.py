@@ -409,29 +409,16 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
         raise _fail(source, "top level", "warehouse_capacity", cap, "must be >= 0")
     for arr in (f[k] for k in f if isinstance(f[k], np.ndarray)):
         arr.setflags(write=False)
-    return Instance(
+    f.update(
         name=str(f["name"]),
         horizon=int(f["horizon"]),
         discount=float(f["discount"]),
         slate_size=int(f["slate_size"]),
-        stockout=f["stockout"],
         warehouse_capacity=None if cap is None else float(cap),
         product_names=tuple(f["product_names"]),
-        price=f["price"],
-        unit_cost=f["unit_cost"],
-        holding_cost=f["holding_cost"],
-        lost_sale_penalty=f["lost_sale_penalty"],
-        lead_time=f["lead_time"],
-        initial_inventory=f["initial_inventory"],
-        salvage_value=f["salvage_value"],
-        fixed_order_cost=f["fixed_order_cost"],
-        max_order=f["max_order"],
         segment_names=tuple(f["segment_names"]),
-        arrival_rate=f["arrival_rate"],
-        base_attraction=f["base_attraction"],
-        rec_attraction=f["rec_attraction"],
-        no_purchase=f["no_purchase"],
     )
+    return Instance(**{fld.name: f[fld.name] for fld in dataclasses.fields(Instance)})
 
 
 # --------------------------------------------------------------------------- files

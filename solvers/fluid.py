@@ -16,6 +16,7 @@ so duals are exact and :class:`BulkFluidLP` re-solves warm-start dual simplex fr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import time
@@ -397,19 +398,7 @@ class BulkFluidLP:
 def _slice(sol: FluidSolution, skip: int) -> FluidSolution:
     """Drop the first ``skip`` (past) periods of a full-horizon solution."""
     arrays = {name: getattr(sol, name)[skip:] for name in ARRAY_FIELDS}
-    return FluidSolution(
-        **arrays,
-        objective=sol.objective,
-        status=sol.status,
-        message=sol.message,
-        seconds=sol.seconds,
-        mip_gap=sol.mip_gap,
-        variant=sol.variant,
-        method=sol.method,
-        t0=sol.t0 + skip,
-        basis=sol.basis,
-        column_values=sol.column_values,
-    )
+    return dataclasses.replace(sol, **arrays, t0=sol.t0 + skip)
 
 
 # --------------------------------------------------------------------------- Pyomo path
