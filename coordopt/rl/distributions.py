@@ -60,30 +60,42 @@ def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple
 
     A ``-1`` slot means the stop item was drawn there; slots after the first ``-1`` are
     ignored. Without a stop item (``stop=None``) a ``-1`` ends the slate and only the filled
-    prefix is scored (a partial PL likelihood, used to imitate experts' short slates). Returns ``(log_prob, entropy)``, both of shape ``...``.
+    prefix is scored (a partial PL likelihood, used to imitate experts' short slates). The
+    products of a slate are distinct. Returns ``(log_prob, entropy)``, both of shape ``...``.
+
+    One pass over the items: with ``R`` the items the slate does not draw, the items left
+    at step j are ``R`` plus the drawn ``x_j, x_(j+1), ...``, so every step's normaliser is
+    a log-sum-exp of ``lse(R)`` and ``K`` picked logits (a suffix ``logcumsumexp``), never a
+    difference of sums (no cancellation), and no ``K`` passes over the catalog.
     """
     n = scores.shape[-1]
     logits = slate_logits(scores, stop)
-    removed = torch.zeros_like(logits, dtype=torch.bool)
-    logp = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
-    ent = torch.zeros_like(logp)
-    active = torch.ones_like(logp, dtype=torch.bool)
-    for j in range(slates.shape[-1]):
-        masked = logits.masked_fill(removed, NEG)
-        logsm = torch.log_softmax(masked, dim=-1)
-        probs = logsm.exp().masked_fill(removed, 0.0)
-        step_ent = -(probs * logsm.masked_fill(removed, 0.0)).sum(-1)
-        chosen = slates[..., j]
-        if stop is None:
-            active = active & (chosen >= 0)  # no stop item: score the filled prefix only
-            chosen = chosen.clamp(min=0)
-        else:
-            chosen = torch.where(chosen < 0, torch.full_like(chosen, n), chosen)
-        act = active.to(logits.dtype)
-        logp = logp + act * logsm.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-        ent = ent + act * step_ent
-        removed = removed.scatter(-1, chosen.unsqueeze(-1), True)
-        active = active & (chosen != n)
+    k = slates.shape[-1]
+    if stop is None:  # no stop item: score the filled prefix only
+        valid = (slates >= 0).long().cummin(dim=-1).values.bool()
+        chosen = slates.clamp(min=0)
+    else:  # -1 is the stop item; it is drawn once, the slots after it are ignored
+        chosen = torch.where(slates < 0, torch.full_like(slates, n), slates)
+        drawn = (chosen == n).long()
+        valid = (drawn.cumsum(dim=-1) - drawn) == 0
+    width = logits.shape[-1]
+    drawn_idx = torch.where(valid, chosen, torch.full_like(chosen, width))  # width: a dump slot
+    taken = torch.zeros((*logits.shape[:-1], width + 1), dtype=torch.bool, device=logits.device)
+    taken = taken.scatter(-1, drawn_idx, True)[..., :width]
+    rest = logits.masked_fill(taken, NEG)
+    rest_lse = torch.logsumexp(rest, dim=-1, keepdim=True)  # (..., 1)
+    picked = logits.gather(-1, chosen).masked_fill(~valid, NEG)  # (..., K)
+    # denom[j] = log sum over the items left at step j = lse(picked[j:], rest_lse)
+    both = torch.cat([picked, rest_lse], dim=-1)
+    denom = torch.logcumsumexp(both.flip(-1), dim=-1).flip(-1)[..., :k]
+    act = valid.to(logits.dtype)
+    logp = ((picked - denom) * act).sum(-1)
+    # entropy of step j = denom[j] - E_j[score], the mean over the items left at step j
+    rest_mean = (torch.softmax(rest, dim=-1) * rest).sum(-1, keepdim=True)  # 0 weight on taken
+    later = torch.ones(k, k, dtype=torch.bool, device=logits.device).triu()  # [j, m]: m >= j
+    w_pick = torch.exp(picked.unsqueeze(-2) - denom.unsqueeze(-1)).masked_fill(~later, 0.0)
+    mean = (w_pick * picked.unsqueeze(-2)).sum(-1) + torch.exp(rest_lse - denom) * rest_mean
+    ent = ((denom - mean) * act).sum(-1)
     return logp, ent
 
 

@@ -18,6 +18,7 @@ segment data): centralised training, decentralised execution.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -75,9 +76,13 @@ class Observation:
     critic: Tensor  # (B, N, CRITIC_DIM)
     glob: Tensor  # (B, GLOBAL)
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
+        """``fn`` applied to every field (indexing, slicing, adding a time dimension)."""
+        return Observation(fn(self.ops), fn(self.mkt), fn(self.critic), fn(self.glob))
+
     def index(self, idx: Tensor) -> Observation:
         """The observations of a subset of environments."""
-        return Observation(self.ops[idx], self.mkt[idx], self.critic[idx], self.glob[idx])
+        return self.map(lambda x: x[idx])
 
 
 def demand_scale(params: SimParams) -> Tensor:
@@ -164,13 +169,20 @@ def build_context(params: SimParams, bins: int) -> Context:
     )
 
 
-def recommended_share(slates: Tensor, n_products: int) -> Tensor:
-    """``r[b, k, i] = 1`` if product i is on segment k's slate, ``(B, M, N)`` float."""
-    b, m, _ = slates.shape
-    r = torch.zeros(b, m, n_products + 1, device=slates.device)
-    idx = torch.where(slates < 0, torch.full_like(slates, n_products), slates)
-    r.scatter_(2, idx, 1.0)
-    return r[..., :n_products]
+def recommendation_signals(ctx: Context, slates: Tensor) -> Tensor:
+    """Per product, ``(B, N, 2)``: the share of segments whose slate shows it and the demand
+    uplift those slates cause (``sum_k r_ki * uplift_demand_ki``), from the ``B x M x K``
+    slate entries (``-1``: empty slot) without building the ``B x M x N`` indicator."""
+    b, m, k = slates.shape
+    n = ctx.params.n_products
+    shown = (slates >= 0).to(ctx.params.dtype).reshape(b, m * k)
+    idx = slates.clamp(min=0)
+    uplift = ctx.uplift_demand.gather(1, idx.permute(1, 0, 2).reshape(m, b * k))  # (M, B*K)
+    uplift = uplift.reshape(m, b, k).permute(1, 0, 2).reshape(b, m * k) * shown
+    flat = idx.reshape(b, m * k)
+    zeros = torch.zeros(b, n, dtype=ctx.params.dtype, device=slates.device)
+    share = zeros.scatter_add(1, flat, shown) / m
+    return torch.stack([share, zeros.scatter_add(1, flat, uplift)], dim=-1)
 
 
 def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str) -> Observation:
@@ -199,8 +211,7 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
         ],
         dim=-1,
     )
-    rec = recommended_share(last_slates, n).to(p.dtype)  # (B, M, N)
-    ops_coord = torch.stack([rec.mean(1), (rec * ctx.uplift_demand).sum(1)], dim=-1)
+    ops_coord = recommendation_signals(ctx, last_slates)
     mkt_dyn = torch.stack([state.last_demand / mu, torch.full_like(state.on_hand, togo)], dim=-1)
     mkt_coord = torch.stack(
         [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1

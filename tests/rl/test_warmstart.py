@@ -53,7 +53,8 @@ def test_order_head_learns_a_state_dependent_rule() -> None:
     freq = freq[freq > 0] / freq.sum()
     marginal = float(-(freq * freq.log()).sum())
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL))
+    # one period: the actors take time-major (T, B, ...) observations
+    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL)).map(lambda x: x[None])
     for _ in range(150):
         logits, _ = actor(observation, ctx, torch.zeros(batch, 32))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), target.flatten())
