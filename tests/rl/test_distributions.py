@@ -89,7 +89,7 @@ def sequential_slate_log_prob(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference: one masked log-softmax over the remaining items per slot (K passes)."""
     n = scores.shape[-1]
-    logits = D.slate_logits(scores, stop)
+    logits = scores if stop is None else torch.cat([scores, stop.unsqueeze(-1)], dim=-1)
     removed = torch.zeros_like(logits, dtype=torch.bool)
     logp = torch.zeros(logits.shape[:-1], dtype=logits.dtype)
     ent = torch.zeros_like(logp)
