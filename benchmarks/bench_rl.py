@@ -78,6 +78,9 @@ def bench_rollout(config: TrainConfig, instance: str, repeats: int = 3) -> float
 def iteration_flops(agents: Agents, ctx: Context, config: TrainConfig, iteration: int) -> float:
     """Matmul FLOPs of one training iteration (rollout + PPO update) per env-period."""
     optimisers = _optimisers(agents)
+    for opt in optimisers.values():  # the same operations, but the policy stays put: no
+        for group in opt.param_groups:  # ratio blow-up on a fresh network's second update
+            group["lr"] = 0.0
     timescales = make_timescales(config)
     gen = torch.Generator().manual_seed(0)
     with FlopCounterMode(display=False) as counter:
@@ -143,20 +146,21 @@ def breakdown(config: TrainConfig, instance: str, repeats: int) -> None:
         ),
     }
     print(f"breakdown, one minibatch of {t} periods x {ro.batch_size} envs ({load()}):")
-    print(f"  {'part':42s} {'fwd ms/env-period':>18s} {'fwd+bwd':>9s}")
+    print(f"  {'part':40s} {'fwd ms':>7s} {'fwd+bwd ms':>10s} {'MFLOP':>7s}  (per env-period)")
     for name, fn in parts.items():
+        per = ro.batch_size if name.startswith("features") else periods
         fwd, _ = timed(lambda fn=fn: _no_grad(fn), repeats)
-        both = (
-            ""
-            if name.startswith("features")
-            else f"{timed(backward(fn), repeats)[0] * 1e3 / periods:9.2f}"
-        )
-        per = periods if not name.startswith("features") else ro.batch_size
-        print(f"  {name:42s} {fwd * 1e3 / per:18.2f} {both}")
+        both, flops = "", ""
+        if not name.startswith("features"):
+            both = f"{timed(backward(fn), repeats)[0] * 1e3 / per:10.2f}"
+            with FlopCounterMode(display=False) as counter:
+                backward(fn)()
+            flops = f"{counter.get_total_flops() / per / 1e6:7.1f}"
+        print(f"  {name:40s} {fwd * 1e3 / per:7.2f} {both:>10s} {flops:>7s}")
     sample, _ = timed(
         lambda: D.sample_slates(scores, stop, max(params.slate_size, 1), gen), repeats
     )
-    print(f"  {'Plackett-Luce sampling (Gumbel top-k)':42s} {sample * 1e3 / periods:18.2f}")
+    print(f"  {'Plackett-Luce sampling (Gumbel top-k)':40s} {sample * 1e3 / periods:7.2f}")
     for iteration in (0, 1):  # the slow agent updates every other iteration
         flops = iteration_flops(build_agents(config), ctx, config, iteration)
         print(f"matmul FLOPs per env-period, iteration {iteration}: {flops / 1e6:,.0f} MFLOP")

@@ -129,7 +129,7 @@ class RecommendationActor(nn.Module):
     """Slates: a score per (segment, product) from shared weights, Plackett-Luce top-K."""
 
     def __init__(
-        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "additive"
+        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "factorised"
     ) -> None:
         super().__init__()
         if scorer not in ("additive", "factorised"):
@@ -266,7 +266,7 @@ class Agents(nn.Module):
         information: str,
         allow_short: bool,
         independent: bool,
-        scorer: str = "additive",
+        scorer: str = "factorised",
     ) -> None:
         super().__init__()
         self.information = information

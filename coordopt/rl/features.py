@@ -13,6 +13,10 @@ Information structure (``information``):
 
 The critic always sees the whole firm (the coordinated operations features plus
 segment data): centralised training, decentralised execution.
+
+Seasonal demand: both agents see each product's expected demand of the current period
+relative to its horizon mean (operations also the next period's), from the per-period arrival
+rates ``lambda_kt``; with constant rates these features are constant.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from coordopt.simulator import SimParams, SimState
@@ -29,9 +34,9 @@ Tensor = torch.Tensor
 
 INFORMATION = ("coordinated", "siloed")
 STATIC_PRODUCT = 9  # economics + scale + lead time
-OPS_DYNAMIC = 9
+OPS_DYNAMIC = 11
 OPS_COORD = 2
-MKT_DYNAMIC = 2
+MKT_DYNAMIC = 3
 MKT_COORD = 3
 SEGMENT = 3
 PAIR = 4
@@ -64,6 +69,7 @@ class Context:
     segment: Tensor  # (M, SEGMENT)
     pair: Tensor  # (M, N, PAIR)
     uplift_demand: Tensor  # (M, N) lambda_k (rec share - base share) / mu_i
+    season: Tensor  # (T + 1, N) expected demand of period t / its horizon mean; 0 after T
     reward_scale: float
 
 
@@ -85,6 +91,21 @@ class Observation:
         return self.map(lambda x: x[idx])
 
 
+def expected_arrivals(params: SimParams) -> Tensor:
+    """``lambda_kt``, ``(T, M)``: expected customers of every segment in every period (a rate
+    constant in time is broadcast over the horizon; seasonal instances give one per period)."""
+    inst = params.instance
+    lam = np.broadcast_to(
+        np.asarray(inst.arrival_rate, dtype=np.float64), (inst.horizon, inst.n_segments)
+    )
+    return torch.tensor(lam, dtype=params.dtype, device=params.device)
+
+
+def mean_arrivals(params: SimParams) -> Tensor:
+    """Each segment's arrival rate averaged over the horizon, ``(M,)``."""
+    return expected_arrivals(params).mean(0)
+
+
 def demand_scale(params: SimParams) -> Tensor:
     """``mu_i = sum_k lambda_k w^R_ki / (w_k0 + sum_j w^N_kj + w^R_ki - w^N_ki)``, clamped >= 0.25.
 
@@ -94,7 +115,7 @@ def demand_scale(params: SimParams) -> Tensor:
     uplift = params.uplift_flat.reshape(params.n_segments, params.n_products)
     rec = params.base_attraction + uplift
     denom = (params.no_purchase + params.base_total).unsqueeze(1) + uplift
-    mu = (params.arrival_rate.unsqueeze(1) * rec / denom).sum(0)
+    mu = (mean_arrivals(params).unsqueeze(1) * rec / denom).sum(0)
     return mu.clamp(min=0.25)
 
 
@@ -103,6 +124,15 @@ def reward_scale(params: SimParams) -> float:
     margin = (params.price - params.unit_cost).clamp(min=0)
     value = float((margin * demand_scale(params)).sum())
     return max(value, 1e-3 * float((params.price * demand_scale(params)).sum()), 1e-6)
+
+
+def season(arrivals: Tensor, share: Tensor) -> Tensor:
+    """Each product's expected demand in period t relative to its horizon mean, ``(T + 1, N)``
+    (row ``T``, after the horizon, is 0): ``sum_k lambda_kt share_ki / mean_t(...)``. All ones
+    when arrivals are constant; peaks and troughs of seasonal demand otherwise."""
+    demand = arrivals @ share  # (T, N)
+    rel = demand / demand.mean(0).clamp(min=1e-12)
+    return torch.cat([rel, torch.zeros_like(rel[:1])])
 
 
 def build_context(params: SimParams, bins: int) -> Context:
@@ -135,7 +165,8 @@ def build_context(params: SimParams, bins: int) -> Context:
     base_den = (params.no_purchase + params.base_total).unsqueeze(1)
     base_share = params.base_attraction / base_den
     rec_share = (params.base_attraction + uplift) / (base_den + uplift)
-    lam = params.arrival_rate.unsqueeze(1)
+    arrivals = expected_arrivals(params)  # (T, M)
+    lam = arrivals.mean(0).unsqueeze(1)
     gain = lam * (rec_share - base_share) * (params.price - params.unit_cost) / pscale
     gain = gain / gain.abs().mean().clamp(min=1e-6)
     pair = torch.stack(
@@ -149,9 +180,9 @@ def build_context(params: SimParams, bins: int) -> Context:
     )
     segment = torch.stack(
         [
-            params.arrival_rate / params.arrival_rate.mean(),
+            lam[:, 0] / lam.mean(),
             params.no_purchase / (params.no_purchase + params.base_total),
-            torch.full_like(params.arrival_rate, math.log1p(params.slate_size) / 2),
+            torch.full_like(lam[:, 0], math.log1p(params.slate_size) / 2),
         ],
         dim=-1,
     )
@@ -165,6 +196,7 @@ def build_context(params: SimParams, bins: int) -> Context:
         segment=segment,
         pair=pair,
         uplift_demand=lam * (rec_share - base_share) / mu,
+        season=season(arrivals, rec_share),
         reward_scale=reward_scale(params),
     )
 
@@ -197,6 +229,8 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     togo = (p.horizon - state.t) / p.horizon
     late = (state.t + lead >= p.horizon).to(p.dtype).expand(b, n)
     static = ctx.static_product.expand(b, n, -1)
+    # expected demand of this period and the next relative to the mean (seasonal demand)
+    now, after = ctx.season[state.t].expand(b, n), ctx.season[state.t + 1].expand(b, n)
     ops_dyn = torch.stack(
         [
             state.on_hand / mu,
@@ -208,11 +242,15 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
             state.last_orders / mu,
             torch.full_like(state.on_hand, togo),
             late,
+            now,
+            after,
         ],
         dim=-1,
     )
     ops_coord = recommendation_signals(ctx, last_slates)
-    mkt_dyn = torch.stack([state.last_demand / mu, torch.full_like(state.on_hand, togo)], dim=-1)
+    mkt_dyn = torch.stack(
+        [state.last_demand / mu, torch.full_like(state.on_hand, togo), now], dim=-1
+    )
     mkt_coord = torch.stack(
         [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1
     )
