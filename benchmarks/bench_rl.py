@@ -17,6 +17,7 @@ the matmul rate the cores reach on the networks' shapes: the floor of one env-pe
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -29,9 +30,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from coordopt.instance import load_instance
 from coordopt.rl import distributions as D
-from coordopt.rl.agents import Agents, build_agents
+from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
-from coordopt.rl.features import Context, build_context, observe
+from coordopt.rl.features import build_context, observe
 from coordopt.rl.ppo import _optimisers, ppo_update, resolve_device, train
 from coordopt.rl.rollout import collect_rollout, gae
 from coordopt.rl.schedules import make_timescales
@@ -60,7 +61,7 @@ def matmul_rate(repeats: int = 20) -> dict[str, float]:
     out = {}
     for name, (m, k, n) in {"1024^3": (1024, 1024, 1024), "64000x64x64": (64000, 64, 64)}.items():
         a, b = torch.randn(m, k), torch.randn(k, n)
-        wall, _ = timed(lambda a=a, b=b: a @ b, repeats)
+        wall, _ = timed(functools.partial(torch.matmul, a, b), repeats)
         out[name] = 2 * m * k * n / wall / 1e9
     return out
 
@@ -75,31 +76,62 @@ def bench_rollout(config: TrainConfig, instance: str, repeats: int = 3) -> float
     return config.num_envs * params.horizon / wall
 
 
-def iteration_flops(agents: Agents, ctx: Context, config: TrainConfig, iteration: int) -> float:
-    """Matmul FLOPs of one training iteration (rollout + PPO update) per env-period."""
-    optimisers = _optimisers(agents)
-    for opt in optimisers.values():  # the same operations, but the policy stays put: no
-        for group in opt.param_groups:  # ratio blow-up on a fresh network's second update
-            group["lr"] = 0.0
-    timescales = make_timescales(config)
-    gen = torch.Generator().manual_seed(0)
-    with FlopCounterMode(display=False) as counter:
-        ro = collect_rollout(agents, ctx, config.num_envs, gen, gen)
-        adv, ret = gae(ro.rewards["firm"], ro.values["firm"], 1.0, config.gae_lambda)
+class Iterations:
+    """Training iterations (rollout, GAE, PPO update) of fresh agents, run by hand so that each
+    can be timed in CPU as well as wall seconds and its matmuls counted.
+
+    The learning rates are zero: every operation of the update runs (forward, backward,
+    clipping, Adam), but the policy stays put, so the cost is that of training while a fresh
+    network's PPO ratios on a large catalog cannot blow up and stop the measurement.
+    """
+
+    def __init__(self, config: TrainConfig, instance: str) -> None:
+        self.config = config
+        self.ctx = build_context(
+            SimParams.from_instance(load_instance(instance)), config.order_bins
+        )
+        torch.manual_seed(config.seed)
+        self.agents = build_agents(config)
+        self.optimisers = _optimisers(self.agents)
+        for opt in self.optimisers.values():
+            for group in opt.param_groups:
+                group["lr"] = 0.0
+        self.timescales = make_timescales(config)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.done = 0
+
+    def run(self) -> int:
+        """One iteration; returns its env-periods."""
+        ro = collect_rollout(self.agents, self.ctx, self.config.num_envs, self.gen, self.gen)
+        adv, ret = gae(ro.rewards["firm"], ro.values["firm"], 1.0, self.config.gae_lambda)
         ppo_update(
-            agents,
-            ctx,
-            config,
+            self.agents,
+            self.ctx,
+            self.config,
             ro,
             {"firm": adv},
             {"firm": ret},
-            timescales,
-            optimisers,
+            self.timescales,
+            self.optimisers,
             0.0,
-            iteration,
-            np.random.default_rng(0),
+            self.done,
+            self.rng,
         )
-    return counter.get_total_flops() / (ro.horizon * ro.batch_size)
+        self.done += 1
+        return ro.horizon * ro.batch_size
+
+    def flops(self) -> float:
+        """Matmul FLOPs per env-period of the next iteration."""
+        with FlopCounterMode(display=False) as counter:
+            periods = self.run()
+        return counter.get_total_flops() / periods
+
+    def timed(self) -> tuple[float, float]:
+        """Env-periods per wall second and per CPU second (all threads) of the next iteration."""
+        w, c = time.perf_counter(), time.process_time()
+        periods = self.run()
+        return periods / (time.perf_counter() - w), periods / (time.process_time() - c)
 
 
 def breakdown(config: TrainConfig, instance: str, repeats: int) -> None:
@@ -149,21 +181,25 @@ def breakdown(config: TrainConfig, instance: str, repeats: int) -> None:
     print(f"  {'part':40s} {'fwd ms':>7s} {'fwd+bwd ms':>10s} {'MFLOP':>7s}  (per env-period)")
     for name, fn in parts.items():
         per = ro.batch_size if name.startswith("features") else periods
-        fwd, _ = timed(lambda fn=fn: _no_grad(fn), repeats)
-        both, flops = "", ""
+        fwd, _ = timed(functools.partial(_no_grad, fn), repeats)
+        both, count = "", ""
         if not name.startswith("features"):
             both = f"{timed(backward(fn), repeats)[0] * 1e3 / per:10.2f}"
             with FlopCounterMode(display=False) as counter:
                 backward(fn)()
-            flops = f"{counter.get_total_flops() / per / 1e6:7.1f}"
-        print(f"  {name:40s} {fwd * 1e3 / per:7.2f} {both:>10s} {flops:>7s}")
+            count = f"{counter.get_total_flops() / per / 1e6:7.1f}"
+        print(f"  {name:40s} {fwd * 1e3 / per:7.2f} {both:>10s} {count:>7s}")
     sample, _ = timed(
         lambda: D.sample_slates(scores, stop, max(params.slate_size, 1), gen), repeats
     )
     print(f"  {'Plackett-Luce sampling (Gumbel top-k)':40s} {sample * 1e3 / periods:7.2f}")
-    for iteration in (0, 1):  # the slow agent updates every other iteration
-        flops = iteration_flops(build_agents(config), ctx, config, iteration)
-        print(f"matmul FLOPs per env-period, iteration {iteration}: {flops / 1e6:,.0f} MFLOP")
+    its = Iterations(config, instance)
+    flops = [its.flops() for _ in range(2)]  # the slow agent updates every other iteration
+    print(
+        "matmul FLOPs per env-period of training (rollout + update), iterations 0 and 1: "
+        + ", ".join(f"{f / 1e6:,.0f}" for f in flops)
+        + f" MFLOP (mean {sum(flops) / len(flops) / 1e6:,.0f})"
+    )
     rates = matmul_rate()
     print(
         "matmul rate of this machine (float32, "
@@ -204,6 +240,15 @@ def main() -> None:
         breakdown(cfg, args.instance, repeats=3)
     rollout_sps = bench_rollout(cfg, args.instance)
     print(f"rollout only, {args.num_envs} envs: {rollout_sps:,.1f} env-periods/s ({load()})")
+    its = Iterations(cfg, args.instance)
+    its.run()  # warm-up
+    for _ in range(args.repeats):
+        rates = [its.timed() for _ in range(args.iterations)]
+        print(
+            f"training iterations by hand, {args.num_envs} envs: "
+            + ", ".join(f"{w:.1f} (CPU time: {c:.1f})" for w, c in rates)
+            + f" env-periods/s ({load()})"
+        )
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             res = train(load_instance(args.instance), cfg, tmp, progress=False)

@@ -61,7 +61,7 @@ class _Tanh(torch.autograd.Function):
 
 def tanh(x: Tensor) -> Tensor:
     """Hyperbolic tangent (see :class:`_Tanh`)."""
-    return _Tanh.apply(x)  # type: ignore[no-any-return]
+    return _Tanh.apply(x)
 
 
 class Tanh(nn.Module):
@@ -90,7 +90,7 @@ def broadcast_mlp(net: nn.Sequential, items: Tensor, shared: Tensor) -> Tensor:
     f = items.shape[-1]
     x = F.linear(items, first.weight[:, :f])
     x = x + F.linear(shared, first.weight[:, f:], first.bias).unsqueeze(-2)
-    return net[1:](x)  # type: ignore[no-any-return]
+    return net[1:](x)
 
 
 def unroll(gru: nn.GRUCell, inputs: Tensor, h: Tensor) -> Tensor:
