@@ -70,7 +70,7 @@ def bench_rollout(config: TrainConfig, instance: str, repeats: int = 3) -> float
     """Env-periods per second of sampling rollouts alone (no learning)."""
     params = SimParams.from_instance(load_instance(instance), resolve_device(config.device))
     ctx = build_context(params, config.order_bins)
-    agents = build_agents(config).to(params.device)
+    agents = build_agents(config, params).to(params.device)
     gen = torch.Generator(device=params.device).manual_seed(0)
     wall, _ = timed(lambda: collect_rollout(agents, ctx, config.num_envs, gen, gen), repeats)
     return config.num_envs * params.horizon / wall
@@ -139,7 +139,7 @@ def breakdown(config: TrainConfig, instance: str, repeats: int) -> None:
     params = SimParams.from_instance(load_instance(instance))
     ctx = build_context(params, config.order_bins)
     torch.manual_seed(0)
-    agents = build_agents(config)
+    agents = build_agents(config, params)
     gen = torch.Generator().manual_seed(0)
     ro = collect_rollout(agents, ctx, config.num_envs, gen, gen)
     t = min(config.seq_len, ro.horizon)
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--scorer", default=TrainConfig().scorer, choices=["additive", "factorised"])
+    ap.add_argument("--scorer", default="auto", choices=["auto", "additive", "factorised"])
     ap.add_argument("--repeats", type=int, default=1, help="training measurements to take")
     ap.add_argument("--breakdown", action="store_true", help="time the parts; FLOP floor")
     args = ap.parse_args()

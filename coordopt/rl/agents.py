@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -41,6 +41,19 @@ from coordopt.simulator import Action, SimParams, SimState, empty_slates
 
 Tensor = torch.Tensor
 AGENTS = ("replenishment", "recommendation")
+FACTORISED_FROM = 1_000
+"""Product-segment pairs from which ``scorer="auto"`` picks the factorised scorer. Below it the
+additive scorer, whose tiny and small targets are measured; at ``large`` (100,000 pairs) the
+factorised one trains 10x faster, and the tiny target holds with it too."""
+
+
+def choose_scorer(
+    scorer: str, n_products: int, n_segments: int
+) -> Literal["factorised", "additive"]:
+    """The concrete scorer of a config value (``auto`` resolved by catalog size)."""
+    if scorer == "additive" or (scorer == "auto" and n_products * n_segments < FACTORISED_FROM):
+        return "additive"
+    return "factorised"
 
 
 class _Tanh(torch.autograd.Function):
@@ -129,11 +142,14 @@ class RecommendationActor(nn.Module):
     """Slates: a score per (segment, product) from shared weights, Plackett-Luce top-K."""
 
     def __init__(
-        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "factorised"
+        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "additive"
     ) -> None:
         super().__init__()
         if scorer not in ("additive", "factorised"):
-            raise ValueError(f"scorer={scorer!r}: allowed values are 'additive' and 'factorised'")
+            raise ValueError(
+                f"scorer={scorer!r}: allowed values are 'additive' and 'factorised' "
+                "(resolve 'auto' with choose_scorer first)"
+            )
         self.hidden = hidden
         self.allow_short = allow_short
         self.scorer = scorer
@@ -266,7 +282,7 @@ class Agents(nn.Module):
         information: str,
         allow_short: bool,
         independent: bool,
-        scorer: str = "factorised",
+        scorer: str = "additive",
     ) -> None:
         super().__init__()
         self.information = information
@@ -419,15 +435,21 @@ class AgentPolicy:
         return Action(orders=out.orders, slates=out.slates)
 
 
-def build_agents(config: Any) -> Agents:
-    """The agents described by a :class:`~coordopt.rl.config.TrainConfig`."""
+def build_agents(config: Any, params: SimParams | None = None) -> Agents:
+    """The agents described by a :class:`~coordopt.rl.config.TrainConfig` (``params``, the
+    instance trained on, resolves ``scorer="auto"``)."""
+    scorer = config.scorer
+    if scorer == "auto":
+        if params is None:
+            raise ValueError("scorer='auto' needs the instance (params) to choose a scorer")
+        scorer = choose_scorer(scorer, params.n_products, params.n_segments)
     return Agents(
         hidden=config.hidden_size,
         bins=config.order_bins,
         information=config.information,
         allow_short=config.allow_short_slates,
         independent=config.timescales == "independent",
-        scorer=config.scorer,
+        scorer=scorer,
     )
 
 

@@ -17,6 +17,7 @@ Read top to bottom: set-up, (optional) warm start, then every iteration
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ from coordopt.evaluation import evaluate
 from coordopt.instance import Instance
 from coordopt.io import atomic_write
 from coordopt.policies import Policy
-from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents
+from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose_scorer
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import Context, Observation, build_context
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, gae
@@ -465,6 +466,8 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     params = SimParams.from_instance(instance, device)
+    scorer = choose_scorer(config.scorer, params.n_products, params.n_segments)
+    config = dataclasses.replace(config, scorer=scorer)  # saved runs name the concrete scorer
     ctx = build_context(params, config.order_bins)
     gamma = params.discount if config.gamma < 0 else config.gamma
     agents = build_agents(config).to(device)
