@@ -33,7 +33,7 @@ FAST = dict(
 
 
 def _params(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "final.pt", weights_only=False)["agents"]
+    return torch.load(run / "final.pt", weights_only=True)["agents"]
 
 
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
