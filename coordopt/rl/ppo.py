@@ -42,7 +42,6 @@ from coordopt.rl.rollout import Rollout, collect_rollout, gae
 from coordopt.rl.runlog import TrainLog
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
-    WarmStartReport,
     behaviour_clone,
     critic_stream,
     make_expert,
@@ -289,6 +288,42 @@ def _is_best(run: RunState, ev: dict[str, float]) -> bool:
     return True
 
 
+def _warm_start(
+    agents: Agents,
+    ctx: Context,
+    config: TrainConfig,
+    gamma: float,
+    run: RunState,
+    expert: Policy | None,
+) -> None:
+    """Clone ``expert`` (DAgger) unless ``None`` (``--init``: the agents come from another
+    run), then fit the critic to the agents' returns on this instance.
+
+    The budget (``run.env_steps``) counts these simulations; the report goes to
+    ``run.warm_start`` (cloning) or ``run.init`` (the critic's fit after ``--init``).
+    """
+    report = None
+    if expert is not None:
+        report = behaviour_clone(agents, ctx, expert, config, run.env_gen, run.pol_gen)
+        print(
+            f"warm start from {report.expert}: imitation NLL "
+            + ", ".join(
+                f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}" for a in AGENTS
+            ),
+            file=sys.stderr,
+        )
+    critic_loss = pretrain_critic(
+        agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
+    )
+    run.env_steps = config.bc_envs * ctx.params.horizon  # the critic's rollout
+    if report is not None:
+        report.critic_loss = critic_loss
+        report.env_steps += run.env_steps
+        run.env_steps, run.warm_start = report.env_steps, report.as_dict()
+    elif run.init is not None:
+        run.init["critic_loss"] = critic_loss
+
+
 # --------------------------------------------------------------------------- train
 
 
@@ -343,42 +378,22 @@ def train(
     run = RunState.start(config, list(agents.critics), device)
     if saved is not None:
         saved.restore(agents, optimisers, run)
+    elif init is not None:
+        run.init = ckpt.init_agents(agents, Path(init), config)
     identity = ckpt.instance_identity(instance)
 
     def save(path: Path) -> None:
         ckpt.save(path, config, agents, optimisers, run, identity)
 
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    cloning = saved is None and init is None
+    cloning = saved is None and init is None and config.warm_start != "none"
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
         expert = make_expert(config.warm_start, params)
 
     if saved is None:
         began = time.perf_counter()
-        if init is not None:  # the agents of another run; the critic learns this instance's values
-            run.init = ckpt.init_agents(agents, Path(init), config)
-            run.init["critic_loss"] = pretrain_critic(
-                agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
-            )
-            run.env_steps = config.bc_envs * params.horizon
-        elif config.warm_start != "none":
-            assert expert is not None
-            report: WarmStartReport = behaviour_clone(
-                agents, ctx, expert, config, run.env_gen, run.pol_gen
-            )
-            report.critic_loss = pretrain_critic(
-                agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
-            )
-            report.env_steps += config.bc_envs * params.horizon  # the critic's rollout
-            # the budget (steps and seconds) counts the warm start's simulations and fitting
-            run.env_steps, run.warm_start = report.env_steps, report.as_dict()
-            print(
-                f"warm start from {report.expert}: imitation NLL "
-                + ", ".join(
-                    f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}" for a in AGENTS
-                ),
-                file=sys.stderr,
-            )
+        if cloning or init is not None:
+            _warm_start(agents, ctx, config, gamma, run, expert if cloning else None)
         run.seconds = time.perf_counter() - began
         if config.eval_every > 0:
             for name in ("siloed", "null"):
