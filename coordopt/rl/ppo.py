@@ -96,8 +96,13 @@ class TrainResult:
     @classmethod
     def read(cls, out: Path) -> TrainResult:
         """The result a finished run wrote to ``OUT/summary.json``."""
-        data = json.loads((out / SUMMARY).read_text())
-        return cls(**{**data, "out_dir": out})
+        try:
+            return cls(**{**json.loads((out / SUMMARY).read_text()), "out_dir": out})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{out / SUMMARY}: not a training summary ({exc}); delete it and resume to "
+                "rewrite it"
+            ) from None
 
 
 # --------------------------------------------------------------------------- set-up helpers

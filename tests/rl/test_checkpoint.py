@@ -61,6 +61,9 @@ def test_pickle_payload_never_runs(
     assert "best.pt: not a coordopt checkpoint" in capsys.readouterr().err
     assert main(["train", "tiny", "--out", str(run), "--resume", "--no-progress"]) == 2
     assert "checkpoint.pt: not a coordopt checkpoint" in capsys.readouterr().err
+    insights = ["insights", "tiny", "--method", str(run), "--episodes", "2", "--no-plots"]
+    assert main([*insights, "--out", str(tmp_path / "ins")]) == 2
+    assert "best.pt: not a coordopt checkpoint" in capsys.readouterr().err
     argv = ["train", "small", "--init", str(run), "--out", str(tmp_path / "new")]
     assert main(argv) == 2
     assert "best.pt: not a coordopt checkpoint" in capsys.readouterr().err
