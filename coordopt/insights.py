@@ -23,10 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from coordopt.choice import expected_demand
+from coordopt.choice import expected_demand, product_similarity
+from coordopt.evaluation import rollout
 from coordopt.instance import Instance
 from coordopt.io import atomic_write
+from coordopt.periods import shift_by_lead_time
+from coordopt.policies import make_policy
+from coordopt.simulator import SimParams
 from coordopt.solution import Plan, SolveStatus
 
 # name -> (expected sign, one-line meaning, unit)
@@ -121,19 +126,6 @@ class InsightData:
         )
 
 
-def product_similarity(inst: Instance) -> np.ndarray:
-    """Cosine similarity of products' demand profiles across segments, ``(N,N)``, diagonal 0
-    (the same measure the block decomposition uses to group substitutes)."""
-    from coordopt.solvers.decompose import demand_profiles
-
-    prof = np.sqrt(demand_profiles(inst))
-    norm = np.linalg.norm(prof, axis=1)
-    unit = prof / np.where(norm > 0, norm, 1.0)[:, None]
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, 0.0)
-    return sim
-
-
 def _common(inst: Instance) -> dict[str, Any]:
     empty = np.full((inst.n_segments, 1), -1, dtype=np.int64)
     return {
@@ -151,12 +143,7 @@ def from_plan(inst: Instance, plan: Plan, source: str = "fluid") -> InsightData:
     rec = np.asarray(plan.rec_frequency, dtype=float)
     orders = np.asarray(plan.orders, dtype=float)
     inv = np.asarray(plan.inventory, dtype=float)
-    t_n, n = orders.shape
-    arrivals = np.zeros((t_n, n))
-    for i in range(n):
-        lt = int(inst.lead_time[i])
-        if lt < t_n:
-            arrivals[lt:, i] = orders[: t_n - lt, i]
+    arrivals = shift_by_lead_time(orders, inst.lead_time)
     start = np.vstack([inst.initial_inventory[None].astype(float), inv[:-1]])
     return InsightData(
         source,
@@ -194,12 +181,6 @@ def simulate(
     inst: Instance, policy: str, episodes: int = 64, seed: int = 0, **options: Any
 ) -> InsightData:
     """Simulate ``policy`` (a registered name or a trained agent's directory) and record it."""
-    import torch
-
-    from coordopt.evaluation import rollout
-    from coordopt.policies import make_policy
-    from coordopt.simulator import SimParams
-
     if episodes < 2:
         raise ValueError(f"episodes must be >= 2 for bootstrap intervals, got {episodes}")
     params = SimParams.from_instance(inst, dtype=torch.float64)

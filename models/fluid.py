@@ -24,6 +24,7 @@ import pyomo.environ as pyo
 
 from coordopt.choice import best_revenue_slates
 from coordopt.instance import Instance, Stockout
+from coordopt.periods import discount_factors
 
 
 class FluidVariant(enum.StrEnum):
@@ -169,7 +170,7 @@ def fluid_data(
         lead_time=inst.lead_time.astype(int),
         on_hand=on_hand,
         arrivals=arrivals,
-        discount=inst.discount ** periods.astype(float),
+        discount=discount_factors(inst.discount, h),
         arrival_rate=inst.arrival_rate,
         no_purchase=inst.no_purchase,
         rec_attraction=inst.rec_attraction,

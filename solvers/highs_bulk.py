@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coordopt.models.fluid import FluidData, FluidStart
+from coordopt.periods import order_arrivals
 
 INF = math.inf
 
@@ -80,14 +81,6 @@ def add_inventory_flow(
     add(rows, sales, 1.0)
     t, i, placed = order_arrivals(lead_time, rows.shape[0])
     add(rows[t, i], orders[placed, i], -1.0)
-
-
-def order_arrivals(lead_time: np.ndarray, horizon: int) -> tuple[np.ndarray, ...]:
-    """``(t, i, t - L_i)`` for every order of product i that arrives in a period ``t < horizon``."""
-    tt, ii = np.meshgrid(np.arange(horizon), np.arange(len(lead_time)), indexing="ij")
-    lag = tt - lead_time[None, :]
-    ok = lag >= 0
-    return tt[ok], ii[ok], lag[ok]
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,8 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.case_studies.common import RL_METHODS, train_agents
+from coordopt import insights
+from coordopt.case_studies.common import RL_METHODS, to_csv, train_agents
+from coordopt.insights import PATTERNS
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.text import table
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -25,7 +29,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _data(inst: Any, source: str, p: dict[str, Any], workdir: Path) -> Any:
-    from coordopt import insights
 
     if source == "fluid":
         return insights.fluid_plan(inst)
@@ -37,7 +40,6 @@ def _data(inst: Any, source: str, p: dict[str, Any], workdir: Path) -> Any:
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from coordopt import insights
 
     inst = load_instance(p["instance"])
     data = _data(inst, p["source"], p, workdir)
@@ -76,11 +78,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.case_studies.common import to_csv
-    from coordopt.commands.common import table
-    from coordopt.insights import PATTERNS
-    from coordopt.io import atomic_write_text, save_figure
 
     body = [
         "# Case study: synchronised-adjustments",
