@@ -10,6 +10,7 @@ import pytest
 
 from coordopt import insights as I
 from coordopt.cli import main
+from coordopt.insights.report import metric_cell
 from coordopt.instance import load_instance
 from coordopt.solution import Plan
 
@@ -198,10 +199,30 @@ def test_cli_writes_plots_json_and_markdown(tmp_path, capsys):
     )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["method"] == "siloed" and summary["optimal_reference"] == "fluid"
-    assert set(summary["confirmations"]) == set(I.PATTERNS)
+    # tiny fits the exact DP, so the DP is the optimum the patterns are confirmed against
+    assert summary["method"] == "siloed" and summary["optimal_reference"] == "dp"
+    inst = load_instance("tiny")
+    baseline = I.simulate(inst, "siloed", 8, 0)
+    dp = I.insight_metrics(I.simulate(inst, "dp", 8, 0), baseline=baseline, n_boot=0)
+    siloed = I.insight_metrics(baseline, baseline=baseline, n_boot=0)
+    for k in I.PATTERNS:
+        assert summary["confirmations"][k]["optimal"] == dp["metrics"][k]["sign_ok"], k
+        assert summary["confirmations"][k]["measured"] == siloed["metrics"][k]["sign_ok"], k
     for name in ("intensity_vs_cover.png", "timeline.png", "metrics.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((out / "insights.json").read_text())["instance"] == "tiny"
-    assert "| pattern |" in (out / "insights.md").read_text()
+    written = json.loads((out / "insights.json").read_text())
+    assert written["instance"] == "tiny" and written["results"] == summary["results"]
+    # every cell of the Markdown table is the number in the JSON results
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
+        for line in (out / "insights.md").read_text().splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in I.PATTERNS
+    }
+    assert set(rows) == set(I.PATTERNS)
+    for k, cells in rows.items():
+        assert cells == [metric_cell(r["metrics"][k]) for r in summary["results"]], k
+    for k in I.PATTERNS:  # the measured column is the siloed policy's own metrics
+        got, want = summary["results"][0]["metrics"][k]["value"], siloed["metrics"][k]["value"]
+        assert (got is None and math.isnan(want)) or got == pytest.approx(want), k
+    assert any(v["value"] is not None for v in summary["results"][0]["metrics"].values())
     assert not list(out.glob(".*"))  # no temporary files left behind
