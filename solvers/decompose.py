@@ -42,6 +42,7 @@ from coordopt import periods
 from coordopt.choice import best_revenue_slates, demand_profiles, product_similarity
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
 from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
@@ -815,7 +816,7 @@ def solve_decomposed(
     timings["blocks"] = time.perf_counter() - t0
     ts = time.perf_counter()
     if keep_models is None:
-        keep_models = inst.n_products * inst.n_segments * inst.horizon <= 2_000_000
+        keep_models = plan_cells(inst) <= FULL_LP_CELLS
     programs = [BlockProgram(inst, b, keep_model=keep_models) for b in blocks]
     timings["build"] = time.perf_counter() - ts
     mult = start if start is not None else coarse_multipliers(inst, blocks)
