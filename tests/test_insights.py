@@ -135,11 +135,20 @@ def test_metrics_have_bootstrap_intervals_for_simulations(small):
     res = I.insight_metrics(sil, baseline=sil, n_boot=40, seed=1)
     m = res["metrics"]
     assert set(m) == set(I.PATTERNS)
-    lo, hi = m["intensity_cover_corr"]["ci"]
-    assert lo <= m["intensity_cover_corr"]["value"] <= hi
-    lo, hi = m["end_cover_vs_siloed"]["ci"]  # the siloed firm against itself
-    assert lo <= 0.0 <= hi
     assert m["post_arrival_lift"]["value"] == pytest.approx(0.0)  # static slates
+    # identical episodes: nothing to resample, so the interval collapses onto the value
+    same = I.insight_metrics(sil.take(np.zeros(16, dtype=int)), n_boot=40, seed=1)["metrics"]
+    value = same["end_order_drop"]["value"]
+    assert same["end_order_drop"]["ci"] == (pytest.approx(value), pytest.approx(value))
+    # four times the episodes: about half the width (the 1/sqrt(E) law of a mean)
+    inst = load_instance("small")
+    many = I.simulate(inst, "siloed", episodes=64, seed=5)
+    few = many.take(np.arange(16))
+    widths = []
+    for d in (few, many):
+        lo, hi = I.insight_metrics(d, n_boot=200, seed=2)["metrics"]["end_order_drop"]["ci"]
+        widths.append(hi - lo)
+    assert widths[1] > 0 and 1.4 < widths[0] / widths[1] < 3.3, widths
 
 
 def test_fluid_plan_metrics_and_alignment(small):
