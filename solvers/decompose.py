@@ -43,7 +43,14 @@ from coordopt.choice import best_revenue_slates, demand_profiles, product_simila
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
-from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
+from coordopt.solution import (
+    GAP_TOLERANCE,
+    PLAN_AXES,
+    Plan,
+    Solution,
+    SolveStatus,
+    slates_from_frequency,
+)
 from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
 INF = math.inf
@@ -734,16 +741,8 @@ class DecomposedPlan:
             first_slates=slates_from_frequency(self.rec_frequency[0], self.slate_size),
             bound=self.bound,
             plan_value=self.value,
-            plan=Plan(
-                orders=self.orders,
-                alpha=self.alpha,
-                beta=self.beta,
-                x=self.x,
-                y=self.y,
-                rec_frequency=self.rec_frequency,
-                sales=self.sales,
-                lost=self.lost,
-                inventory=self.inventory,
+            plan=Plan(  # no duals here: inventory_price is NaN
+                **{name: getattr(self, name) for name in PLAN_AXES if name != "inventory_price"},
                 inventory_price=np.full_like(self.orders, np.nan),
             ),
             details={"blocks": len(self.blocks), "residual": self.residual},
