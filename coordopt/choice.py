@@ -72,3 +72,28 @@ def best_revenue_slates(
             break
         slates[better], rate[better] = candidate[better], cand_rate[better]
     return slates, rate
+
+
+def demand_profiles(inst: Instance) -> np.ndarray:
+    """Demand-share profile of every product across segments, ``(N, M)``.
+
+    Entry ``(i, k)`` is ``lambda_k w^R_ki / (w_k0 + sum_j w^N_kj)``: the mean demand product i
+    would draw from segment k if it alone were recommended. Two products with parallel
+    profiles sell to the same customers, so under the multinomial logit each takes demand
+    from the other (close substitutes).
+    """
+    denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
+    return (inst.arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
+
+
+def product_similarity(inst: Instance) -> np.ndarray:
+    """Cosine similarity of the products' :func:`demand_profiles` (square-root scaled, so a
+    big segment does not drown the rest), ``(N, N)`` with a zero diagonal; a product with a
+    zero profile is similar to nothing. The one measure of "close substitutes": the block
+    decomposition groups by it and the insights' substitution pattern reads it."""
+    prof = np.sqrt(demand_profiles(inst))
+    norm = np.linalg.norm(prof, axis=1)
+    unit = prof / np.where(norm > 0, norm, 1.0)[:, None]
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, 0.0)
+    return sim

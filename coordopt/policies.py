@@ -6,9 +6,10 @@ Policies with memory clear it in :meth:`Policy.reset`. A policy's own randomness
 sampling, say) must come from its own generator, never the simulator's, so that common
 random numbers keep the customers the same across policies.
 
-Policies are made by name with :func:`make_policy`; the registry maps names to factories
-``factory(params, **options) -> Policy`` imported lazily, so solver- and RL-backed policies
-cost nothing until used.
+Policies are made by name with :func:`make_policy`; the declared entry table
+:data:`POLICY_ENTRY_POINTS` maps names to factories ``factory(params, **options) -> Policy``
+by module path, imported on first use, so solver- and RL-backed policies (higher layers)
+cost nothing until used and this module never imports them.
 """
 
 from __future__ import annotations
@@ -119,35 +120,44 @@ class NullPolicy(StaticSlatePolicy):
         )
 
 
-_REGISTRY: dict[str, str] = {
+POLICY_ENTRY_POINTS: dict[str, str] = {
     "siloed": "coordopt.policies:SiloedPolicy",
     "null": "coordopt.policies:NullPolicy",
     "mpc": "coordopt.solvers.mpc:MPCPolicy",
     "dp": "coordopt.solvers.dp:DPPolicy",
     "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
 }
+"""Policy name -> ``"module:factory"``, ``factory(params, **options) -> Policy``.
+
+The declared entry table through which this core module reaches policies of higher layers
+(solvers, RL) without importing them: a factory's module is imported on first use only.
+Extend it with :func:`register_policy`; the README's layer rule names this table."""
+
+AGENT_ENTRY_POINT = "coordopt.rl.agents:load_policy"
+"""``"module:loader"`` of trained agents, ``loader(run_dir, params, **options) -> Policy``."""
+
+
+def _resolve(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def policy_names() -> list[str]:
     """Names accepted by :func:`make_policy` (a trained-agent directory is accepted too)."""
-    return sorted(_REGISTRY)
+    return sorted(POLICY_ENTRY_POINTS)
 
 
 def register_policy(name: str, target: str) -> None:
     """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
-    _REGISTRY[name] = target
+    POLICY_ENTRY_POINTS[name] = target
 
 
 def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
     """A policy by registered name, or a trained RL agent from its run directory."""
-    if spec in _REGISTRY:
-        module, attr = _REGISTRY[spec].split(":")
-        factory = getattr(importlib.import_module(module), attr)
-        return factory(params, **options)
+    if spec in POLICY_ENTRY_POINTS:
+        return _resolve(POLICY_ENTRY_POINTS[spec])(params, **options)
     if Path(spec).is_dir():
-        from coordopt.rl.agents import load_policy
-
-        return load_policy(Path(spec), params, **options)
+        return _resolve(AGENT_ENTRY_POINT)(Path(spec), params, **options)
     raise ValueError(
         f"unknown policy '{spec}': expected one of {', '.join(policy_names())} "
         "or the directory of a trained agent (coordopt train --out DIR)"

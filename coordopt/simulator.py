@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from coordopt.instance import Instance, Stockout
+from coordopt.periods import discount_factors
 
 Tensor = torch.Tensor
 
@@ -298,7 +299,7 @@ def step(
 
 def discount_weights(params: SimParams) -> Tensor:
     """``gamma^t`` for ``t = 0..T-1`` (float64)."""
-    return torch.tensor([params.discount**t for t in range(params.horizon)], dtype=torch.float64)
+    return torch.as_tensor(discount_factors(params.discount, params.horizon), dtype=torch.float64)
 
 
 def empty_slates(params: SimParams, batch_size: int) -> Tensor:

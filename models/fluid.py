@@ -18,12 +18,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pyomo.environ as pyo
 
 from coordopt.choice import best_revenue_slates
 from coordopt.instance import Instance, Stockout
+from coordopt.periods import discount_factors
 
 
 class FluidVariant(enum.StrEnum):
@@ -51,6 +53,27 @@ class FluidStart:
     t0: int
     on_hand: np.ndarray
     pipeline: np.ndarray
+
+    def stock(self, n_products: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(on_hand (N,), arrivals (horizon, N))``: the start stock and the pipeline as
+        fixed arrivals at the start of each of the next ``horizon`` periods (row 0 = ``t0``)."""
+        on_hand = np.asarray(self.on_hand, dtype=float).reshape(n_products)
+        pipeline = np.asarray(self.pipeline, dtype=float).reshape(n_products, -1)
+        if (on_hand < 0).any() or (pipeline < 0).any():
+            raise ValueError("start state has negative on-hand or pipeline quantities")
+        arrivals = np.zeros((horizon, n_products))
+        width = min(horizon, pipeline.shape[1])
+        arrivals[:width] = pipeline[:, :width].T
+        return on_hand, arrivals
+
+
+class FluidOptions(TypedDict, total=False):
+    """The options that pick a fluid program (the keywords of :func:`fluid_data`)."""
+
+    variant: str | FluidVariant
+    start: FluidStart | None
+    integer_orders: bool
+    integer_quantities: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,14 +153,8 @@ def fluid_data(
     t0 = int(start.t0)
     if not 0 <= t0 < t_total:
         raise ValueError(f"start period t0={t0} is outside the horizon 0..{t_total - 1}")
-    on_hand = np.asarray(start.on_hand, dtype=float).reshape(n)
-    pipeline = np.asarray(start.pipeline, dtype=float).reshape(n, -1)
-    if (on_hand < 0).any() or (pipeline < 0).any():
-        raise ValueError("start state has negative on-hand or pipeline quantities")
     h = t_total - t0
-    arrivals = np.zeros((h, n))
-    cols = min(h, pipeline.shape[1])
-    arrivals[:cols] = pipeline[:, :cols].T
+    on_hand, arrivals = start.stock(n, h)
     periods = np.arange(h)
     remaining = np.clip(h - periods[:, None] - inst.lead_time[None, :], 0, None)
     big_m = np.where(
@@ -169,7 +186,7 @@ def fluid_data(
         lead_time=inst.lead_time.astype(int),
         on_hand=on_hand,
         arrivals=arrivals,
-        discount=inst.discount ** periods.astype(float),
+        discount=discount_factors(inst.discount, h),
         arrival_rate=inst.arrival_rate,
         no_purchase=inst.no_purchase,
         rec_attraction=inst.rec_attraction,
@@ -359,29 +376,17 @@ def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
 # --------------------------------------------------------------------------- model
 
 
-def build_fluid_model(
-    inst: Instance,
-    *,
-    variant: str | FluidVariant = FluidVariant.COORDINATED,
-    start: FluidStart | None = None,
-    integer_orders: bool = False,
-    integer_quantities: bool = False,
-) -> pyo.ConcreteModel:
+def build_fluid_model(inst: Instance, **options: Unpack[FluidOptions]) -> pyo.ConcreteModel:
     """The fluid program of ``inst`` as a Pyomo model (the readable specification).
 
-    ``variant``: "coordinated" (default), "siloed-slates" or "unlimited-stock" (see
-    :class:`FluidVariant`). ``start``: plan from a mid-horizon state over the remaining
-    periods. ``integer_orders``: binary order indicators (MILP; with fixed order costs the
-    default is their LP relaxation); ``integer_quantities``: integer order quantities.
-    The data used is kept as ``model.fluid_data``.
+    ``options`` are :func:`fluid_data`'s: ``variant`` "coordinated" (default),
+    "siloed-slates" or "unlimited-stock" (see :class:`FluidVariant`); ``start``: plan from a
+    mid-horizon state over the remaining periods; ``integer_orders``: binary order
+    indicators (MILP; with fixed order costs the default is their LP relaxation);
+    ``integer_quantities``: integer order quantities. The data used is kept as
+    ``model.fluid_data``.
     """
-    d = fluid_data(
-        inst,
-        variant=variant,
-        start=start,
-        integer_orders=integer_orders,
-        integer_quantities=integer_quantities,
-    )
+    d = fluid_data(inst, **options)
     m = pyo.ConcreteModel(name=f"fluid[{inst.name},{d.variant.value}]")
     define_sets(m, d)
     define_variables(m, d)

@@ -38,10 +38,19 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from coordopt.choice import best_revenue_slates
+from coordopt import periods
+from coordopt.choice import best_revenue_slates, demand_profiles, product_similarity
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
-from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
+from coordopt.solution import (
+    GAP_TOLERANCE,
+    PLAN_AXES,
+    Plan,
+    Solution,
+    SolveStatus,
+    slates_from_frequency,
+)
 from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
 INF = math.inf
@@ -54,28 +63,14 @@ class DecompositionError(ValueError):
 # --------------------------------------------------------------------------- graph and blocks
 
 
-def demand_profiles(inst: Instance) -> np.ndarray:
-    """Demand-share profile of every product across segments, ``(N, M)``.
-
-    Entry ``(i, k)`` is ``lambda_k w^R_ki / (w_k0 + sum_j w^N_kj)``: the mean demand product i
-    would draw from segment k if it alone were recommended. Two products with parallel
-    profiles sell to the same customers, so under the multinomial logit each takes demand
-    from the other (close substitutes).
-    """
-    denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
-    return (inst.arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
-
-
 def attraction_graph(inst: Instance, *, neighbours: int = 10) -> nx.Graph:
     """Product similarity graph: node i per product, an edge from every product to its
     ``neighbours`` most similar products, weighted by the cosine similarity of their
     :func:`demand_profiles` (square-root scaled, so a big segment does not drown the rest).
     Isolated products (zero profile) stay as nodes without edges.
     """
-    prof = np.sqrt(demand_profiles(inst))
-    norm = np.linalg.norm(prof, axis=1)
-    unit = prof / np.where(norm > 0, norm, 1.0)[:, None]
-    sim = unit @ unit.T
+    sim = product_similarity(inst)
+    norm = np.linalg.norm(demand_profiles(inst), axis=1)
     np.fill_diagonal(sim, -np.inf)
     n = inst.n_products
     g = nx.Graph()
@@ -201,7 +196,7 @@ def _check_supported(inst: Instance) -> None:
 
 def discount_factors(inst: Instance) -> np.ndarray:
     """``gamma^t`` for 0-based periods, ``(T,)``."""
-    return inst.discount ** np.arange(inst.horizon, dtype=float)
+    return periods.discount_factors(inst.discount, inst.horizon)
 
 
 def full_big_m(inst: Instance) -> np.ndarray:
@@ -354,14 +349,10 @@ def plan_residuals(inst: Instance, p: FluidPoint) -> dict[str, float]:
     once_v = np.maximum(once, 0) if inst.stockout is Stockout.HIDDEN else np.abs(once)
     slate = p.alpha.sum(axis=2) - inst.effective_slate_size * p.y
     split = p.sales + p.lost - x.sum(axis=1)
-    t_n = inst.horizon
     avail = np.zeros_like(p.inventory)
     avail[0] = inst.initial_inventory
     avail[1:] = p.inventory[:-1]
-    for i in range(inst.n_products):
-        lt = int(inst.lead_time[i])
-        if lt < t_n:
-            avail[lt:, i] += p.orders[: t_n - lt, i]
+    avail += periods.shift_by_lead_time(p.orders, inst.lead_time)
     flow = p.inventory - (avail - p.sales)
     neg = min(
         float(a.min())
@@ -750,16 +741,8 @@ class DecomposedPlan:
             first_slates=slates_from_frequency(self.rec_frequency[0], self.slate_size),
             bound=self.bound,
             plan_value=self.value,
-            plan=Plan(
-                orders=self.orders,
-                alpha=self.alpha,
-                beta=self.beta,
-                x=self.x,
-                y=self.y,
-                rec_frequency=self.rec_frequency,
-                sales=self.sales,
-                lost=self.lost,
-                inventory=self.inventory,
+            plan=Plan(  # no duals here: inventory_price is NaN
+                **{name: getattr(self, name) for name in PLAN_AXES if name != "inventory_price"},
                 inventory_price=np.full_like(self.orders, np.nan),
             ),
             details={"blocks": len(self.blocks), "residual": self.residual},
@@ -832,7 +815,7 @@ def solve_decomposed(
     timings["blocks"] = time.perf_counter() - t0
     ts = time.perf_counter()
     if keep_models is None:
-        keep_models = inst.n_products * inst.n_segments * inst.horizon <= 2_000_000
+        keep_models = plan_cells(inst) <= FULL_LP_CELLS
     programs = [BlockProgram(inst, b, keep_model=keep_models) for b in blocks]
     timings["build"] = time.perf_counter() - ts
     mult = start if start is not None else coarse_multipliers(inst, blocks)

@@ -53,8 +53,11 @@ __all__ = [
     "Truncation",
     "accepted_arrivals",
     "content_key",
+    "dp_fits",
     "enumerate_slates",
+    "joint_slate_count",
     "poisson_transition",
+    "reference_method",
     "slate_rates",
     "solve_dp",
 ]
@@ -89,6 +92,32 @@ def enumerate_slates(n_products: int, n_segments: int, slate_size: int) -> np.nd
         list(itertools.product(range(len(subsets)), repeat=n_segments)), dtype=np.int64
     )
     return rows[joint]  # (J, M, K)
+
+
+def joint_slate_count(n_products: int, n_segments: int, slate_size: int) -> int:
+    """How many rows :func:`enumerate_slates` would return (without building them)."""
+    per_segment = sum(math.comb(n_products, s) for s in range(min(slate_size, n_products) + 1))
+    return int(per_segment**n_segments)
+
+
+def dp_fits(inst: Instance) -> bool:
+    """Whether :func:`solve_dp` runs on ``inst`` with its default caps: every product has a
+    finite ``max_order`` and the states and joint slates are within the limits."""
+    try:
+        q_cap, c_cap, h_cap, _ = _resolve_caps(inst, None, None)
+    except DPError:
+        return False
+    space = StateSpace.build(inst.lead_time.astype(np.int64), q_cap, c_cap, h_cap)
+    slates = joint_slate_count(inst.n_products, inst.n_segments, inst.slate_size)
+    return space.n_states <= MAX_STATES and slates <= MAX_JOINT_SLATES
+
+
+def reference_method(inst: Instance) -> str:
+    """The optimiser every comparison and imitation takes as its reference -- the one rule
+    the ``insights`` command, the synchronised-adjustments study and the warm start share:
+    ``"dp"`` (the exact optimum) where the DP fits the instance, else ``"fluid"`` (the fluid
+    program: its plan for insights, its closed-loop form MPC for a policy to imitate)."""
+    return "dp" if dp_fits(inst) else "fluid"
 
 
 def slate_rates(
@@ -557,12 +586,13 @@ def solve_dp(
             "demand quantile over lead time + 1 periods), a smaller order_cap or max_order, "
             "or a shorter horizon"
         )
-    slates = enumerate_slates(n, inst.n_segments, inst.slate_size)
-    if len(slates) > MAX_JOINT_SLATES:
+    n_joint = joint_slate_count(n, inst.n_segments, inst.slate_size)
+    if n_joint > MAX_JOINT_SLATES:
         raise DPError(
-            f"{inst.name}: {len(slates):,} joint slates ({inst.n_segments} segments, slate size "
+            f"{inst.name}: {n_joint:,} joint slates ({inst.n_segments} segments, slate size "
             f"{inst.slate_size}, {n} products) exceed {MAX_JOINT_SLATES}; the DP is for tiny instances"
         )
+    slates = enumerate_slates(n, inst.n_segments, inst.slate_size)
     blocks = _make_blocks(inst, slates, h_cap, len(space.shape))
     step = _OrderStep(inst, space)
     s_count = space.n_states
