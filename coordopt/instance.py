@@ -216,6 +216,12 @@ class Instance:
         """Whether some segment's arrival rate changes over the periods."""
         return bool((self.arrival_rate != self.arrival_rate[:1]).any())
 
+    @property
+    def mean_arrival_rate(self) -> np.ndarray:
+        """Each segment's arrival rate averaged over the periods, ``(M,)`` (exactly its
+        rate when constant)."""
+        return self.arrival_rate.mean(axis=0) if self.seasonal else self.arrival_rate[0]
+
     def fields(self) -> dict[str, Any]:
         """Every declared field's value, by attribute name (the input of :func:`make_instance`)."""
         return {spec.name: getattr(self, spec.name) for spec in FIELDS}
@@ -782,17 +788,12 @@ def _load_npz(path: Path) -> Instance:
         raise InstanceError(
             f"{path}: not a readable .npz instance ({type(exc).__name__}: {exc})"
         ) from None
-    extra = sorted(set(data) - set(FIELD))
-    if extra:
-        raise InstanceError(
-            f"{path}: unknown arrays {', '.join(extra)}; allowed: {', '.join(FIELD)}"
-        )
+    fields: dict[str, Any] = dict(data)
     cap = data.get("warehouse_capacity")
     if cap is not None and cap.ndim == 0 and cap.dtype.kind == "f" and np.isnan(cap):
-        data["warehouse_capacity"] = None  # the compact layout's "no warehouse"
-    if "name" not in data:
-        data["name"] = np.array(path.stem)
-    return make_instance(source=str(path), **data)
+        fields["warehouse_capacity"] = None  # the compact layout's "no warehouse"
+    fields.setdefault("name", path.stem)
+    return make_instance(source=str(path), **fields)
 
 
 def named_instances() -> list[str]:

@@ -47,8 +47,9 @@ def variants():
         base.replace(fixed_order_cost=np.full(6, 5.0), max_order=np.full(6, 7.0), discount=0.9),
     )
     yield "tiny", load_instance("tiny")
-    yield "seasonal", base.replace(
-        arrival_rate=base.arrival_rate * np.linspace(0.3, 2.5, base.horizon)[:, None]
+    yield (
+        "seasonal",
+        base.replace(arrival_rate=base.arrival_rate * np.linspace(0.3, 2.5, base.horizon)[:, None]),
     )
 
 
