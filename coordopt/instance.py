@@ -373,7 +373,8 @@ def _number(ctx: _Context, spec: FieldSpec, x: Any, item: str) -> float:
     """One entry as a float: a real number (not a bool, not a string), else a clear error."""
     x = _scalar(x)
     if not _is_number(x):
-        raise _fail(ctx.source, item, spec.name, x, f"expected a number, got {type(x).__name__}")
+        got = f"{len(x)} values" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
+        raise _fail(ctx.source, item, spec.name, x, f"expected one number, got {got}")
     try:
         return float(x)
     except OverflowError:
@@ -476,7 +477,7 @@ def _names(ctx: _Context, spec: FieldSpec, value: Any) -> tuple[str, ...]:
     """Product or segment names: a non-empty list of distinct non-empty strings."""
     kind = spec.scope.value
     if value is MISSING:
-        raise InstanceError(f"{_where(ctx.source)}top level: missing '{spec.name}'")
+        raise InstanceError(f"{_where(ctx.source)}top level: missing required key '{spec.name}'")
     table = _as_table(_scalar(value))
     if table is None or isinstance(table, np.ndarray):
         raise _fail(ctx.source, "top level", spec.name, value, f"expected a list of {kind} names")
@@ -542,7 +543,7 @@ def _arrival_rates(ctx: _Context, spec: FieldSpec, value: Any) -> np.ndarray:
             spec.name,
             value,
             f"expected {m} entries (one per segment: a number, or a list of one per "
-            f"period), got {got}",
+            f"period), got {got}; a 2-D numpy array is read as (periods, segments)",
         )
     rates = np.empty((t_n, m))
     seasonal = np.zeros(m, dtype=bool)
