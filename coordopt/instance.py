@@ -373,7 +373,7 @@ def _number(ctx: _Context, spec: FieldSpec, x: Any, item: str) -> float:
     """One entry as a float: a real number (not a bool, not a string), else a clear error."""
     x = _scalar(x)
     if not _is_number(x):
-        got = f"{len(x)} values" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
+        got = f"a list of {len(x)}" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
         raise _fail(ctx.source, item, spec.name, x, f"expected one number, got {got}")
     try:
         return float(x)
@@ -656,10 +656,8 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
         columns["name"] = Path(source).stem or "instance"
     for table in ("product", "segment"):
         rows = data.get(table, [])
-        if not isinstance(rows, list) or not rows:
-            raise InstanceError(
-                f"{_where(source)}top level: at least one [[{table}]] table is required"
-            )
+        if not isinstance(rows, list):
+            raise _fail(source, "top level", table, rows, f"expected [[{table}]] tables")
         specs = _table_specs(table)
         allowed = {spec.file_key for spec in specs}
         for j, row in enumerate(rows):

@@ -220,7 +220,7 @@ def _mutate_arrays(arrays: dict[str, np.ndarray], data: st.DataObject) -> None:
     elif op == "shorten" and a.ndim >= 1 and a.shape[0] > 0:
         arrays[key] = a[:-1]
     elif op == "empty":
-        arrays[key] = np.zeros((0,) + a.shape[1:], dtype=a.dtype)
+        arrays[key] = np.zeros((0, *a.shape[1:]), dtype=a.dtype)
 
 
 @FUZZ
