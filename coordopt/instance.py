@@ -373,7 +373,9 @@ def _number(ctx: _Context, spec: FieldSpec, x: Any, item: str) -> float:
     """One entry as a float: a real number (not a bool, not a string), else a clear error."""
     x = _scalar(x)
     if not _is_number(x):
-        got = f"a list of {len(x)}" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
+        got = (
+            f"a list of {len(x)}" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
+        )
         raise _fail(ctx.source, item, spec.name, x, f"expected one number, got {got}")
     try:
         return float(x)
