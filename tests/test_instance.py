@@ -515,3 +515,14 @@ def test_generator_seasonal_profile_keeps_the_mean_and_peaks_where_asked():
     assert profile.mean() == pytest.approx(1.0) and profile.min() == pytest.approx(0.4, abs=0.05)
     with pytest.raises(ValueError, match="seasonality"):
         generate_instance(seasonality=1.0)
+
+
+def test_generate_command_writes_a_seasonal_instance(tmp_path):
+    from coordopt.cli import main
+
+    out = tmp_path / "season.toml"
+    flags = ["--n-products", "4", "--n-segments", "2", "--horizon", "6", "--seasonality", "0.5"]
+    assert main(["generate", "--out", str(out), *flags, "--peak", "1.0"]) == 0
+    inst = load_instance(out)
+    assert inst.seasonal and int(np.argmax(inst.arrival_rate[:, 0])) == 5
+    assert "arrival_rate = [" in out.read_text()
