@@ -32,11 +32,13 @@ def slate_weights(inst: Instance, slates: np.ndarray) -> np.ndarray:
 def expected_demand(
     inst: Instance, slates: np.ndarray, available: np.ndarray | None = None
 ) -> np.ndarray:
-    """Mean demand per product ``sum_k lambda_k P_ki`` under static slates, ``(N,)``."""
+    """Mean demand per period and product ``sum_k lambda_kt P_ki`` under static slates,
+    ``(T, N)`` (rows equal unless arrivals are seasonal)."""
     w = slate_weights(inst, slates)
     if available is not None:
         w = w * (np.asarray(available) > 0)[None, :]
-    return (inst.arrival_rate[:, None] * choice_probabilities(w, inst.no_purchase)).sum(axis=0)
+    prob = choice_probabilities(w, inst.no_purchase)
+    return (inst.arrival_rate[:, :, None] * prob[None]).sum(axis=1)
 
 
 def revenue_rate(
@@ -83,7 +85,7 @@ def demand_profiles(inst: Instance) -> np.ndarray:
     from the other (close substitutes).
     """
     denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
-    return (inst.arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
+    return (inst.mean_arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
 
 
 def product_similarity(inst: Instance) -> np.ndarray:

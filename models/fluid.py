@@ -24,7 +24,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from coordopt.choice import best_revenue_slates
-from coordopt.instance import Instance, Stockout
+from coordopt.instance import Instance, Stockout, instance_values
 from coordopt.periods import discount_factors
 
 
@@ -81,7 +81,8 @@ class FluidData:
     """Every array the fluid program needs, over the ``H`` remaining periods.
 
     Shapes: products ``(N,)``, segments ``(M,)``, attractions ``(M, N)``, per period
-    ``(H,)`` or ``(H, N)``. ``arrivals[t, i]`` are fixed pipeline arrivals at the start of
+    ``(H,)``, ``(H, M)`` (``arrival_rate``) or ``(H, N)``. Fields named as in
+    :class:`~coordopt.instance.Instance` are taken from it by name. ``arrivals[t, i]`` are fixed pipeline arrivals at the start of
     local period ``t`` (0-based row). ``big_m[t, i]`` bounds a useful order placed in local
     period ``t`` (used only with order indicators).
     """
@@ -104,7 +105,7 @@ class FluidData:
     on_hand: np.ndarray
     arrivals: np.ndarray  # (H, N)
     discount: np.ndarray  # (H,) gamma^(t-1), local
-    arrival_rate: np.ndarray
+    arrival_rate: np.ndarray  # (H, M), the remaining periods' rates
     no_purchase: np.ndarray
     rec_attraction: np.ndarray
     base_attraction: np.ndarray
@@ -123,11 +124,13 @@ class FluidData:
 def max_demand_rate(inst: Instance) -> np.ndarray:
     """Largest possible mean demand per period of each product, ``(N,)``.
 
-    ``sum_k lambda_k w^R_ki / (w_k0 + w^R_ki)``: product i recommended and alone in the
-    choice set, the most it can draw under the multinomial logit in either stockout mode.
+    ``sum_k max_t lambda_kt w^R_ki / (w_k0 + w^R_ki)``: product i recommended and alone in
+    the choice set in the peak period, the most it can draw under the multinomial logit in
+    either stockout mode.
     """
     w = inst.rec_attraction
-    return (inst.arrival_rate[:, None] * w / (inst.no_purchase[:, None] + w)).sum(axis=0)
+    peak = inst.arrival_rate.max(axis=0)
+    return (peak[:, None] * w / (inst.no_purchase[:, None] + w)).sum(axis=0)
 
 
 def fluid_data(
@@ -168,30 +171,22 @@ def fluid_data(
         slate_mask = np.zeros((inst.n_segments, n), dtype=bool)
         for k, row in enumerate(slates):
             slate_mask[k, row[row >= 0]] = True
+    shared = instance_values(inst, FluidData)  # prices, costs, attractions... by name
+    shared.update(
+        horizon=h,
+        slate_size=inst.effective_slate_size,
+        discount=discount_factors(inst.discount, h),
+        arrival_rate=inst.arrival_rate[t0:],
+    )
     return FluidData(
+        **shared,
         variant=variant,
         t0=t0,
-        horizon=h,
         n_products=n,
         n_segments=inst.n_segments,
-        slate_size=inst.effective_slate_size,
         hidden=inst.stockout is Stockout.HIDDEN,
-        price=inst.price,
-        unit_cost=inst.unit_cost,
-        holding_cost=inst.holding_cost,
-        lost_sale_penalty=inst.lost_sale_penalty,
-        salvage_value=inst.salvage_value,
-        fixed_order_cost=inst.fixed_order_cost,
-        max_order=inst.max_order,
-        lead_time=inst.lead_time.astype(int),
         on_hand=on_hand,
         arrivals=arrivals,
-        discount=discount_factors(inst.discount, h),
-        arrival_rate=inst.arrival_rate,
-        no_purchase=inst.no_purchase,
-        rec_attraction=inst.rec_attraction,
-        base_attraction=inst.base_attraction,
-        warehouse_capacity=inst.warehouse_capacity,
         slate_mask=slate_mask,
         big_m=big_m,
         order_indicators=bool(integer_orders or (inst.fixed_order_cost > 0).any()),
@@ -239,13 +234,14 @@ def define_expected_demand(m: pyo.ConcreteModel, d: FluidData) -> None:
 
 
 def define_choice_balance(m: pyo.ConcreteModel, d: FluidData) -> None:
-    """Choice balance: ``w_k0 y[t,k] + sum_i x[t,k,i] = lambda_k`` for every t, k.
+    """Choice balance: ``w_k0 y[t,k] + sum_i x[t,k,i] = lambda_kt`` for every t, k.
 
     Every arriving customer of segment k either buys some product or buys nothing.
     """
 
     def rule(m: pyo.ConcreteModel, t: int, k: int) -> pyo.Expression:
-        return d.no_purchase[k] * m.y[t, k] + sum(m.x[t, k, i] for i in m.I) == d.arrival_rate[k]
+        lam = d.arrival_rate[t - 1, k]
+        return d.no_purchase[k] * m.y[t, k] + sum(m.x[t, k, i] for i in m.I) == lam
 
     m.choice_balance = pyo.Constraint(m.T, m.K, rule=rule)
 

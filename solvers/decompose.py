@@ -330,7 +330,7 @@ def assemble_plan(inst: Instance, rec: np.ndarray, offered: np.ndarray | None = 
     rec = rec * np.minimum(1.0, k / np.maximum(total, 1e-300))
     wr, wn = inst.rec_attraction[None], inst.base_attraction[None]
     weight = (wr * rec + wn * (off - rec)).sum(axis=2)
-    y = inst.arrival_rate[None, :] / (inst.no_purchase[None, :] + weight)
+    y = inst.arrival_rate / (inst.no_purchase[None, :] + weight)
     alpha = rec * y[..., None]
     beta = (off - rec) * y[..., None]
     demand = (wr * alpha + wn * beta).sum(axis=1)
@@ -344,7 +344,7 @@ def plan_residuals(inst: Instance, p: FluidPoint) -> dict[str, float]:
     (0 means satisfied; compare with a tolerance around 1e-6 relative to the flows)."""
     wr, wn = inst.rec_attraction[None], inst.base_attraction[None]
     x = wr * p.alpha + wn * p.beta
-    bal = inst.no_purchase[None] * p.y + x.sum(axis=2) - inst.arrival_rate[None]
+    bal = inst.no_purchase[None] * p.y + x.sum(axis=2) - inst.arrival_rate
     once = p.alpha + p.beta - p.y[..., None]
     once_v = np.maximum(once, 0) if inst.stockout is Stockout.HIDDEN else np.abs(once)
     slate = p.alpha.sum(axis=2) - inst.effective_slate_size * p.y
@@ -445,7 +445,7 @@ class Multipliers:
 
 
 def y_upper_bound(inst: Instance) -> np.ndarray:
-    """``Ybar_k``: the largest no-purchase mass any feasible point has, ``(M,)``.
+    """``Ybar_kt``: the largest no-purchase mass any feasible point has, ``(T, M)``.
 
     Choice balance with non-negative terms gives ``w0 y <= lambda``; in "lost" mode every
     product is offered (``x_i >= w^N_i y``), so ``(w0 + sum_i w^N_i) y <= lambda``.
@@ -606,7 +606,7 @@ def lagrangian_bound(
     coef = mult.y_coefficient(inst)
     y = np.where(coef > 0, ybar, 0.0)
     y_term = float((ybar * np.maximum(coef, 0.0)).sum())
-    constant = float((mult.mu * inst.arrival_rate[None]).sum())
+    constant = float((mult.mu * inst.arrival_rate).sum())
     values = np.zeros(len(programs))
     x_sum = np.zeros((t_n, m))
     a_sum = np.zeros((t_n, m))
@@ -625,7 +625,7 @@ def lagrangian_bound(
         b = prog.products
         rec[:, :, b] = np.divide(al, yb[..., None], out=np.zeros_like(al), where=safe)
         offered[:, :, b] = np.where(safe, (al + be) / np.where(safe, yb[..., None], 1.0), 1.0)
-    g_mu = inst.arrival_rate[None] - inst.no_purchase[None] * y - x_sum
+    g_mu = inst.arrival_rate - inst.no_purchase[None] * y - x_sum
     g_nu = inst.effective_slate_size * y - a_sum
     bound = constant + y_term + float(values.sum())
     return LagrangianValue(bound, constant, y_term, values, y, g_mu, g_nu, g_theta, rec, offered)

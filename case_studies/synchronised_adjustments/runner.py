@@ -56,8 +56,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     ref_name = reference_method(inst)
     reference = _data(inst, ref_name, p, workdir) if p["source"] != ref_name else data
     align = insights.alignment_score(data, reference)
-    w = inst.arrival_rate / inst.arrival_rate.sum()
-    intensity = np.einsum("temn,m->tn", data.intensity, w) / data.intensity.shape[1]
+    intensity = data.product_intensity.mean(axis=1)
     return {
         "metrics": metrics["metrics"],
         "alignment": align,

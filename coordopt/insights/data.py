@@ -30,7 +30,7 @@ class InsightData:
     """One source in the common representation (episodes ``E``; ``E = 1`` for a plan).
 
     ``intensity (T,E,M,N)`` in [0,1]; ``available, orders, arrivals (T,E,N)`` units;
-    ``base_demand (N,)`` mean demand per period with nothing recommended; ``weights (M,)``
+    ``base_demand (T,N)`` each period's mean demand with nothing recommended; ``weights (T,M)``
     arrival rates (to average intensity over segments); ``simulated`` whether episodes are
     random draws (then metrics get bootstrap intervals).
     """
@@ -49,13 +49,13 @@ class InsightData:
     @property
     def cover(self) -> np.ndarray:
         """Available stock in periods of unrecommended mean demand, ``(T,E,N)``."""
-        return self.available / np.maximum(self.base_demand, 1e-9)
+        return self.available / np.maximum(self.base_demand, 1e-9)[:, None]
 
     @property
     def product_intensity(self) -> np.ndarray:
         """Share of arriving customers who see each product recommended, ``(T,E,N)``."""
-        w = self.weights / self.weights.sum()
-        return np.einsum("temn,m->ten", self.intensity, w)
+        w = self.weights / self.weights.sum(axis=1, keepdims=True)
+        return np.einsum("temn,tm->ten", self.intensity, w)
 
     def take(self, episodes: np.ndarray) -> InsightData:
         """The same source restricted to (or resampled at) ``episodes``."""
@@ -81,7 +81,7 @@ def _common(inst: Instance) -> dict[str, Any]:
     empty = np.full((inst.n_segments, 1), -1, dtype=np.int64)
     return {
         "base_demand": expected_demand(inst, empty),
-        "weights": inst.arrival_rate,
+        "weights": inst.arrival_rate,  # (T, M)
         "lead_time": inst.lead_time.astype(int),
         "similarity": product_similarity(inst),
     }

@@ -58,7 +58,7 @@ def plot_insights(
     r = d.product_intensity.mean(axis=1)
     c = d.cover.mean(axis=1)
     a = d.arrivals.mean(axis=1) / np.maximum(d.base_demand, 1e-9)
-    top = np.argsort(-d.base_demand)[:4]
+    top = np.argsort(-d.base_demand.mean(axis=0))[:4]
     fig, axes = plt.subplots(len(top), 1, figsize=(8, 2.2 * len(top)), sharex=True, squeeze=False)
     periods = np.arange(1, r.shape[0] + 1)
     for ax, i in zip(axes[:, 0], top, strict=True):
