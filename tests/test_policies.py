@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from coordopt import generate_instance, load_instance
 from coordopt.checks import check_action
