@@ -166,13 +166,15 @@ def catalog_data(
     )
 
 
-def stock_value_box(cd: CatalogData) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bounds ``(lo, hi)`` of the stock values, ``(H,N)``.
+def stock_value_box(
+    cd: CatalogData, rho: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds ``(lo, hi)`` of the stock values, ``(H,N)``, at capacity prices ``rho``.
 
     ``lo = 0``; ``hi = g (p + b)`` (validity, module docstring), and where orders are
     uncapped also the cheapest delivered cost ``U_t = min_{tau + L <= t} g_tau c + sum_{tau+L
-    <= u < t} g_u h``: above it the inventory program orders its big-M, which never lowers
-    the dual, so the minimiser lies below it.
+    <= u < t} g_u h + sum_{tau+L <= u <= t} rho_u``: above it the inventory program orders
+    its big-M, which never lowers the dual, so the minimiser lies below it.
     """
     h, _, n = cd.shape
     hi = cd.g[:, None] * (cd.price + cd.penalty)[None]
@@ -184,7 +186,7 @@ def stock_value_box(cd: CatalogData) -> tuple[torch.Tensor, torch.Tensor]:
         ok = placed >= 0
         pl = placed.clamp(min=0)
         arriving = torch.where(ok, cd.g[pl] * cd.unit_cost[pl, torch.arange(n)], INF)
-        best = torch.minimum(best, arriving)
+        best = torch.minimum(best, arriving) + (0.0 if rho is None else rho[t])
         delivered[t] = best
         best = best + cd.g[t] * cd.holding
     hi = torch.where(uncapped[None], torch.minimum(hi, delivered), hi)
@@ -744,7 +746,7 @@ def solve_catalog(
         if rho0 is not None and cd.capacity is not None:
             rho = torch.as_tensor(np.asarray(rho0, dtype=float)[-h:], device=device).clamp(min=0)
         metric = (cd.price[None] * cd.g[:, None]).expand(h, n).clamp(min=1e-9)
-        metric_rho = metric.mean(dim=1) if cd.capacity is not None else None
+        metric_rho = metric.sum(dim=1) if cd.capacity is not None else None
         average = SlateAverage(cd)
         best_bound, best_mu, best_rho = INF, mu, rho
         best_plan: FluidPoint | None = None
@@ -788,21 +790,26 @@ def solve_catalog(
                 scale *= 0.5
                 since_best = 0
                 mu, rho = best_mu, best_rho
+                lo, hi = stock_value_box(cd, rho)
                 warm = None
                 if scale < 1e-4:
                     stop = "stalled"
                     break
                 continue
-            norm2 = float((dv.g_mu**2 * metric).sum())
+            # components the box blocks do not move: leave them out of the step's norm
+            g_mu = torch.where(((mu <= lo) & (dv.g_mu > 0)) | ((mu >= hi) & (dv.g_mu < 0)), 0.0, dv.g_mu)
+            g_rho = torch.where((rho <= 0) & (dv.g_rho > 0), 0.0, dv.g_rho)
+            norm2 = float((g_mu**2 * metric).sum())
             if metric_rho is not None:
-                norm2 += float((dv.g_rho**2 * metric_rho).sum())
+                norm2 += float((g_rho**2 * metric_rho).sum())
             if norm2 <= 1e-18:
                 stop = "gap"  # the relaxed solution is feasible: the bound is attained
                 break
             step = scale * (dv.bound - best_value) / norm2
-            mu = torch.minimum(torch.maximum(mu - step * metric * dv.g_mu, lo), hi)
+            mu = torch.minimum(torch.maximum(mu - step * metric * g_mu, lo), hi)
             if metric_rho is not None:
-                rho = (rho - step * metric_rho * dv.g_rho).clamp(min=0.0)
+                rho = (rho - step * metric_rho * g_rho).clamp(min=0.0)
+                lo, hi = stock_value_box(cd, rho)
         bar.close()
         if best_plan is None or timings["plan"] > 0 and it > 0 and stop != "gap":
             ts = time.perf_counter()
