@@ -125,6 +125,7 @@ _REGISTRY: dict[str, str] = {
     "mpc": "coordopt.solvers.mpc:MPCPolicy",
     "dp": "coordopt.solvers.dp:DPPolicy",
     "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
+    "bidprice": "coordopt.solvers.bidprice:BidPricePolicy",
 }
 
 

@@ -693,6 +693,15 @@ class CatalogSolution:
         return out
 
 
+STOP_REASONS = {
+    "gap": "the gap between bound and plan reached the target",
+    "time_limit": "the time limit was reached (best bound and plan so far)",
+    "iterations": "the iteration limit was reached (best bound and plan so far)",
+    "stalled": "the step size collapsed without improving the bound (best bound and plan)",
+}
+"""Why :func:`solve_catalog` stopped, in words, by :attr:`CatalogSolution.stop`."""
+
+
 def initial_stock_values(cd: CatalogData) -> torch.Tensor:
     """A start for the stock values: the cheapest delivered cost where orders can arrive
     (clipped to the box), else half the discounted price (start stock only)."""

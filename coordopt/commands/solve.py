@@ -1,5 +1,5 @@
 """``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
-or the decomposed fluid program of a large catalog (a valid bound and a feasible plan).
+or the catalog-scale solver (a valid bound, an exactly feasible plan and their gap).
 
 With ``--json`` one object on stdout: ``method``, ``status``, ``objective``, ``seconds``,
 ``first_orders`` (one number per product, period 1) and ``first_slates`` (per segment, the
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
         choices=("fluid", "dp", "decompose"),
         default="fluid",
         help="fluid: sales-based LP bound and plan; dp: exact dynamic program; decompose: "
-        "blocks of substitutes + Lagrangian bound, for large catalogs",
+        "Lagrangian dual on stock values + feasible plan, for large catalogs",
     )
     p.add_argument(
         "--force",
@@ -63,6 +63,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--integer-quantities", action="store_true", help="integer order quantities")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit, seconds")
     p.add_argument("--mip-gap", type=float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=0.005,
+        help="decompose: stop at this relative gap between bound and plan (default 0.005)",
+    )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -123,34 +129,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_decompose(args: argparse.Namespace, inst: Any) -> int:
-    from coordopt.solvers.decompose import solve_decomposed
-    from coordopt.solvers.fluid import ARRAY_FIELDS
+    from coordopt.solvers.catalog import STOP_REASONS, solve_catalog
 
-    log(f"solving the decomposed fluid program of {inst.summary()}")
-    plan = solve_decomposed(inst, progress=not args.json)
-    freq = plan.rec_frequency[0]
-    k = inst.effective_slate_size
-    first_slates = [
-        [int(i) for i in np.argsort(-row, kind="stable") if row[i] > 1e-9][:k] for row in freq
-    ]
+    log(f"solving the fluid program of {inst.summary()} by its stock-value dual")
+    sol = solve_catalog(inst, gap=args.gap, time_limit=args.time_limit, progress=not args.json)
+    log(f"stopped: {STOP_REASONS[sol.stop]} after {sol.iterations} iterations")
     if args.out is not None:
+        plan = sol.plan
         _save(
             args.out,
-            {name: getattr(plan, name) for name in ARRAY_FIELDS if hasattr(plan, name)}
-            | {"bound": np.array(plan.bound), "value": np.array(plan.value)},
+            {
+                name: getattr(plan, name)
+                for name in ("alpha", "beta", "y", "orders", "sales", "lost", "inventory")
+            }
+            | {
+                "rec_frequency": plan.rec_frequency,
+                "stock_values": sol.mu,
+                "bound": np.array(sol.bound),
+                "plan_value": np.array(sol.plan_value),
+            },
         )
         log(f"wrote {args.out}")
     result = {
         "method": "decompose",
         "instance": inst.name,
-        "status": "optimal-blocks",
-        "objective": plan.bound,
-        "plan_value": plan.value,
-        "gap": plan.gap,
-        "blocks": len(plan.block_sizes),
-        "seconds": plan.seconds,
-        "first_orders": plan.orders[0],
-        "first_slates": first_slates,
+        "status": "time_limit" if sol.stop == "time_limit" else "feasible",
+        "message": STOP_REASONS[sol.stop],
+        "objective": sol.bound,
+        "plan_value": sol.plan_value,
+        "gap": sol.gap,
+        "iterations": sol.iterations,
+        "seconds": sol.seconds,
+        "first_orders": sol.plan.orders[0],
+        "first_slates": sol.first_slates(inst.effective_slate_size),
     }
     _report(args, result, inst.product_names, inst.segment_names)
     return 0
