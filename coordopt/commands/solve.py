@@ -227,6 +227,8 @@ def _report(
         f"{result['method']} on {result['instance']}: status {result['status']}, "
         f"objective {result['objective']:,.4f}, {result['seconds']:.2f} s"
     )
+    if "plan_value" in result:
+        print(f"  plan value {result['plan_value']:,.4f}, gap {result['gap']:.3%}")
     if result.get("message") and result["status"] != "optimal":
         print(f"  {result['message']}")
     orders = np.asarray(result["first_orders"], dtype=float)

@@ -53,11 +53,19 @@ class WarmStartReport:
         }
 
 
+MPC_CELLS = 2_000_000
+"""Above this many (period, segment, product) cells MPC's full LP per decision is too slow
+(the size ``coordopt solve`` refuses without ``--force``): ``auto`` picks ``bidprice``."""
+
+
 def make_expert(name: str, params: SimParams) -> Policy:
-    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``fluid``, ``siloed``).
+    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
+    ``siloed``).
 
     ``auto`` is the exact DP's optimal policy when the instance is DP-sized (finite order caps,
-    few states and slates) and fluid MPC otherwise: clone the best expert one can afford.
+    few states and slates), fluid MPC while the full LP is small (at most :data:`MPC_CELLS`
+    period-segment-product cells), and the bid-price policy beyond: clone the best expert one
+    can afford.
     """
     if name == "auto":
         from coordopt.solvers.dp import DPError
@@ -65,7 +73,9 @@ def make_expert(name: str, params: SimParams) -> Policy:
         try:
             return make_policy("dp", params)
         except DPError:
-            name = "mpc"
+            inst = params.instance
+            cells = inst.horizon * inst.n_segments * inst.n_products
+            name = "mpc" if cells <= MPC_CELLS else "bidprice"
     try:
         return make_policy(name, params)
     except ModuleNotFoundError as exc:
