@@ -10,7 +10,8 @@ Usage::
 
 ``solve`` reports bound, plan value, gap, seconds, iterations, seconds per dual iteration,
 iterations (and seconds) to reach 1% and 0.5% gap, and peak resident memory; ``--exact``
-also solves the full LP and reports the bound's and plan's distance to its optimum.
+also solves the full LP where ``coordopt solve`` would (at most 2 M cells) and reports the
+bound's and plan's distance to its optimum.
 ``curve`` turns ``solve`` lines into the cost-curve table (and a plot). ``bidprice``
 evaluates the policy against others on common random numbers and reports paired
 differences with 95% confidence intervals and the time per decision. Every line records
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from coordopt.commands.bench import machine
+from coordopt.commands.solve import FULL_LP_CELLS
 from coordopt.instance import load_instance
 
 
@@ -85,7 +87,7 @@ def bench_solve(args: argparse.Namespace) -> None:
             its, sec = _first_reach(sol.history, target)
             row[f"iterations_to_{target:g}"] = its
             row[f"seconds_to_{target:g}"] = sec
-        if args.exact:
+        if args.exact and inst.horizon * inst.n_segments * inst.n_products <= FULL_LP_CELLS:
             from coordopt.solvers.fluid import solve_fluid
 
             began = time.perf_counter()
@@ -102,7 +104,9 @@ def bench_solve(args: argparse.Namespace) -> None:
 def bench_curve(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
     rows = sorted((r for r in rows if r.get("kind") == "solve"), key=lambda r: r["products"])
-    head = "| products | device | s / iteration | iterations to 1% | to 0.5% | gap | seconds | load |"
+    head = (
+        "| products | device | s / iteration | iterations to 1% | to 0.5% | gap | seconds | load |"
+    )
     print(head)
     print("|" + "---|" * 8)
     for r in rows:

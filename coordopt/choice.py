@@ -72,3 +72,16 @@ def best_revenue_slates(
             break
         slates[better], rate[better] = candidate[better], cand_rate[better]
     return slates, rate
+
+
+def demand_profiles(inst: Instance) -> np.ndarray:
+    """Demand-share profile of every product across segments, ``(N, M)``.
+
+    Entry ``(i, k)`` is ``lambda_k w^R_ki / (w_k0 + sum_j w^N_kj)`` (mean arrival rate over
+    the periods): the mean demand product i would draw from segment k if it alone were
+    recommended. Two products with parallel profiles sell to the same customers, so under
+    the multinomial logit each takes demand from the other (close substitutes).
+    """
+    rate = np.broadcast_to(inst.arrival_rate, (inst.horizon, inst.n_segments)).mean(axis=0)
+    denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
+    return (rate[:, None] * inst.rec_attraction / denom[:, None]).T

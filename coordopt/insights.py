@@ -122,8 +122,8 @@ class InsightData:
 
 def product_similarity(inst: Instance) -> np.ndarray:
     """Cosine similarity of products' demand profiles across segments, ``(N,N)``, diagonal 0
-    (the same measure the block decomposition uses to group substitutes)."""
-    from coordopt.solvers.decompose import demand_profiles
+    (:func:`coordopt.choice.demand_profiles`: products that sell to the same customers)."""
+    from coordopt.choice import demand_profiles
 
     prof = np.sqrt(demand_profiles(inst))
     norm = np.linalg.norm(prof, axis=1)

@@ -84,7 +84,7 @@ class BidPricePolicy:
     def _solve(self, start: FluidStart | None, **options: float | int | None) -> CatalogSolution:
         began = time.perf_counter()
         mu0 = self.solution.mu if self.warm_start and hasattr(self, "solution") else None
-        sol = solve_catalog(self.inst, start=start, mu0=mu0, **options)  # type: ignore[arg-type]
+        sol = solve_catalog(self.inst, start=start, mu0=mu0, **options)
         self.solve_seconds.append(time.perf_counter() - began)
         return sol
 
@@ -124,11 +124,7 @@ class BidPricePolicy:
     def act(self, state: SimState) -> Action:
         began = time.perf_counter()
         t = state.t
-        if (
-            self.reoptimize_every > 0
-            and t > self.t0
-            and (t - self.t0) % self.reoptimize_every == 0
-        ):
+        if self.reoptimize_every > 0 and t > self.t0 and (t - self.t0) % self.reoptimize_every == 0:
             start = FluidStart(
                 t,
                 state.on_hand.double().mean(0).cpu().numpy(),
@@ -142,12 +138,8 @@ class BidPricePolicy:
         orders = torch.minimum(orders, p.max_order).round()
         available = state.on_hand + state.pipeline[..., 0] + orders * p.zero_lead
         g = self.g[t]
-        margin = torch.where(
-            available.double() > 0, g * self.price - self.mu[u], -g * self.penalty
-        )
+        margin = torch.where(available.double() > 0, g * self.price - self.mu[u], -g * self.penalty)
         rate = self.rate[t].expand(state.batch_size, -1)
-        choice = best_slates(
-            margin, rate, self.wr, self.wn, self.w0, p.slate_size, p.hidden
-        )
+        choice = best_slates(margin, rate, self.wr, self.wn, self.w0, p.slate_size, p.hidden)
         self.decision_seconds.append(time.perf_counter() - began)
         return Action(orders=orders.to(p.dtype), slates=choice.slates)

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coordopt.instance import Instance, Stockout
+from coordopt.instance import Instance
 from coordopt.models.fluid import FluidData, FluidStart, fluid_data
 
 INF = math.inf
@@ -242,7 +242,7 @@ def best_slates(
     D_min`` with ``D_min`` the smallest denominator (``w0``, plus ``sum w^N`` in "lost"
     mode): a certified upper bound even before convergence. ``start`` warm-starts R.
     """
-    h, n = margin.shape
+    _h, n = margin.shape
     k = min(slate_size, n)
     up = (wr - wn)[None]  # (1,M,N)
     m = margin[:, None, :]  # (H,1,N)
@@ -294,7 +294,7 @@ def inventory_values(
     ``W_{tau+L} - g_tau c`` of an order placed at tau (``-inf`` when it arrives after the
     horizon).
     """
-    h, _, n = cd.shape
+    h, _, _n = cd.shape
     w = torch.empty_like(mu)
     nxt = cd.g[h - 1] * cd.salvage
     for t in range(h - 1, -1, -1):
@@ -387,9 +387,9 @@ def period_chunks(cd: CatalogData) -> list[slice]:
     return [slice(a, min(a + step, h)) for a in range(0, h, step)]
 
 
-def slate_weights(cd: CatalogData, slates: torch.Tensor, offered: torch.Tensor | None) -> tuple[
-    torch.Tensor, torch.Tensor
-]:
+def slate_weights(
+    cd: CatalogData, slates: torch.Tensor, offered: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rec, w)``: 0/1 recommended ``(h,M,N)`` and the attraction weights of the choice."""
     n = cd.shape[2]
     rec = torch.zeros(*slates.shape[:2], n + 1, dtype=cd.wr.dtype, device=cd.wr.device)
@@ -580,7 +580,7 @@ def plan_flows(cd: CatalogData, demand: np.ndarray) -> tuple[tuple[np.ndarray, .
     size = lay.H * n
     blocks = {c: x[j * size : (j + 1) * size].reshape(lay.H, n) for j, c in enumerate(inv_cols)}
     z = blocks.get("z", np.zeros((lay.H, n)))
-    flows = tuple(np.maximum(blocks[c], 0.0) for c in ("q", "s", "l", "inv")) + (z,)
+    flows = (*tuple(np.maximum(blocks[c], 0.0) for c in ("q", "s", "l", "inv")), z)
     return flows, float(h.getInfo().objective_function_value)
 
 
@@ -806,7 +806,9 @@ def solve_catalog(
                     break
                 continue
             # components the box blocks do not move: leave them out of the step's norm
-            g_mu = torch.where(((mu <= lo) & (dv.g_mu > 0)) | ((mu >= hi) & (dv.g_mu < 0)), 0.0, dv.g_mu)
+            g_mu = torch.where(
+                ((mu <= lo) & (dv.g_mu > 0)) | ((mu >= hi) & (dv.g_mu < 0)), 0.0, dv.g_mu
+            )
             g_rho = torch.where((rho <= 0) & (dv.g_rho > 0), 0.0, dv.g_rho)
             norm2 = float((g_mu**2 * metric).sum())
             if metric_rho is not None:
@@ -820,7 +822,7 @@ def solve_catalog(
                 rho = (rho - step * metric_rho * g_rho).clamp(min=0.0)
                 lo, hi = stock_value_box(cd, rho)
         bar.close()
-        if best_plan is None or timings["plan"] > 0 and it > 0 and stop != "gap":
+        if best_plan is None or (timings["plan"] > 0 and it > 0 and stop != "gap"):
             ts = time.perf_counter()
             plan = recover_plan(cd, *average.frequencies())
             timings["plan"] += time.perf_counter() - ts

@@ -159,16 +159,16 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             **info,
         }
     if p["kind"] == "bound":
-        from coordopt.solvers.decompose import solve_decomposed
+        from coordopt.solvers.catalog import solve_catalog
 
-        plan = solve_decomposed(inst, iterations=p["iterations"])
+        plan = solve_catalog(inst, max_iterations=p["iterations"] + 1)
         return {
             **size,
             "bound": plan.bound,
-            "plan_value": plan.value,
+            "plan_value": plan.plan_value,
             "gap": plan.gap,
             "seconds": plan.seconds,
-            "blocks": len(plan.block_sizes),
+            "iterations": plan.iterations,
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 

@@ -39,6 +39,9 @@ def _instances():
         "gen0": gen[0],
         "gen1-hidden": gen[1].replace(stockout="hidden"),
         "gen2": gen[2],
+        "gen2-fixed-capped": gen[2].replace(
+            fixed_order_cost=np.full(12, 15.0), max_order=np.where(np.arange(12) % 2, 30.0, np.inf)
+        ),
         "gen0-cap": _capacitated(gen[0]),
         "gen1-hidden-cap": _capacitated(gen[1].replace(stockout="hidden")),
     }
@@ -179,7 +182,6 @@ def test_inventory_subproblem_equals_its_lp():
     mu, _ = _random_multipliers(cd, rng)
     rho = rng.random(cd.shape[0]) * 0.5
     rho_t = torch.as_tensor(rho)
-    w, profit = C.inventory_values(cd, mu, rho_t)
     total = 0.0
     for i in range(cd.shape[2]):
         total += _inventory_lp(cd, mu, rho, i)
@@ -221,3 +223,74 @@ def test_refuses_salvage_above_cost():
     bad = inst.replace(salvage_value=inst.unit_cost + 1.0)
     with pytest.raises(C.CatalogError, match="salvage_value"):
         C.catalog_data(bad)
+
+
+def _point_vector(arrays, point):
+    lay = arrays.layout
+    x = np.zeros(lay.n_cols)
+    for name, val in (
+        ("alpha", point.alpha),
+        ("beta", point.beta),
+        ("y", point.y),
+        ("q", point.orders),
+        ("s", point.sales),
+        ("l", point.lost),
+        ("inv", point.inventory),
+    ):
+        x[lay.col(name)] = val
+    if "z" in lay.cols:
+        x[lay.col("z")] = point.indicators
+    return x
+
+
+def test_plan_satisfies_the_compiled_fluid_program(case):
+    """Differential check: the recovered plan against the bulk path's constraint matrix."""
+    from coordopt.solvers.highs_bulk import assemble_fluid_lp
+
+    inst, _ = case
+    sol = C.solve_catalog(inst, max_iterations=20)
+    arrays = assemble_fluid_lp(C.catalog_data(inst).fluid)
+    x = _point_vector(arrays, sol.plan)
+    ax = arrays.matrix @ x
+    assert (ax >= arrays.row_lower - 1e-6).all() and (ax <= arrays.row_upper + 1e-6).all()
+    assert (x >= arrays.col_lower - 1e-9).all() and (x <= arrays.col_upper + 1e-6).all()
+    assert float(arrays.cost @ x) == pytest.approx(sol.plan_value, rel=REL)
+
+
+def test_exact_optimum_passes_the_check_and_its_frequencies_recover_it(case):
+    inst, exact = case
+    full = solve_fluid(inst).require()
+    cd = C.catalog_data(inst)
+    big_m = cd.fluid.big_m
+    indicators = np.divide(full.orders, big_m, out=np.zeros_like(big_m), where=big_m > 0)
+    point = C.FluidPoint(
+        full.alpha,
+        full.beta,
+        full.y,
+        full.orders,
+        full.sales,
+        full.lost,
+        full.inventory,
+        indicators if cd.fluid.order_indicators else np.zeros_like(big_m),
+        full.objective,
+    )
+    assert max(C.plan_residuals(cd.fluid, point, cd.rate.numpy()).values()) < 1e-6
+    off = None
+    if cd.hidden:
+        y = np.maximum(full.y[..., None], 1e-300)
+        off = np.where(full.y[..., None] > 1e-12, (full.alpha + full.beta) / y, 1.0)
+    again = C.recover_plan(cd, full.rec_frequency, off)
+    assert again.objective == pytest.approx(exact, rel=1e-6)
+    broken = C.FluidPoint(
+        full.alpha * 1.1,
+        full.beta,
+        full.y,
+        full.orders,
+        full.sales,
+        full.lost,
+        full.inventory,
+        point.indicators,
+        full.objective,
+    )
+    res = C.plan_residuals(cd.fluid, broken, cd.rate.numpy())
+    assert res["choice_balance"] > 1e-6
