@@ -200,24 +200,17 @@ def stock_value_box(
 class SlateChoice:
     """Best slates of all (period, segment) pairs at given margins.
 
-    ``slates (H,M,K)`` product indices (-1 = empty slot); ``offered (H,M,N)`` bool (all True
-    in "lost" mode); ``rate (H,M)`` the attained revenue per customer; ``upper (H,M)`` a
+    ``slates (H,M,K)`` product indices (-1 = empty slot); ``offered (H,M,N)`` bool (None
+    in "lost" mode: every product is offered); ``rate (H,M)`` the attained revenue per customer; ``upper (H,M)`` a
     certified upper bound on the best rate (equal to ``rate`` once Dinkelbach has
     converged); ``y (H,M)`` the no-purchase mass ``lambda / (w0 + sum offered w)``.
     """
 
     slates: torch.Tensor
-    offered: torch.Tensor
+    offered: torch.Tensor | None
     rate: torch.Tensor
     upper: torch.Tensor
     y: torch.Tensor
-
-    def recommended(self, n: int) -> torch.Tensor:
-        """``(H,M,N)`` 0/1: product on the slate."""
-        h, m, _ = self.slates.shape
-        out = torch.zeros(h, m, n + 1, dtype=self.y.dtype, device=self.y.device)
-        out.scatter_(2, torch.where(self.slates >= 0, self.slates, n), 1.0)
-        return out[..., :n]
 
 
 def best_slates(
@@ -242,38 +235,45 @@ def best_slates(
     D_min`` with ``D_min`` the smallest denominator (``w0``, plus ``sum w^N`` in "lost"
     mode): a certified upper bound even before convergence. ``start`` warm-starts R.
     """
-    _h, n = margin.shape
+    h, n = margin.shape
     k = min(slate_size, n)
-    up = (wr - wn)[None]  # (1,M,N)
-    m = margin[:, None, :]  # (H,1,N)
+    up = (wr - wn)[None].expand(h, -1, -1)  # (H,M,N) view
+    m = margin[:, None, :].expand(-1, wr.shape[0], -1)  # (H,M,N) view
     d_min = w0 + (0.0 if hidden else wn.sum(dim=1))  # (M,)
-    r = torch.zeros(rate.shape, dtype=margin.dtype, device=margin.device)
+    base_num = margin @ wn.T  # (H,M): every product offered, nothing recommended
+    scale = margin.abs().amax(dim=1, keepdim=True).clamp(min=1.0)
     if start is not None:
         r = start.clone()
-    elif not hidden:
-        r = (margin @ wn.T) / d_min[None]
+    elif hidden:
+        r = torch.zeros(rate.shape, dtype=margin.dtype, device=margin.device)
+    else:
+        r = base_num / d_min[None]
+    offered: torch.Tensor | None = None
     for _ in range(max_iter):
         diff = m - r[..., None]  # (H,M,N)
         if hidden:
             base = (diff * wn[None]).clamp(min=0.0)
-            offer = diff > 0
+            top, idx = torch.topk(diff * wr[None] - base, k, dim=2)
+            f = base.sum(dim=2)
         else:
-            base = diff * wn[None]
-            offer = torch.ones_like(diff, dtype=torch.bool)
-        gain = diff * wr[None] - base
-        top, idx = torch.topk(gain, k, dim=2)
+            top, idx = torch.topk(diff * up, k, dim=2)
+            f = base_num - r * wn.sum(dim=1)[None]
         pick = top > 0
-        f = base.sum(dim=2) + (top * pick).sum(dim=2) - r * w0[None]
+        f = f + (top * pick).sum(dim=2) - r * w0[None]
         slates = torch.where(pick, idx, -1)
-        rec = torch.zeros_like(diff)
-        rec.scatter_(2, idx, pick.to(diff.dtype))
-        offered = offer | (rec > 0)
-        w = torch.where(offered, wn[None] + rec * up, 0.0)
-        num = (w * m).sum(dim=2)
-        den = w0[None] + w.sum(dim=2)
+        if hidden:
+            rec = torch.zeros_like(diff)
+            rec.scatter_(2, idx, pick.to(diff.dtype))
+            offered = (diff > 0) | (rec > 0)
+            w = torch.where(offered, wn[None] + rec * up, 0.0)
+            num = (w * m).sum(dim=2)
+            den = w0[None] + w.sum(dim=2)
+        else:
+            u_top = torch.gather(up, 2, idx) * pick
+            num = base_num + (u_top * torch.gather(m, 2, idx)).sum(dim=2)
+            den = d_min[None] + u_top.sum(dim=2)
         new = num / den
         upper = r + f.clamp(min=0.0) / d_min[None]
-        scale = margin.abs().amax(dim=1, keepdim=True).clamp(min=1.0)
         done = bool(((upper - new) <= 1e-12 * scale).all())
         r = new
         if done:
@@ -387,16 +387,21 @@ def period_chunks(cd: CatalogData) -> list[slice]:
     return [slice(a, min(a + step, h)) for a in range(0, h, step)]
 
 
-def slate_weights(
-    cd: CatalogData, slates: torch.Tensor, offered: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rec, w)``: 0/1 recommended ``(h,M,N)`` and the attraction weights of the choice."""
-    n = cd.shape[2]
-    rec = torch.zeros(*slates.shape[:2], n + 1, dtype=cd.wr.dtype, device=cd.wr.device)
-    rec.scatter_(2, torch.where(slates >= 0, slates, n), 1.0)
-    rec = rec[..., :n]
-    w = cd.wn[None] + rec * (cd.wr - cd.wn)[None]
-    return rec, w if offered is None else torch.where(offered, w, 0.0)
+def slate_demand(
+    cd: CatalogData, slates: torch.Tensor, y: torch.Tensor, offered: torch.Tensor | None
+) -> torch.Tensor:
+    """Expected demand ``sum_k y_tk w_tki (h,N)`` of the choices ``slates (h,M,K)``: base
+    weight of every offered product plus the uplift of the recommended ones."""
+    h, m = y.shape
+    valid = slates >= 0
+    idx = slates.clamp(min=0)
+    up = (cd.wr - cd.wn)[None].expand(h, -1, -1)
+    if offered is None:
+        demand = y @ cd.wn
+    else:
+        demand = torch.einsum("tk,tki->ti", y, torch.where(offered, cd.wn[None], 0.0))
+    lift = torch.gather(up, 2, idx) * valid * y[..., None]
+    return demand.scatter_add_(1, idx.reshape(h, -1), lift.reshape(h, m * idx.shape[2]))
 
 
 def dual_value(
@@ -419,8 +424,7 @@ def dual_value(
             cd.hidden,
             None if warm is None else warm[sl],
         )
-        _, w = slate_weights(cd, ch.slates, ch.offered if cd.hidden else None)
-        demand[sl] = torch.einsum("tk,tki->ti", ch.y, w)
+        demand[sl] = slate_demand(cd, ch.slates, ch.y, ch.offered)
         parts.append(ch)
     upper = torch.cat([c.upper for c in parts])
     choice_part = (cd.rate * upper).sum()
@@ -433,7 +437,9 @@ def dual_value(
         slates=torch.cat([c.slates for c in parts]),
         rate=torch.cat([c.rate for c in parts]),
         y=torch.cat([c.y for c in parts]),
-        offered=torch.cat([c.offered for c in parts]) if cd.hidden else None,
+        offered=torch.cat([c.offered for c in parts if c.offered is not None])
+        if cd.hidden
+        else None,
         demand=demand,
         g_mu=sales - demand,
         g_rho=g_rho,
@@ -483,9 +489,9 @@ class SlateAverage:
     def add(self, dv: DualValue, weight: float) -> None:
         """Add ``weight`` times the iterate ``dv``."""
         for sl in period_chunks(self.cd):
-            rec, _ = slate_weights(self.cd, dv.slates[sl], None)
-            y = dv.y[sl, :, None]
-            self.alpha[sl] += weight * rec * y
+            slates, y = dv.slates[sl], dv.y[sl, :, None]
+            mass = weight * y * (slates >= 0)
+            self.alpha[sl].scatter_add_(2, slates.clamp(min=0), mass)
             if self.offered is not None and dv.offered is not None:
                 self.offered[sl] += weight * dv.offered[sl] * y
         self.y += weight * dv.y
