@@ -69,6 +69,8 @@ import torch
 
 from coordopt.instance import Instance
 from coordopt.models.fluid import FluidData, FluidStart, fluid_data
+from coordopt.periods import shift_by_lead_time
+from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
 
 INF = math.inf
 _TIE = 1e-9
@@ -614,13 +616,7 @@ def plan_residuals(d: FluidData, p: FluidPoint, rate: np.ndarray) -> dict[str, f
     once_v = np.maximum(once, 0) if d.hidden else np.abs(once)
     slate = p.alpha.sum(axis=2) - d.slate_size * p.y
     split = p.sales + p.lost - x.sum(axis=1)
-    h, n = p.orders.shape
-    arrived = np.zeros((h, n))
-    for lag in np.unique(d.lead_time):
-        cols = d.lead_time == lag
-        if lag < h:
-            arrived[lag:, cols] = p.orders[: h - lag, cols]
-    onhand = d.arrivals + arrived
+    onhand = d.arrivals + shift_by_lead_time(p.orders, d.lead_time)
     onhand[0] += d.on_hand
     onhand[1:] += p.inventory[:-1]
     flow = p.inventory - (onhand - p.sales)
@@ -676,12 +672,16 @@ class CatalogSolution:
     bound: float
     plan_value: float
     plan: FluidPoint
+    demand: np.ndarray
     mu: np.ndarray
     rho: np.ndarray
+    unit_values: np.ndarray
     rates: np.ndarray
     iterations: int
     seconds: float
     stop: str
+    residual: float
+    slate_size: int
     t0: int = 0
     history: list[tuple[float, float, float]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -690,13 +690,44 @@ class CatalogSolution:
     def gap(self) -> float:
         return (self.bound - self.plan_value) / max(abs(self.bound), 1e-12)
 
-    def first_slates(self, slate_size: int, tol: float = 1e-9) -> list[list[int]]:
-        """Per segment, the products the plan recommends most often in its first period."""
-        out = []
-        for row in self.plan.rec_frequency[0]:
-            order = np.argsort(-row, kind="stable")
-            out.append([int(i) for i in order if row[i] > tol][:slate_size])
-        return out
+    def result(self) -> Solution:
+        """The shared solution contract: ``objective`` and ``bound`` are the Lagrangian
+        bound, ``plan_value`` the recovered plan's objective; OPTIMAL when the gap is within
+        :data:`~coordopt.solution.GAP_TOLERANCE`, TIME_LIMIT when the time or iteration
+        limit stopped the loop, else FEASIBLE. The plan's ``inventory_price`` is the value of
+        a unit on hand at the start of each period under the best stock values
+        (``unit_values``)."""
+        if self.gap <= GAP_TOLERANCE:
+            status = SolveStatus.OPTIMAL
+        elif self.stop in ("time_limit", "iterations"):
+            status = SolveStatus.TIME_LIMIT
+        else:
+            status = SolveStatus.FEASIBLE
+        p = self.plan
+        return Solution(
+            method="decompose",
+            status=status,
+            objective=self.bound,
+            seconds=self.seconds,
+            message=f"stopped after {self.iterations} iterations: {STOP_REASONS[self.stop]}",
+            first_orders=p.orders[0],
+            first_slates=slates_from_frequency(p.rec_frequency[0], self.slate_size),
+            bound=self.bound,
+            plan_value=self.plan_value,
+            plan=Plan(
+                orders=p.orders,
+                alpha=p.alpha,
+                beta=p.beta,
+                x=self.demand,
+                y=p.y,
+                rec_frequency=p.rec_frequency,
+                sales=p.sales,
+                lost=p.lost,
+                inventory=p.inventory,
+                inventory_price=self.unit_values,
+            ),
+            details={"iterations": self.iterations, "stop": self.stop, "residual": self.residual},
+        )
 
 
 STOP_REASONS = {
@@ -835,12 +866,18 @@ def solve_catalog(
             if best_plan is None or plan.objective > best_value:
                 best_plan, best_value = plan, plan.objective
         assert best_plan is not None
+        unit_values, _ = inventory_values(cd, best_mu, best_rho)
+        rate = cd.rate.cpu().numpy()
         return CatalogSolution(
             bound=best_bound,
             plan_value=best_value,
             plan=best_plan,
+            demand=point_demand(cd.fluid, best_plan),
             mu=best_mu.cpu().numpy(),
             rho=best_rho.cpu().numpy(),
+            unit_values=unit_values.cpu().numpy(),
+            residual=max(plan_residuals(cd.fluid, best_plan, rate).values()),
+            slate_size=cd.slate_size,
             rates=warm.cpu().numpy() if warm is not None else np.zeros((h, cd.shape[1])),
             iterations=it + 1,
             seconds=time.perf_counter() - began,

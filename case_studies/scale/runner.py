@@ -161,14 +161,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["kind"] == "bound":
         from coordopt.solvers.catalog import solve_catalog
 
-        plan = solve_catalog(inst, max_iterations=p["iterations"] + 1)
+        sol = solve_catalog(inst, max_iterations=p["iterations"] + 1).result()
         return {
             **size,
-            "bound": plan.bound,
-            "plan_value": plan.plan_value,
-            "gap": plan.gap,
-            "seconds": plan.seconds,
-            "iterations": plan.iterations,
+            "bound": sol.bound,
+            "plan_value": sol.plan_value,
+            "gap": sol.gap,
+            "seconds": sol.seconds,
+            "iterations": sol.details["iterations"],
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 
