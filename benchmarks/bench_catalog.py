@@ -65,7 +65,12 @@ def bench_solve(args: argparse.Namespace) -> None:
         inst = load_instance(spec)
         cpu_began = time.process_time()
         sol = solve_catalog(
-            inst, gap=args.gap, time_limit=args.time_limit, device=args.device, progress=True
+            inst,
+            gap=args.gap,
+            time_limit=args.time_limit,
+            device=args.device,
+            progress=True,
+            final_exact=not args.no_final_lp,
         )
         row: dict[str, Any] = {
             "kind": "solve",
@@ -181,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--gap", type=float, default=0.005)
     s.add_argument("--time-limit", type=float, default=None)
     s.add_argument("--exact", action="store_true")
+    s.add_argument(
+        "--no-final-lp", action="store_true", help="greedy flows for the last plan too (10,000)"
+    )
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", type=Path, default=None)
     s.set_defaults(func=bench_solve)

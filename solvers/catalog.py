@@ -592,14 +592,64 @@ def plan_flows(cd: CatalogData, demand: np.ndarray) -> tuple[tuple[np.ndarray, .
     return flows, float(h.getInfo().objective_function_value)
 
 
-def recover_plan(cd: CatalogData, rec: np.ndarray, offered: np.ndarray | None) -> FluidPoint:
+def greedy_flows(cd: CatalogData, demand: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Feasible (not always optimal) orders, sales, lost sales, end inventory and indicators
+    ``(H,N)`` for a fixed demand, for all products at once: each period, stock on hand is
+    sold first, and the shortfall is ordered (its lead time earlier) where the order is
+    worth its cost (``g_tau c <= g_t (p + b)``), within the order cap and the warehouse room
+    (orders are cut pro rata where arrivals would overfill it). Exact when orders are
+    uncapped and costs do not fall over time; otherwise a lower bound on the best flows
+    (:func:`plan_flows`), at the cost of ``H`` vector steps instead of an LP."""
+    h, _, n = cd.shape
+    d = cd.fluid
+    g = d.discount
+    unit_cost = cd.unit_cost.cpu().numpy()
+    qmax = cd.qmax.cpu().numpy()
+    supply = cd.supply.cpu().numpy()
+    serve = g[:, None] * (d.price + d.lost_sale_penalty)[None]
+    q = np.zeros((h, n))
+    sales, inv = np.zeros((h, n)), np.zeros((h, n))
+    carried = np.zeros(n)
+    cols = np.arange(n)
+    for t in range(h):
+        stock = carried + supply[t]
+        placed = t - d.lead_time
+        ok = placed >= 0
+        pl = np.where(ok, placed, 0)
+        worth = ok & (g[pl] * unit_cost[pl, cols] <= serve[t])
+        need = np.where(worth, np.minimum(np.maximum(demand[t] - stock, 0.0), qmax[pl, cols]), 0)
+        if d.warehouse_capacity is not None and need.sum() > 0:
+            room = max(d.warehouse_capacity - stock.sum(), 0.0)
+            need = need * min(1.0, room / need.sum())
+        q[pl[ok], cols[ok]] = need[ok]
+        available = stock + need
+        sales[t] = np.minimum(available, demand[t])
+        inv[t] = carried = available - sales[t]
+    lost = np.maximum(demand - sales, 0.0)
+    z = np.divide(q, d.big_m, out=np.zeros_like(q), where=d.big_m > 0)
+    return q, sales, lost, inv, z if d.order_indicators else np.zeros_like(q)
+
+
+EXACT_FLOW_CELLS = 100_000
+"""Up to this many (period, product) cells the plan's flows come from the exact inventory LP
+(:func:`plan_flows`); above, from :func:`greedy_flows` (and the LP once at the end)."""
+
+
+def recover_plan(
+    cd: CatalogData, rec: np.ndarray, offered: np.ndarray | None, exact: bool = True
+) -> FluidPoint:
     """An exactly feasible point of the fluid program from slate frequencies
-    (:func:`choice_point`, then :func:`plan_flows` for the demand it induces)."""
+    (:func:`choice_point`, then the flows for the demand it induces: the exact inventory LP
+    :func:`plan_flows`, or :func:`greedy_flows` with ``exact=False``)."""
     alpha, beta, y = choice_point(cd, rec, offered)
     d = cd.fluid
     demand = (d.rec_attraction[None] * alpha + d.base_attraction[None] * beta).sum(axis=1)
-    (q, s, l, inv, z), value = plan_flows(cd, demand)
-    return FluidPoint(alpha, beta, y, q, s, l, inv, z, value)
+    if exact:
+        (q, s, l, inv, z), value = plan_flows(cd, demand)
+        return FluidPoint(alpha, beta, y, q, s, l, inv, z, value)
+    q, s, l, inv, z = greedy_flows(cd, demand)
+    point = FluidPoint(alpha, beta, y, q, s, l, inv, z, 0.0)
+    return dataclasses.replace(point, objective=plan_objective(d, point))
 
 
 def point_demand(d: FluidData, p: FluidPoint) -> np.ndarray:
@@ -765,6 +815,8 @@ def solve_catalog(
     plan_share: float = 0.25,
     step_scale: float = 1.0,
     patience: int = 8,
+    exact_flows: bool | None = None,
+    final_exact: bool = True,
 ) -> CatalogSolution:
     """Fluid bound and exactly feasible plan of ``inst`` (from ``start``) at catalog scale.
 
@@ -776,12 +828,17 @@ def solve_catalog(
     iterates' slates whenever that keeps plan recovery under ``plan_share`` of the time
     spent. Stops at relative gap ``gap``, after ``time_limit`` seconds or
     ``max_iterations``, or when the step scale has collapsed (``stalled``); ``mu0``,
-    ``rho0`` warm-start the multipliers (e.g. from an earlier solve).
+    ``rho0`` warm-start the multipliers (e.g. from an earlier solve). ``exact_flows``: the
+    plans' flows from the exact inventory LP (default: up to :data:`EXACT_FLOW_CELLS`
+    period-product cells) or the greedy ones; ``final_exact``: the last plan's flows from
+    the LP in any case.
     """
     began = time.perf_counter()
     with torch.no_grad():
         cd = catalog_data(inst, start, device=device)
         h, _, n = cd.shape
+        if exact_flows is None:
+            exact_flows = h * n <= EXACT_FLOW_CELLS
         lo, hi = stock_value_box(cd)
         if mu0 is not None:
             mu = torch.as_tensor(np.asarray(mu0, dtype=float)[-h:], device=device)
@@ -817,7 +874,7 @@ def solve_catalog(
             elapsed = time.perf_counter() - began
             if best_plan is None or timings["plan"] < plan_share * elapsed:
                 ts = time.perf_counter()
-                plan = recover_plan(cd, *average.frequencies())
+                plan = recover_plan(cd, *average.frequencies(), exact=exact_flows)
                 timings["plan"] += time.perf_counter() - ts
                 if plan.objective > best_value:
                     best_plan, best_value = plan, plan.objective
@@ -859,9 +916,9 @@ def solve_catalog(
                 rho = (rho - step * metric_rho * g_rho).clamp(min=0.0)
                 lo, hi = stock_value_box(cd, rho)
         bar.close()
-        if best_plan is None or (timings["plan"] > 0 and it > 0 and stop != "gap"):
+        if best_plan is None or (it > 0 and stop != "gap") or not exact_flows:
             ts = time.perf_counter()
-            plan = recover_plan(cd, *average.frequencies())
+            plan = recover_plan(cd, *average.frequencies(), exact=final_exact)
             timings["plan"] += time.perf_counter() - ts
             if best_plan is None or plan.objective > best_value:
                 best_plan, best_value = plan, plan.objective

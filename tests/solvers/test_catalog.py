@@ -294,3 +294,20 @@ def test_exact_optimum_passes_the_check_and_its_frequencies_recover_it(case):
     )
     res = C.plan_residuals(cd.fluid, broken, cd.rate.numpy())
     assert res["choice_balance"] > 1e-6
+
+
+def test_greedy_flows_are_feasible_and_below_the_exact_flows(case):
+    inst, exact = case
+    sol = C.solve_catalog(inst, max_iterations=10, exact_flows=False, final_exact=False)
+    cd = C.catalog_data(inst)
+    res = C.plan_residuals(cd.fluid, sol.plan, cd.rate.numpy())
+    assert max(res.values()) < 1e-7, res
+    assert sol.plan_value <= exact + REL * abs(exact)
+    lp = C.recover_plan(cd, sol.plan.rec_frequency, None if not cd.hidden else _offered(sol))
+    assert sol.plan_value <= lp.objective + REL * abs(lp.objective)
+
+
+def _offered(sol):
+    p = sol.plan
+    y = np.maximum(p.y[..., None], 1e-300)
+    return np.where(p.y[..., None] > 1e-12, (p.alpha + p.beta) / y, 1.0)
