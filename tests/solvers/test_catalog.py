@@ -4,6 +4,8 @@ and the recovered plan passes the fluid program's feasibility check."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -275,23 +277,9 @@ def test_exact_optimum_passes_the_check_and_its_frequencies_recover_it(case):
         full.objective,
     )
     assert max(C.plan_residuals(cd.fluid, point, cd.rate.numpy()).values()) < 1e-6
-    off = None
-    if cd.hidden:
-        y = np.maximum(full.y[..., None], 1e-300)
-        off = np.where(full.y[..., None] > 1e-12, (full.alpha + full.beta) / y, 1.0)
-    again = C.recover_plan(cd, full.rec_frequency, off)
+    again = C.recover_plan(cd, full.rec_frequency, _offered(point) if cd.hidden else None)
     assert again.objective == pytest.approx(exact, rel=1e-6)
-    broken = C.FluidPoint(
-        full.alpha * 1.1,
-        full.beta,
-        full.y,
-        full.orders,
-        full.sales,
-        full.lost,
-        full.inventory,
-        point.indicators,
-        full.objective,
-    )
+    broken = dataclasses.replace(point, alpha=full.alpha * 1.1)
     res = C.plan_residuals(cd.fluid, broken, cd.rate.numpy())
     assert res["choice_balance"] > 1e-6
 
@@ -303,11 +291,11 @@ def test_greedy_flows_are_feasible_and_below_the_exact_flows(case):
     res = C.plan_residuals(cd.fluid, sol.plan, cd.rate.numpy())
     assert max(res.values()) < 1e-7, res
     assert sol.plan_value <= exact + REL * abs(exact)
-    lp = C.recover_plan(cd, sol.plan.rec_frequency, None if not cd.hidden else _offered(sol))
+    lp = C.recover_plan(cd, sol.plan.rec_frequency, _offered(sol.plan) if cd.hidden else None)
     assert sol.plan_value <= lp.objective + REL * abs(lp.objective)
 
 
-def _offered(sol):
-    p = sol.plan
+def _offered(p):
+    """How often each product is offered, ``(alpha + beta) / y`` (1 where y = 0)."""
     y = np.maximum(p.y[..., None], 1e-300)
     return np.where(p.y[..., None] > 1e-12, (p.alpha + p.beta) / y, 1.0)
