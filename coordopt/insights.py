@@ -210,11 +210,19 @@ def simulate(
 
 
 def fluid_plan(inst: Instance) -> InsightData:
-    """The coordinated fluid optimum of ``inst`` as insight data."""
+    """The coordinated fluid optimum of ``inst`` as insight data; at catalog scale (above
+    :data:`coordopt.solvers.catalog.FULL_LP_CELLS` cells) the catalog solver's plan (within
+    0.5% of its bound)."""
+    from coordopt.solvers import catalog
     from coordopt.solvers.fluid import solve_fluid
 
-    sol = solve_fluid(inst, raise_on_failure=False).result()
-    if sol.status is not SolveStatus.OPTIMAL or sol.plan is None:
+    if inst.horizon * inst.n_segments * inst.n_products > catalog.FULL_LP_CELLS:
+        sol = catalog.solve_catalog(inst, gap=0.005).result()
+        ok = sol.plan is not None
+    else:
+        sol = solve_fluid(inst, raise_on_failure=False).result()
+        ok = sol.status is SolveStatus.OPTIMAL and sol.plan is not None
+    if not ok or sol.plan is None:
         raise ValueError(f"fluid program of '{inst.name}' not solved: {sol.message}")
     return from_plan(inst, sol.plan, "fluid")
 

@@ -75,6 +75,11 @@ from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates
 INF = math.inf
 _TIE = 1e-9
 
+FULL_LP_CELLS = 2_000_000
+"""Above this many (period, segment, product) cells the full fluid LP is too big to solve
+routinely (``coordopt solve`` refuses it without ``--force``): the insights take this
+solver's plan, and ``--warm-start auto`` picks bid-price control instead of MPC."""
+
 
 class CatalogError(ValueError):
     """The catalog solver cannot handle this instance; the message says why and what to do."""

@@ -53,21 +53,17 @@ class WarmStartReport:
         }
 
 
-MPC_CELLS = 2_000_000
-"""Above this many (period, segment, product) cells MPC's full LP per decision is too slow
-(the size ``coordopt solve`` refuses without ``--force``): ``auto`` picks ``bidprice``."""
-
-
 def make_expert(name: str, params: SimParams) -> Policy:
     """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
     ``siloed``).
 
     ``auto`` is the exact DP's optimal policy when the instance is DP-sized (finite order caps,
-    few states and slates), fluid MPC while the full LP is small (at most :data:`MPC_CELLS`
-    period-segment-product cells), and the bid-price policy beyond: clone the best expert one
-    can afford.
+    few states and slates), fluid MPC while the full LP is small (at most
+    :data:`coordopt.solvers.catalog.FULL_LP_CELLS` period-segment-product cells), and the
+    bid-price policy beyond: clone the best expert one can afford.
     """
     if name == "auto":
+        from coordopt.solvers import catalog
         from coordopt.solvers.dp import DPError
 
         try:
@@ -75,7 +71,7 @@ def make_expert(name: str, params: SimParams) -> Policy:
         except DPError:
             inst = params.instance
             cells = inst.horizon * inst.n_segments * inst.n_products
-            name = "mpc" if cells <= MPC_CELLS else "bidprice"
+            name = "mpc" if cells <= catalog.FULL_LP_CELLS else "bidprice"
     try:
         return make_policy(name, params)
     except ModuleNotFoundError as exc:
