@@ -110,17 +110,23 @@ def bench_solve(args: argparse.Namespace) -> None:
 
 def bench_curve(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-    rows = sorted((r for r in rows if r.get("kind") == "solve"), key=lambda r: r["products"])
-    head = (
-        "| products | device | s / iteration | iterations to 1% | to 0.5% | gap | seconds | load |"
+    rows = sorted(
+        (r for r in rows if r.get("kind") == "solve" and r["segments"] == 100),
+        key=lambda r: r["products"],
     )
-    print(head)
-    print("|" + "---|" * 8)
+    print(
+        "| products | wall s / iteration | CPU s / iteration | iterations to 1% | to 0.5% "
+        "| gap | wall s | CPU s | peak RSS GiB | load |"
+    )
+    print("|" + "---|" * 10)
     for r in rows:
+        cpu = r.get("cpu_seconds")
+        per = "–" if cpu is None else f"{cpu / r['iterations']:.2f}"
         print(
-            f"| {r['products']:,} | {r['device']} | {r['seconds_per_iteration']:.2f} | "
+            f"| {r['products']:,} | {r['seconds_per_iteration']:.2f} | {per} | "
             f"{r['iterations_to_0.01']} | {r['iterations_to_0.005']} | {r['gap']:.3%} | "
-            f"{r['seconds']:.0f} | {r['load']} |"
+            f"{r['seconds']:.0f} | {'–' if cpu is None else f'{cpu:.1f}'} | "
+            f"{r['peak_rss_gib']:.1f} | {r['load']} |"
         )
     if args.plot is not None:
         import matplotlib
@@ -128,12 +134,12 @@ def bench_curve(args: argparse.Namespace) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        cpu = [r for r in rows if r["device"] == "cpu"]
+        cpu = [r for r in rows if r["device"] == "cpu" and r.get("cpu_seconds") is not None]
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
         n = [r["products"] for r in cpu]
-        ax[0].loglog(n, [r["seconds_per_iteration"] for r in cpu], "o-")
+        ax[0].loglog(n, [r["cpu_seconds"] / r["iterations"] for r in cpu], "o-")
         ax[0].set_xlabel("products")
-        ax[0].set_ylabel("seconds per dual iteration")
+        ax[0].set_ylabel("CPU seconds per iteration")
         for target in ("0.01", "0.005"):
             ax[1].semilogx(n, [r[f"iterations_to_{target}"] for r in cpu], "o-", label=target)
         ax[1].set_xlabel("products")
