@@ -52,7 +52,8 @@ move in price units), restarts from the best point when the bound stalls, and re
 primal plan from the weighted average of the iterates' slates (a convex combination of
 feasible choice points is feasible), completed by the inventory program for the demand
 it induces -- one bulk HiGHS call over all products (:func:`plan_flows`), which reuses the
-fluid program's compiled arrays. Everything above the plan step is torch tensor algebra,
+fluid program's compiled arrays (above :data:`EXACT_FLOW_CELLS` period-product cells the
+iterations use the vectorised :func:`greedy_flows` and only the last plan the LP). Everything above the plan step is torch tensor algebra,
 so it runs on CPU threads or a GPU (``device``).
 """
 
