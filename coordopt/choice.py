@@ -91,8 +91,8 @@ def demand_profiles(inst: Instance) -> np.ndarray:
 def product_similarity(inst: Instance) -> np.ndarray:
     """Cosine similarity of the products' :func:`demand_profiles` (square-root scaled, so a
     big segment does not drown the rest), ``(N, N)`` with a zero diagonal; a product with a
-    zero profile is similar to nothing. The one measure of "close substitutes": the block
-    decomposition groups by it and the insights' substitution pattern reads it."""
+    zero profile is similar to nothing. The one measure of "close substitutes": the insights' substitution pattern
+    reads it."""
     prof = np.sqrt(demand_profiles(inst))
     norm = np.linalg.norm(prof, axis=1)
     unit = prof / np.where(norm > 0, norm, 1.0)[:, None]

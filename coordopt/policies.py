@@ -147,6 +147,7 @@ POLICY_ENTRY_POINTS: dict[str, str] = {
     "mpc": "coordopt.solvers.mpc:MPCPolicy",
     "dp": "coordopt.solvers.dp:DPPolicy",
     "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
+    "bidprice": "coordopt.solvers.bidprice:BidPricePolicy",
 }
 """Policy name -> ``"module:factory"``, ``factory(params, **options) -> Policy``.
 

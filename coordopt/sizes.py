@@ -8,9 +8,10 @@ from coordopt.instance import Instance
 __all__ = ["FULL_LP_CELLS", "plan_cells"]
 
 FULL_LP_CELLS = 2_000_000
-"""Period x segment x product cells above which the full fluid program is refused without
-``--force`` (``coordopt solve``) and the decomposition stops keeping every block's HiGHS
-model in memory."""
+"""Period x segment x product cells above which the full fluid program is too big to solve
+routinely: ``coordopt solve`` refuses it without ``--force`` (pointing to the catalog
+solver), the insights take the catalog solver's plan, and ``--warm-start auto`` picks
+bid-price control instead of MPC."""
 
 
 def plan_cells(inst: Instance) -> int:

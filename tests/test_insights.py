@@ -235,3 +235,16 @@ def test_cli_writes_plots_json_and_markdown(tmp_path, capsys):
         assert (got is None and math.isnan(want)) or got == pytest.approx(want), k
     assert any(v["value"] is not None for v in summary["results"][0]["metrics"].values())
     assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_fluid_plan_at_catalog_scale_is_the_catalog_solvers_plan(small, monkeypatch):
+    from coordopt.solvers import catalog
+
+    inst, sil = small
+    exact = I.fluid_plan(inst)
+    monkeypatch.setattr(catalog, "FULL_LP_CELLS", 100)
+    plan = I.fluid_plan(inst)
+    assert plan.intensity.shape == exact.intensity.shape
+    m = I.insight_metrics(plan, baseline=sil)["metrics"]
+    assert m["end_order_drop"]["value"] > 0  # the same run-down pattern as the exact plan
+    assert I.alignment_score(plan, exact)["intensity_corr"] > 0.9

@@ -27,7 +27,7 @@ from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
 from coordopt.rl.runs import train_agents
 from coordopt.simulator import SimParams, reset, step
-from coordopt.solvers.decompose import solve_decomposed
+from coordopt.solvers.catalog import solve_catalog
 from coordopt.text import table
 
 
@@ -157,14 +157,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             **info,
         }
     if p["kind"] == "bound":
-        sol = solve_decomposed(inst, iterations=p["iterations"]).result()
+        sol = solve_catalog(inst, max_iterations=p["iterations"] + 1).result()
         return {
             **size,
             "bound": sol.bound,
             "plan_value": sol.plan_value,
             "gap": sol.gap,
             "seconds": sol.seconds,
-            "blocks": sol.details["blocks"],
+            "iterations": sol.details["iterations"],
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 

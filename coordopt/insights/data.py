@@ -22,6 +22,7 @@ from coordopt.instance import Instance
 from coordopt.periods import shift_by_lead_time
 from coordopt.policies import make_policy
 from coordopt.simulator import SimParams
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solution import Plan, SolveStatus
 
 
@@ -142,10 +143,18 @@ def simulate(
 
 
 def fluid_plan(inst: Instance) -> InsightData:
-    """The coordinated fluid optimum of ``inst`` as insight data."""
+    """The coordinated fluid optimum of ``inst`` as insight data; at catalog scale (above
+    :data:`coordopt.sizes.FULL_LP_CELLS` cells) the catalog solver's plan (within 0.5% of
+    its bound)."""
+    from coordopt.solvers.catalog import solve_catalog
     from coordopt.solvers.fluid import solve_fluid
 
-    sol = solve_fluid(inst, raise_on_failure=False).result()
-    if sol.status is not SolveStatus.OPTIMAL or sol.plan is None:
+    if plan_cells(inst) > FULL_LP_CELLS:
+        sol = solve_catalog(inst, gap=0.005).result()
+        ok = sol.plan is not None
+    else:
+        sol = solve_fluid(inst, raise_on_failure=False).result()
+        ok = sol.status is SolveStatus.OPTIMAL and sol.plan is not None
+    if not ok or sol.plan is None:
         raise ValueError(f"fluid program of '{inst.name}' not solved: {sol.message}")
     return from_plan(inst, sol.plan, "fluid")
