@@ -238,11 +238,11 @@ def test_cli_writes_plots_json_and_markdown(tmp_path, capsys):
 
 
 def test_fluid_plan_at_catalog_scale_is_the_catalog_solvers_plan(small, monkeypatch):
-    from coordopt.solvers import catalog
+    from coordopt.insights import data
 
     inst, sil = small
     exact = I.fluid_plan(inst)
-    monkeypatch.setattr(catalog, "FULL_LP_CELLS", 100)
+    monkeypatch.setattr(data, "FULL_LP_CELLS", 100)
     plan = I.fluid_plan(inst)
     assert plan.intensity.shape == exact.intensity.shape
     m = I.insight_metrics(plan, baseline=sil)["metrics"]
