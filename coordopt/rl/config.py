@@ -47,8 +47,8 @@ class TrainConfig:
     """Order-quantity bins per product (bin g orders g * step_i units; step_i from demand scale)."""
     allow_short_slates: bool = True
     """Let the recommendation agent stop a slate early (a learned stop item in the PL draw)."""
-    scorer: Literal["additive", "factorised"] = "additive"
-    """Slate scores: additive (an MLP of segment+product+pair+memory terms, builds a B x M x N x hidden tensor) or factorised (segment-memory x product inner product + a pair term; for large catalogs)."""
+    scorer: Literal["auto", "factorised", "additive"] = "auto"
+    """Slate scores: factorised (segment-memory x product inner product + a pair term; no B x M x N x hidden tensor), additive (an MLP of summed segment, product, pair and memory terms; builds that tensor) or auto (factorised from 1,000 product-segment pairs up, additive below)."""
     # --- PPO
     num_envs: int = 64
     """Environments simulated in parallel (batch size B of the rollouts)."""
