@@ -73,8 +73,8 @@ def test_auto_expert_is_the_dp_when_it_fits_else_mpc() -> None:
 
 
 def test_auto_expert_is_bidprice_beyond_the_mpc_size(monkeypatch) -> None:
-    from coordopt.solvers import catalog
+    from coordopt.rl import warmstart
 
-    monkeypatch.setattr(catalog, "FULL_LP_CELLS", 100)
+    monkeypatch.setattr(warmstart, "FULL_LP_CELLS", 100)
     small = SimParams.from_instance(load_instance("small"))
     assert make_expert("auto", small).name == "bidprice"
