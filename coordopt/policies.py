@@ -144,6 +144,10 @@ def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
         module, attr = _REGISTRY[spec].split(":")
         factory = getattr(importlib.import_module(module), attr)
         return factory(params, **options)
+    if (Path(spec) / "peer.json").is_file():  # a TorchRL peer's run (coordopt train --algorithm)
+        from coordopt.peers import load_peer_policy
+
+        return load_peer_policy(Path(spec), params, **options)
     if Path(spec).is_dir():
         from coordopt.rl.agents import load_policy
 

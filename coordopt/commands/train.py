@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
 from coordopt.instance import load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
 
@@ -36,12 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     add_config_arguments(p)
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.ppo import TrainingDiverged, train
 
+    if args.algorithm != DEFAULT or peer_flags_given(args):
+        return run_peer(args)
     inst = load_instance(args.instance)
     config = TrainConfig(**overrides_from_args(args))
     log(
