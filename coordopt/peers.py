@@ -423,6 +423,7 @@ class PeerResult:
     steps_per_second: float
     final_eval: dict[str, float]
     best_eval: dict[str, float]
+    initial_eval: dict[str, float]  # the untrained actors (iteration -1, no env steps)
     history: list[dict[str, float]]
 
     def as_dict(self) -> dict[str, Any]:
@@ -553,11 +554,12 @@ def train_peer(
         return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
 
     best: dict[str, float] = {}
+    initial: dict[str, float] = {}
     final_eval: dict[str, float] = {}
     history: list[dict[str, float]] = []
     env_steps, seconds = 0, 0.0
     if config.eval_every > 0:
-        best = evaluate_now(-1, 0)
+        best = initial = evaluate_now(-1, 0)
         _save(_blob(actors, critics, layout), out / BEST)
     bar = tqdm(
         total=config.iterations,
@@ -639,6 +641,7 @@ def train_peer(
         steps_per_second=env_steps / max(seconds, 1e-9),
         final_eval=final_eval,
         best_eval=best,
+        initial_eval=initial,
         history=history,
     )
     atomic_write_text(out / "summary.json", json.dumps(result.as_dict(), indent=2, default=float))
