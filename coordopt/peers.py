@@ -164,6 +164,8 @@ class IndependentCategorical(Independent):
 class Scale(nn.Module):
     """Divide inputs by fixed positive scales (observations in units -> order-of-one)."""
 
+    scale: Tensor
+
     def __init__(self, scale: Tensor) -> None:
         super().__init__()
         self.register_buffer("scale", scale.clamp(min=1.0))
@@ -175,6 +177,8 @@ class Scale(nn.Module):
 class Logits(nn.Module):
     """Flat network outputs ``(..., prod(shape))`` -> logits ``(..., *shape)``, infeasible
     values (orders above a product's cap) pushed to a large negative number."""
+
+    penalty: Tensor
 
     def __init__(self, shape: tuple[int, ...], feasible: Tensor | None = None) -> None:
         super().__init__()

@@ -124,3 +124,28 @@ def test_peer_flags_are_checked(tmp_path, capsys):
     assert "--warm-start" in capsys.readouterr().err
     assert main(["train", "tiny", "--lr", "0.1", "--out", out]) == 2
     assert "--algorithm mappo|ippo" in capsys.readouterr().err
+
+
+def test_quick_peers_study(tmp_path):
+    from coordopt.studies import run_study, study_names
+
+    assert "peers" in study_names()
+    out = tmp_path / "peers"
+    report = run_study("peers", out, quick=True, workers=2, progress=False).read_text()
+    assert (out / "peers_tiny.png").read_bytes().startswith(b"\x89PNG")
+    assert "](peers_tiny.png)" in report
+    for phrase in (
+        "exact DP optimum",
+        "% of reference",
+        "TorchRL MAPPO",
+        "TorchRL IPPO",
+        "steps/s",
+    ):
+        assert phrase in report, phrase
+    rows = (out / "peers.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 6  # DP, siloed and the four learners
+    curves = (out / "peers_curves.csv").read_text().strip().splitlines()
+    assert len(curves) > 4 * 3
+    for line in rows[1:]:
+        if any(m in line for m in ("rl-multi", "mappo", "ippo")):
+            assert ",384.0,384.0," in line  # equal budgets: 6 iterations x 8 envs x 8 periods
