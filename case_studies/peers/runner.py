@@ -164,7 +164,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["method"] == "dp":
         from coordopt.solvers.dp import solve_dp
 
-        res["dp_value"] = solve_dp(inst).value
+        res["dp_value"] = solve_dp(inst).result().objective
     return res
 
 
