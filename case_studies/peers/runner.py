@@ -208,6 +208,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         siloed = by_method["siloed"][0]["result"]
         ref_value, ref_label = _reference_value(inst, ref)
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        tails: list[float] = []
+        highs: list[float] = []
         lines = []
         for method in (REFERENCE[inst], "siloed", *config["methods"]):
             runs = by_method.get(method, [])
@@ -266,6 +268,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                         }
                     )
             curve = _mean_curve(res)
+            tails.append(float(curve["mean"][len(curve["mean"]) // 2 :].min()))
+            highs.append(float(curve["mean"].max()))
             color = plt.cm.tab10(config["methods"].index(method))
             for ax, xs in zip(axes, (curve["steps"], curve["seconds"]), strict=True):
                 ax.plot(xs, curve["mean"], color=color, marker=".", label=LABELS[method])
@@ -284,12 +288,13 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("greedy profit per episode (curve stream)")
-        finals = [r["mean"] for r in rows if r["instance"] == inst]
-        low, top = min(*finals, siloed["mean"]), max(*finals, ref_value)
-        span = abs(top - low) + 1e-9  # early, far-below-zero points of cold runs are cut off
-        axes[0].set_ylim(low - 0.25 * span, top + 0.1 * span)
+        # the frame holds every curve's second half; the early, far-negative points are cut off
+        low = min(siloed["mean"], *tails) if tails else siloed["mean"]
+        top = max(ref_value, *highs) if highs else ref_value
+        span = abs(top - low) + 1e-9
+        axes[0].set_ylim(low - 0.15 * span, top + 0.1 * span)
         axes[1].legend(fontsize=8, loc="lower right")
-        fig.suptitle(f"{inst}: learning curves, mean ± 1 sd over seeds")
+        fig.suptitle(f"{inst}: learning curves, mean ± 1 sd over seeds (early points cut off)")
         save_figure(fig, out / f"peers_{inst}.png")
         sections += [
             f"### {inst}",
