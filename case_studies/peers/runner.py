@@ -324,6 +324,17 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             ),
             "```",
             "",
+            *(
+                [f"**Not finished** (no cells yet): {', '.join(missing)}.", ""]
+                if (
+                    missing := [
+                        m
+                        for m in config["methods"]
+                        if len(by_method.get(m, [])) < len(config["seeds"])
+                    ]
+                )
+                else []
+            ),
             f"![learning curves on {inst}](peers_{inst}.png)",
             "",
         ]
