@@ -84,8 +84,9 @@ def run_peer(args: argparse.Namespace) -> int:
     if args.algorithm == DEFAULT:
         flags = ", ".join(f"--{n.replace('_', '-')}" for n in peer_flags_given(args))
         raise ValueError(f"{flags}: only for --algorithm mappo|ippo (the TorchRL peers)")
-    if args.resume:
-        raise ValueError(f"--resume is not supported with --algorithm {args.algorithm}")
+    if args.resume or getattr(args, "init", None):
+        flag = "--resume" if args.resume else "--init"
+        raise ValueError(f"{flag} is not supported with --algorithm {args.algorithm}")
     config = peer_config(args)
     inst = load_instance(args.instance)
     try:
