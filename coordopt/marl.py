@@ -32,13 +32,13 @@ REWARDS = ("firm", "departmental")
 def order_caps(inst: Instance, order_cap: int | None = None) -> np.ndarray:
     """Largest order per product, ``(N,)`` int64 (an action space must be finite).
 
-    Default: ``max_order`` where set, else four periods of the mean demand with every product
-    recommended to every segment, plus one.
+    Default: ``max_order`` where set, else four periods of the mean demand at the peak arrival
+    rates with every product recommended to every segment, plus one.
     """
     if order_cap is not None:
         return np.minimum(np.full(inst.n_products, order_cap), inst.max_order).astype(np.int64)
     mean = (
-        inst.arrival_rate[:, None]
+        inst.arrival_rate.max(axis=0)[:, None]
         * inst.rec_attraction
         / (inst.no_purchase[:, None] + inst.rec_attraction.sum(1, keepdims=True))
     ).sum(0)

@@ -438,8 +438,9 @@ class PeerResult:
 
 
 def reward_unit(inst: Instance) -> float:
-    """A money scale of one period: customers per period times the mean price."""
-    return float(max(inst.arrival_rate.mean(0).sum() * inst.price.mean(), 1e-6))
+    """A money scale of one period: the mean arrival rate (per segment and period) times the
+    mean price."""
+    return float(max(inst.arrival_rate.mean() * inst.price.mean(), 1e-6))
 
 
 def _blob(actors: dict[str, Any], critics: dict[str, Any], layout: Layout) -> dict[str, Any]:
