@@ -178,6 +178,10 @@ def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
     """A policy by registered name, or a trained RL agent from its run directory."""
     if spec in POLICY_ENTRY_POINTS:
         return _resolve(POLICY_ENTRY_POINTS[spec])(params, **options)
+    if (Path(spec) / "peer.json").is_file():  # a TorchRL peer's run (coordopt train --algorithm)
+        from coordopt.peers import load_peer_policy
+
+        return load_peer_policy(Path(spec), params, **options)
     if Path(spec).is_dir():
         return _resolve(AGENT_ENTRY_POINT)(Path(spec), params, **options)
     raise ValueError(
