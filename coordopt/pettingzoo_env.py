@@ -16,9 +16,17 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from coordopt.instance import Instance, load_instance
-from coordopt.simulator import Action, SimParams, SimState, StepResult, reset, step
-
-AGENTS = ("replenishment", "recommendation")
+from coordopt.marl import (
+    AGENTS,
+    REWARDS,
+    agent_rewards,
+    decode_actions,
+    observation_dims,
+    observe,
+    order_caps,
+    slate_indicator,
+)
+from coordopt.simulator import SimParams, SimState, reset, step
 
 
 class CoordoptParallelEnv(ParallelEnv):
@@ -52,38 +60,24 @@ class CoordoptParallelEnv(ParallelEnv):
         rewards: str = "firm",
     ) -> None:
         self.instance = load_instance(instance)
-        if rewards not in ("firm", "departmental"):
-            raise ValueError(f"rewards={rewards!r}: allowed values are 'firm' and 'departmental'")
+        if rewards not in REWARDS:
+            raise ValueError(f"rewards={rewards!r}: allowed values are {', '.join(REWARDS)}")
         self.params = SimParams.from_instance(self.instance, dtype=torch.float64)
         self.share_information = share_information
         self.rewards = rewards
         inst = self.instance
         n, m, k = inst.n_products, inst.n_segments, inst.effective_slate_size
-        if order_cap is None:
-            mean = (
-                inst.arrival_rate[:, None]
-                * inst.rec_attraction
-                / (inst.no_purchase[:, None] + inst.rec_attraction.sum(1, keepdims=True))
-            ).sum(0)
-            caps = np.where(np.isfinite(inst.max_order), inst.max_order, np.ceil(4 * mean) + 1)
-        else:
-            caps = np.minimum(np.full(n, order_cap), inst.max_order)
-        self.order_caps = caps.astype(np.int64)
+        self.order_caps = order_caps(inst, order_cap)
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
-        w = self.params.pipeline_width
-        rep_dim = n * (3 + w) + 1 + (m * n if share_information else 0)
-        rec_dim = 2 * n + 1 + (n * (1 + w) if share_information else 0)
-        self._obs_spaces = {
-            "replenishment": spaces.Box(-np.inf, np.inf, (rep_dim,), np.float32),
-            "recommendation": spaces.Box(-np.inf, np.inf, (rec_dim,), np.float32),
-        }
+        dims = observation_dims(self.params, share_information)
+        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (dims[a],), np.float32) for a in AGENTS}
         self._act_spaces = {
             "replenishment": spaces.MultiDiscrete(self.order_caps + 1),
             "recommendation": spaces.MultiDiscrete(np.full((m, k), n + 1)),
         }
         self._state: SimState | None = None
-        self._last_slates = np.zeros((m, n))
+        self._last_slates = torch.zeros(1, m, n)
         self._generator = torch.Generator()
 
     def observation_space(self, agent: str) -> spaces.Space:
@@ -93,19 +87,9 @@ class CoordoptParallelEnv(ParallelEnv):
         return self._act_spaces[agent]
 
     def _observe(self) -> dict[str, np.ndarray]:
-        s = self._state
-        assert s is not None
-        t = np.array([s.t / self.instance.horizon])
-        on_hand, pipe = s.on_hand[0].numpy(), s.pipeline[0].numpy().ravel()
-        sales, demand = s.last_sales[0].numpy(), s.last_demand[0].numpy()
-        rep = [on_hand, pipe, sales, demand, t] + (
-            [self._last_slates.ravel()] if self.share_information else []
-        )
-        rec = [sales, demand, t] + ([on_hand, pipe] if self.share_information else [])
-        return {
-            "replenishment": np.concatenate(rep).astype(np.float32),
-            "recommendation": np.concatenate(rec).astype(np.float32),
-        }
+        assert self._state is not None
+        obs = observe(self._state, self._last_slates, self.instance.horizon, self.share_information)
+        return {a: v[0].numpy() for a, v in obs.items()}
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
@@ -114,7 +98,7 @@ class CoordoptParallelEnv(ParallelEnv):
             self._generator.manual_seed(seed)
         self.agents = list(AGENTS)
         self._state = reset(self.params, 1)
-        self._last_slates = np.zeros((self.instance.n_segments, self.instance.n_products))
+        self._last_slates = torch.zeros_like(self._last_slates)
         return self._observe(), {a: {} for a in self.agents}
 
     def step(
@@ -131,25 +115,17 @@ class CoordoptParallelEnv(ParallelEnv):
         missing = set(self.agents) - set(actions)
         if missing:
             raise ValueError(f"actions missing for agents {sorted(missing)}")
-        n = self.instance.n_products
-        orders = np.clip(np.asarray(actions["replenishment"], dtype=np.float64), 0, self.order_caps)
-        raw = np.asarray(actions["recommendation"], dtype=np.int64).reshape(
-            self.instance.n_segments, -1
-        )
-        slates = np.where((raw >= 0) & (raw < n), raw, -1)
-        for row in slates:  # drop repeated products within a segment's slate
-            _, first = np.unique(row, return_index=True)
-            keep = np.zeros(row.shape, dtype=bool)
-            keep[first] = True
-            row[~keep] = -1
-        action = Action(
-            orders=torch.tensor(orders[None]), slates=torch.tensor(slates[None], dtype=torch.long)
+        orders = torch.as_tensor(np.asarray(actions["replenishment"], dtype=np.float64))
+        raw = torch.as_tensor(np.asarray(actions["recommendation"], dtype=np.int64))
+        action = decode_actions(
+            orders[None],
+            raw.reshape(1, self.instance.n_segments, -1),
+            torch.as_tensor(self.order_caps),
+            self.params,
         )
         self._state, res = step(self._state, action, self.params, self._generator)
-        self._last_slates = np.zeros_like(self._last_slates)
-        for k_, row in enumerate(slates):
-            self._last_slates[k_, row[row >= 0]] = 1.0
-        rewards = self._rewards(res)
+        self._last_slates = slate_indicator(action.slates, self.instance.n_products)
+        rewards = {a: float(r[0]) for a, r in agent_rewards(res, self.rewards).items()}
         done = self._state.t >= self.instance.horizon
         obs = self._observe()
         info = {
@@ -165,12 +141,3 @@ class CoordoptParallelEnv(ParallelEnv):
         if done:
             self.agents = []
         return obs, rewards, terms, truncs, info
-
-    def _rewards(self, res: StepResult) -> dict[str, float]:
-        if self.rewards == "firm":
-            r = float(res.reward[0])
-            return {"replenishment": r, "recommendation": r}
-        ops = float(
-            res.salvage[0] - res.ordering_cost[0] - res.holding_cost[0] - res.lost_sale_cost[0]
-        )
-        return {"replenishment": ops, "recommendation": float(res.revenue[0])}

@@ -1,12 +1,12 @@
 """``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
-or the decomposed fluid program of a large catalog (a valid bound and a feasible plan).
+or the catalog-scale solver (a valid bound, an exactly feasible plan and their gap).
 
 With ``--json`` one object on stdout: the fields of the shared solution contract
 (:class:`coordopt.solution.Solution`): ``method``, ``status``, ``message``, ``objective``,
 ``bound``, ``plan_value``, ``gap``, ``seconds``, ``first_orders`` (one number per product,
 period 1) and ``first_slates`` (per segment, the product indices recommended in period 1),
 plus the method's ``details`` (fluid: ``variant``, ``path``, ``mip_gap``; decompose:
-``blocks``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
+``iterations``, ``stop``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
 the plan's arrays where the method has them, the first decisions and the values.
 """
 
@@ -21,10 +21,8 @@ import numpy as np
 from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solution import Solution
-
-FULL_LP_CELLS = 2_000_000
-"""Above this many (period, segment, product) cells the full LP is refused without --force."""
 
 
 def register(subparsers: Any) -> None:
@@ -40,7 +38,7 @@ def register(subparsers: Any) -> None:
         choices=("fluid", "dp", "decompose"),
         default="fluid",
         help="fluid: sales-based LP bound and plan; dp: exact dynamic program; decompose: "
-        "blocks of substitutes + Lagrangian bound, for large catalogs",
+        "Lagrangian dual on stock values + feasible plan, for large catalogs",
     )
     p.add_argument(
         "--force",
@@ -67,6 +65,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--integer-quantities", action="store_true", help="integer order quantities")
     p.add_argument("--time-limit", type=float, default=None, help="solver time limit, seconds")
     p.add_argument("--mip-gap", type=float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=0.005,
+        help="decompose: stop at this relative gap between bound and plan (default 0.005)",
+    )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -81,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
         if sol is None:
             return 2
     elif args.method == "decompose":
-        from coordopt.solvers.decompose import solve_decomposed
+        from coordopt.solvers.catalog import solve_catalog
 
-        log(f"solving the decomposed fluid program of {inst.summary()}")
-        sol = solve_decomposed(inst, progress=not args.json).result()
+        log(f"solving the fluid program of {inst.summary()} by its stock-value dual")
+        sol = solve_catalog(
+            inst, gap=args.gap, time_limit=args.time_limit, progress=not args.json
+        ).result()
+        log(sol.message)
     else:
         sol = _solve_fluid(args, inst)
     if args.out is not None and sol.has_solution:
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
-    cells = inst.horizon * inst.n_segments * inst.n_products
+    cells = plan_cells(inst)
     if cells > FULL_LP_CELLS and not args.force:
         raise ValueError(
             f"{inst.name}: the full fluid program has {2 * cells:,} recommendation variables "
@@ -186,6 +193,8 @@ def _report(
         f"{result['method']} on {result['instance']}: status {result['status']}, "
         f"objective {result['objective']:,.4f}, {result['seconds']:.2f} s"
     )
+    if result.get("plan_value") is not None and result.get("gap") is not None:
+        print(f"  plan value {result['plan_value']:,.4f}, gap {result['gap']:.3%}")
     if result.get("message") and result["status"] != "optimal":
         print(f"  {result['message']}")
     orders = np.asarray(result["first_orders"], dtype=float)

@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
 from coordopt.instance import load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
 
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     add_config_arguments(p)
+    add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from coordopt.rl.checkpoint import init_config, resume_config
     from coordopt.rl.ppo import TrainingDiverged, train
 
+    if args.algorithm != DEFAULT or peer_flags_given(args):
+        return run_peer(args)
     inst = load_instance(args.instance)
     flags = overrides_from_args(args)
     if args.resume:

@@ -100,8 +100,9 @@ class TrainConfig:
     epochs_critic: int = 4
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
-    warm_start: Literal["auto", "none", "mpc", "dp", "fluid", "siloed"] = "auto"
-    """Expert to clone and regularise toward (auto: the exact DP if it fits, else MPC; none: cold)."""
+    warm_start: Literal["auto", "none", "mpc", "dp", "bidprice", "fluid", "siloed"] = "auto"
+    """Expert to clone and regularise toward (auto: the exact DP if it fits, MPC while the full
+    LP is small, else bid-price control; none: cold)."""
     bc_rounds: int = 3
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r)."""
     bc_beta: float = 0.5

@@ -70,3 +70,11 @@ def test_auto_expert_is_the_dp_when_it_fits_else_mpc() -> None:
     small = SimParams.from_instance(load_instance("small"))  # no max_order: no finite DP
     assert make_expert("auto", small).name == "mpc"
     assert TrainConfig().warm_start == "auto"
+
+
+def test_auto_expert_is_bidprice_beyond_the_mpc_size(monkeypatch) -> None:
+    from coordopt.rl import warmstart
+
+    monkeypatch.setattr(warmstart, "FULL_LP_CELLS", 100)
+    small = SimParams.from_instance(load_instance("small"))
+    assert make_expert("auto", small).name == "bidprice"

@@ -1,0 +1,124 @@
+"""``coordopt train --algorithm mappo|ippo``: TorchRL's multi-agent PPO peers (:mod:`coordopt.peers`).
+
+The flags shared with coordopt's agents (``--iterations``, ``--seed``, ``--num-envs``,
+``--hidden-size``, ``--information``, ``--gamma``, ``--gae-lambda``, ``--clip``,
+``--max-grad-norm``, ``--eval-*``, ``--device``, ``--threads``) keep their meaning; the
+peers' own flags are added here; a flag of coordopt's agents that means nothing to a peer
+(``--warm-start``, the timescale schedules, ...) is refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from dataclasses import fields
+from typing import Any, Literal
+
+from coordopt import introspect
+from coordopt.commands.common import emit_json, log, table
+from coordopt.peers import ALGORITHMS, PeerConfig
+from coordopt.rl.config import TrainConfig, overrides_from_args
+
+DEFAULT = "coordopt"
+# the training command's own flags, not configuration fields
+_COMMAND_FLAGS = {"tensorboard", "checkpoint_every"}
+
+
+def _peer_only() -> list[str]:
+    shared = {f.name for f in fields(TrainConfig)}
+    return [f.name for f in fields(PeerConfig) if f.name not in shared and f.name != "algorithm"]
+
+
+def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--algorithm`` and one flag per :class:`PeerConfig` field coordopt's agents lack."""
+    parser.add_argument(
+        "--algorithm",
+        choices=[DEFAULT, *ALGORITHMS],
+        default=DEFAULT,
+        help="coordopt: the multi-timescale warm-started agents (default); mappo / ippo: "
+        "TorchRL's multi-agent PPO with a centralised / independent critics (needs the "
+        "torchrl extra)",
+    )
+    docs, defaults = introspect.field_docs(PeerConfig), PeerConfig()
+    hints = typing.get_type_hints(PeerConfig)
+    group = parser.add_argument_group("peer algorithms (--algorithm mappo|ippo)")
+    for name in _peer_only():
+        hint = hints[name]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
+        help_text = f"{docs.get(name, '')} (default: {getattr(defaults, name)})"
+        if typing.get_origin(hint) is Literal:
+            kwargs["choices"] = list(typing.get_args(hint))
+        else:
+            kwargs["type"], kwargs["metavar"] = hint, hint.__name__.upper()
+        group.add_argument(
+            f"--{name.replace('_', '-')}", help=help_text.replace("%", "%%"), **kwargs
+        )
+
+
+def peer_flags_given(args: argparse.Namespace) -> list[str]:
+    """The peer-only flags present on the command line."""
+    return [n for n in _peer_only() if n in vars(args)]
+
+
+def peer_config(args: argparse.Namespace) -> PeerConfig:
+    """The :class:`PeerConfig` of the command line; inapplicable flags are an error."""
+    given = overrides_from_args(args)
+    names = {f.name for f in fields(PeerConfig)}
+    foreign = sorted(k for k in given if k not in names and k not in _COMMAND_FLAGS)
+    if foreign:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in foreign)
+        raise ValueError(
+            f"{flags}: only for coordopt's own agents (--algorithm {DEFAULT}), not for "
+            f"--algorithm {args.algorithm}"
+        )
+    values = {k: v for k, v in given.items() if k in names}
+    values.update({k: getattr(args, k) for k in peer_flags_given(args)})
+    return PeerConfig(algorithm=args.algorithm, **values)
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    """Train a peer and print (or emit as JSON) its summary."""
+    from coordopt.instance import load_instance
+
+    if args.algorithm == DEFAULT:
+        flags = ", ".join(f"--{n.replace('_', '-')}" for n in peer_flags_given(args))
+        raise ValueError(f"{flags}: only for --algorithm mappo|ippo (the TorchRL peers)")
+    if args.resume or getattr(args, "init", None):
+        flag = "--resume" if args.resume else "--init"
+        raise ValueError(f"{flag} is not supported with --algorithm {args.algorithm}")
+    config = peer_config(args)
+    inst = load_instance(args.instance)
+    try:
+        from coordopt.peers import train_peer
+
+        log(
+            f"training {config.algorithm} (TorchRL) on {inst.summary()}; information: "
+            f"{config.information}, rewards: {config.rewards}, out: {args.out}"
+        )
+        result = train_peer(inst, config, args.out, progress=not args.no_progress)
+    except ImportError as exc:
+        print(f"coordopt train: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"coordopt train: error: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        emit_json(result.as_dict())
+        return 0
+    rows: list[list[Any]] = [
+        ["algorithm", result.algorithm],
+        ["iterations", result.iterations],
+        ["env steps", result.env_steps],
+        ["steps / second", float(result.steps_per_second)],
+    ]
+    for label, ev in (("last iteration", result.final_eval), ("best (best.pt)", result.best_eval)):
+        if ev:
+            rows.append([f"profit, greedy, {label}", float(ev["mean"])])
+            rows.append(["  95% half-width", float(ev["ci95"])])
+    print(table(["quantity", "value"], rows))
+    print(
+        f"run directory: {result.out_dir}  (evaluate with: coordopt evaluate {args.instance} "
+        f"--policy {result.out_dir})"
+    )
+    return 0

@@ -1,0 +1,653 @@
+"""Peers: TorchRL's standard multi-agent PPO set-ups (MAPPO, IPPO) on coordopt.
+
+What a practitioner would use instead of coordopt's agents, assembled from TorchRL's own
+parts on the native batched environment (:class:`coordopt.torchrl_env.CoordoptEnv`):
+``MultiAgentMLP`` actors and critics, ``ProbabilisticActor`` with independent categorical
+order and slate-slot distributions, ``ClipPPOLoss`` with its GAE value estimator, a
+``Collector`` and a replay buffer sampled without replacement for the epochs.
+
+- ``mappo``: every agent's critic is centralised -- it sees the global ``state`` (everything
+  either department could observe). With firm rewards the two groups share one critic (their
+  value is the same function); with departmental rewards each group has its own.
+- ``ippo``: independent learners; each group's critic sees only that group's observation.
+
+Actors are decentralised in both. The run directory holds ``peer.json`` (the metadata that
+makes :func:`coordopt.policies.make_policy` dispatch here), ``best.pt`` / ``final.pt``
+(tensors and plain data only, loaded with ``torch.load(weights_only=True)``), ``log.csv``
+and ``summary.json``; ``coordopt evaluate INSTANCE --policy DIR`` evaluates it like any other
+policy. Everything that needs TorchRL imports it lazily, so this module imports without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import sys
+import time
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent
+
+from coordopt.instance import Instance
+from coordopt.io import atomic_write, atomic_write_text
+from coordopt.marl import AGENTS, decode_actions, observation_dims, observe, order_caps
+from coordopt.marl import slate_indicator as _slate_indicator
+from coordopt.simulator import Action, SimParams, SimState
+
+Tensor = torch.Tensor
+ALGORITHMS = ("mappo", "ippo")
+META = "peer.json"
+BEST = "best.pt"
+FINAL = "final.pt"
+LOG = "log.csv"
+FORMAT = "coordopt-torchrl-peer/1"
+COLUMNS = (
+    "iteration",
+    "env_steps",
+    "seconds",
+    "steps_per_second",
+    "train_profit",
+    "loss_objective",
+    "loss_critic",
+    "loss_entropy",
+    "eval_profit",
+    "eval_ci95",
+)
+
+
+@dataclass
+class PeerConfig:
+    """TorchRL multi-agent PPO (MAPPO or IPPO) on the batched coordopt environment."""
+
+    algorithm: Literal["mappo", "ippo"] = "mappo"
+    """mappo: centralised critic(s) on the global state; ippo: each group's critic on its own observation."""
+    iterations: int = 60
+    """PPO iterations (each: one full episode in every environment, then the epochs)."""
+    seed: int = 0
+    """Seed of the environments' demand stream and of the networks and sampling."""
+    device: str = "cpu"
+    """Torch device: cpu or cuda."""
+    threads: int = 1
+    """CPU threads of torch (0: torch's default)."""
+    num_envs: int = 64
+    """Environments simulated in parallel (the environment's batch size B)."""
+    hidden_size: int = 64
+    """Width of the actors' and critics' MLP layers."""
+    depth: int = 2
+    """Hidden layers of the actors' and critics' MLPs."""
+    information: Literal["coordinated", "siloed"] = "coordinated"
+    """coordinated: each agent also sees the other department's signals; siloed: its own only."""
+    rewards: Literal["firm", "departmental"] = "firm"
+    """firm: both agents get the profit; departmental: revenue to marketing, costs to operations."""
+    order_cap: int = 0
+    """Largest order per product and period (0: max_order, else four periods of mean demand)."""
+    lr: float = 3e-4
+    """Adam learning rate of actors and critics."""
+    epochs: int = 4
+    """PPO epochs over each batch."""
+    minibatches: int = 4
+    """Minibatches per epoch (of the B x T transitions)."""
+    gamma: float = -1.0
+    """Discount of the returns (negative: the instance's discount)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO clipping range of the probability ratio."""
+    entropy_coef: float = 0.01
+    """Entropy bonus (TorchRL's entropy_coeff)."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
+    eval_every: int = 10
+    """Evaluate the greedy policy every this many iterations (0: never)."""
+    eval_episodes: int = 64
+    """Episodes of each evaluation (common random numbers across iterations)."""
+    eval_seed: int = 12345
+    """Demand stream of the evaluations."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "hidden_size", "depth", "epochs", "minibatches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("iterations", "order_cap", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.eval_episodes < 1:
+            raise ValueError(f"--eval-episodes must be >= 1, got {self.eval_episodes}")
+        if not 0 < self.clip < 1:
+            raise ValueError(f"--clip must be in (0, 1), got {self.clip}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        hints = typing.get_type_hints(PeerConfig)
+        for f in fields(self):
+            choices = typing.get_args(hints[f.name])
+            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in choices:
+                allowed = ", ".join(choices)
+                raise ValueError(
+                    f"--{_flag(f.name)} must be one of {allowed}, got {getattr(self, f.name)!r}"
+                )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeerConfig:
+        """A config from saved values (unknown keys are an error naming them)."""
+        extra = set(data) - {f.name for f in fields(cls)}
+        if extra:
+            raise ValueError(f"unknown peer config keys: {', '.join(sorted(extra))}")
+        return cls(**data)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class IndependentCategorical(Independent):
+    """Independent categoricals over the last ``event_dims`` batch dimensions of ``logits``
+    (one per product's order, or per slate slot): a joint log-probability per agent."""
+
+    def __init__(self, logits: Tensor, event_dims: int = 1) -> None:
+        super().__init__(Categorical(logits=logits), event_dims)
+
+    @property
+    def deterministic_sample(self) -> Tensor:
+        return self.base_dist.probs.argmax(-1)
+
+
+class Scale(nn.Module):
+    """Divide inputs by fixed positive scales (observations in units -> order-of-one)."""
+
+    scale: Tensor
+
+    def __init__(self, scale: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.clamp(min=1.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x / self.scale
+
+
+class Logits(nn.Module):
+    """Flat network outputs ``(..., prod(shape))`` -> logits ``(..., *shape)``, infeasible
+    values (orders above a product's cap) pushed to a large negative number."""
+
+    penalty: Tensor
+
+    def __init__(self, shape: tuple[int, ...], feasible: Tensor | None = None) -> None:
+        super().__init__()
+        self.shape = shape
+        mask = torch.ones(shape, dtype=torch.bool) if feasible is None else feasible
+        self.register_buffer("penalty", (~mask).float() * -1e9)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], *self.shape) + self.penalty
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes of the game on one instance: what the networks are built for."""
+
+    n_products: int
+    n_segments: int
+    slate_size: int
+    pipeline_width: int
+    caps: tuple[int, ...]
+    obs_dims: dict[str, int]
+    state_dim: int
+
+    @classmethod
+    def of(cls, params: SimParams, config: PeerConfig) -> Layout:
+        caps = order_caps(params.instance, config.order_cap or None)
+        return cls(
+            n_products=params.n_products,
+            n_segments=params.n_segments,
+            slate_size=max(params.slate_size, 1),
+            pipeline_width=params.pipeline_width,
+            caps=tuple(int(c) for c in caps),
+            obs_dims=observation_dims(params, config.information == "coordinated"),
+            state_dim=observation_dims(params, True)["replenishment"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def observation_scales(params: SimParams, layout: Layout, share: bool) -> dict[str, Tensor]:
+    """Per-feature scales of the observations and the state: the order cap of the product
+    for units, 1 for time and slate indicators (computed through :func:`observe` itself, so
+    the layout is defined once)."""
+    caps = torch.tensor(layout.caps, dtype=torch.float64).unsqueeze(0)
+    w = layout.pipeline_width
+    probe = SimState(
+        t=params.horizon,
+        on_hand=caps,
+        pipeline=caps.unsqueeze(-1).expand(1, -1, w),
+        last_sales=caps,
+        last_demand=caps,
+        last_orders=caps,
+    )
+    ones = torch.ones(1, layout.n_segments, layout.n_products)
+    obs = observe(probe, ones, params.horizon, share)
+    state = observe(probe, ones, params.horizon, True)["replenishment"]
+    return {**{a: obs[a][0] for a in AGENTS}, "state": state[0]}
+
+
+def build_networks(
+    params: SimParams, layout: Layout, config: PeerConfig
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two groups' ``ProbabilisticActor`` s and their critics (TensorDict modules)."""
+    from tensordict.nn import TensorDictModule
+    from torchrl.modules import MLP, MultiAgentMLP, ProbabilisticActor
+
+    share = config.information == "coordinated"
+    scales = observation_scales(params, layout, share)
+    n, m, k = layout.n_products, layout.n_segments, layout.slate_size
+    g = max(layout.caps) + 1
+    feasible = torch.arange(g).unsqueeze(0) <= torch.tensor(layout.caps).unsqueeze(1)
+    heads = {
+        "replenishment": (Logits((n, g), feasible), 1),
+        "recommendation": (Logits((m, k, n + 1)), 2),
+    }
+
+    def mlp(inputs: int, outputs: int) -> MultiAgentMLP:
+        return MultiAgentMLP(
+            n_agent_inputs=inputs,
+            n_agent_outputs=outputs,
+            n_agents=1,
+            centralized=False,
+            share_params=True,
+            depth=config.depth,
+            num_cells=config.hidden_size,
+            activation_class=nn.Tanh,
+        )
+
+    actors, critics = {}, {}
+    for a in AGENTS:
+        head, event_dims = heads[a]
+        net = nn.Sequential(Scale(scales[a]), mlp(layout.obs_dims[a], head.penalty.numel()), head)
+        actors[a] = ProbabilisticActor(
+            TensorDictModule(net, in_keys=[(a, "observation")], out_keys=[(a, "logits")]),
+            in_keys=[(a, "logits")],
+            out_keys=[(a, "action")],
+            distribution_class=IndependentCategorical,
+            distribution_kwargs={"event_dims": event_dims},
+            return_log_prob=True,
+        )
+    if config.algorithm == "mappo":
+        shared = config.rewards == "firm"
+        central: nn.Module | None = None
+        for a in AGENTS:
+            if central is None or not shared:
+                central = nn.Sequential(
+                    Scale(scales["state"]),
+                    MLP(
+                        in_features=layout.state_dim,
+                        out_features=torch.Size([1, 1]),
+                        depth=config.depth,
+                        num_cells=config.hidden_size,
+                        activation_class=nn.Tanh,
+                    ),
+                )
+            critics[a] = TensorDictModule(central, in_keys=["state"], out_keys=[(a, "state_value")])
+    else:
+        for a in AGENTS:
+            net = nn.Sequential(Scale(scales[a]), mlp(layout.obs_dims[a], 1))
+            critics[a] = TensorDictModule(
+                net, in_keys=[(a, "observation")], out_keys=[(a, "state_value")]
+            )
+    return actors, critics
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+class PeerPolicy:
+    """Trained peer actors as a :class:`~coordopt.policies.Policy` (greedy by default)."""
+
+    def __init__(
+        self,
+        actors: dict[str, Any],
+        params: SimParams,
+        layout: Layout,
+        config: PeerConfig,
+        deterministic: bool = True,
+        seed: int = 0,
+        name: str = "peer",
+    ) -> None:
+        from tensordict.nn import TensorDictSequential
+
+        self.module = TensorDictSequential(*(actors[a] for a in AGENTS))
+        self.params = params
+        self.caps = torch.tensor(layout.caps, device=params.device)
+        self.share = config.information == "coordinated"
+        self.deterministic = deterministic
+        self.seed = seed
+        self.name = name
+        self.reset(1)
+
+    def reset(self, batch_size: int) -> None:
+        p = self.params
+        self.last_slates = torch.zeros(batch_size, p.n_segments, p.n_products, device=p.device)
+        self.rng = torch.Generator().manual_seed(self.seed).get_state()
+
+    def act(self, state: SimState) -> Action:
+        from tensordict import TensorDict
+        from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+        b = state.batch_size
+        if self.last_slates.shape[0] != b:
+            self.reset(b)
+        obs = observe(state, self.last_slates, self.params.horizon, self.share)
+        td = TensorDict(
+            {
+                a: TensorDict({"observation": obs[a].unsqueeze(1)}, batch_size=(b, 1))
+                for a in AGENTS
+            },
+            batch_size=(b,),
+            device=self.params.device,
+        )
+        mode = ExplorationType.DETERMINISTIC if self.deterministic else ExplorationType.RANDOM
+        with torch.no_grad(), set_exploration_type(mode), torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng)  # the policy's own stream, never the simulator's
+            td = self.module(td)
+            self.rng = torch.get_rng_state()
+        action = decode_actions(
+            td.get(("replenishment", "action")).squeeze(1),
+            td.get(("recommendation", "action")).squeeze(1),
+            self.caps,
+            self.params,
+        )
+        self.last_slates = _slate_indicator(action.slates, self.params.n_products)
+        return action
+
+
+def load_peer_policy(
+    path: Path,
+    params: SimParams,
+    deterministic: bool = True,
+    seed: int = 0,
+    checkpoint: str | None = None,
+    **_: Any,
+) -> PeerPolicy:
+    """The policy of a peer run directory: ``best.pt`` (best greedy evaluation), else
+    ``final.pt``; ``checkpoint`` names another file. The actors are sized for the instance they
+    were trained on; another instance must have the same products, segments, slate size,
+    pipeline width and order caps."""
+    path = Path(path)
+    meta = json.loads((path / META).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path / META}: format {meta.get('format')!r} is not {FORMAT!r}")
+    config = PeerConfig.from_dict(meta["config"])
+    names = [checkpoint] if checkpoint else [BEST, FINAL]
+    file = next((path / f for f in names if (path / f).is_file()), None)
+    if file is None:
+        raise FileNotFoundError(f"{path}: no {' or '.join(names)} (did training finish?)")
+    blob = torch.load(file, map_location=params.device, weights_only=True)
+    layout = Layout.of(params, config)
+    if layout.as_dict() != blob["layout"]:
+        raise ValueError(
+            f"{file}: trained for layout {blob['layout']}, but instance "
+            f"'{params.instance.name}' gives {layout.as_dict()}; evaluate it on the instance it "
+            "was trained on (peer networks are sized to the catalog)"
+        )
+    actors, _ = build_networks(params, layout, config)
+    for a in AGENTS:
+        actors[a].load_state_dict(blob["actors"][a])
+        actors[a].to(params.device)
+    return PeerPolicy(
+        actors,
+        params,
+        layout,
+        config,
+        deterministic=deterministic,
+        seed=seed,
+        name=f"{config.algorithm}:{path.name}",
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class PeerResult:
+    """What a peer run produced (also written to ``OUT/summary.json``)."""
+
+    out_dir: Path
+    algorithm: str
+    iterations: int
+    env_steps: int
+    seconds: float  # training time (collection + updates), evaluations excluded
+    steps_per_second: float
+    final_eval: dict[str, float]
+    best_eval: dict[str, float]
+    initial_eval: dict[str, float]  # the untrained actors (iteration -1, no env steps)
+    history: list[dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["out_dir"] = str(self.out_dir)
+        out.pop("history")
+        return out
+
+
+def reward_unit(inst: Instance) -> float:
+    """A money scale of one period: the mean arrival rate (per segment and period) times the
+    mean price."""
+    return float(max(inst.arrival_rate.mean() * inst.price.mean(), 1e-6))
+
+
+def _blob(actors: dict[str, Any], critics: dict[str, Any], layout: Layout) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "layout": layout.as_dict(),
+        "actors": {a: actors[a].state_dict() for a in AGENTS},
+        "critics": {a: critics[a].state_dict() for a in AGENTS},
+    }
+
+
+def _save(blob: dict[str, Any], path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+
+def train_peer(
+    instance: Instance, config: PeerConfig, out_dir: str | Path, progress: bool = True
+) -> PeerResult:
+    """Train MAPPO or IPPO on ``instance``; write the run directory (see the module doc).
+
+    Every iteration collects one full episode in each of ``num_envs`` environments, computes
+    GAE per group, and runs ``epochs`` x ``minibatches`` clipped-PPO steps on the sum of both
+    groups' losses. ``log.csv`` records environment steps, training seconds, steps/s and the
+    greedy evaluation profit (the learning curves).
+    """
+    from tensordict.nn import TensorDictSequential
+    from torchrl.collectors import Collector
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+    from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
+    from torchrl.envs import RewardScaling, TransformedEnv
+    from torchrl.objectives import ClipPPOLoss, ValueEstimators
+    from tqdm import tqdm
+
+    from coordopt.evaluation import evaluate
+    from coordopt.rl.ppo import resolve_device
+    from coordopt.torchrl_env import CoordoptEnv
+
+    out = Path(out_dir)
+    if (out / META).exists() or (out / "checkpoint.pt").exists():
+        raise ValueError(f"{out} already holds a run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    params = SimParams.from_instance(instance, device)
+    layout = Layout.of(params, config)
+    horizon = instance.horizon
+    gamma = instance.discount if config.gamma < 0 else config.gamma
+    base = CoordoptEnv(
+        instance,
+        batch_size=config.num_envs,
+        order_cap=config.order_cap or None,
+        share_information=config.information == "coordinated",
+        rewards=config.rewards,
+        device=device,
+    )
+    base.set_seed(config.seed)
+    env = TransformedEnv(
+        base,
+        RewardScaling(0.0, 1.0 / reward_unit(instance), in_keys=[(a, "reward") for a in AGENTS]),
+    )
+    actors, critics = build_networks(params, layout, config)
+    for module in (*actors.values(), *critics.values()):
+        module.to(device)
+    policy = TensorDictSequential(*(actors[a] for a in AGENTS))
+    losses = {}
+    for a in AGENTS:
+        loss = ClipPPOLoss(
+            actors[a],
+            critics[a],
+            clip_epsilon=config.clip,
+            entropy_coeff=config.entropy_coef,
+            normalize_advantage=True,
+            loss_critic_type="l2",
+        )
+        loss.set_keys(
+            reward=(a, "reward"),
+            action=(a, "action"),
+            sample_log_prob=(a, "action_log_prob"),
+            value=(a, "state_value"),
+            done=(a, "done"),
+            terminated=(a, "terminated"),
+            advantage=(a, "advantage"),
+            value_target=(a, "value_target"),
+        )
+        loss.make_value_estimator(ValueEstimators.GAE, gamma=gamma, lmbda=config.gae_lambda)
+        losses[a] = loss
+    unique = {id(p): p for loss in losses.values() for p in loss.parameters()}
+    optimiser = torch.optim.Adam(list(unique.values()), lr=config.lr)
+    frames = config.num_envs * horizon
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=frames,
+        total_frames=frames * config.iterations,
+        device=device,
+        auto_register_policy_transforms=False,  # feed-forward actors: no InitTracker needed
+    )
+    buffer = ReplayBuffer(
+        storage=LazyTensorStorage(frames, device=device),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=max(1, frames // config.minibatches),
+    )
+    (out / META).write_text(
+        json.dumps(
+            {"format": FORMAT, "config": dataclasses.asdict(config), "instance": instance.name},
+            indent=2,
+        )
+    )
+    eval_params = SimParams.from_instance(instance, device)
+
+    def evaluate_now(iteration: int, env_steps: int) -> dict[str, float]:
+        pol = PeerPolicy(actors, eval_params, layout, config, deterministic=True)
+        ev = evaluate(eval_params, pol, config.eval_episodes, seed=config.eval_seed)
+        return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
+
+    best: dict[str, float] = {}
+    initial: dict[str, float] = {}
+    final_eval: dict[str, float] = {}
+    history: list[dict[str, float]] = []
+    env_steps, seconds = 0, 0.0
+    if config.eval_every > 0:
+        best = initial = evaluate_now(-1, 0)
+        _save(_blob(actors, critics, layout), out / BEST)
+    bar = tqdm(
+        total=config.iterations,
+        desc=f"{config.algorithm} {instance.name}",
+        disable=not progress,
+        file=sys.stderr,
+        unit="it",
+    )
+    with (out / LOG).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        batches = iter(collector)
+        for it in range(config.iterations):
+            t0 = time.perf_counter()
+            data = next(batches)
+            profit = float(data.get(("next", "profit")).sum(-2).mean())
+            with torch.no_grad():
+                for loss in losses.values():
+                    loss.value_estimator(
+                        data,
+                        params=loss.critic_network_params,
+                        target_params=loss.target_critic_network_params,
+                    )
+            buffer.extend(data.reshape(-1))
+            totals = {"loss_objective": 0.0, "loss_critic": 0.0, "loss_entropy": 0.0}
+            for _ in range(config.epochs):
+                for _ in range(config.minibatches):
+                    batch = buffer.sample()
+                    total = torch.zeros((), device=device)
+                    for loss in losses.values():
+                        vals = loss(batch)
+                        for key in totals:
+                            total = total + vals[key]
+                            totals[key] += float(vals[key].detach()) / (
+                                config.epochs * config.minibatches
+                            )
+                    if not bool(torch.isfinite(total)):
+                        raise FloatingPointError(
+                            f"iteration {it}: the PPO loss is NaN/inf; lower --lr or "
+                            "--max-grad-norm"
+                        )
+                    optimiser.zero_grad()
+                    total.backward()
+                    nn.utils.clip_grad_norm_(list(unique.values()), config.max_grad_norm)
+                    optimiser.step()
+            collector.update_policy_weights_()
+            dt = time.perf_counter() - t0
+            env_steps += frames
+            seconds += dt
+            row: dict[str, float] = {
+                "iteration": it,
+                "env_steps": env_steps,
+                "seconds": round(seconds, 3),
+                "steps_per_second": frames / max(dt, 1e-9),
+                "train_profit": profit,
+                **totals,
+            }
+            last = it + 1 == config.iterations
+            if config.eval_every > 0 and ((it + 1) % config.eval_every == 0 or last):
+                final_eval = evaluate_now(it, env_steps)
+                row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
+                if final_eval["mean"] > best.get("mean", -math.inf):
+                    best = dict(final_eval)
+                    _save(_blob(actors, critics, layout), out / BEST)
+            writer.writerow(row)
+            fh.flush()
+            history.append(row)
+            bar.update(1)
+            bar.set_postfix(profit=f"{profit:.1f}", sps=f"{row['steps_per_second']:.0f}")
+    bar.close()
+    collector.shutdown()
+    _save(_blob(actors, critics, layout), out / FINAL)
+    result = PeerResult(
+        out_dir=out,
+        algorithm=config.algorithm,
+        iterations=config.iterations,
+        env_steps=env_steps,
+        seconds=seconds,
+        steps_per_second=env_steps / max(seconds, 1e-9),
+        final_eval=final_eval,
+        best_eval=best,
+        initial_eval=initial,
+        history=history,
+    )
+    atomic_write_text(out / "summary.json", json.dumps(result.as_dict(), indent=2, default=float))
+    return result
