@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import tomli_w
 from scipy.optimize import minimize
 from scipy.special import logsumexp
@@ -154,15 +155,13 @@ def fit_mnl(
     return weights
 
 
-def wape(actual: np.ndarray, predicted: np.ndarray) -> float:
+def wape(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Weighted absolute percentage error ``sum |actual - predicted| / sum actual``."""
-    actual, predicted = np.broadcast_arrays(
-        np.asarray(actual, np.float64), np.asarray(predicted, np.float64)
-    )
-    denom = float(actual.sum())
+    a, p = np.broadcast_arrays(np.asarray(actual, np.float64), np.asarray(predicted, np.float64))
+    denom = float(a.sum())
     if denom <= 0:
         raise ValueError("WAPE is undefined when the actual values sum to 0")
-    return float(np.abs(actual - predicted).sum() / denom)
+    return float(np.abs(a - p).sum() / denom)
 
 
 # --------------------------------------------------------------------------- calibration
@@ -347,7 +346,7 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
     trip_key = cust * n_days + day
     _, first = np.unique(trip_key, return_index=True)
     daily = _bincount2(seg[first] * n_days + day[first], None, (m, n_days)).astype(np.float64)
-    weekday = ((start + pd.to_timedelta(np.arange(n_days), unit="D")).dayofweek).to_numpy()
+    weekday = ((start + pd.to_timedelta(np.arange(n_days), unit="D")).day_of_week).to_numpy()
     store = daily.sum(axis=0)
     wd_median = np.array([np.median(store[weekday == w]) for w in range(7)])
     gap = store < cfg.gap_threshold * wd_median[weekday]
@@ -433,8 +432,8 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
     # The instance.
     price, cost = med_price[chosen], med_cost[chosen]
     cover = cfg.initial_periods + cfg.lead_time
-    first = max(1, min(horizon, math.ceil(cover)))
-    base_demand = (arrivals[:, :first, None] * prob[:, None, :]).sum(axis=0).mean(axis=0)
+    n_first = max(1, min(horizon, math.ceil(cover)))
+    base_demand = (arrivals[:, :n_first, None] * prob[:, None, :]).sum(axis=0).mean(axis=0)
     name = cfg.name or f"tafeng-{cfg.products}{'-area' if cfg.segments == 'age-area' else ''}"
     data: dict[str, Any] = {
         "name": name,

