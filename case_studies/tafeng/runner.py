@@ -225,24 +225,19 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for variant in ("coordinated", "siloed-slates"):
             if variant == "coordinated" and inst.n_products > p["lp_max_products"]:
-                plan = solve_decomposed(inst, iterations=p["decompose_iterations"])
-                out[variant] = {
-                    "method": "decompose",
-                    "objective": plan.value,  # a feasible fluid plan's value
-                    "bound": plan.bound,  # the Lagrangian upper bound
-                    "seconds": plan.seconds,
-                    "weekly": fluid_weekly(inst, plan, plan.value),
-                }
-                continue
-            sol = solve_fluid(inst, variant=variant)
-            if sol.status.value != "optimal":
-                raise RuntimeError(f"fluid {variant}: {sol.status.value}: {sol.message}")
+                res = solve_decomposed(inst, iterations=p["decompose_iterations"]).result()
+            else:
+                res = solve_fluid(inst, variant=variant).result()
+            res.require()
+            if res.plan is None or res.plan_value is None or res.bound is None:
+                raise RuntimeError(f"fluid {variant} ({res.method}): no plan: {res.message}")
             out[variant] = {
-                "method": "lp",
-                "objective": sol.objective,
-                "bound": sol.objective,
-                "seconds": sol.seconds,
-                "weekly": fluid_weekly(inst, sol, sol.objective),
+                "method": res.method,  # "fluid": one LP, exact; "decompose": plan and bound
+                "status": res.status.value,
+                "objective": res.plan_value,
+                "bound": res.bound,
+                "seconds": res.seconds,
+                "weekly": fluid_weekly(inst, res.plan, res.plan_value),
             }
         arrivals = np.broadcast_to(inst.arrival_rate, (inst.horizon, inst.n_segments))
         return {**out, "weekly_arrivals": arrivals.sum(axis=1).tolist()}
@@ -348,7 +343,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         twin = ax.twinx()
         for j, n in enumerate(sizes):
             e = data[(cat, n)]
-            if e["bound"]["coordinated"]["method"] != "lp":
+            if e["bound"]["coordinated"]["method"] != "fluid":
                 continue  # a decomposed plan is feasible but not optimal: no exact weekly gain
             fl = np.array(e["bound"]["coordinated"]["weekly"]) - np.array(
                 e["bound"]["siloed-slates"]["weekly"]
@@ -491,7 +486,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "",
     ]
     for (cat, n), e in sorted(data.items()):
-        if e["bound"]["coordinated"]["method"] != "lp":
+        if e["bound"]["coordinated"]["method"] != "fluid":
             continue
         fl = np.array(e["bound"]["coordinated"]["weekly"]) - np.array(
             e["bound"]["siloed-slates"]["weekly"]
