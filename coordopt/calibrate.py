@@ -101,8 +101,10 @@ def fit_mnl(
     ``outside[k, t]`` chose nothing, and ``available[t, i]`` says whether i was offered in t
     (default: always). With ``w_ki = no_purchase * exp(theta_ki)`` the log-likelihood is
     ``sum_kt [ sum_i n_kti theta_ki - n_kt log(1 + sum_{i offered} exp(theta_ki)) ]``, concave
-    in theta; it is maximised by L-BFGS with its exact gradient
-    ``sum_t (n_kti - n_kt P_kti)``. A product a segment never chose gets weight 0 (the
+    in theta; it is maximised by a trust-region Newton method (conjugate gradients on exact
+    Hessian-vector products ``sum_t n_kt (diag P - P P^T) v``; gradient
+    ``sum_t (n_kti - n_kt P_kti)``), started at the constant-availability closed form and
+    stopped when the gradient vanishes. A product a segment never chose gets weight 0 (the
     maximiser lies on that boundary).
     """
     counts = np.asarray(counts, dtype=np.float64)
@@ -121,6 +123,20 @@ def fit_mnl(
         raise ValueError(
             f"segment {k}: no no-purchase choices observed, so the attractions are unbounded"
         )
+    # The likelihood is separable by segment; fitting one at a time keeps the optimiser's
+    # vectors short (long ones make OpenBLAS spawn threads, ruinous on a loaded machine).
+    return np.concatenate(
+        [
+            no_purchase * _fit_segments(counts[k : k + 1], outside[k : k + 1], avail)
+            for k in range(m)
+        ]
+    ).reshape(m, n)
+
+
+def _fit_segments(counts: np.ndarray, outside: np.ndarray, avail: np.ndarray) -> np.ndarray:
+    """:func:`fit_mnl` with ``no_purchase = 1`` on checked arrays."""
+    m, t_, n = counts.shape
+    chosen = counts.sum(axis=1) > 0
     total = counts.sum(axis=2) + outside  # n_kt
     scale = max(float(total.sum()), 1.0)
     offered = avail[None] & chosen[:, None, :]  # (M, T, N)
@@ -128,22 +144,44 @@ def fit_mnl(
     exposure = (outside[:, :, None] * avail[None]).sum(axis=1)
     theta0 = np.log(counts.sum(axis=1)[chosen] / np.maximum(exposure[chosen], 1e-12))
 
+    n_chosen = counts.sum(axis=1)[chosen]
+    cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def probs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``P[k, t, i]`` (0 where not offered) and ``log(1 + sum exp(theta))`` ``(M, T)``."""
+        key = x.tobytes()
+        if key not in cache:
+            theta = np.full((m, n), -np.inf)
+            theta[chosen] = x
+            z = np.where(offered, theta[:, None, :], -np.inf)
+            lse = logsumexp(np.concatenate([np.zeros((m, t_, 1)), z], axis=2), axis=2)
+            cache.clear()
+            cache[key] = (np.exp(z - lse[:, :, None]), lse)
+        return cache[key]
+
     def negloglik(x: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = np.full((m, n), -np.inf)
-        theta[chosen] = x
-        z = np.where(offered, theta[:, None, :], -np.inf)
-        lse = logsumexp(np.concatenate([np.zeros((m, t_, 1)), z], axis=2), axis=2)  # (M, T)
-        prob = np.exp(z - lse[:, :, None])
-        ll = float((counts.sum(axis=1)[chosen] * x).sum() - (total * lse).sum())
+        prob, lse = probs(x)
+        ll = float((n_chosen * x).sum() - (total * lse).sum())
         grad = counts.sum(axis=1) - (total[:, :, None] * prob).sum(axis=1)
         return -ll / scale, -grad[chosen] / scale
+
+    def hessp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Hessian of the scaled negative log-likelihood times ``v``:
+        ``sum_t n_kt (P_kt * v_k - P_kt (P_kt . v_k))``, never forming the matrix."""
+        prob, _ = probs(x)
+        vk = np.zeros((m, n))
+        vk[chosen] = v
+        pv = prob * vk[:, None, :]
+        hv = (total[:, :, None] * (pv - prob * pv.sum(axis=2, keepdims=True))).sum(axis=1)
+        return hv[chosen] / scale
 
     res = minimize(
         negloglik,
         theta0,
         jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-10},
+        hessp=hessp,
+        method="trust-ncg",
+        options={"maxiter": 1_000, "gtol": 1e-10},
     )
     grad_norm = float(np.abs(res.jac).max()) if res.jac.size else 0.0
     if not np.all(np.isfinite(res.x)) or grad_norm > 1e-6:
@@ -151,7 +189,7 @@ def fit_mnl(
             f"MNL maximum likelihood did not converge: {res.message} (max |gradient| {grad_norm:.2e})"
         )
     weights = np.zeros((m, n))
-    weights[chosen] = no_purchase * np.exp(res.x)
+    weights[chosen] = np.exp(res.x)
     return weights
 
 
