@@ -11,7 +11,8 @@ constant arrivals. On each catalog, on the same customers (common random numbers
 - the siloed firm, fluid MPC and MPC with the siloed slates fixed (the realised value of
   coordinating recommendations with stock: same inventory logic, only the slates differ),
   where affordable; the bid-price policy where it is available; the multi-timescale agents
-  warm-started from MPC and trained on the smallest real catalog, run unchanged on the others.
+  warm-started from MPC and trained on the smallest real catalog, run unchanged on the
+  larger real ones.
 
 Every simulated policy keeps its per-week profit, so the report shows *when* coordination
 pays: around the pre-New-Year peak or elsewhere.
@@ -133,7 +134,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                         **base,
                     }
                 )
-        if any(m.startswith("rl-") for m in config["methods"]):
+        if cat == "tafeng" and any(m.startswith("rl-") for m in config["methods"]):
             out.append(
                 {
                     "kind": "agents",
