@@ -270,7 +270,7 @@ class Calibration:
         out = []
         for line in lines:
             indent = "  " if line.startswith("- ") else ""
-            out += textwrap.wrap(line, 96, subsequent_indent=indent) or [""]
+            out += textwrap.wrap(line, 96, subsequent_indent=indent, break_on_hyphens=False) or [""]
         return "".join(f"# {x}\n".replace("# \n", "#\n") for x in out)
 
     def toml(self) -> str:
