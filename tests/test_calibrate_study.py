@@ -30,7 +30,6 @@ def test_quick_tafeng_study(tmp_path):
         "siloed firm",
         "fluid MPC (coordinated)",
         "coordination gain",
-        "agents, warm-started",
         "When coordination pays",
         "Lunar New Year",
         "The recommendation uplift is assumed, not measured",
