@@ -346,13 +346,20 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
         raise ValueError(f"--segments {cfg.segments!r}: allowed values are 'age' and 'age-area'")
     if cfg.products < 1:
         raise ValueError(f"--products {cfg.products}: must be >= 1")
-    for flag in ("uplift",):
-        if getattr(cfg, flag) < 1:
-            raise ValueError(
-                f"--uplift {cfg.uplift}: must be >= 1 (a recommendation cannot lower a weight)"
-            )
-    if not cfg.no_purchase > 0:
-        raise ValueError(f"--no-purchase {cfg.no_purchase}: must be > 0")
+    rules = {
+        "uplift": (cfg.uplift >= 1, ">= 1 (a recommendation cannot lower a weight)"),
+        "no_purchase": (cfg.no_purchase > 0, "> 0"),
+        "slate_size": (cfg.slate_size >= 1, ">= 1"),
+        "lead_time": (cfg.lead_time >= 0, ">= 0"),
+        "gap_threshold": (0 <= cfg.gap_threshold < 1, "in [0, 1)"),
+        **{
+            f: (math.isfinite(getattr(cfg, f)) and getattr(cfg, f) >= 0, ">= 0")
+            for f in ("holding_rate", "penalty_rate", "salvage_rate", "initial_periods")
+        },
+    }
+    for flag, (ok, rule) in rules.items():
+        if not ok:
+            raise ValueError(f"--{flag.replace('_', '-')} {getattr(cfg, flag)}: must be {rule}")
 
     start = lines["date"].min().normalize()
     day_all = (lines["date"] - start).dt.days.to_numpy()

@@ -130,8 +130,12 @@ def test_bad_flags_are_refused(four_weeks):
         calibrate(four_weeks, CalibrationConfig(segments="income"))
     with pytest.raises(ValueError, match="no such PRODUCT_SUBCLASS 999999"):
         calibrate(four_weeks, CalibrationConfig(subclasses="999999", train_weeks=2))
-    with pytest.raises(ValueError, match=r"--uplift 0\.5"):
+    with pytest.raises(ValueError, match=r"--uplift 0\.5: must be >= 1"):
         calibrate(four_weeks, CalibrationConfig(uplift=0.5, train_weeks=2))
+    with pytest.raises(ValueError, match=r"--holding-rate -0\.1: must be >= 0"):
+        calibrate(four_weeks, CalibrationConfig(holding_rate=-0.1, train_weeks=2))
+    with pytest.raises(ValueError, match=r"--gap-threshold 1\.0: must be in \[0, 1\)"):
+        calibrate(four_weeks, CalibrationConfig(gap_threshold=1.0, train_weeks=2))
 
 
 def test_subclass_filter(four_weeks):
