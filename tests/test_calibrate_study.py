@@ -5,33 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_calibrate import lines  # noqa: F401  (the data fixture: skip or fail without it)
+from test_calibrate import lines, needs_seasonal  # noqa: F401  (lines: the data fixture)
 
 from coordopt.studies import run_study, study_names
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def seasonal_instances() -> bool:
-    """Whether instances take a list of per-period arrival rates (the study's catalogs do)."""
-    from coordopt.instance import InstanceError, instance_from_dict
-
-    try:
-        instance_from_dict(
-            {
-                "horizon": 2,
-                "product": [{"price": 2.0, "unit_cost": 1.0}],
-                "segment": [{"arrival_rate": [1.0, 2.0], "base_attraction": [1.0]}],
-            }
-        )
-    except InstanceError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not seasonal_instances(), reason="needs seasonal arrival rates in instances (issue 12, item 1)"
-)
+@needs_seasonal
 @pytest.mark.usefixtures("lines")
 def test_quick_tafeng_study(tmp_path):
     """Real and synthetic catalogs, every method, the weekly gain and the validation table."""
