@@ -38,10 +38,19 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from coordopt.choice import best_revenue_slates
+from coordopt import periods
+from coordopt.choice import best_revenue_slates, demand_profiles, product_similarity
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
-from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
+from coordopt.solution import (
+    GAP_TOLERANCE,
+    PLAN_AXES,
+    Plan,
+    Solution,
+    SolveStatus,
+    slates_from_frequency,
+)
 from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
 INF = math.inf
@@ -54,28 +63,14 @@ class DecompositionError(ValueError):
 # --------------------------------------------------------------------------- graph and blocks
 
 
-def demand_profiles(inst: Instance) -> np.ndarray:
-    """Demand-share profile of every product across segments, ``(N, M)``.
-
-    Entry ``(i, k)`` is ``lambda_k w^R_ki / (w_k0 + sum_j w^N_kj)``: the mean demand product i
-    would draw from segment k if it alone were recommended. Two products with parallel
-    profiles sell to the same customers, so under the multinomial logit each takes demand
-    from the other (close substitutes).
-    """
-    denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
-    return (inst.arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
-
-
 def attraction_graph(inst: Instance, *, neighbours: int = 10) -> nx.Graph:
     """Product similarity graph: node i per product, an edge from every product to its
     ``neighbours`` most similar products, weighted by the cosine similarity of their
     :func:`demand_profiles` (square-root scaled, so a big segment does not drown the rest).
     Isolated products (zero profile) stay as nodes without edges.
     """
-    prof = np.sqrt(demand_profiles(inst))
-    norm = np.linalg.norm(prof, axis=1)
-    unit = prof / np.where(norm > 0, norm, 1.0)[:, None]
-    sim = unit @ unit.T
+    sim = product_similarity(inst)
+    norm = np.linalg.norm(demand_profiles(inst), axis=1)
     np.fill_diagonal(sim, -np.inf)
     n = inst.n_products
     g = nx.Graph()
@@ -201,7 +196,7 @@ def _check_supported(inst: Instance) -> None:
 
 def discount_factors(inst: Instance) -> np.ndarray:
     """``gamma^t`` for 0-based periods, ``(T,)``."""
-    return inst.discount ** np.arange(inst.horizon, dtype=float)
+    return periods.discount_factors(inst.discount, inst.horizon)
 
 
 def full_big_m(inst: Instance) -> np.ndarray:
@@ -335,7 +330,7 @@ def assemble_plan(inst: Instance, rec: np.ndarray, offered: np.ndarray | None = 
     rec = rec * np.minimum(1.0, k / np.maximum(total, 1e-300))
     wr, wn = inst.rec_attraction[None], inst.base_attraction[None]
     weight = (wr * rec + wn * (off - rec)).sum(axis=2)
-    y = inst.arrival_rate[None, :] / (inst.no_purchase[None, :] + weight)
+    y = inst.arrival_rate / (inst.no_purchase[None, :] + weight)
     alpha = rec * y[..., None]
     beta = (off - rec) * y[..., None]
     demand = (wr * alpha + wn * beta).sum(axis=1)
@@ -349,19 +344,15 @@ def plan_residuals(inst: Instance, p: FluidPoint) -> dict[str, float]:
     (0 means satisfied; compare with a tolerance around 1e-6 relative to the flows)."""
     wr, wn = inst.rec_attraction[None], inst.base_attraction[None]
     x = wr * p.alpha + wn * p.beta
-    bal = inst.no_purchase[None] * p.y + x.sum(axis=2) - inst.arrival_rate[None]
+    bal = inst.no_purchase[None] * p.y + x.sum(axis=2) - inst.arrival_rate
     once = p.alpha + p.beta - p.y[..., None]
     once_v = np.maximum(once, 0) if inst.stockout is Stockout.HIDDEN else np.abs(once)
     slate = p.alpha.sum(axis=2) - inst.effective_slate_size * p.y
     split = p.sales + p.lost - x.sum(axis=1)
-    t_n = inst.horizon
     avail = np.zeros_like(p.inventory)
     avail[0] = inst.initial_inventory
     avail[1:] = p.inventory[:-1]
-    for i in range(inst.n_products):
-        lt = int(inst.lead_time[i])
-        if lt < t_n:
-            avail[lt:, i] += p.orders[: t_n - lt, i]
+    avail += periods.shift_by_lead_time(p.orders, inst.lead_time)
     flow = p.inventory - (avail - p.sales)
     neg = min(
         float(a.min())
@@ -454,7 +445,7 @@ class Multipliers:
 
 
 def y_upper_bound(inst: Instance) -> np.ndarray:
-    """``Ybar_k``: the largest no-purchase mass any feasible point has, ``(M,)``.
+    """``Ybar_kt``: the largest no-purchase mass any feasible point has, ``(T, M)``.
 
     Choice balance with non-negative terms gives ``w0 y <= lambda``; in "lost" mode every
     product is offered (``x_i >= w^N_i y``), so ``(w0 + sum_i w^N_i) y <= lambda``.
@@ -615,7 +606,7 @@ def lagrangian_bound(
     coef = mult.y_coefficient(inst)
     y = np.where(coef > 0, ybar, 0.0)
     y_term = float((ybar * np.maximum(coef, 0.0)).sum())
-    constant = float((mult.mu * inst.arrival_rate[None]).sum())
+    constant = float((mult.mu * inst.arrival_rate).sum())
     values = np.zeros(len(programs))
     x_sum = np.zeros((t_n, m))
     a_sum = np.zeros((t_n, m))
@@ -634,7 +625,7 @@ def lagrangian_bound(
         b = prog.products
         rec[:, :, b] = np.divide(al, yb[..., None], out=np.zeros_like(al), where=safe)
         offered[:, :, b] = np.where(safe, (al + be) / np.where(safe, yb[..., None], 1.0), 1.0)
-    g_mu = inst.arrival_rate[None] - inst.no_purchase[None] * y - x_sum
+    g_mu = inst.arrival_rate - inst.no_purchase[None] * y - x_sum
     g_nu = inst.effective_slate_size * y - a_sum
     bound = constant + y_term + float(values.sum())
     return LagrangianValue(bound, constant, y_term, values, y, g_mu, g_nu, g_theta, rec, offered)
@@ -750,16 +741,8 @@ class DecomposedPlan:
             first_slates=slates_from_frequency(self.rec_frequency[0], self.slate_size),
             bound=self.bound,
             plan_value=self.value,
-            plan=Plan(
-                orders=self.orders,
-                alpha=self.alpha,
-                beta=self.beta,
-                x=self.x,
-                y=self.y,
-                rec_frequency=self.rec_frequency,
-                sales=self.sales,
-                lost=self.lost,
-                inventory=self.inventory,
+            plan=Plan(  # no duals here: inventory_price is NaN
+                **{name: getattr(self, name) for name in PLAN_AXES if name != "inventory_price"},
                 inventory_price=np.full_like(self.orders, np.nan),
             ),
             details={"blocks": len(self.blocks), "residual": self.residual},
@@ -832,7 +815,7 @@ def solve_decomposed(
     timings["blocks"] = time.perf_counter() - t0
     ts = time.perf_counter()
     if keep_models is None:
-        keep_models = inst.n_products * inst.n_segments * inst.horizon <= 2_000_000
+        keep_models = plan_cells(inst) <= FULL_LP_CELLS
     programs = [BlockProgram(inst, b, keep_model=keep_models) for b in blocks]
     timings["build"] = time.perf_counter() - ts
     mult = start if start is not None else coarse_multipliers(inst, blocks)

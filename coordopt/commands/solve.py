@@ -21,10 +21,8 @@ import numpy as np
 from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solution import Solution
-
-FULL_LP_CELLS = 2_000_000
-"""Above this many (period, segment, product) cells the full LP is refused without --force."""
 
 
 def register(subparsers: Any) -> None:
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
-    cells = inst.horizon * inst.n_segments * inst.n_products
+    cells = plan_cells(inst)
     if cells > FULL_LP_CELLS and not args.force:
         raise ValueError(
             f"{inst.name}: the full fluid program has {2 * cells:,} recommendation variables "

@@ -22,6 +22,7 @@ from coordopt.rl.agents import AGENTS, Agents
 from coordopt.rl.features import Context, Observation
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
 from coordopt.simulator import SimParams
+from coordopt.solvers.dp import reference_method
 
 Tensor = torch.Tensor
 
@@ -56,16 +57,12 @@ class WarmStartReport:
 def make_expert(name: str, params: SimParams) -> Policy:
     """The expert policy by name (``auto``, ``mpc``, ``dp``, ``fluid``, ``siloed``).
 
-    ``auto`` is the exact DP's optimal policy when the instance is DP-sized (finite order caps,
-    few states and slates) and fluid MPC otherwise: clone the best expert one can afford.
+    ``auto`` follows :func:`~coordopt.solvers.dp.reference_method`: the exact DP's optimal
+    policy when the DP fits the instance, fluid MPC otherwise (clone the best expert one can
+    afford).
     """
     if name == "auto":
-        from coordopt.solvers.dp import DPError
-
-        try:
-            return make_policy("dp", params)
-        except DPError:
-            name = "mpc"
+        name = "dp" if reference_method(params.instance) == "dp" else "mpc"
     try:
         return make_policy(name, params)
     except ModuleNotFoundError as exc:

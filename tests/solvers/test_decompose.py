@@ -97,8 +97,8 @@ def test_decomposed_plan_sits_between_bound_and_value(case):
     assert plan.bound >= full.objective * (1 - REL)
     assert full.objective >= plan.value * (1 - REL)
     assert plan.residual < 1e-6
-    assert plan.gap >= -REL
-    assert plan.gap < 0.05  # the coarse start is informative on this instance
+    assert plan.gap >= -REL  # a bound over a feasible plan; how small the gap gets is a
+    # quality figure, measured by benchmarks/bench_decompose.py, not a correctness property
     t, m, n = inst.horizon, inst.n_segments, inst.n_products
     assert plan.alpha.shape == plan.rec_frequency.shape == plan.x.shape == (t, m, n)
     assert plan.orders.shape == plan.inventory.shape == (t, n)
