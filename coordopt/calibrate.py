@@ -44,7 +44,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from coordopt.choice import choice_probabilities
-from coordopt.data.tafeng import require
+from coordopt.data.tafeng import require_pandas
 from coordopt.instance import Instance, instance_from_dict
 from coordopt.io import atomic_write_text
 
@@ -340,7 +340,7 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
     ``lines`` needs the columns ``date, customer, age, area, subclass, product, units, cost,
     sales``; each customer keeps one age group and area (true in Ta-Feng).
     """
-    pd = require("pandas")
+    pd = require_pandas()
     cfg = config or CalibrationConfig()
     if cfg.segments not in ("age", "age-area"):
         raise ValueError(f"--segments {cfg.segments!r}: allowed values are 'age' and 'age-area'")

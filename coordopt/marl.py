@@ -6,7 +6,7 @@ Each period the ``replenishment`` agent chooses an order per product (an integer
 raw action becomes a simulator :class:`~coordopt.simulator.Action` and what it is rewarded
 live here, batched over environments, so that the PettingZoo adapter
 (:mod:`coordopt.pettingzoo_env`), the TorchRL environment (:mod:`coordopt.torchrl_env`) and
-the trained peers' policies (:mod:`coordopt.peers`) cannot drift apart.
+the trained peers' policies (:mod:`coordopt.rl.peers`) cannot drift apart.
 
 Observations (flat ``float32``; ``W`` = pipeline width):
 

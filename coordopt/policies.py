@@ -158,6 +158,10 @@ Extend it with :func:`register_policy`; the README's layer rule names this table
 AGENT_ENTRY_POINT = "coordopt.rl.agents:load_policy"
 """``"module:loader"`` of trained agents, ``loader(run_dir, params, **options) -> Policy``."""
 
+PEER_ENTRY_POINT = "coordopt.rl.peers:load_peer_policy"
+"""``"module:loader"`` of a TorchRL peer's run (``coordopt train --algorithm mappo|ippo``; its
+directory holds ``peer.json``), called like :data:`AGENT_ENTRY_POINT`."""
+
 
 def _resolve(target: str) -> Any:
     module, attr = target.split(":")
@@ -178,10 +182,8 @@ def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
     """A policy by registered name, or a trained RL agent from its run directory."""
     if spec in POLICY_ENTRY_POINTS:
         return _resolve(POLICY_ENTRY_POINTS[spec])(params, **options)
-    if (Path(spec) / "peer.json").is_file():  # a TorchRL peer's run (coordopt train --algorithm)
-        from coordopt.peers import load_peer_policy
-
-        return load_peer_policy(Path(spec), params, **options)
+    if (Path(spec) / "peer.json").is_file():
+        return _resolve(PEER_ENTRY_POINT)(Path(spec), params, **options)
     if Path(spec).is_dir():
         return _resolve(AGENT_ENTRY_POINT)(Path(spec), params, **options)
     raise ValueError(

