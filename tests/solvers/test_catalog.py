@@ -1,5 +1,6 @@
 """Catalog-scale solver: every step of the bound's proof as a property, bound >= exact
-optimum >= plan on named and generated instances (both stockout modes, warehouse capacity),
+optimum >= plan on named and generated instances (both stockout modes, warehouse capacity,
+seasonal arrival rates),
 and the recovered plan passes the fluid program's feasibility check."""
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def _instances():
         ),
         "gen0-cap": _capacitated(gen[0]),
         "gen1-hidden-cap": _capacitated(gen[1].replace(stockout="hidden")),
+        "gen3-seasonal": generate_instance(
+            n_products=12, n_segments=4, horizon=8, seed=3, seasonality=0.6, peak=0.7
+        ),
+        "gen4-seasonal-hidden": generate_instance(
+            n_products=12, n_segments=4, horizon=8, seed=4, seasonality=0.5, peak=0.2
+        ).replace(stockout="hidden"),
     }
 
 
