@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from coordopt.guards import check_size, estimate
+
 
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -69,3 +71,16 @@ def add_instance_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "instance", help="instance file (.toml/.npz) or bundled name: tiny, small, medium, large"
     )
+
+
+def guard_size(args: argparse.Namespace, inst: Any, *, what: str, way_out: str, **work: Any) -> None:
+    """Refuse (unless ``--force``) work on ``inst`` whose estimate is beyond the limits;
+    ``work``: the workload keywords of :func:`coordopt.guards.estimate`."""
+    est = estimate(inst.horizon, inst.n_segments, inst.n_products, **work)
+    check_size(est, force=getattr(args, "force", False), what=what, way_out=way_out)
+
+
+def policy_work(policy: str, episodes: int, horizon: int) -> dict[str, int]:
+    """Full fluid solves a policy makes over ``episodes`` (fluid plan: one; MPC: one per
+    period and episode)."""
+    return {"mpc": {"lp_solves": episodes * horizon}, "fluid": {"lp_solves": 1}}.get(policy, {})

@@ -15,12 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    table,
+)
+from coordopt.guards import FULL_LP_CELLS, check_out, nonneg_float
 from coordopt.instance import load_instance
 from coordopt.io import atomic_write
-
-FULL_LP_CELLS = 2_000_000
-"""Above this many (period, segment, product) cells the full LP is refused without --force."""
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help=f"solve the full fluid program even above {FULL_LP_CELLS:,} period-segment-product cells",
+        help=f"solve the full fluid program even above {FULL_LP_CELLS:,} period-segment-product "
+        "cells (or the size guard's other limits), and replace an existing --out",
     )
     p.add_argument(
         "--variant",
@@ -61,28 +67,34 @@ def register(subparsers: Any) -> None:
         help="binary order indicators (MILP) instead of their LP relaxation",
     )
     p.add_argument("--integer-quantities", action="store_true", help="integer order quantities")
-    p.add_argument("--time-limit", type=float, default=None, help="solver time limit, seconds")
-    p.add_argument("--mip-gap", type=float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--time-limit", type=nonneg_float, default=None, help="solver time limit, seconds"
+    )
+    p.add_argument(
+        "--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at"
+    )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    inst = load_instance(args.instance)
     if args.out is not None and args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out}: expected a .npz file name")
+    if args.out is not None:
+        check_out(args.out, folder=False, force=args.force)
+    inst = load_instance(args.instance)
+    guard_size(
+        args,
+        inst,
+        what=f"to solve {inst.name}",
+        way_out="use --method decompose for a bound and plan at this size",
+        lp_solves=int(args.method == "fluid"),
+    )
     if args.method == "dp":
         return _run_dp(args, inst)
     if args.method == "decompose":
         return _run_decompose(args, inst)
-    cells = inst.horizon * inst.n_segments * inst.n_products
-    if cells > FULL_LP_CELLS and not args.force:
-        raise ValueError(
-            f"{inst.name}: the full fluid program has {2 * cells:,} recommendation variables "
-            f"({inst.horizon} periods x {inst.n_segments} segments x {inst.n_products} products "
-            "x 2); use --method decompose for a bound and plan at this size, or --force"
-        )
     from coordopt.solvers.fluid import ARRAY_FIELDS, solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")
