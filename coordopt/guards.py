@@ -13,7 +13,6 @@ import argparse
 import enum
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +208,7 @@ def estimate(
     *,
     episodes: int = 0,
     batch: int = 1,
+    recorded: bool = False,
     lp_solves: int = 0,
     train_iterations: int = 0,
     train_envs: int = 0,
@@ -217,7 +217,8 @@ def estimate(
 ) -> Estimate:
     """The memory and time of simulating, solving or training on a T x M x N instance.
 
-    ``episodes`` simulated ``batch`` at a time; ``lp_solves`` full-horizon fluid programs
+    ``episodes`` simulated ``batch`` at a time (``recorded``: every period's flows kept, as
+    the insights do); ``lp_solves`` full-horizon fluid programs
     (the fluid plan: 1; MPC: one per period and episode); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
@@ -232,6 +233,8 @@ def estimate(
         memory += 8 * 16 * b * (n + m)
         seconds += -(-int(episodes) // b) * t * SIM_STEP_SECONDS
         seconds += int(episodes) * cells / SIM_CELLS_PER_SECOND
+        if recorded:
+            memory += 8 * 8 * int(episodes) * t * (n + m)
         parts.append(f"{int(episodes):,} episodes, {b:,} at once")
     if lp_solves:
         seconds += int(lp_solves) * cells * LP_CELL_SECONDS
@@ -307,7 +310,8 @@ def check_out(path: str | Path, *, folder: bool, force: bool, flag: str = "--out
             raise OutputError(f"{flag} {path}: is a folder, not a file")
         if not force and (not folder or any(path.iterdir())):
             what = "the folder is not empty" if folder else "the file exists"
-            raise OutputError(f"{flag} {path}: {what}; pass --force to replace it")
+            fix = "write into it" if folder else "replace it"
+            raise OutputError(f"{flag} {path}: {what}; pass --force to {fix}")
     parent = path if path.is_dir() else path.parent
     while not parent.exists():
         parent = parent.parent
@@ -326,8 +330,3 @@ def add_force_flag(p: argparse.ArgumentParser, what: str) -> None:
         help=f"run beyond the size guard's limits and {what}",
     )
 
-
-def range_of(metadata: Any) -> Callable[[str], Any] | None:
-    """The :class:`Range` a dataclass field declares in ``metadata["range"]`` (or None)."""
-    found = metadata.get("range") if metadata else None
-    return found if isinstance(found, Range) else None

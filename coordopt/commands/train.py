@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    table,
+)
+from coordopt.guards import add_force_flag, check_out
 from coordopt.instance import load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
 
@@ -34,16 +43,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(
+        p, "train into a non-empty --out folder (a folder holding a run needs --resume)"
+    )
     add_json_flag(p)
     add_config_arguments(p)
     p.set_defaults(func=run)
 
 
+def training_work(config: TrainConfig, horizon: int) -> dict[str, Any]:
+    """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
+    expert's labels (one fluid solve per labelled period with an MPC expert) and the
+    greedy evaluations."""
+    labelled = config.bc_rounds * config.bc_label_envs + config.expert_label_envs * min(
+        config.iterations, config.bc_anneal_iters
+    )
+    expert_lp = config.warm_start in ("auto", "mpc")
+    return {
+        "train_iterations": max(1, config.iterations),
+        "train_envs": config.num_envs,
+        "hidden": config.hidden_size,
+        "factorised": config.scorer == "factorised",
+        "lp_solves": labelled * horizon if expert_lp else 0,
+        "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
+        if config.eval_every
+        else 0,
+        "batch": config.eval_episodes,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.ppo import TrainingDiverged, train
 
+    if not args.resume:  # --resume continues the run its --out holds
+        check_out(args.out, folder=True, force=args.force)
     inst = load_instance(args.instance)
     config = TrainConfig(**overrides_from_args(args))
+    guard_size(
+        args,
+        inst,
+        what=f"to train on {inst.name}",
+        way_out="use fewer --iterations or --num-envs, a smaller --hidden-size, "
+        "--scorer factorised, --warm-start siloed or none, or a smaller instance",
+        **training_work(config, inst.horizon),
+    )
     log(
         f"training on {inst.summary()}; warm start: {config.warm_start}, "
         f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
