@@ -32,6 +32,7 @@ FAILURES: tuple[tuple[str, str, ExitCode], ...] = (
     ("builtins", "FloatingPointError", ExitCode.DIVERGED),
     ("torch", "OutOfMemoryError", ExitCode.TOO_LARGE),
     ("builtins", "MemoryError", ExitCode.TOO_LARGE),
+    ("builtins", "FileNotFoundError", ExitCode.USAGE),
     ("builtins", "OSError", ExitCode.FILESYSTEM),
     ("builtins", "ValueError", ExitCode.USAGE),
 )
@@ -97,13 +98,17 @@ def _fail(command: str, exc: BaseException, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``coordopt`` with ``argv``; return the exit code (never raises but SystemExit)."""
+    """Run ``coordopt`` with ``argv``; return the exit code (failures are reported on stderr,
+    never raised)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     command = next((a for a in argv if a in COMMANDS), "")
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help (0) or a flag argparse refused (2, message printed)
+            return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return int(ExitCode.USAGE)
@@ -111,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"coordopt {command}: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except SystemExit:
-        raise
     except Exception as exc:
         return _fail(command, exc, debug)
 

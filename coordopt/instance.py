@@ -1,4 +1,4 @@
-"""The problem instance of MODEL.md: load, validate, save.
+"""The problem instance of docs/model.md: load, validate, save.
 
 An :class:`Instance` holds every datum of the integrated inventory-recommendation model as
 numpy arrays (products along the last axis, segments along the first). Every consumer in
@@ -40,7 +40,7 @@ class InstanceError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Instance:
-    """One integrated inventory-recommendation problem (MODEL.md, "Data").
+    """One integrated inventory-recommendation problem (docs/model.md, "Data").
 
     Product arrays have shape ``(N,)``; segment arrays ``(M,)``; attractions ``(M, N)``.
     ``max_order`` is ``inf`` where a product has no order cap; ``warehouse_capacity`` is
@@ -198,7 +198,7 @@ def _array(
 
 
 def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> Instance:
-    """Build and validate an :class:`Instance` from the TOML layout of MODEL.md."""
+    """Build and validate an :class:`Instance` from the TOML layout of docs/model.md."""
     _check_keys(source, "top level", data, _GLOBAL_FIELDS)
     for req in ("horizon",):
         if req not in data:
@@ -425,7 +425,7 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
 
 
 def instance_to_dict(inst: Instance) -> dict[str, Any]:
-    """The TOML layout of MODEL.md (inverse of :func:`instance_from_dict`)."""
+    """The TOML layout of docs/model.md (inverse of :func:`instance_from_dict`)."""
     out: dict[str, Any] = {
         "name": inst.name,
         "horizon": inst.horizon,

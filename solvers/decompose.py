@@ -1,6 +1,6 @@
 """Block decomposition of the fluid program for large catalogs, with a Lagrangian bound.
 
-The fluid program of MODEL.md has ``2 T M N`` choice variables (10 million on ``large``).
+The fluid program of docs/model.md has ``2 T M N`` choice variables (10 million on ``large``).
 Products interact only through each segment-period's choice balance and slate capacity
 (and the no-purchase mass ``y[t,k]`` that every product's offer constraint refers to).
 This module
@@ -216,7 +216,7 @@ def fluid_objective(
     inventory: np.ndarray,
     indicators: np.ndarray | None = None,
 ) -> float:
-    """Discounted fluid profit of flows ``(T,N)`` (MODEL.md objective, LP-relaxed indicators)."""
+    """Discounted fluid profit of flows ``(T,N)`` (docs/model.md objective, LP-relaxed indicators)."""
     g = discount_factors(inst)[:, None]
     per = (
         inst.price * sales

@@ -17,8 +17,8 @@ from coordopt.guards import (
     check_size,
     device_type,
     estimate,
-    nonneg_int,
     positive_int,
+    threads_int,
 )
 from coordopt.policies import SiloedPolicy
 from coordopt.simulator import SimParams, reset, step
@@ -109,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--steps", type=positive_int, default=200, help="timed periods")
     s.add_argument("--device", type=device_type, default="cpu")
     s.add_argument(
-        "--threads", type=nonneg_int, default=None, help="torch CPU threads (default: torch's)"
+        "--threads", type=threads_int, default=None, help="torch CPU threads (default: torch's)"
     )
     add_force_flag(s, "measure anyway")
     add_json_flag(s)

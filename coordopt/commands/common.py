@@ -73,7 +73,9 @@ def add_instance_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def guard_size(args: argparse.Namespace, inst: Any, *, what: str, way_out: str, **work: Any) -> None:
+def guard_size(
+    args: argparse.Namespace, inst: Any, *, what: str, way_out: str, **work: Any
+) -> None:
     """Refuse (unless ``--force``) work on ``inst`` whose estimate is beyond the limits;
     ``work``: the workload keywords of :func:`coordopt.guards.estimate`."""
     est = estimate(inst.horizon, inst.n_segments, inst.n_products, **work)

@@ -18,7 +18,7 @@ from coordopt.commands.common import (
     table,
 )
 from coordopt.evaluation import compare, evaluate
-from coordopt.guards import add_force_flag, any_int, device_type, positive_int
+from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy, policy_names
 from coordopt.simulator import SimParams
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--episodes", type=positive_int, default=100, help="episodes per policy (default: 100)"
     )
     p.add_argument(
-        "--seed", type=any_int, default=0, help="demand stream seed, shared by all policies"
+        "--seed", type=seed_int, default=0, help="demand stream seed, shared by all policies"
     )
     p.add_argument(
         "--batch-size", type=positive_int, default=256, help="episodes simulated at once"

@@ -11,13 +11,13 @@ from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.guards import (
     Range,
     add_force_flag,
-    any_int,
     check_out,
     finite_float,
     nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from coordopt.instance import save_instance
 from coordopt.introspect import field_docs
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "generate", help="write a synthetic instance (.toml or compact .npz)", description=__doc__
     )
     p.add_argument("--out", required=True, help="output file: .toml, or .npz for large catalogs")
-    p.add_argument("--seed", type=any_int, default=0, help="random seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed")
     p.add_argument(
         "--name", default=None, help="instance name (default: derived from sizes and seed)"
     )
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for f in dataclasses.fields(GeneratorConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
-        rule = RANGES.get(f.name, any_int if kind is int else finite_float)
+        rule = RANGES.get(f.name, Range(int) if kind is int else finite_float)
         typed: dict[str, object] = (
             {"choices": CHOICES[f.name]} if f.name in CHOICES else {"type": rule}
         )

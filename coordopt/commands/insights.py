@@ -26,7 +26,7 @@ from coordopt.commands.common import (
     policy_work,
     table,
 )
-from coordopt.guards import add_force_flag, any_int, check_out, positive_int
+from coordopt.guards import add_force_flag, check_out, positive_int, seed_int
 from coordopt.insights import (
     PATTERNS,
     alignment_score,
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=64,
         help="simulated episodes per policy (default: 64)",
     )
-    p.add_argument("--seed", type=any_int, default=0, help="demand stream and bootstrap seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="demand stream and bootstrap seed")
     p.add_argument(
         "--bootstrap", type=positive_int, default=200, help="bootstrap resamples (default 200)"
     )
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         batch=args.episodes,
         recorded=True,
         lp_solves=1
-        + (method != "fluid") * policy_work(method, args.episodes, inst.horizon).get("lp_solves", 0),
+        + (method != "fluid")
+        * policy_work(method, args.episodes, inst.horizon).get("lp_solves", 0),
     )
     log(f"insights: {inst.summary()}; method {method}")
     baseline = simulate(inst, "siloed", args.episodes, args.seed)

@@ -43,9 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_force_flag(
-        p, "train into a non-empty --out folder (a folder holding a run needs --resume)"
-    )
+    add_force_flag(p, "train into a non-empty --out folder (a folder holding a run needs --resume)")
     add_json_flag(p)
     add_config_arguments(p)
     p.set_defaults(func=run)

@@ -17,12 +17,13 @@ from typing import Any, Literal
 from coordopt import introspect
 from coordopt.guards import (
     Range,
-    any_int,
     device_type,
     nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
+    seed_int,
+    threads_int,
     unit_interval,
 )
 
@@ -32,7 +33,6 @@ def ranged(default: Any, rule: Range) -> Any:
     return field(default=default, metadata={"check": rule})
 
 
-
 @dataclass
 class TrainConfig:
     """Multi-timescale multi-agent PPO, warm-started from an expert policy."""
@@ -40,17 +40,17 @@ class TrainConfig:
     # --- run
     iterations: int = ranged(200, nonneg_int)
     """PPO iterations (each: one full episode in every environment, then updates)."""
-    seed: int = ranged(0, any_int)
+    seed: int = ranged(0, seed_int)
     """Seed of every random stream of the run (environments, sampling, minibatches)."""
     device: str = field(default="cpu", metadata={"check": device_type})
     """Torch device: cpu or cuda (cuda must be available)."""
-    threads: int = ranged(1, nonneg_int)
+    threads: int = ranged(1, threads_int)
     """CPU threads of torch (0: torch's default); the small batched ops run fastest on one."""
     eval_every: int = ranged(10, nonneg_int)
     """Evaluate the greedy policy against the baselines every this many iterations (0: never)."""
     eval_episodes: int = ranged(64, positive_int)
     """Episodes of each evaluation (common random numbers across policies and iterations)."""
-    eval_seed: int = ranged(12345, any_int)
+    eval_seed: int = ranged(12345, seed_int)
     """Demand stream of the evaluations (fixed, so curves compare like with like)."""
     checkpoint_every: int = ranged(1, positive_int)
     """Write the checkpoint every this many iterations (and always at the end)."""
