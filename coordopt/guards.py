@@ -217,6 +217,7 @@ def estimate(
     episodes: int = 0,
     batch: int = 1,
     recorded: bool = False,
+    agent_hidden: int = 0,
     lp_solves: int = 0,
     train_iterations: int = 0,
     train_envs: int = 0,
@@ -226,7 +227,8 @@ def estimate(
     """The memory and time of simulating, solving or training on a T x M x N instance.
 
     ``episodes`` simulated ``batch`` at a time (``recorded``: every period's flows kept, as
-    the insights do); ``lp_solves`` full-horizon fluid programs
+    the insights do; ``agent_hidden``: the width of trained agents acting, whose additive
+    slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
     (the fluid plan: 1; MPC: one per period and episode); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
@@ -243,6 +245,9 @@ def estimate(
         seconds += int(episodes) * cells / SIM_CELLS_PER_SECOND
         if recorded:
             memory += 8 * 8 * int(episodes) * t * (n + m)
+        if agent_hidden:
+            memory += 4 * 4 * b * m * n * int(agent_hidden)
+            seconds += 3 * int(episodes) * cells * int(agent_hidden) / TRAIN_CELLS_PER_SECOND / 10
         parts.append(f"{int(episodes):,} episodes, {b:,} at once")
     if lp_solves:
         seconds += int(lp_solves) * cells * LP_CELL_SECONDS

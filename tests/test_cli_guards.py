@@ -100,16 +100,19 @@ def test_reproduce_resumes_its_own_study_folder_only(tmp_path, capsys):
         ["solve", "{h}"],
         ["generate", "--out", "{tmp}/g.toml", "--n-products", "10000000"],
         ["bench", "sim", "--products", "10000000"],
+        ["evaluate", "large", "--policy", "{tmp}/agents"],  # an additive scorer's B x M x N x H
     ],
 )
 def test_size_guard_refuses_at_once_with_size_limit_and_way_out(
     tmp_path, capsys, huge_horizon, argv
 ):
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "config.json").write_text('{"hidden_size": 64, "scorer": "additive"}')
     argv = [a.replace("{h}", huge_horizon).replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == ExitCode.TOO_LARGE
     (line,) = errors(capsys)
     assert "limit" in line and "--force" in line
-    assert "1,000,000,000 periods" in line or "10,000,000 products" in line
+    assert any(size in line for size in ("1,000,000,000 periods", "10,000,000 products", "GiB"))
     assert not (tmp_path / "g.toml").exists() and not (tmp_path / "ins").exists()
 
 

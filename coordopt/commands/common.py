@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,16 @@ def guard_size(
 
 
 def policy_work(policy: str, episodes: int, horizon: int) -> dict[str, int]:
-    """Full fluid solves a policy makes over ``episodes`` (fluid plan: one; MPC: one per
-    period and episode)."""
-    return {"mpc": {"lp_solves": episodes * horizon}, "fluid": {"lp_solves": 1}}.get(policy, {})
+    """What a policy adds to a simulation's workload: full fluid solves (fluid plan: one;
+    MPC: one per period and episode), or a trained run's network width (its additive scorer)."""
+    if policy == "mpc":
+        return {"lp_solves": episodes * horizon}
+    if policy == "fluid":
+        return {"lp_solves": 1}
+    try:  # a run directory: its saved training configuration
+        saved = json.loads((Path(policy) / "config.json").read_text())
+        if saved.get("scorer", "additive") == "additive":
+            return {"agent_hidden": int(saved.get("hidden_size", 64))}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return {}

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     inst = load_instance(args.instance)
     options = parse_options(args.option)
     names = args.policy or ["siloed"]
+    works = [policy_work(n, args.episodes, inst.horizon) for n in names]
     guard_size(
         args,
         inst,
@@ -98,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
         way_out="use fewer --episodes or a smaller instance",
         episodes=args.episodes * len(names),
         batch=args.batch_size,
-        lp_solves=sum(
-            policy_work(n, args.episodes, inst.horizon).get("lp_solves", 0) for n in names
-        ),
+        lp_solves=sum(work.get("lp_solves", 0) for work in works),
+        agent_hidden=max((work.get("agent_hidden", 0) for work in works), default=0),
     )
     params = SimParams.from_instance(inst, device=args.device, dtype=torch.float64)
     results = []

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             flag,
             default=f.default,
             help=f"{docs.get(f.name, '')} (default: {f.default})",
-            **typed,  # type: ignore[arg-type]
+            **typed,
         )
     add_force_flag(p, "replace an existing --out")
     add_json_flag(p)

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / "insights" / f"{inst.name}-{Path(method).name}"
     check_out(out, folder=True, force=args.force)
     simulated = 1 if method == "fluid" else 2
+    work = {} if method == "fluid" else policy_work(method, args.episodes, inst.horizon)
+    work["lp_solves"] = work.get("lp_solves", 0) + 1  # the fluid plan
     guard_size(
         args,
         inst,
@@ -88,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
         episodes=simulated * args.episodes,
         batch=args.episodes,
         recorded=True,
-        lp_solves=1
-        + (method != "fluid")
-        * policy_work(method, args.episodes, inst.horizon).get("lp_solves", 0),
+        **work,
     )
     log(f"insights: {inst.summary()}; method {method}")
     baseline = simulate(inst, "siloed", args.episodes, args.seed)
