@@ -27,6 +27,7 @@ import numpy as np
 from coordopt.choice import expected_demand
 from coordopt.instance import Instance
 from coordopt.io import atomic_write
+from coordopt.solution import Plan, SolveStatus
 
 # name -> (expected sign, one-line meaning, unit)
 PATTERNS: dict[str, tuple[str, str, str]] = {
@@ -143,10 +144,10 @@ def _common(inst: Instance) -> dict[str, Any]:
     }
 
 
-def from_plan(inst: Instance, plan: Any, source: str = "fluid") -> InsightData:
-    """A fluid plan (``FluidSolution``, ``DecomposedPlan``...: any object with
-    ``rec_frequency (T,M,N)``, ``orders`` and ``inventory (T,N)``) as one deterministic
-    episode. Available stock is last period's end inventory plus the orders arriving now."""
+def from_plan(inst: Instance, plan: Plan, source: str = "fluid") -> InsightData:
+    """A plan (:class:`coordopt.solution.Plan`, from any solver's ``result().plan``) as one
+    deterministic episode. Available stock is last period's end inventory plus the orders
+    arriving now."""
     rec = np.asarray(plan.rec_frequency, dtype=float)
     orders = np.asarray(plan.orders, dtype=float)
     inv = np.asarray(plan.inventory, dtype=float)
@@ -212,10 +213,10 @@ def fluid_plan(inst: Instance) -> InsightData:
     """The coordinated fluid optimum of ``inst`` as insight data."""
     from coordopt.solvers.fluid import solve_fluid
 
-    sol = solve_fluid(inst)
-    if str(sol.status.value).lower() != "optimal":
+    sol = solve_fluid(inst, raise_on_failure=False).result()
+    if sol.status is not SolveStatus.OPTIMAL or sol.plan is None:
         raise ValueError(f"fluid program of '{inst.name}' not solved: {sol.message}")
-    return from_plan(inst, sol, "fluid")
+    return from_plan(inst, sol.plan, "fluid")
 
 
 # --------------------------------------------------------------------------- the metrics
@@ -420,7 +421,8 @@ def alignment_score(
     """How closely a policy's recommendations and orders follow a reference's (the optimiser).
 
     Both sides may be :class:`InsightData`; ``policy_traj`` may be a recorded
-    ``Trajectory`` and ``reference`` a fluid plan (then ``inst`` is needed to convert).
+    ``Trajectory`` and ``reference`` a :class:`~coordopt.solution.Plan` (then ``inst`` is
+    needed to convert).
     Returns the correlation of the mean intensity tensors ``(T,M,N)``, their mean absolute
     difference, the correlation of mean orders ``(T,N)`` and their relative L1 distance
     ``sum |q - q_ref| / sum q_ref``.

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from coordopt.choice import best_revenue_slates
 from coordopt.instance import Instance, Stockout
 from coordopt.models.fluid import fluid_data
+from coordopt.solution import GAP_TOLERANCE, Plan, Solution, SolveStatus, slates_from_frequency
 from coordopt.solvers.highs_bulk import add_inventory_flow, assemble_fluid_lp, new_highs, to_highs
 
 INF = math.inf
@@ -724,6 +725,7 @@ class DecomposedPlan:
     bound: float
     residual: float
     seconds: float
+    slate_size: int
     bound_history: list[float] = field(default_factory=list)
     value_history: list[float] = field(default_factory=list)
     multipliers: Multipliers | None = None
@@ -732,6 +734,36 @@ class DecomposedPlan:
     @property
     def gap(self) -> float:
         return (self.bound - self.value) / max(abs(self.bound), 1e-12)
+
+    def result(self) -> Solution:
+        """The shared solution contract: ``objective`` and ``bound`` are the Lagrangian
+        bound, ``plan_value`` the assembled plan's objective; FEASIBLE unless the gap is
+        within :data:`~coordopt.solution.GAP_TOLERANCE`."""
+        return Solution(
+            method="decompose",
+            status=SolveStatus.OPTIMAL if self.gap <= GAP_TOLERANCE else SolveStatus.FEASIBLE,
+            objective=self.bound,
+            seconds=self.seconds,
+            message=f"Lagrangian bound over {len(self.blocks)} blocks; plan residual "
+            f"{self.residual:.3g}",
+            first_orders=self.orders[0],
+            first_slates=slates_from_frequency(self.rec_frequency[0], self.slate_size),
+            bound=self.bound,
+            plan_value=self.value,
+            plan=Plan(
+                orders=self.orders,
+                alpha=self.alpha,
+                beta=self.beta,
+                x=self.x,
+                y=self.y,
+                rec_frequency=self.rec_frequency,
+                sales=self.sales,
+                lost=self.lost,
+                inventory=self.inventory,
+                inventory_price=np.full_like(self.orders, np.nan),
+            ),
+            details={"blocks": len(self.blocks), "residual": self.residual},
+        )
 
     @property
     def block_sizes(self) -> list[int]:
@@ -862,6 +894,7 @@ def solve_decomposed(
         bound=best_bound,
         residual=max(res.values()),
         seconds=time.perf_counter() - t0,
+        slate_size=inst.effective_slate_size,
         bound_history=bounds,
         value_history=values,
         multipliers=best_mult,

@@ -24,9 +24,12 @@ cost money and change nothing, so this loses no optimality.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,15 +40,19 @@ from scipy import stats
 
 from coordopt.instance import Instance, Stockout
 from coordopt.simulator import Action, SimParams, SimState
+from coordopt.solution import Solution, SolveStatus
 
 __all__ = [
+    "SOLUTIONS",
     "DPError",
     "DPPolicy",
     "DPSolution",
     "DPTables",
+    "SolutionCache",
     "StateSpace",
     "Truncation",
     "accepted_arrivals",
+    "content_key",
     "enumerate_slates",
     "poisson_transition",
     "slate_rates",
@@ -292,10 +299,13 @@ class DPTables:
 
 @dataclass(frozen=True, eq=False)
 class DPSolution:
-    """Optimal value and policy of the DP from the instance's initial state."""
+    """Optimal value and policy of the DP from the instance's initial state.
+
+    :meth:`result` gives the shared :class:`~coordopt.solution.Solution` contract.
+    """
 
     value: float
-    status: str  # "optimal" (exact) or "optimal_restricted" (see truncation)
+    status: SolveStatus  # OPTIMAL (exact) or OPTIMAL_RESTRICTED (see truncation)
     seconds: float
     n_states: int  # states per period
     reachable_states: int  # (period, state) pairs visited with probability > tail_tol
@@ -305,6 +315,23 @@ class DPSolution:
     space: StateSpace
     truncation: Truncation
     horizon: int
+
+    def result(self) -> Solution:
+        """The shared solution contract: the value is the optimum (and the value of the
+        returned policy); restricted, it is a lower bound, so there is no upper bound."""
+        exact = self.status is SolveStatus.OPTIMAL
+        return Solution(
+            method="dp",
+            status=self.status,
+            objective=self.value,
+            seconds=self.seconds,
+            message=self.truncation.message,
+            first_orders=self.first_orders,
+            first_slates=[[int(i) for i in row if i >= 0] for row in self.first_slates],
+            bound=self.value if exact else None,
+            plan_value=self.value,
+            details={"n_states": self.n_states, "reachable_states": self.reachable_states},
+        )
 
     def lookup(self, t: int, on_hand: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
         """Flat indices ``(B,)`` of states ``on_hand (B, N)``, ``pipeline (B, N, W)`` at ``t``."""
@@ -618,7 +645,7 @@ def solve_dp(
     )
     return DPSolution(
         value=optimum,
-        status="optimal" if exact else "optimal_restricted",
+        status=SolveStatus.OPTIMAL if exact else SolveStatus.OPTIMAL_RESTRICTED,
         seconds=time.perf_counter() - t0,
         n_states=s_count,
         reachable_states=n_reach,
@@ -703,33 +730,66 @@ def _forward(
 
 # --------------------------------------------------------------------------- the policy
 
-_CACHE: list[tuple[Instance, tuple[Any, ...], DPSolution]] = []
-_CACHE_SIZE = 4
+
+def content_key(inst: Instance) -> str:
+    """A digest of every field of ``inst`` (names, array dtypes, shapes and bytes): equal for
+    equal instances, whatever object holds them."""
+    digest = hashlib.sha256()
+    for f in dataclasses.fields(inst):
+        value = getattr(inst, f.name)
+        digest.update(f.name.encode())
+        if isinstance(value, np.ndarray):
+            digest.update(f"{value.dtype}{value.shape}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
 
 
-def _cached_solve(inst: Instance, options: dict[str, Any]) -> DPSolution:
-    key = tuple(sorted((k, repr(v)) for k, v in options.items()))
-    for cached_inst, cached_key, sol in _CACHE:
-        if cached_inst is inst and cached_key == key:
-            return sol
-    sol = solve_dp(inst, **options)
-    _CACHE.append((inst, key, sol))
-    del _CACHE[:-_CACHE_SIZE]
-    return sol
+class SolutionCache:
+    """The last ``size`` DP solutions, keyed by the instance's content and the options, so
+    that policies made again for the same instance (each evaluation, each study cell) do not
+    solve again; an edited copy of an instance is a different key."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], DPSolution] = (
+            OrderedDict()
+        )
+
+    def solve(self, inst: Instance, options: dict[str, Any]) -> DPSolution:
+        """``solve_dp(inst, **options)``, from the cache when solved before."""
+        key = (content_key(inst), tuple(sorted((k, repr(v)) for k, v in options.items())))
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        sol = solve_dp(inst, **options)
+        self._items[key] = sol
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return sol
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+SOLUTIONS = SolutionCache()
+"""The cache :class:`DPPolicy` reads (``SOLUTIONS.clear()`` frees the memory)."""
 
 
 class DPPolicy:
     """The DP's optimal policy as a batched :class:`~coordopt.policies.Policy`.
 
-    Solves the DP on construction (cached by instance identity and options) and answers each
-    batch by one table lookup: state tensors to numpy indices to action tensors.
+    Solves the DP on construction (through :data:`SOLUTIONS`, keyed by the instance's content
+    and the options) and answers each batch by one table lookup: state tensors to numpy
+    indices to action tensors.
     """
 
     name = "dp"
 
     def __init__(self, params: SimParams, **options: Any) -> None:
         self.params = params
-        self.solution = _cached_solve(params.instance, options)
+        self.solution = SOLUTIONS.solve(params.instance, options)
 
     def reset(self, batch_size: int) -> None:
         """The DP policy is Markov in the state: nothing to clear."""

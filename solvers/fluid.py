@@ -17,7 +17,6 @@ so duals are exact and :class:`BulkFluidLP` re-solves warm-start dual simplex fr
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,14 @@ import numpy as np
 
 from coordopt.instance import Instance
 from coordopt.models.fluid import FluidData, FluidStart, FluidVariant, build_fluid_model, fluid_data
+from coordopt.solution import (
+    PLAN_AXES,
+    Plan,
+    Solution,
+    SolveError,
+    SolveStatus,
+    slates_from_frequency,
+)
 from coordopt.solvers.highs_bulk import (
     FluidLPArrays,
     assemble_fluid_lp,
@@ -35,45 +42,27 @@ from coordopt.solvers.highs_bulk import (
     to_highs,
 )
 
-ARRAY_FIELDS = (
-    "orders",
-    "alpha",
-    "beta",
-    "x",
-    "y",
-    "rec_frequency",
-    "sales",
-    "lost",
-    "inventory",
-    "inventory_price",
-)
+ARRAY_FIELDS = tuple(PLAN_AXES)
 """The per-period arrays of a :class:`FluidSolution` (period is the first axis)."""
 
 DEFAULT_ALGORITHM = "ipm"
 """HiGHS ``solver`` option for a cold LP solve (interior point, then crossover)."""
 
 
-class SolveStatus(enum.StrEnum):
-    """Outcome of a solve, checked from the solver's own report."""
-
-    OPTIMAL = "optimal"
-    INFEASIBLE = "infeasible"
-    UNBOUNDED = "unbounded"
-    TIME_LIMIT = "time_limit"
-    ERROR = "error"
-    SOLVER_MISSING = "solver_missing"
-
-
-class SolveError(RuntimeError):
-    """A solve that produced no usable solution; ``status`` says why."""
-
-    def __init__(self, status: SolveStatus, message: str) -> None:
-        super().__init__(f"fluid solve {status.value}: {message}")
-        self.status = status
+__all__ = [
+    "ARRAY_FIELDS",
+    "BulkFluidLP",
+    "FluidSolution",
+    "SolveError",
+    "SolveStatus",
+    "solve_fluid",
+]
+# SolveStatus and SolveError live in coordopt.solution (the contract every solver shares);
+# they are re-exported here for compatibility.
 
 
 @dataclass(frozen=True, eq=False)
-class FluidSolution:
+class FluidSolution(Plan):
     """The fluid plan over the ``H`` periods from its start (row 0 = start period ``t0``).
 
     Axes: ``T`` local period, ``M`` segment, ``N`` product.
@@ -88,25 +77,20 @@ class FluidSolution:
       and for the unlimited-stock variant.
     - ``objective``: optimal discounted profit from ``t0`` (discounted revenue for
       unlimited-stock); NaN when there is no solution.
-    - ``mip_gap``: relative gap of a MILP (0 for an LP). ``basis``/``column_values``: the
-      bulk path's HiGHS basis and primal vector, for warm starts.
+    - ``mip_gap``: relative gap of a MILP (0 for an LP); ``mip_bound``: the MILP's dual
+      bound (NaN for an LP, whose objective is its own bound). ``basis``/``column_values``: the bulk path's HiGHS
+      basis and primal vector, for warm starts. ``slate_size``: the effective K.
+
+    :meth:`result` gives the shared :class:`~coordopt.solution.Solution` contract.
     """
 
-    orders: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    rec_frequency: np.ndarray
-    sales: np.ndarray
-    lost: np.ndarray
-    inventory: np.ndarray
-    inventory_price: np.ndarray
     objective: float
     status: SolveStatus
     message: str
     seconds: float
     mip_gap: float = 0.0
+    mip_bound: float = math.nan
+    slate_size: int | None = None
     variant: FluidVariant = FluidVariant.COORDINATED
     method: str = "bulk"
     t0: int = 0
@@ -125,17 +109,33 @@ class FluidSolution:
 
     def first_slates(self, slate_size: int | None = None, tol: float = 1e-9) -> list[list[int]]:
         """Per segment, the products recommended in the first period: the top ``slate_size``
-        by ``rec_frequency`` among those with positive mass, most frequent first (default
-        size: the largest first-period frequency sum, rounded up)."""
+        (default: the program's K) by ``rec_frequency`` among those with positive mass,
+        most frequent first (see :func:`~coordopt.solution.slates_from_frequency`)."""
         if not self.has_solution:
             return []
-        if slate_size is None:
-            slate_size = max(1, math.ceil(self.rec_frequency[0].sum(axis=1).max() - 1e-6))
-        out = []
-        for row in self.rec_frequency[0]:
-            order = np.argsort(-row, kind="stable")
-            out.append([int(i) for i in order if row[i] > tol][:slate_size])
-        return out
+        size = self.slate_size if slate_size is None else slate_size
+        return slates_from_frequency(self.rec_frequency[0], size, tol)
+
+    def result(self) -> Solution:
+        """The shared solution contract: the fluid optimum is exact for the fluid program
+        (``plan_value``) and, for an LP, a valid upper bound (``bound``); a MILP's bound is
+        HiGHS's dual bound."""
+        has = self.has_solution
+        lp = not np.isfinite(self.mip_bound)
+        bound = (self.objective if lp else self.mip_bound) if has else None
+        return Solution(
+            method="fluid",
+            status=self.status,
+            objective=self.objective,
+            seconds=self.seconds,
+            message=self.message,
+            first_orders=self.orders[0] if has else np.full(self.orders.shape[1], np.nan),
+            first_slates=self.first_slates(),
+            bound=bound,
+            plan_value=self.objective if has else None,
+            plan=Plan(**self.arrays()) if has else None,
+            details={"variant": self.variant.value, "path": self.method, "mip_gap": self.mip_gap},
+        )
 
 
 def _empty(
@@ -159,6 +159,7 @@ def _empty(
         message=message,
         seconds=seconds,
         mip_gap=math.nan,
+        slate_size=d.slate_size,
         variant=d.variant,
         method=method,
         t0=d.t0,
@@ -179,6 +180,7 @@ def _assemble_solution(
     seconds: float,
     mip_gap: float,
     method: str,
+    mip_bound: float = math.nan,
     basis: Any = None,
     column_values: np.ndarray | None = None,
 ) -> FluidSolution:
@@ -211,6 +213,8 @@ def _assemble_solution(
         message=message,
         seconds=seconds,
         mip_gap=mip_gap,
+        mip_bound=mip_bound,
+        slate_size=d.slate_size,
         variant=d.variant,
         method=method,
         t0=d.t0,
@@ -425,6 +429,7 @@ class BulkFluidLP:
             message=message,
             seconds=seconds,
             mip_gap=float(info.mip_gap) if self.is_mip else 0.0,
+            mip_bound=float(info.mip_dual_bound) / scale if self.is_mip else math.nan,
             method="bulk",
             basis=None if self.is_mip else h.getBasis(),
             column_values=col.copy(),
@@ -533,10 +538,11 @@ def _solve_pyomo(
             cons = list(model.inventory_flow.values())
             duals = res.solution_loader.get_duals(cons)
             price = np.array([duals[c] for c in cons]).reshape(h, n)
-    gap = 0.0
+    gap, mip_bound = 0.0, math.nan
     if is_mip:
         bound, inc = res.objective_bound, res.incumbent_objective
         gap = abs(bound - inc) / max(abs(inc), 1e-10) if bound is not None else math.nan
+        mip_bound = float(bound) if bound is not None else math.nan
     return _assemble_solution(
         d,
         alpha=values(model.alpha).reshape(h, mm, n),
@@ -549,6 +555,7 @@ def _solve_pyomo(
         message=message,
         seconds=time.perf_counter() - began,
         mip_gap=gap,
+        mip_bound=mip_bound,
         method="pyomo",
     )
 
@@ -634,6 +641,4 @@ def solve_fluid(
 
 
 def _with_seconds(sol: FluidSolution, seconds: float) -> FluidSolution:
-    from dataclasses import replace
-
-    return replace(sol, seconds=seconds)
+    return dataclasses.replace(sol, seconds=seconds)

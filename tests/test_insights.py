@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from coordopt import insights as I
 from coordopt.cli import main
 from coordopt.instance import load_instance
+from coordopt.solution import Plan
 
 
 def _data(
@@ -158,11 +158,21 @@ def test_fluid_plan_metrics_and_alignment(small):
     assert conf["end_order_drop"]["optimal"] is True
 
 
-def test_from_plan_accepts_any_plan_like_object():
+def test_from_plan_reads_the_contract_plan():
     inst = load_instance("tiny")
     t, n, m = inst.horizon, inst.n_products, inst.n_segments
-    plan = SimpleNamespace(
-        rec_frequency=np.full((t, m, n), 0.5), orders=np.ones((t, n)), inventory=np.zeros((t, n))
+    tn, tmn = np.zeros((t, n)), np.zeros((t, m, n))
+    plan = Plan(
+        orders=np.ones((t, n)),
+        alpha=tmn,
+        beta=tmn,
+        x=tmn,
+        y=np.zeros((t, m)),
+        rec_frequency=np.full((t, m, n), 0.5),
+        sales=tn,
+        lost=tn,
+        inventory=tn,
+        inventory_price=tn,
     )
     d = I.from_plan(inst, plan)
     assert d.available[0, 0].tolist() == (inst.initial_inventory + (inst.lead_time == 0)).tolist()

@@ -93,8 +93,8 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     mpc_siloed = evaluate(params, mpc_siloed_policy, episodes=p["episodes"], seed=eval_seed)
     gain = compare(mpc, siloed)
     coord = compare(mpc, mpc_siloed)
-    bound = solve_fluid(inst).objective
-    bound_siloed = solve_fluid(inst, variant="siloed-slates").objective
+    bound = solve_fluid(inst).result().bound
+    bound_siloed = solve_fluid(inst, variant="siloed-slates").result().bound
     return {
         "siloed": siloed.mean,
         "siloed_ci": siloed.ci95,

@@ -73,11 +73,11 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["method"] == "dp":
         from coordopt.solvers.dp import solve_dp
 
-        res["dp_value"] = solve_dp(inst).value
+        res["dp_value"] = solve_dp(inst).result().objective
     if p["method"] == "fluid":
         from coordopt.solvers.fluid import solve_fluid
 
-        res["fluid_bound"] = solve_fluid(inst).objective
+        res["fluid_bound"] = solve_fluid(inst).result().bound
     return res
 
 

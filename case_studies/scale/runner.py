@@ -161,14 +161,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     if p["kind"] == "bound":
         from coordopt.solvers.decompose import solve_decomposed
 
-        plan = solve_decomposed(inst, iterations=p["iterations"])
+        sol = solve_decomposed(inst, iterations=p["iterations"]).result()
         return {
             **size,
-            "bound": plan.bound,
-            "plan_value": plan.value,
-            "gap": plan.gap,
-            "seconds": plan.seconds,
-            "blocks": len(plan.block_sizes),
+            "bound": sol.bound,
+            "plan_value": sol.plan_value,
+            "gap": sol.gap,
+            "seconds": sol.seconds,
+            "blocks": sol.details["blocks"],
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 

@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     inst = load_instance(args.instance)
     log(inst.summary())
     t0 = time.perf_counter()
-    bound = solve_fluid(inst).objective
+    bound = solve_fluid(inst).result().bound
     log(f"fluid upper bound {bound:,.3f}")
     try:
-        optimum: float | None = solve_dp(inst).value
+        optimum: float | None = solve_dp(inst).result().objective
         log(f"exact DP optimum {optimum:,.3f}")
     except DPError as exc:
         optimum = None

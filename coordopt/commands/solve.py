@@ -1,10 +1,13 @@
 """``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
 or the decomposed fluid program of a large catalog (a valid bound and a feasible plan).
 
-With ``--json`` one object on stdout: ``method``, ``status``, ``objective``, ``seconds``,
-``first_orders`` (one number per product, period 1) and ``first_slates`` (per segment, the
-product indices recommended in period 1), plus method-specific fields. ``--out FILE.npz``
-saves the fluid plan's arrays (or the DP's first-period decisions).
+With ``--json`` one object on stdout: the fields of the shared solution contract
+(:class:`coordopt.solution.Solution`): ``method``, ``status``, ``message``, ``objective``,
+``bound``, ``plan_value``, ``gap``, ``seconds``, ``first_orders`` (one number per product,
+period 1) and ``first_slates`` (per segment, the product indices recommended in period 1),
+plus the method's ``details`` (fluid: ``variant``, ``path``, ``mip_gap``; decompose:
+``blocks``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
+the plan's arrays where the method has them, the first decisions and the values.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from coordopt.commands.common import (
     table,
 )
 from coordopt.guards import FULL_LP_CELLS, check_out, nonneg_float
-from coordopt.instance import load_instance
+from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
+from coordopt.solution import Solution
 
 
 def register(subparsers: Any) -> None:
@@ -70,7 +74,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--time-limit", type=nonneg_float, default=None, help="solver time limit, seconds"
     )
-    p.add_argument("--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at"
+    )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -90,13 +96,42 @@ def run(args: argparse.Namespace) -> int:
         lp_solves=int(args.method == "fluid"),
     )
     if args.method == "dp":
-        return _run_dp(args, inst)
-    if args.method == "decompose":
-        return _run_decompose(args, inst)
-    from coordopt.solvers.fluid import ARRAY_FIELDS, solve_fluid
+        sol = _solve_dp(inst)
+        if sol is None:
+            return 2
+    elif args.method == "decompose":
+        from coordopt.solvers.decompose import solve_decomposed
+
+        log(f"solving the decomposed fluid program of {inst.summary()}")
+        sol = solve_decomposed(inst, progress=not args.json).result()
+    else:
+        sol = _solve_fluid(args, inst)
+    if args.out is not None and sol.has_solution:
+        _save(args.out, _arrays(sol))
+        log(f"wrote {args.out}")
+    result = {
+        "method": args.method,
+        "instance": inst.name,
+        **sol.details,
+        "status": sol.status.value,
+        "message": sol.message,
+        "objective": sol.objective,
+        "bound": sol.bound,
+        "plan_value": sol.plan_value,
+        "gap": sol.gap,
+        "seconds": sol.seconds,
+        "first_orders": sol.first_orders,
+        "first_slates": sol.first_slates,
+    }
+    _report(args, result, inst.product_names, inst.segment_names)
+    return 0 if sol.has_solution else 1
+
+
+def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
+    from coordopt.solvers.fluid import solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")
-    sol = solve_fluid(
+    return solve_fluid(
         inst,
         method=args.path,
         variant=args.variant,
@@ -105,68 +140,10 @@ def run(args: argparse.Namespace) -> int:
         integer_orders=args.integer_orders,
         integer_quantities=args.integer_quantities,
         raise_on_failure=False,
-    )
-    first_orders = sol.orders[0] if sol.has_solution else np.full(inst.n_products, np.nan)
-    first_slates = sol.first_slates(inst.effective_slate_size)
-    if args.out is not None and sol.has_solution:
-        _save(
-            args.out,
-            {name: getattr(sol, name) for name in ARRAY_FIELDS}
-            | {"objective": np.array(sol.objective)},
-        )
-        log(f"wrote {args.out}")
-    result = {
-        "method": "fluid",
-        "instance": inst.name,
-        "variant": sol.variant.value,
-        "path": sol.method,
-        "status": sol.status.value,
-        "message": sol.message,
-        "objective": sol.objective,
-        "seconds": sol.seconds,
-        "mip_gap": sol.mip_gap,
-        "first_orders": first_orders,
-        "first_slates": first_slates,
-    }
-    _report(args, result, inst.product_names, inst.segment_names)
-    return 0 if sol.has_solution else 1
+    ).result()
 
 
-def _run_decompose(args: argparse.Namespace, inst: Any) -> int:
-    from coordopt.solvers.decompose import solve_decomposed
-    from coordopt.solvers.fluid import ARRAY_FIELDS
-
-    log(f"solving the decomposed fluid program of {inst.summary()}")
-    plan = solve_decomposed(inst, progress=not args.json)
-    freq = plan.rec_frequency[0]
-    k = inst.effective_slate_size
-    first_slates = [
-        [int(i) for i in np.argsort(-row, kind="stable") if row[i] > 1e-9][:k] for row in freq
-    ]
-    if args.out is not None:
-        _save(
-            args.out,
-            {name: getattr(plan, name) for name in ARRAY_FIELDS if hasattr(plan, name)}
-            | {"bound": np.array(plan.bound), "value": np.array(plan.value)},
-        )
-        log(f"wrote {args.out}")
-    result = {
-        "method": "decompose",
-        "instance": inst.name,
-        "status": "optimal-blocks",
-        "objective": plan.bound,
-        "plan_value": plan.value,
-        "gap": plan.gap,
-        "blocks": len(plan.block_sizes),
-        "seconds": plan.seconds,
-        "first_orders": plan.orders[0],
-        "first_slates": first_slates,
-    }
-    _report(args, result, inst.product_names, inst.segment_names)
-    return 0
-
-
-def _run_dp(args: argparse.Namespace, inst: Any) -> int:
+def _solve_dp(inst: Instance) -> Solution | None:
     try:
         from coordopt.solvers.dp import solve_dp
     except ImportError as exc:
@@ -174,33 +151,28 @@ def _run_dp(args: argparse.Namespace, inst: Any) -> int:
             f"coordopt solve: error: the exact DP is not available: coordopt.solvers.dp could not "
             f"be imported ({exc}); use --method fluid"
         )
-        return 2
+        return None
     log(f"solving the exact dynamic program of {inst.summary()}")
-    res = solve_dp(inst)
-    slates = np.asarray(res.first_slates)
-    first_slates = [[int(i) for i in row if i >= 0] for row in slates.reshape(inst.n_segments, -1)]
-    status = getattr(res.status, "value", res.status)
-    if args.out is not None:
-        _save(
-            args.out,
-            {
-                "value": np.array(res.value),
-                "first_orders": np.asarray(res.first_orders),
-                "first_slates": slates,
-            },
-        )
-        log(f"wrote {args.out}")
-    result = {
-        "method": "dp",
-        "instance": inst.name,
-        "status": str(status),
-        "objective": float(res.value),
-        "seconds": float(res.seconds),
-        "first_orders": np.asarray(res.first_orders),
-        "first_slates": first_slates,
+    return solve_dp(inst).result()
+
+
+def _arrays(sol: Solution) -> dict[str, np.ndarray]:
+    """What ``--out`` saves: the plan arrays, the first decisions and the values."""
+    width = max((len(s) for s in sol.first_slates), default=0)
+    slates = np.full((len(sol.first_slates), width), -1, dtype=np.int64)
+    for k, row in enumerate(sol.first_slates):
+        slates[k, : len(row)] = row
+    out = dict(sol.plan.arrays()) if sol.plan is not None else {}
+    out |= {
+        "objective": np.array(sol.objective),
+        "first_orders": np.asarray(sol.first_orders),
+        "first_slates": slates,
     }
-    _report(args, result, inst.product_names, inst.segment_names)
-    return 0
+    if sol.bound is not None:
+        out["bound"] = np.array(sol.bound)
+    if sol.plan_value is not None:
+        out["value"] = np.array(sol.plan_value)
+    return out
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -18,7 +18,9 @@ from coordopt.simulator import SimParams, reset, step
 from coordopt.solvers.dp import (
     DPError,
     DPPolicy,
+    SolutionCache,
     accepted_arrivals,
+    content_key,
     enumerate_slates,
     poisson_transition,
     slate_rates,
@@ -389,7 +391,7 @@ def test_dp_policy_follows_the_protocol_and_the_tables():
     params = SimParams.from_instance(inst)
     pol = make_policy("dp", params)
     assert isinstance(pol, DPPolicy) and isinstance(pol, Policy) and pol.name == "dp"
-    assert make_policy("dp", params).solution is pol.solution  # cached by instance identity
+    assert make_policy("dp", params).solution is pol.solution  # cached
     pol.reset(5)
     state = reset(params, 5)
     gen = torch.Generator().manual_seed(0)
@@ -400,3 +402,17 @@ def test_dp_policy_follows_the_protocol_and_the_tables():
         np.testing.assert_array_equal(action.orders.numpy(), orders)
         np.testing.assert_array_equal(action.slates.numpy(), slates)
         state, _ = step(state, action, params, gen)
+
+
+def test_solution_cache_is_keyed_by_content_and_options():
+    inst = load_instance("tiny").replace(horizon=3)
+    twin = inst.replace()  # another object with the same content
+    edited = inst.replace(price=inst.price * 1.5)
+    assert content_key(twin) == content_key(inst) != content_key(edited)
+    cache = SolutionCache(size=2)
+    first = cache.solve(inst, {})
+    assert cache.solve(twin, {}) is first  # same content: no new solve
+    other = cache.solve(edited, {})
+    assert other is not first and other.value > first.value  # dearer goods, more profit
+    assert cache.solve(inst, {"order_cap": 1}) is not first  # other options, other entry
+    assert cache.solve(inst, {}) is not first  # size 2: the oldest entry was dropped
