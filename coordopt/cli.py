@@ -24,7 +24,7 @@ FAILURES: tuple[tuple[str, str, ExitCode], ...] = (
     ("coordopt.guards", "SizeError", ExitCode.TOO_LARGE),
     ("coordopt.guards", "OutputError", ExitCode.OUTPUT),
     ("coordopt.guards", "DeviceError", ExitCode.DEVICE),
-    ("coordopt.solvers.fluid", "SolveError", ExitCode.SOLVER),
+    ("coordopt.solution", "SolveError", ExitCode.SOLVER),
     ("coordopt.solvers.dp", "DPError", ExitCode.SOLVER),
     ("coordopt.solvers.decompose", "DecompositionError", ExitCode.SOLVER),
     ("coordopt.studies", "CellFailed", ExitCode.SOLVER),

@@ -27,7 +27,7 @@ import numpy as np
 from coordopt.choice import expected_demand
 from coordopt.instance import Instance
 from coordopt.io import atomic_write
-from coordopt.solution import Plan, SolveStatus
+from coordopt.solution import Plan, SolveError, SolveStatus
 
 # name -> (expected sign, one-line meaning, unit)
 PATTERNS: dict[str, tuple[str, str, str]] = {
@@ -215,7 +215,7 @@ def fluid_plan(inst: Instance) -> InsightData:
 
     sol = solve_fluid(inst, raise_on_failure=False).result()
     if sol.status is not SolveStatus.OPTIMAL or sol.plan is None:
-        raise ValueError(f"fluid program of '{inst.name}' not solved: {sol.message}")
+        raise SolveError(sol.status, f"program of {inst.name!r} not solved: {sol.message}")
     return from_plan(inst, sol.plan, "fluid")
 
 

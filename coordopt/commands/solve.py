@@ -74,9 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--time-limit", type=nonneg_float, default=None, help="solver time limit, seconds"
     )
-    p.add_argument(
-        "--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at"
-    )
+    p.add_argument("--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at")
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
