@@ -176,6 +176,11 @@ SIM_CELLS_PER_SECOND = 2e9
 about 22 M product-periods/s on the development machine)."""
 LP_CELL_SECONDS = 4e-6
 """Seconds of one fluid solve per (period, segment, product) cell (``medium``: 0.09 s warm)."""
+LP_BYTES_PER_CELL = 200
+"""Memory of a fluid program and its plan per (period, segment, product) cell: the solver's
+matrix (about ten nonzeros) and the plan's six period x segment x product arrays."""
+DECOMPOSE_CELL_SECONDS = 1e-4
+"""Seconds of the decomposition per cell (``large``, 5.2 M cells: 385-552 s)."""
 TRAIN_STEP_SECONDS = 0.1
 """One batched training period (rollout and its share of PPO updates; ``small``, 64 envs)."""
 TRAIN_CELLS_PER_SECOND = 1.3e7
@@ -219,6 +224,7 @@ def estimate(
     recorded: bool = False,
     agent_hidden: int = 0,
     lp_solves: int = 0,
+    decomposed: bool = False,
     train_iterations: int = 0,
     train_envs: int = 0,
     hidden: int = 0,
@@ -229,7 +235,8 @@ def estimate(
     ``episodes`` simulated ``batch`` at a time (``recorded``: every period's flows kept, as
     the insights do; ``agent_hidden``: the width of trained agents acting, whose additive
     slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
-    (the fluid plan: 1; MPC: one per period and episode); ``train_iterations`` PPO iterations
+    (the fluid plan: 1; MPC: one per period and episode); ``decomposed``: the fluid program
+    solved block by block (``solve --method decompose``); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
     """
@@ -249,9 +256,14 @@ def estimate(
             memory += 4 * 4 * b * m * n * int(agent_hidden)
             seconds += 3 * int(episodes) * cells * int(agent_hidden) / TRAIN_CELLS_PER_SECOND / 10
         parts.append(f"{int(episodes):,} episodes, {b:,} at once")
+    if lp_solves or decomposed:
+        memory += LP_BYTES_PER_CELL * cells
     if lp_solves:
         seconds += int(lp_solves) * cells * LP_CELL_SECONDS
         parts.append(f"{int(lp_solves):,} fluid solve(s)")
+    if decomposed:
+        seconds += cells * DECOMPOSE_CELL_SECONDS
+        parts.append("the decomposed fluid program")
     if train_iterations:
         per_cell = 1 if factorised else max(1, int(hidden))
         memory += 4 * 8 * int(train_envs) * m * n * per_cell

@@ -98,6 +98,7 @@ def test_reproduce_resumes_its_own_study_folder_only(tmp_path, capsys):
         ["insights", "{h}", "--out", "{tmp}/ins"],
         ["train", "{h}", "--out", "{tmp}/run"],
         ["solve", "{h}"],
+        ["solve", "{h}", "--method", "decompose"],
         ["generate", "--out", "{tmp}/g.toml", "--n-products", "10000000"],
         ["bench", "sim", "--products", "10000000"],
         ["evaluate", "large", "--policy", "{tmp}/agents"],  # an additive scorer's B x M x N x H

@@ -90,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
         args,
         inst,
         what=f"to solve {inst.name}",
-        way_out="use --method decompose for a bound and plan at this size",
+        way_out="use --method decompose for a bound and plan at this size"
+        if args.method == "fluid"
+        else "use a smaller instance",
         lp_solves=int(args.method == "fluid"),
+        decomposed=args.method == "decompose",
     )
     if args.method == "dp":
         sol = _solve_dp(inst)
