@@ -39,7 +39,13 @@ METHOD_LABELS = {
 def train_agents(
     inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
 ) -> tuple[Path, dict[str, Any]]:
-    """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary."""
+    """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary.
+
+    A run already in ``workdir/method`` is resumed (or, finished, reused) only when it was
+    trained on the same instance (content hash) with the same settings; otherwise this
+    refuses, naming what differs, rather than report another run's agents.
+    """
+    from coordopt.rl.checkpoint import CHECKPOINT
     from coordopt.rl.config import TrainConfig
     from coordopt.rl.ppo import train
 
@@ -55,8 +61,7 @@ def train_agents(
         **overrides,
     )
     run = workdir / method
-    resume = (run / "checkpoint.pt").exists()
-    result = train(inst, config, run, resume=resume, progress=False)
+    result = train(inst, config, run, resume=(run / CHECKPOINT).exists(), progress=False)
     return run, {
         "iterations": result.iterations,
         "env_steps": result.env_steps,

@@ -31,13 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=1000, help="evaluation episodes per policy")
     p.add_argument("--iterations", type=int, default=30, help="PPO iterations after the warm start")
     p.add_argument("--seed", type=int, default=0, help="training seed and demand stream")
-    p.add_argument("--out", default="results/demo", help="folder for the training run")
+    p.add_argument(
+        "--out",
+        default="results/demo",
+        help="folder for the training runs (one per instance and seed, reused when they match)",
+    )
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from coordopt.case_studies.common import train_agents
+    from coordopt.rl.checkpoint import instance_hash
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
 
@@ -55,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     log(
         f"training the multi-timescale agents, warm-started from {'dp' if optimum is not None else 'mpc'} ..."
     )
-    run_dir, info = train_agents(inst, "rl-multi-warm", args.seed, args.iterations, Path(args.out))
+    # one run per instance (by content, not only name) and seed: another instance never
+    # reuses these agents, and train_agents refuses a run whose identity does not match
+    label = "".join(c if c.isalnum() or c in "-_." else "-" for c in inst.name)
+    workdir = Path(args.out) / f"{label}-{instance_hash(inst)[:10]}" / f"seed{args.seed}"
+    run_dir, info = train_agents(inst, "rl-multi-warm", args.seed, args.iterations, workdir)
+    info["run_dir"] = str(run_dir)
     params = SimParams.from_instance(inst, dtype=torch.float64)
     names = [
         "null",
@@ -123,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         + (f"   exact DP optimum: {optimum:,.3f}" if optimum is not None else "")
     )
     print(
-        f"agents: {info['iterations']} PPO iterations, {info['env_steps']:,} env steps (warm start included)\n"
+        f"agents: {info['iterations']} PPO iterations, {info['env_steps']:,} env steps "
+        f"(warm start included), trained on {inst.name} in {run_dir}\n"
     )
     print(
         table(

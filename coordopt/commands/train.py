@@ -5,7 +5,9 @@ Writes ``OUT/checkpoint.pt`` (atomically, every ``--checkpoint-every`` iteration
 agents before PPO included; the policy the run directory stands for), ``OUT/log.csv`` (one
 row per iteration), ``OUT/config.json`` and ``OUT/summary.json``. Environment steps count
 the warm start's simulations. ``--resume`` continues an interrupted run to the same result as an
-uninterrupted one. The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
+uninterrupted one (the instance, by content hash, and the settings must match the run's).
+``--init RUN_DIR`` fine-tunes the agents of another run, e.g. trained on a smaller catalog.
+The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_instance_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoints, logs)")
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its checkpoint (saved config is kept; "
-        "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device may change)",
+        "--iterations, --eval-*, --checkpoint-every, --tensorboard, --device, --threads may "
+        "change; another instance or other settings are refused)",
+    )
+    start.add_argument(
+        "--init",
+        metavar="RUN_DIR",
+        help="start from the agents of an earlier run (any instance) and fine-tune them: "
+        "network weights only (architecture flags default to the run's), fresh optimisers, "
+        "no cloning (the imitation penalty toward --warm-start still applies; none: off)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p, "train into a non-empty --out folder (a folder holding a run needs --resume)")
@@ -71,12 +82,19 @@ def training_work(config: TrainConfig, horizon: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coordopt.rl.checkpoint import init_config, resume_config
     from coordopt.rl.ppo import TrainingDiverged, train
 
     if not args.resume:  # --resume continues the run its --out holds
         check_out(args.out, folder=True, force=args.force)
     inst = load_instance(args.instance)
-    config = TrainConfig(**overrides_from_args(args))
+    flags = overrides_from_args(args)
+    if args.resume:
+        config = resume_config(args.out, flags)
+    elif args.init:
+        config = init_config(args.init, flags)
+    else:
+        config = TrainConfig(**flags)
     guard_size(
         args,
         inst,
@@ -90,7 +108,14 @@ def run(args: argparse.Namespace) -> int:
         f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
     )
     try:
-        result = train(inst, config, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train(
+            inst,
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            init=args.init,
+        )
     except (TrainingDiverged, FloatingPointError) as exc:
         print(f"coordopt train: error: {exc}", file=sys.stderr)
         return 3

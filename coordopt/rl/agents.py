@@ -329,28 +329,16 @@ def load_policy(
 
     Loads ``DIR/best.pt`` (the agents of the best greedy evaluation during training, written
     when training evaluates), else ``DIR/final.pt``, else the latest ``DIR/checkpoint.pt``;
-    ``checkpoint`` names another file of the run (e.g. ``final.pt``).
+    ``checkpoint`` picks one of those three files (never another path). The file is read as
+    tensors and plain data only (:mod:`coordopt.rl.checkpoint`); anything else is refused.
     ``deterministic`` picks greedy actions (argmax order bins, top-K scores); otherwise
     actions are sampled from a generator seeded with ``seed`` at every reset. The agents are
     size-agnostic, so ``params`` may describe a different instance than the one trained on.
     """
-    from coordopt.rl.config import TrainConfig
+    from coordopt.rl.checkpoint import load, run_file
 
     path = Path(path)
-    names = [checkpoint] if checkpoint else ["best.pt", "final.pt", "checkpoint.pt"]
-    for fname in names:
-        file = path / fname
-        if file.is_file():
-            break
-    else:
-        raise FileNotFoundError(
-            f"{path}: no {' or '.join(names)}; is this a `coordopt train --out` "
-            "directory, and did training save a checkpoint?"
-        )
-    blob = torch.load(file, map_location=params.device, weights_only=False)
-    config = TrainConfig.from_dict(blob["config"])
-    agents = build_agents(config)
-    agents.load_state_dict(blob["agents"])
+    agents = load(run_file(path, checkpoint)).agents()
     return AgentPolicy(
         agents, params, deterministic=deterministic, seed=seed, name=f"rl:{path.name}"
     )

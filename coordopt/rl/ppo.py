@@ -10,13 +10,14 @@ Read top to bottom: set-up, (optional) warm start, then every iteration
    replenishment actor, recommendation actor, critic(s) -- has its own optimiser, step-size
    schedule, update period and epoch count (:mod:`coordopt.rl.schedules`), plus the
    annealed imitation penalty toward the expert;
-4. log (CSV, TensorBoard if installed, tqdm), evaluate against the baselines with common
-   random numbers, checkpoint atomically (everything needed to resume bit-for-bit).
+4. log (:mod:`coordopt.rl.runlog`: CSV, TensorBoard if installed, tqdm, steps per
+   second), evaluate against the baselines with common random numbers, checkpoint
+   atomically (:mod:`coordopt.rl.checkpoint`: everything needed to resume bit-for-bit, in a
+   format that holds tensors and plain data only, with the run's identity).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -27,19 +28,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from coordopt.evaluation import evaluate
 from coordopt.instance import Instance
-from coordopt.io import atomic_write
+from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
+from coordopt.rl import checkpoint as ckpt
 from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents
+from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import Context, Observation, build_context
-from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, gae
+from coordopt.rl.rollout import Rollout, collect_rollout, gae
+from coordopt.rl.runlog import TrainLog
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
-    WarmStartReport,
     behaviour_clone,
     critic_stream,
     make_expert,
@@ -48,38 +50,7 @@ from coordopt.rl.warmstart import (
 from coordopt.simulator import SimParams
 
 Tensor = torch.Tensor
-CHECKPOINT = "checkpoint.pt"
-FINAL = "final.pt"
-BEST = "best.pt"
-LOG = "log.csv"
-COLUMNS = (
-    "iteration",
-    "env_steps",
-    "seconds",
-    "steps_per_second",
-    "train_profit",
-    "train_return",
-    "lr_critic",
-    "lr_replenishment",
-    "lr_recommendation",
-    "bc_coef",
-    "pg_loss_replenishment",
-    "pg_loss_recommendation",
-    "value_loss",
-    "kl_replenishment",
-    "kl_recommendation",
-    "entropy_replenishment",
-    "entropy_recommendation",
-    "bc_nll_replenishment",
-    "bc_nll_recommendation",
-    "clipfrac_replenishment",
-    "clipfrac_recommendation",
-    "eval_profit",
-    "eval_ci95",
-    "siloed_profit",
-    "null_profit",
-    "gap_vs_siloed",
-)
+SUMMARY = "summary.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,6 +72,10 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     initial_eval: dict[str, float] = field(default_factory=dict)
     best_eval: dict[str, float] = field(default_factory=dict)
+    instance: dict[str, str] = field(default_factory=dict)
+    """The instance trained on: its name and content hash (the run's identity)."""
+    init: dict[str, Any] | None = None
+    """The run ``--init`` took the agents from (its directory, instance and config)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +89,20 @@ class TrainResult:
             "best_eval": self.best_eval,
             "baselines": self.baselines,
             "warm_start": self.warm_start,
+            "instance": self.instance,
+            "init": self.init,
         }
+
+    @classmethod
+    def read(cls, out: Path) -> TrainResult:
+        """The result a finished run wrote to ``OUT/summary.json``."""
+        try:
+            return cls(**{**json.loads((out / SUMMARY).read_text()), "out_dir": out})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{out / SUMMARY}: not a training summary ({exc}); delete it and resume to "
+                "rewrite it"
+            ) from None
 
 
 # --------------------------------------------------------------------------- set-up helpers
@@ -130,11 +118,6 @@ def resolve_device(name: str) -> torch.device:
     if not (name == "cpu" or name.startswith("cuda")):
         raise ValueError(f"--device must be cpu or cuda[:index], got {name!r}")
     return torch.device(name)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _optimisers(agents: Agents) -> dict[str, torch.optim.Optimizer]:
@@ -281,121 +264,7 @@ def ppo_update(
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
-# --------------------------------------------------------------------------- state and checkpoints
-
-
-@dataclass
-class RunState:
-    """Everything that changes during training (what a checkpoint holds)."""
-
-    iteration: int
-    env_steps: int
-    seconds: float
-    normalisers: dict[str, RunningMeanStd]
-    env_gen: torch.Generator
-    pol_gen: torch.Generator
-    rng: np.random.Generator
-    baselines: dict[str, float]
-    warm_start: dict[str, Any] | None
-    initial_eval: dict[str, float] = field(default_factory=dict)
-    best_eval: dict[str, float] = field(default_factory=dict)
-
-
-def checkpoint_blob(
-    config: TrainConfig,
-    agents: Agents,
-    optimisers: dict[str, torch.optim.Optimizer],
-    run: RunState,
-    instance: Instance,
-) -> dict[str, Any]:
-    return {
-        "format": "coordopt-rl/1",
-        "config": config.to_dict(),
-        "instance": instance.name,
-        "agents": agents.state_dict(),
-        "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
-        "iteration": run.iteration,
-        "env_steps": run.env_steps,
-        "seconds": run.seconds,
-        "normalisers": {k: v.state_dict() for k, v in run.normalisers.items()},
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "env": run.env_gen.get_state(),
-            "policy": run.pol_gen.get_state(),
-            "numpy": run.rng.bit_generator.state,
-        },
-        "baselines": run.baselines,
-        "warm_start": run.warm_start,
-        "initial_eval": run.initial_eval,
-        "best_eval": run.best_eval,
-    }
-
-
-def _restore(
-    blob: dict[str, Any],
-    agents: Agents,
-    optimisers: dict[str, torch.optim.Optimizer],
-    run: RunState,
-) -> None:
-    agents.load_state_dict(blob["agents"])
-    for k, o in optimisers.items():
-        o.load_state_dict(blob["optimisers"][k])
-    for k, v in blob["normalisers"].items():
-        run.normalisers[k].load_state_dict(v)
-    torch.set_rng_state(blob["rng"]["torch"])
-    run.env_gen.set_state(blob["rng"]["env"])
-    run.pol_gen.set_state(blob["rng"]["policy"])
-    run.rng.bit_generator.state = blob["rng"]["numpy"]
-    run.iteration, run.env_steps, run.seconds = (
-        blob["iteration"],
-        blob["env_steps"],
-        blob["seconds"],
-    )
-    run.baselines, run.warm_start = blob["baselines"], blob["warm_start"]
-    run.initial_eval, run.best_eval = blob.get("initial_eval", {}), blob.get("best_eval", {})
-
-
-class CsvLog:
-    """The per-iteration CSV (on resume, rows at or after the resumed iteration are dropped)."""
-
-    def __init__(self, path: Path, start: int) -> None:
-        self.path = path
-        rows: list[dict[str, str]] = []
-        if start > 0 and path.is_file():
-            with path.open() as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) < start]
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-
-    def write(self, row: dict[str, float]) -> None:
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=COLUMNS).writerow(
-                {
-                    k: (
-                        ""
-                        if (v := row.get(k)) is None or (isinstance(v, float) and math.isnan(v))
-                        else v
-                    )
-                    for k in COLUMNS
-                }
-            )
-
-
-def _tensorboard(out: Path, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        print(
-            "coordopt train: tensorboard is not installed; logging to CSV only "
-            "(pip install tensorboard, or pass --no-tensorboard to silence this)",
-            file=sys.stderr,
-        )
-        return None
-    return SummaryWriter(str(out / "tb"))
+# --------------------------------------------------------------------------- evaluation
 
 
 def _evaluate_agents(
@@ -412,24 +281,52 @@ def _evaluate_agents(
     return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
 
 
-def _keep_best(
-    run: RunState,
-    ev: dict[str, float],
-    config: TrainConfig,
-    agents: Agents,
-    optimisers: dict[str, torch.optim.Optimizer],
-    instance: Instance,
-    out: Path,
-) -> None:
-    """Save ``OUT/best.pt`` when the greedy evaluation beats every earlier one.
+def _is_best(run: RunState, ev: dict[str, float]) -> bool:
+    """Record ``ev`` as the best evaluation when it beats every earlier one.
 
     Model selection on the training evaluation stream (``eval_seed``); report the chosen
     agents on another stream, or the selection biases the figure upward.
     """
     if run.best_eval and ev["mean"] <= run.best_eval["mean"]:
-        return
+        return False
     run.best_eval = dict(ev)
-    atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), out / BEST)
+    return True
+
+
+def _warm_start(
+    agents: Agents,
+    ctx: Context,
+    config: TrainConfig,
+    gamma: float,
+    run: RunState,
+    expert: Policy | None,
+) -> None:
+    """Clone ``expert`` (DAgger) unless ``None`` (``--init``: the agents come from another
+    run), then fit the critic to the agents' returns on this instance.
+
+    The budget (``run.env_steps``) counts these simulations; the report goes to
+    ``run.warm_start`` (cloning) or ``run.init`` (the critic's fit after ``--init``).
+    """
+    report = None
+    if expert is not None:
+        report = behaviour_clone(agents, ctx, expert, config, run.env_gen, run.pol_gen)
+        print(
+            f"warm start from {report.expert}: imitation NLL "
+            + ", ".join(
+                f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}" for a in AGENTS
+            ),
+            file=sys.stderr,
+        )
+    critic_loss = pretrain_critic(
+        agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
+    )
+    run.env_steps = config.bc_envs * ctx.params.horizon  # the critic's rollout
+    if report is not None:
+        report.critic_loss = critic_loss
+        report.env_steps += run.env_steps
+        run.env_steps, run.warm_start = report.env_steps, report.as_dict()
+    elif run.init is not None:
+        run.init["critic_loss"] = critic_loss
 
 
 # --------------------------------------------------------------------------- train
@@ -442,36 +339,33 @@ def train(
     resume: bool = False,
     progress: bool = True,
     expert: Policy | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Train the agents on ``instance``; write checkpoints, ``log.csv`` and ``summary.json``.
 
-    ``resume`` continues the run in ``out_dir`` from its checkpoint (the saved config is used,
-    with ``config.iterations`` and the logging fields taken from ``config``); the result
-    equals that of an uninterrupted run with the same seed. ``expert`` overrides the policy
-    named by ``config.warm_start`` (tests pass a cheap one).
+    ``resume`` continues the run in ``out_dir`` from its checkpoint when its identity (the
+    instance's content hash and the configuration outside
+    :data:`~coordopt.rl.checkpoint.RESUMABLE`) matches, else refuses naming what differs; the
+    result equals that of an uninterrupted run with the same seed, and a finished run is
+    returned as it is, its files untouched. ``init`` starts from the agents' weights of
+    another run directory (any instance; the networks are size-agnostic) instead of cloning
+    an expert; the optimisers and counters start fresh and the critic is refitted to this
+    instance. ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a
+    cheap one).
     """
     out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT
-    blob = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"{ckpt_path}: nothing to resume (run without --resume first)")
-        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        saved = TrainConfig.from_dict(blob["config"])
-        keep = {
-            "iterations",
-            "eval_every",
-            "eval_episodes",
-            "checkpoint_every",
-            "tensorboard",
-            "device",
-            "threads",
-        }
-        config = TrainConfig(**{**saved.to_dict(), **{k: getattr(config, k) for k in keep}})
-    elif ckpt_path.is_file():
+    if resume and init is not None:
         raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            "--init and --resume are mutually exclusive (--resume keeps the run's own agents)"
         )
+    saved = ckpt.open_run(out, instance, config, resume)
+    if saved is not None and saved.meta["iteration"] >= config.iterations and _finished(out):
+        print(
+            f"coordopt train: {out} finished at iteration {saved.meta['iteration']} "
+            f"(--iterations {config.iterations}); nothing to do, its files are unchanged",
+            file=sys.stderr,
+        )
+        return TrainResult.read(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     if config.threads > 0:
@@ -486,71 +380,46 @@ def train(
     bc_weight = LinearAnneal(
         config.bc_coef if config.warm_start != "none" else 0.0, config.bc_anneal_iters
     )
-    run = RunState(
-        iteration=0,
-        env_steps=0,
-        seconds=0.0,
-        normalisers={name: RunningMeanStd() for name in agents.critics},
-        env_gen=torch.Generator(device=device),
-        pol_gen=torch.Generator(device=device),
-        rng=np.random.default_rng(config.seed),
-        baselines={},
-        warm_start=None,
-    )
-    run.env_gen.manual_seed(config.seed * 2 + 1)
-    run.pol_gen.manual_seed(config.seed * 2 + 2)
-    if blob is not None:
-        _restore(blob, agents, optimisers, run)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    if (
-        config.warm_start != "none"
-        and expert is None
-        and (blob is None or bc_weight(run.iteration) > 0)
-    ):
+    run = RunState.start(config, list(agents.critics), device)
+    if saved is not None:
+        saved.restore(agents, optimisers, run)
+    elif init is not None:
+        run.init = ckpt.init_agents(agents, Path(init), config)
+    identity = ckpt.instance_identity(instance)
+
+    def save(path: Path) -> None:
+        ckpt.save(path, config, agents, optimisers, run, identity)
+
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    cloning = saved is None and init is None and config.warm_start != "none"
+    if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
         expert = make_expert(config.warm_start, params)
 
-    if blob is None:
-        if config.warm_start != "none":
-            assert expert is not None
-            began = time.perf_counter()
-            report: WarmStartReport = behaviour_clone(
-                agents, ctx, expert, config, run.env_gen, run.pol_gen
-            )
-            report.critic_loss = pretrain_critic(
-                agents, ctx, config, gamma, run.normalisers, run.env_gen, run.pol_gen
-            )
-            report.env_steps += config.bc_envs * params.horizon  # the critic's rollout
-            # the budget (steps and seconds) counts the warm start's simulations and fitting
-            run.env_steps, run.seconds = report.env_steps, time.perf_counter() - began
-            run.warm_start = report.as_dict()
-            print(
-                f"warm start from {report.expert}: imitation NLL "
-                + ", ".join(
-                    f"{a} {report.nll_before[a]:.3f} -> {report.nll_after[a]:.3f}" for a in AGENTS
-                ),
-                file=sys.stderr,
-            )
+    if saved is None:
+        began = time.perf_counter()
+        if cloning or init is not None:
+            _warm_start(agents, ctx, config, gamma, run, expert if cloning else None)
+        run.seconds = time.perf_counter() - began
         if config.eval_every > 0:
             for name in ("siloed", "null"):
                 run.baselines[name] = evaluate(
                     params, name, config.eval_episodes, seed=config.eval_seed
                 ).mean
             run.initial_eval = _evaluate_agents(agents, params, config, -1, run.env_steps)
-            _keep_best(run, run.initial_eval, config, agents, optimisers, instance, out)
-        atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), ckpt_path)
+            if _is_best(run, run.initial_eval):
+                save(out / ckpt.BEST)
+        save(out / ckpt.CHECKPOINT)
 
-    log = CsvLog(out / LOG, run.iteration)
-    writer = _tensorboard(out, config.tensorboard)
+    log = TrainLog(
+        out,
+        run.iteration,
+        config.iterations,
+        f"train {instance.name}",
+        config.tensorboard,
+        progress,
+    )
     history: list[dict[str, float]] = []
     final_eval: dict[str, float] = {}
-    bar = tqdm(
-        total=config.iterations,
-        initial=min(run.iteration, config.iterations),
-        desc=f"train {instance.name}",
-        disable=not progress,
-        file=sys.stderr,
-        unit="it",
-    )
     while run.iteration < config.iterations:
         it = run.iteration
         t0 = time.perf_counter()
@@ -611,26 +480,14 @@ def train(
                 row["gap_vs_siloed"] = (final_eval["mean"] - run.baselines["siloed"]) / abs(
                     run.baselines["siloed"]
                 )
-            _keep_best(run, final_eval, config, agents, optimisers, instance, out)
+            if _is_best(run, final_eval):
+                save(out / ckpt.BEST)
         log.write(row)
         history.append(row)
-        if writer is not None:
-            for k, v in row.items():
-                if k != "iteration" and isinstance(v, float) and math.isfinite(v):
-                    writer.add_scalar(k, v, it)
-        bar.update(1)
-        bar.set_postfix(
-            profit=f"{row['train_profit']:.1f}",
-            sps=f"{row['steps_per_second']:.0f}",
-            **({"eval": f"{row['eval_profit']:.1f}"} if "eval_profit" in row else {}),
-        )
         if run.iteration % config.checkpoint_every == 0 or last:
-            atomic_save(checkpoint_blob(config, agents, optimisers, run, instance), ckpt_path)
-    bar.close()
-    if writer is not None:
-        writer.close()
-    blob_final = checkpoint_blob(config, agents, optimisers, run, instance)
-    atomic_save(blob_final, out / FINAL)
+            save(out / ckpt.CHECKPOINT)
+    log.close()
+    save(out / ckpt.FINAL)
     result = TrainResult(
         out_dir=out,
         iterations=run.iteration,
@@ -643,6 +500,12 @@ def train(
         history=history,
         initial_eval=run.initial_eval,
         best_eval=run.best_eval,
+        instance=identity,
+        init=run.init,
     )
-    (out / "summary.json").write_text(json.dumps(result.as_dict(), indent=2, default=float))
+    atomic_write_text(out / SUMMARY, json.dumps(result.as_dict(), indent=2, default=float))
     return result
+
+
+def _finished(out: Path) -> bool:
+    return (out / ckpt.FINAL).is_file() and (out / SUMMARY).is_file()

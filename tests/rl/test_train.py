@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from rl_budget import FAST
 
 from coordopt.cli import main
 from coordopt.evaluation import evaluate
@@ -17,23 +18,9 @@ from coordopt.rl.config import TrainConfig, field_docs
 from coordopt.rl.ppo import train
 from coordopt.simulator import SimParams
 
-FAST = dict(
-    hidden_size=16,
-    num_envs=8,
-    minibatch_envs=4,
-    seq_len=4,
-    bc_rounds=1,
-    bc_envs=8,
-    bc_epochs=3,
-    critic_pretrain_epochs=3,
-    expert_label_envs=4,
-    eval_every=0,
-    tensorboard=False,
-)
-
 
 def _params(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "final.pt", weights_only=False)["agents"]
+    return torch.load(run / "final.pt", weights_only=True)["agents"]
 
 
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:

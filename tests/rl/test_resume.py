@@ -1,0 +1,166 @@
+"""Runs know what they are: resume checks identity, finished runs stay put, --init fine-tunes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from rl_budget import FAST
+
+from coordopt.case_studies import common
+from coordopt.cli import main
+from coordopt.instance import Instance, load_instance, save_instance
+from coordopt.rl.checkpoint import CheckpointError, instance_hash
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.ppo import train
+
+FLAGS = [
+    "--hidden-size",
+    "16",
+    "--num-envs",
+    "8",
+    "--minibatch-envs",
+    "4",
+    "--seq-len",
+    "4",
+    "--critic-pretrain-epochs",
+    "3",
+    "--eval-every",
+    "0",
+    "--no-tensorboard",
+    "--no-progress",
+]
+
+
+STUDY = {k: v for k, v in FAST.items() if k != "tensorboard"}  # train_agents sets it
+
+
+def _other_tiny() -> Instance:
+    """The bundled tiny with one price changed: same name, other content."""
+    tiny = load_instance("tiny")
+    return tiny.replace(price=tiny.price * 1.1)
+
+
+def test_instance_hash_is_of_the_content_not_the_name() -> None:
+    tiny = load_instance("tiny")
+    assert instance_hash(tiny) == instance_hash(tiny.replace(name="renamed"))
+    assert instance_hash(tiny) != instance_hash(_other_tiny())
+    assert instance_hash(tiny) != instance_hash(load_instance("small"))
+
+
+def test_resume_refuses_another_instance_or_other_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    config = TrainConfig(iterations=1, warm_start="none", **FAST)
+    train(load_instance("tiny"), config, out, progress=False)
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    more = TrainConfig(iterations=2, warm_start="none", **FAST)
+    with pytest.raises(CheckpointError, match="instance: the run was trained on 'tiny'"):
+        train(_other_tiny(), more, out, resume=True, progress=False)
+    other = TrainConfig(**{**more.to_dict(), "hidden_size": 32, "clip": 0.3})
+    with pytest.raises(CheckpointError, match=r"hidden_size: run 16, now 32; clip: run 0.2"):
+        train(load_instance("tiny"), other, out, resume=True, progress=False)
+    argv = ["train", "small", "--out", str(out), "--resume", "--iterations", "2"]
+    assert main(argv) == 2
+    assert "instance: the run was trained on 'tiny'" in capsys.readouterr().err
+    assert main([*argv[:1], "tiny", *argv[2:], "--seed", "7"]) == 2
+    assert "seed: run 0, now 7" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    # the same instance and settings (the budget may grow) resume; the saved config is kept
+    assert main(["train", "tiny", "--out", str(out), "--resume", "--iterations", "2"]) == 0
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 2
+
+
+def test_resuming_a_finished_run_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    config = TrainConfig(iterations=2, warm_start="none", **FAST)
+    first = train(load_instance("tiny"), config, out, progress=False)
+    stamp = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in out.iterdir()}
+    again = train(load_instance("tiny"), config, out, resume=True, progress=False)
+    assert "finished at iteration 2" in capsys.readouterr().err
+    assert again.as_dict() == json.loads(json.dumps(first.as_dict(), default=float))
+    assert main(["train", "tiny", "--out", str(out), "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iterations"] == 2
+    assert {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in out.iterdir()} == stamp
+
+
+def test_init_fine_tunes_the_agents_of_another_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, new = tmp_path / "tiny-run", tmp_path / "small-run"
+    train(load_instance("tiny"), TrainConfig(iterations=1, **FAST), source, progress=False)
+    # architecture flags default to the source run's (hidden size 16 here)
+    argv = ["train", "small", "--init", str(source), "--out", str(new), "--warm-start", "none"]
+    assert main([*argv, *FLAGS[2:], "--iterations", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["init"]["instance"] == {
+        "name": "tiny",
+        "hash": instance_hash(load_instance("tiny")),
+    }
+    assert summary["init"]["iteration"] == 1 and summary["init"]["config"]["hidden_size"] == 16
+    assert summary["instance"]["hash"] == instance_hash(load_instance("small"))
+    assert summary["warm_start"] is None and summary["env_steps"] > 0  # the critic's refit
+    src = torch.load(source / "checkpoint.pt", weights_only=True)
+    got = torch.load(new / "final.pt", weights_only=True)
+    actors = [k for k in src["agents"] if not k.startswith("critics.")]
+    assert actors and all(torch.equal(src["agents"][k], got["agents"][k]) for k in actors)
+    assert json.loads(got["meta"])["iteration"] == 0  # a fresh counter
+    # fine-tune for an iteration, then evaluate on small
+    tuned = tmp_path / "tuned"
+    argv = ["train", "small", "--init", str(source), "--out", str(tuned), "--warm-start", "none"]
+    assert main([*argv, *FLAGS[2:], "--iterations", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iterations"] == 1
+    assert main(["evaluate", "small", "--policy", str(tuned), "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    # incompatible networks, and --init with --resume, are refused
+    bad = [*argv[:5], str(tmp_path / "bad"), "--hidden-size", "32", "--iterations", "1"]
+    assert main(bad) == 2
+    assert "hidden_size: source 16, this run 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--resume"])
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        train(load_instance("small"), TrainConfig(**FAST), tuned, resume=True, init=source)
+
+
+def _fast_train_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = common.train_agents
+
+    def fast(*args: Any, **overrides: Any) -> Any:
+        return real(*args, **{**STUDY, "bc_epochs": 1, "critic_pretrain_epochs": 1, **overrides})
+
+    monkeypatch.setattr(common, "train_agents", fast)
+
+
+def test_train_agents_resumes_only_a_matching_run(tmp_path: Path) -> None:
+    tiny = load_instance("tiny")
+    _, info = common.train_agents(tiny, "rl-multi-cold", 0, 1, tmp_path, **STUDY)
+    assert info["iterations"] == 1
+    _, info = common.train_agents(tiny, "rl-multi-cold", 0, 2, tmp_path, **STUDY)
+    assert info["iterations"] == 2  # resumed: same instance and settings, a larger budget
+    with pytest.raises(CheckpointError, match="instance: the run was trained on 'tiny'"):
+        common.train_agents(_other_tiny(), "rl-multi-cold", 0, 2, tmp_path, **STUDY)
+    with pytest.raises(CheckpointError, match="seed: run 0, now 1"):
+        common.train_agents(tiny, "rl-multi-cold", 1, 2, tmp_path, **STUDY)
+
+
+def test_demo_reports_agents_trained_on_its_own_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fast_train_agents(monkeypatch)
+    other = save_instance(_other_tiny(), tmp_path / "other.toml")
+    argv = ["--iterations", "1", "--episodes", "2", "--out", str(tmp_path / "demo"), "--json"]
+    runs = {}
+    for name in ("tiny", str(other)):
+        assert main(["demo", name, *argv]) == 0
+        report = json.loads(capsys.readouterr().out)
+        run = Path(report["training"]["run_dir"])
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["instance"]["hash"] == instance_hash(load_instance(name))
+        runs[name] = run
+    assert runs["tiny"] != runs[str(other)]  # same name, other content: its own agents
