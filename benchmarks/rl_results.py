@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from coordopt.commands.bench import machine as bench_machine
 from coordopt.evaluation import Evaluation, compare, evaluate
 from coordopt.instance import load_instance
+from coordopt.machine import machine as bench_machine
 from coordopt.rl.agents import load_policy
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import TrainResult, train

@@ -1,4 +1,7 @@
-"""Pieces the case studies share: method names -> evaluated profit, training runs, tables."""
+"""Pieces the case studies share: method names -> evaluated profit, paired intervals, CSV.
+
+The RL variants and their training (:mod:`coordopt.rl.runs`) live in the core, where the
+``demo`` command uses them too."""
 
 from __future__ import annotations
 
@@ -10,19 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from coordopt.evaluation import Evaluation, evaluate
+from coordopt.evaluation import Evaluation, ci_halfwidth, evaluate
 from coordopt.instance import Instance
 from coordopt.policies import make_policy
+from coordopt.rl.runs import RL_METHODS, train_agents
+
+__all__ = ["METHOD_LABELS", "RL_METHODS", "evaluate_method", "paired_ci", "to_csv", "train_agents"]
 from coordopt.simulator import SimParams
 
-# RL variants: (timescales, information, warm start?)
-RL_METHODS: dict[str, tuple[Any, Any, bool]] = {
-    "rl-independent": ("independent", "siloed", False),
-    "rl-single-cold": ("single", "coordinated", False),
-    "rl-single-warm": ("single", "coordinated", True),
-    "rl-multi-cold": ("multi", "coordinated", False),
-    "rl-multi-warm": ("multi", "coordinated", True),
-}
 METHOD_LABELS = {
     "dp": "exact DP (optimal policy)",
     "fluid": "fluid plan, open loop",
@@ -34,40 +32,6 @@ METHOD_LABELS = {
     "rl-multi-cold": "RL: multi-timescale, cold",
     "rl-multi-warm": "RL: multi-timescale, warm",
 }
-
-
-def train_agents(
-    inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
-) -> tuple[Path, dict[str, Any]]:
-    """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary.
-
-    A run already in ``workdir/method`` is resumed (or, finished, reused) only when it was
-    trained on the same instance (content hash) with the same settings; otherwise this
-    refuses, naming what differs, rather than report another run's agents.
-    """
-    from coordopt.rl.checkpoint import CHECKPOINT
-    from coordopt.rl.config import TrainConfig
-    from coordopt.rl.ppo import train
-
-    timescales, information, warm = RL_METHODS[method]
-    config = TrainConfig(
-        iterations=iterations,
-        seed=seed,
-        timescales=timescales,
-        information=information,
-        warm_start="auto" if warm else "none",
-        tensorboard=False,
-        threads=1,
-        **overrides,
-    )
-    run = workdir / method
-    result = train(inst, config, run, resume=(run / CHECKPOINT).exists(), progress=False)
-    return run, {
-        "iterations": result.iterations,
-        "env_steps": result.env_steps,
-        "train_seconds": result.seconds,
-        "steps_per_second": result.steps_per_second,
-    }
 
 
 def evaluate_method(
@@ -102,8 +66,6 @@ def evaluate_method(
 
 def paired_ci(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean and 95% half-width of ``a - b`` (same customers)."""
-    from coordopt.evaluation import ci_halfwidth
-
     d = np.asarray(a) - np.asarray(b)
     return float(d.mean()), ci_halfwidth(d)
 

@@ -32,11 +32,13 @@ def slate_weights(inst: Instance, slates: np.ndarray) -> np.ndarray:
 def expected_demand(
     inst: Instance, slates: np.ndarray, available: np.ndarray | None = None
 ) -> np.ndarray:
-    """Mean demand per product ``sum_k lambda_k P_ki`` under static slates, ``(N,)``."""
+    """Mean demand per period and product ``sum_k lambda_kt P_ki`` under static slates,
+    ``(T, N)`` (rows equal unless arrivals are seasonal)."""
     w = slate_weights(inst, slates)
     if available is not None:
         w = w * (np.asarray(available) > 0)[None, :]
-    return (inst.arrival_rate[:, None] * choice_probabilities(w, inst.no_purchase)).sum(axis=0)
+    prob = choice_probabilities(w, inst.no_purchase)
+    return (inst.arrival_rate[:, :, None] * prob[None]).sum(axis=1)
 
 
 def revenue_rate(
@@ -72,3 +74,28 @@ def best_revenue_slates(
             break
         slates[better], rate[better] = candidate[better], cand_rate[better]
     return slates, rate
+
+
+def demand_profiles(inst: Instance) -> np.ndarray:
+    """Demand-share profile of every product across segments, ``(N, M)``.
+
+    Entry ``(i, k)`` is ``lambda_k w^R_ki / (w_k0 + sum_j w^N_kj)``: the mean demand product i
+    would draw from segment k if it alone were recommended. Two products with parallel
+    profiles sell to the same customers, so under the multinomial logit each takes demand
+    from the other (close substitutes).
+    """
+    denom = inst.no_purchase + inst.base_attraction.sum(axis=1)
+    return (inst.mean_arrival_rate[:, None] * inst.rec_attraction / denom[:, None]).T
+
+
+def product_similarity(inst: Instance) -> np.ndarray:
+    """Cosine similarity of the products' :func:`demand_profiles` (square-root scaled, so a
+    big segment does not drown the rest), ``(N, N)`` with a zero diagonal; a product with a
+    zero profile is similar to nothing. The one measure of "close substitutes": the insights' substitution pattern
+    reads it."""
+    prof = np.sqrt(demand_profiles(inst))
+    norm = np.linalg.norm(prof, axis=1)
+    unit = prof / np.where(norm > 0, norm, 1.0)[:, None]
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, 0.0)
+    return sim

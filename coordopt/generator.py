@@ -3,7 +3,8 @@
 Products sit in price tiers (budget / mid / premium) with tier-dependent margins; segment
 tastes come from a low-rank latent-factor model, so products close in latent space are
 real substitutes; the recommendation uplift varies by segment (some segments follow
-recommendations, others ignore them) and a little by product.
+recommendations, others ignore them) and a little by product. An optional seasonal profile
+(``seasonality``, ``peak``) makes arrival rates swing over the horizon around their mean.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coordopt.instance import Instance, Stockout, make_instance
+from coordopt.instance import Instance, make_instance
 
 _TIERS = np.array([[8.0, 0.45], [20.0, 0.35], [55.0, 0.28]])  # (median price, margin)
 
@@ -51,6 +52,17 @@ class GeneratorConfig:
     """'lost' or 'hidden'."""
     initial_periods: float = 1.0
     """Initial inventory covers this many periods of unrecommended mean demand."""
+    seasonality: float = 0.0
+    """Seasonal amplitude a in [0, 1): arrivals ~ mean * (1 + a cos(2 pi (t - peak) / T))."""
+    peak: float = 0.5
+    """Where the seasonal peak falls, as a fraction of the horizon (0 first, 1 last period)."""
+
+
+def seasonal_profile(horizon: int, amplitude: float, peak: float) -> np.ndarray:
+    """Multiplier of the mean arrival rate in each period, ``(T,)``: one cosine cycle over
+    the horizon, highest at period ``peak * (T - 1)``; it averages 1 over the horizon."""
+    t = np.arange(horizon)
+    return 1.0 + amplitude * np.cos(2.0 * np.pi * (t - peak * (horizon - 1)) / horizon)
 
 
 def generate_instance(
@@ -67,6 +79,10 @@ def generate_instance(
     n, m, d = cfg.n_products, cfg.n_segments, cfg.latent_dim
     if n < 1 or m < 1:
         raise ValueError(f"n_products and n_segments must be >= 1, got {n} and {m}")
+    if not (0.0 <= cfg.seasonality < 1.0 and 0.0 <= cfg.peak <= 1.0):
+        raise ValueError(
+            f"seasonality={cfg.seasonality} must lie in [0, 1) and peak={cfg.peak} in [0, 1]"
+        )
     rng = np.random.default_rng(seed)
 
     tier = rng.choice(3, size=n, p=[0.45, 0.4, 0.15])
@@ -94,14 +110,17 @@ def generate_instance(
     mean_demand = (arrivals[:, None] * base / (1.0 + base.sum(axis=1, keepdims=True))).sum(axis=0)
     lead = rng.integers(0, cfg.max_lead_time + 1, n)
     initial = np.round(mean_demand * (cfg.initial_periods + lead)).astype(np.int64)
+    rates = arrivals
+    if cfg.seasonality > 0:
+        profile = seasonal_profile(cfg.horizon, cfg.seasonality, cfg.peak)
+        rates = np.maximum(np.round(profile[:, None] * arrivals[None, :], 2), 0.01)
 
     return make_instance(
         name=name or f"synthetic-n{n}-m{m}-s{seed}",
         horizon=cfg.horizon,
         discount=cfg.discount,
         slate_size=min(cfg.slate_size, n),
-        stockout=Stockout(cfg.stockout),
-        warehouse_capacity=None,
+        stockout=cfg.stockout,
         product_names=tuple(f"P{i + 1}" for i in range(n)),
         price=price,
         unit_cost=unit_cost,
@@ -110,11 +129,8 @@ def generate_instance(
         lead_time=lead,
         initial_inventory=initial,
         salvage_value=np.round(cfg.salvage_rate * unit_cost, 4),
-        fixed_order_cost=np.zeros(n),
-        max_order=np.full(n, np.inf),
         segment_names=tuple(f"S{k + 1}" for k in range(m)),
-        arrival_rate=arrivals,
+        arrival_rate=rates,
         base_attraction=np.round(base, 6),
         rec_attraction=np.round(np.maximum(rec, np.round(base, 6)), 6),
-        no_purchase=np.ones(m),
-    )
+    )  # fields left out (fixed order costs, order caps, warehouse...) take their defaults

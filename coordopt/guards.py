@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordopt.sizes import FULL_LP_CELLS
+
 INT64_MAX = 2**63 - 1
 
 
@@ -191,8 +193,6 @@ BYTES_PER_PRODUCT = 5_000
 products: 470 MB peak)."""
 SECONDS_PER_PRODUCT = 1.5e-4
 """Building, validating and writing one product (10^5 products: 10-16 s)."""
-FULL_LP_CELLS = 2_000_000
-"""Above this many (period, segment, product) cells a full fluid program is refused."""
 MEMORY_LIMIT = 8 * 2**30
 """Bytes a command may plan to use without ``--force``."""
 TIME_LIMIT = 3600.0

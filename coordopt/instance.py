@@ -1,18 +1,30 @@
-"""The problem instance of docs/model.md: load, validate, save.
+"""The problem instance of docs/model.md: its fields declared once; load, validate, save.
 
-An :class:`Instance` holds every datum of the integrated inventory-recommendation model as
-numpy arrays (products along the last axis, segments along the first). Every consumer in
-coordopt -- simulator, Pyomo models, dynamic program, agents -- reads this one object.
+:class:`Instance` is the single declaration of the model's data: every field carries its
+:class:`FieldSpec` (scope, kind, default, rule, doc) in its dataclass metadata, and
+everything else derives from that list (:data:`FIELDS`): the TOML and ``.npz`` formats,
+validation and its messages, defaults, :func:`make_instance`, sub-catalogs
+(:meth:`Instance.take_products`), and the simulator's and fluid program's arrays.
+
+Arrays are numpy: products along the last axis, segments before them, periods first
+(``arrival_rate`` is ``(T, M)``). To add a product attribute, add one field to
+:class:`Instance` with its spec, then use it where the mathematics needs it.
+
+Every source -- a TOML file, a compact ``.npz`` file, Python keyword arguments -- goes through
+one validator, :func:`make_instance`, with the same rules and the same messages
+(``file: item: field 'f' = value is invalid; rule``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import io
 import math
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,36 +50,149 @@ class InstanceError(ValueError):
     """Bad instance data; the message names the file, the item, the field and the fix."""
 
 
+# --------------------------------------------------------------------------- declaration
+
+
+class Scope(enum.StrEnum):
+    """What a field is indexed by (its shape in an :class:`Instance`)."""
+
+    GLOBAL = "global"  # one value
+    PRODUCT = "product"  # (N,), one entry in each [[product]] table
+    SEGMENT = "segment"  # (M,), one entry in each [[segment]] table
+    PERIOD_SEGMENT = "period-segment"  # (T, M); per segment one number or T numbers
+    SEGMENT_PRODUCT = "segment-product"  # (M, N); per segment N numbers, in product order
+
+    @property
+    def table(self) -> str | None:
+        """The TOML array of tables that holds the field (``None``: top level)."""
+        return {Scope.GLOBAL: None, Scope.PRODUCT: "product"}.get(self, "segment")
+
+
+class Kind(enum.StrEnum):
+    """The values a field holds."""
+
+    REAL = "real"  # finite float
+    WHOLE = "whole"  # whole number (stored int64, or float64 where it may be unbounded)
+    TEXT = "text"  # a non-empty string (names)
+    STOCKOUT = "stockout"  # a :class:`Stockout` mode
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+"""Default of a field that every instance must give."""
+MAX_WHOLE = 2**53
+"""Largest whole number accepted (exact in float64)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the model: how it is indexed, what it holds, its default and its rule.
+
+    ``lo`` / ``hi`` bound the values (``lo_open``: strictly above ``lo``); ``at_least`` names
+    a field of the same shape that bounds this one from below; ``default_from`` names the
+    field whose value is the default; ``optional`` fields may be absent (``None`` globally,
+    ``inf`` per product: no limit); ``key`` is the name in a TOML table when it differs.
+    """
+
+    scope: Scope
+    kind: Kind
+    doc: str
+    default: Any = REQUIRED
+    lo: float = 0.0
+    lo_open: bool = False
+    hi: float = math.inf
+    at_least: str | None = None
+    default_from: str | None = None
+    optional: bool = False
+    key: str | None = None
+    name: str = ""  # the attribute, filled in from the dataclass
+
+    @property
+    def file_key(self) -> str:
+        """The key in the TOML layout (``name`` inside a product or segment table)."""
+        return self.key or self.name
+
+    @property
+    def rule(self) -> str:
+        """What a valid value is, in words (the end of every message about this field)."""
+        if self.kind is Kind.TEXT:
+            return "expected a non-empty string"
+        if self.kind is Kind.STOCKOUT:
+            return f"allowed values are {' and '.join(repr(s.value) for s in Stockout)}"
+        what = "a whole number" if self.kind is Kind.WHOLE else "a finite number"
+        if self.hi < math.inf:
+            interval = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+        else:
+            interval = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        limit = f" (at most {MAX_WHOLE})" if self.kind is Kind.WHOLE else ""
+        return f"expected {what} {interval}{limit}"
+
+
+def _spec(scope: Scope, kind: Kind, doc: str, **rule: Any) -> dict[str, FieldSpec]:
+    return {"spec": FieldSpec(scope, kind, doc, **rule)}
+
+
+_G, _P, _S = Scope.GLOBAL, Scope.PRODUCT, Scope.SEGMENT
+_R, _W, _TXT = Kind.REAL, Kind.WHOLE, Kind.TEXT
+
+
 @dataclass(frozen=True, eq=False)
 class Instance:
     """One integrated inventory-recommendation problem (docs/model.md, "Data").
 
-    Product arrays have shape ``(N,)``; segment arrays ``(M,)``; attractions ``(M, N)``.
-    ``max_order`` is ``inf`` where a product has no order cap; ``warehouse_capacity`` is
-    ``None`` when there is none.
+    Product arrays have shape ``(N,)``; segment arrays ``(M,)``; attractions ``(M, N)``;
+    ``arrival_rate`` ``(T, M)`` (a constant rate is repeated). ``max_order`` is ``inf``
+    where a product has no order cap; ``warehouse_capacity`` is ``None`` when there is none.
+    Build one with :func:`make_instance` or :func:`load_instance`, never directly.
     """
 
-    name: str
-    horizon: int
-    discount: float
-    slate_size: int
-    stockout: Stockout
-    warehouse_capacity: float | None
-    product_names: tuple[str, ...]
-    price: np.ndarray
-    unit_cost: np.ndarray
-    holding_cost: np.ndarray
-    lost_sale_penalty: np.ndarray
-    lead_time: np.ndarray
-    initial_inventory: np.ndarray
-    salvage_value: np.ndarray
-    fixed_order_cost: np.ndarray
-    max_order: np.ndarray
-    segment_names: tuple[str, ...]
-    arrival_rate: np.ndarray
-    base_attraction: np.ndarray
-    rec_attraction: np.ndarray
-    no_purchase: np.ndarray
+    name: str = field(
+        metadata=_spec(_G, _TXT, "Instance name (default: file name)", default="instance")
+    )
+    horizon: int = field(metadata=_spec(_G, _W, "Periods T", lo=1))
+    discount: float = field(metadata=_spec(_G, _R, "gamma", default=1.0, lo_open=True, hi=1.0))
+    slate_size: int = field(metadata=_spec(_G, _W, "Slots K per segment", default=1, lo=1))
+    stockout: Stockout = field(metadata=_spec(_G, Kind.STOCKOUT, "Mode", default=Stockout.LOST))
+    warehouse_capacity: float | None = field(
+        metadata=_spec(_G, _R, "On-hand units after arrivals", default=None, optional=True)
+    )
+    product_names: tuple[str, ...] = field(
+        metadata=_spec(_P, _TXT, "Product name", default="P{}", key="name")
+    )
+    price: np.ndarray = field(metadata=_spec(_P, _R, "Price p_i", lo_open=True))
+    unit_cost: np.ndarray = field(metadata=_spec(_P, _R, "Unit cost c_i"))
+    holding_cost: np.ndarray = field(metadata=_spec(_P, _R, "Per unit held", default=0.0))
+    lost_sale_penalty: np.ndarray = field(metadata=_spec(_P, _R, "Per lost unit", default=0.0))
+    lead_time: np.ndarray = field(metadata=_spec(_P, _W, "Periods L_i to arrival", default=0))
+    initial_inventory: np.ndarray = field(metadata=_spec(_P, _W, "Start stock", default=0))
+    salvage_value: np.ndarray = field(metadata=_spec(_P, _R, "Per unit left", default=0.0))
+    fixed_order_cost: np.ndarray = field(metadata=_spec(_P, _R, "Per order", default=0.0))
+    max_order: np.ndarray = field(
+        metadata=_spec(_P, _W, "Order cap (absent: inf)", default=math.inf, optional=True)
+    )
+    segment_names: tuple[str, ...] = field(
+        metadata=_spec(_S, _TXT, "Segment name", default="S{}", key="name")
+    )
+    arrival_rate: np.ndarray = field(
+        metadata=_spec(Scope.PERIOD_SEGMENT, _R, "Customers per period", lo_open=True)
+    )
+    base_attraction: np.ndarray = field(
+        metadata=_spec(Scope.SEGMENT_PRODUCT, _R, "MNL weight w^N_ki, not recommended")
+    )
+    rec_attraction: np.ndarray = field(
+        metadata=_spec(
+            Scope.SEGMENT_PRODUCT,
+            _R,
+            "MNL weight w^R_ki, recommended",
+            default_from="base_attraction",
+            at_least="base_attraction",
+        )
+    )
+    no_purchase: np.ndarray = field(metadata=_spec(_S, _R, "w_k0", default=1.0, lo_open=True))
 
     @property
     def n_products(self) -> int:
@@ -86,382 +211,527 @@ class Instance:
         """Slots that can actually be filled: ``min(K, N)``."""
         return min(self.slate_size, self.n_products)
 
+    @property
+    def seasonal(self) -> bool:
+        """Whether some segment's arrival rate changes over the periods."""
+        return bool((self.arrival_rate != self.arrival_rate[:1]).any())
+
+    @property
+    def mean_arrival_rate(self) -> np.ndarray:
+        """Each segment's arrival rate averaged over the periods, ``(M,)`` (exactly its
+        rate when constant)."""
+        return self.arrival_rate.mean(axis=0) if self.seasonal else self.arrival_rate[0]
+
+    def fields(self) -> dict[str, Any]:
+        """Every declared field's value, by attribute name (the input of :func:`make_instance`)."""
+        return {spec.name: getattr(self, spec.name) for spec in FIELDS}
+
     def replace(self, **changes: Any) -> Instance:
-        """A validated copy with some fields changed (arrays are converted and checked)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """A validated copy with some fields changed (arrays are converted and checked).
+
+        A new ``horizon`` keeps constant arrival rates; a seasonal profile must then be
+        given anew (``arrival_rate``), since it has one entry per period.
+        """
+        data = self.fields()
+        if "horizon" in changes and "arrival_rate" not in changes:
+            if self.seasonal and int(changes["horizon"]) != self.horizon:
+                raise InstanceError(
+                    f"{self.name}: a new horizon needs a new seasonal arrival_rate "
+                    f"(it has {self.horizon} periods); pass arrival_rate as well"
+                )
+            data["arrival_rate"] = self.arrival_rate[0]
         data.update(changes)
         return make_instance(**data)
+
+    def take_products(self, index: Sequence[int] | np.ndarray, **changes: Any) -> Instance:
+        """The sub-catalog of products ``index`` (in that order), validated; every
+        per-product field is restricted to it, other fields are kept unless ``changes``."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        data: dict[str, Any] = {}
+        for spec in FIELDS:
+            value = getattr(self, spec.name)
+            if spec.scope is Scope.PRODUCT:
+                data[spec.name] = [value[i] for i in idx] if spec.kind is _TXT else value[idx]
+            elif spec.scope is Scope.SEGMENT_PRODUCT:
+                data[spec.name] = value[:, idx]
+        return self.replace(**{**data, **changes})
 
     def summary(self) -> str:
         return (
             f"{self.name}: {self.n_products} products, {self.n_segments} segments, "
             f"T={self.horizon}, K={self.slate_size}, stockout={self.stockout.value}, "
             f"lead times {int(self.lead_time.min())}..{self.max_lead_time}"
+            + (", seasonal arrivals" if self.seasonal else "")
         )
+
+
+FIELDS: tuple[FieldSpec, ...] = tuple(
+    dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(Instance)
+)
+"""The declaration: every field of :class:`Instance`, in order, with its spec."""
+FIELD: dict[str, FieldSpec] = {spec.name: spec for spec in FIELDS}
+
+
+def instance_values(inst: Instance, target: type) -> dict[str, Any]:
+    """The instance's fields that the dataclass ``target`` also declares, by name.
+
+    How consumers (``SimParams``, ``FluidData``) take the data they use without listing it:
+    a new field reaches them by declaring it in both places.
+    """
+    wanted = {f.name for f in dataclasses.fields(target)}
+    return {spec.name: getattr(inst, spec.name) for spec in FIELDS if spec.name in wanted}
 
 
 # --------------------------------------------------------------------------- validation
 
-_PRODUCT_FIELDS: dict[str, Any] = {
-    "name": None,
-    "price": None,  # required
-    "unit_cost": None,  # required
-    "holding_cost": 0.0,
-    "lost_sale_penalty": 0.0,
-    "lead_time": 0,
-    "initial_inventory": 0,
-    "salvage_value": 0.0,
-    "fixed_order_cost": 0.0,
-    "max_order": None,
-}
-_SEGMENT_FIELDS: dict[str, Any] = {
-    "name": None,
-    "arrival_rate": None,  # required
-    "base_attraction": None,  # required
-    "rec_attraction": None,
-    "no_purchase": 1.0,
-}
-_GLOBAL_FIELDS: dict[str, Any] = {
-    "name": None,
-    "horizon": None,  # required
-    "discount": 1.0,
-    "slate_size": 1,
-    "stockout": "lost",
-    "warehouse_capacity": None,
-    "product": None,
-    "segment": None,
-}
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING: Any = _Missing()
+"""Marks an absent value (a key left out of one TOML table, say)."""
 
 
 def _where(source: str | None) -> str:
     return f"{source}: " if source else ""
 
 
-def _fail(source: str | None, item: str, field: str, value: Any, allowed: str) -> InstanceError:
+def _show(value: Any) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
     shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return InstanceError(f"{_where(source)}{item}: field '{field}' = {shown} is invalid; {allowed}")
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
-def _as_float(
-    src: str | None, item: str, field: str, value: Any, *, lo: float = 0.0, strict: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(src, item, field, value, "expected a number")
-    v = float(value)
-    if not math.isfinite(v) or v < lo or (strict and v <= lo):
-        raise _fail(
-            src, item, field, value, f"expected a finite number {'>' if strict else '>='} {lo:g}"
+def _fail(source: str | None, item: str, field: str, value: Any, rule: str) -> InstanceError:
+    return InstanceError(
+        f"{_where(source)}{item}: field '{field}' = {_show(value)} is invalid; {rule}"
+    )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_)
+    )
+
+
+class _Context:
+    """What the validator knows while it works through the fields in order."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.values: dict[str, Any] = {}
+
+    def names(self, scope: Scope) -> tuple[str, ...] | None:
+        key = "product_names" if scope is Scope.PRODUCT else "segment_names"
+        return self.values.get(key)
+
+    def item(self, scope: Scope, index: tuple[int, ...], period: bool = False) -> str:
+        """``product 2 (B)``, ``segment 1 (x), product 2 (B)``, ``segment 1 (x), period 3``."""
+        if scope is Scope.GLOBAL:
+            return "top level"
+
+        def one(kind: Scope, j: int) -> str:
+            names = self.names(kind)
+            label = f" ({names[j]})" if names is not None and j < len(names) else ""
+            return f"{kind.value} {j + 1}{label}"
+
+        if scope is Scope.PRODUCT:
+            return one(Scope.PRODUCT, index[0])
+        if scope is Scope.SEGMENT_PRODUCT:
+            parts = [one(Scope.SEGMENT, index[0])]
+            if len(index) > 1:
+                parts.append(one(Scope.PRODUCT, index[1]))
+            return ", ".join(parts)
+        if scope is Scope.PERIOD_SEGMENT and period and len(index) == 2:
+            return f"{one(Scope.SEGMENT, index[1])}, period {index[0] + 1}"
+        return one(Scope.SEGMENT, index[-1])
+
+    def fail(self, spec: FieldSpec, index: tuple[int, ...], value: Any, rule: str) -> InstanceError:
+        return _fail(self.source, self.item(spec.scope, index), spec.name, value, rule)
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d array as its Python scalar; anything else unchanged."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def _as_table(value: Any) -> Any:
+    """A Python sequence (or object array) as a list; numeric arrays stay arrays."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        return value
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return None
+
+
+def _number(ctx: _Context, spec: FieldSpec, x: Any, item: str) -> float:
+    """One entry as a float: a real number (not a bool, not a string), else a clear error."""
+    x = _scalar(x)
+    if not _is_number(x):
+        got = (
+            f"a list of {len(x)}" if isinstance(x, (list, tuple, np.ndarray)) else type(x).__name__
         )
-    return v
+        raise _fail(ctx.source, item, spec.name, x, f"expected one number, got {got}")
+    try:
+        return float(x)
+    except OverflowError:
+        raise _fail(ctx.source, item, spec.name, x, spec.rule) from None
 
 
-def _as_int(src: str | None, item: str, field: str, value: Any, *, lo: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise _fail(src, item, field, value, f"expected a whole number >= {lo}")
-    if value < lo:
-        raise _fail(src, item, field, value, f"expected a whole number >= {lo}")
-    return int(value)
+def _numbers(
+    ctx: _Context, spec: FieldSpec, value: Any, shape: tuple[int, ...], what: tuple[str, ...]
+) -> np.ndarray:
+    """Nested ``value`` as a float64 array of ``shape``, element types checked one by one.
 
-
-def _check_keys(
-    src: str | None, item: str, table: Mapping[str, Any], allowed: Mapping[str, Any]
-) -> None:
-    for key in table:
-        if key not in allowed:
+    Numeric arrays must have the shape; nested sequences are walked so that an entry of the
+    wrong length or type is named (``what`` describes each axis). ``MISSING`` entries take
+    the field's default.
+    """
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        if value.shape != shape:
             raise InstanceError(
-                f"{_where(src)}{item}: unknown key '{key}'; allowed keys are "
-                f"{', '.join(sorted(allowed))}"
+                f"{_where(ctx.source)}top level: field '{spec.name}' has shape {value.shape}, "
+                f"expected {shape} ({'; '.join(what)})"
+            )
+        return value.astype(np.float64)
+    out = np.empty(shape)
+
+    def fill(v: Any, index: tuple[int, ...]) -> None:
+        depth = len(index)
+        if v is MISSING:
+            out[index] = _default_entry(ctx, spec, index)  # checked with the rest below
+            return
+        if depth == len(shape):
+            out[index] = _number(ctx, spec, v, ctx.item(spec.scope, index))
+            return
+        table = _as_table(_scalar(v))
+        if table is None or len(table) != shape[depth]:
+            got = "a single value" if table is None else f"{len(table)}"
+            item = ctx.item(spec.scope, index) if depth else "top level"
+            raise _fail(
+                ctx.source,
+                item,
+                spec.name,
+                v,
+                f"expected {shape[depth]} entries ({what[depth]}), got {got}",
+            )
+        for j, x in enumerate(table):
+            fill(x, (*index, j))
+
+    fill(value, ())
+    return out
+
+
+def _default_entry(ctx: _Context, spec: FieldSpec, index: tuple[int, ...]) -> Any:
+    if spec.default_from is not None:
+        return ctx.values[spec.default_from][index]
+    if spec.default is REQUIRED:
+        item = ctx.item(spec.scope, index) if index else "top level"
+        raise InstanceError(f"{_where(ctx.source)}{item}: missing required key '{spec.file_key}'")
+    return spec.default
+
+
+def _check_values(
+    ctx: _Context,
+    spec: FieldSpec,
+    arr: np.ndarray,
+    period: np.ndarray | None = None,
+    shown: Any = MISSING,
+) -> None:
+    """Finiteness, range, integrality and ``at_least`` of every entry of ``arr``.
+
+    ``period[k]``: segment k's rate was given per period (name the period in messages).
+    """
+    unbounded = np.isposinf(arr) if spec.optional else np.zeros(arr.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        lo_ok = arr > spec.lo if spec.lo_open else arr >= spec.lo
+        ok = unbounded | (np.isfinite(arr) & lo_ok & (arr <= spec.hi))
+        if spec.kind is Kind.WHOLE:
+            ok &= unbounded | ((np.floor(arr) == arr) & (arr <= MAX_WHOLE))
+    bad = np.argwhere(~ok)
+    if bad.size:
+        index = tuple(int(j) for j in bad[0])
+        seasonal = period is not None and bool(period[index[-1]])
+        item = ctx.item(spec.scope, index, period=seasonal)
+        raise _fail(
+            ctx.source, item, spec.name, arr[index] if shown is MISSING else shown, spec.rule
+        )
+    if spec.at_least is not None:
+        floor = ctx.values[spec.at_least]
+        bad = np.argwhere(arr < floor)
+        if bad.size:
+            index = tuple(int(j) for j in bad[0])
+            raise ctx.fail(
+                spec,
+                index,
+                arr[index],
+                f"must be >= {spec.at_least} ({floor[index]:g}): a recommendation cannot "
+                "lower a product's weight",
             )
 
 
-def _array(
-    src: str | None, item: str, field: str, value: Any, n: int, *, lo: float = 0.0
-) -> np.ndarray:
-    if not isinstance(value, (list, tuple, np.ndarray)):
-        raise _fail(src, item, field, value, f"expected an array of {n} numbers (one per product)")
-    if len(value) != n:
+def _names(ctx: _Context, spec: FieldSpec, value: Any) -> tuple[str, ...]:
+    """Product or segment names: a non-empty list of distinct non-empty strings."""
+    kind = spec.scope.value
+    if value is MISSING:
+        raise InstanceError(f"{_where(ctx.source)}top level: missing required key '{spec.name}'")
+    table = _as_table(_scalar(value))
+    if table is None or isinstance(table, np.ndarray):
+        raise _fail(ctx.source, "top level", spec.name, value, f"expected a list of {kind} names")
+    if not table:
+        raise InstanceError(
+            f"{_where(ctx.source)}top level: at least one {kind} is required "
+            f"(a [[{kind}]] table in a TOML file)"
+        )
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for j, x in enumerate(table):
+        x = spec.default.format(j + 1) if x is MISSING else _scalar(x)
+        item = f"{kind} {j + 1}"
+        if not isinstance(x, str) or not x:
+            raise _fail(ctx.source, item, spec.file_key, x, spec.rule)
+        if x in seen:
+            raise _fail(
+                ctx.source,
+                item,
+                spec.file_key,
+                x,
+                f"names must be unique: {kind} {seen[x] + 1} has the same name",
+            )
+        seen[x] = j
+        names.append(str(x))
+    return tuple(names)
+
+
+def _global(ctx: _Context, spec: FieldSpec, value: Any) -> Any:
+    value = _scalar(value)
+    if value is MISSING or (spec.optional and value is None):
+        return _default_entry(ctx, spec, ())
+    if spec.kind is Kind.TEXT:
+        if not isinstance(value, str) or not value:
+            raise ctx.fail(spec, (), value, spec.rule)
+        return str(value)
+    if spec.kind is Kind.STOCKOUT:
+        if not isinstance(value, str) or value not in {s.value for s in Stockout}:
+            raise ctx.fail(spec, (), value, spec.rule)
+        return Stockout(value)
+    x = _number(ctx, spec, value, "top level")
+    _check_values(ctx, spec, np.array([x]), shown=value)
+    return int(x) if spec.kind is Kind.WHOLE else x
+
+
+def _arrival_rates(ctx: _Context, spec: FieldSpec, value: Any) -> np.ndarray:
+    """``(T, M)`` from a ``(T, M)`` array, or per segment one number or a list of T."""
+    t_n, names = ctx.values["horizon"], ctx.names(Scope.SEGMENT)
+    assert names is not None
+    m = len(names)
+    if value is MISSING:
+        _default_entry(ctx, spec, ())
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim == 2:
+        rates = _numbers(ctx, spec, value, (t_n, m), ("one per period", "one per segment"))
+        _check_values(ctx, spec, rates, period=np.ones(m, dtype=bool))
+        return rates
+    table = _as_table(_scalar(value))
+    if table is None or len(table) != m:
+        got = "a single value" if table is None else f"{len(table)}"
         raise _fail(
-            src,
-            item,
-            field,
+            ctx.source,
+            "top level",
+            spec.name,
             value,
-            f"expected {n} entries (one per product, in product order), got {len(value)}",
+            f"expected {m} entries (one per segment: a number, or a list of one per "
+            f"period), got {got}; a 2-D numpy array is read as (periods, segments)",
         )
-    return np.array(
-        [_as_float(src, f"{item}, entry {j}", field, x, lo=lo) for j, x in enumerate(value)]
-    )
+    rates = np.empty((t_n, m))
+    seasonal = np.zeros(m, dtype=bool)
+    for k, entry in enumerate(table):
+        entry = _default_entry(ctx, spec, (k,)) if entry is MISSING else _scalar(entry)
+        column = _as_table(entry)
+        if column is None:
+            rates[:, k] = _number(ctx, spec, entry, ctx.item(spec.scope, (k,)))
+            continue
+        seasonal[k] = True
+        if len(column) != t_n:
+            raise ctx.fail(
+                spec,
+                (k,),
+                entry,
+                f"a seasonal rate needs one value per period: expected {t_n} (the horizon), "
+                f"got {len(column)}",
+            )
+        for t, x in enumerate(column):
+            rates[t, k] = _number(ctx, spec, x, ctx.item(spec.scope, (t, k), period=True))
+    _check_values(ctx, spec, rates, period=seasonal)
+    return rates
 
 
-def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> Instance:
-    """Build and validate an :class:`Instance` from the TOML layout of docs/model.md."""
-    _check_keys(source, "top level", data, _GLOBAL_FIELDS)
-    for req in ("horizon",):
-        if req not in data:
-            raise InstanceError(f"{_where(source)}top level: missing required key '{req}'")
-    products = data.get("product", [])
-    segments = data.get("segment", [])
-    if not isinstance(products, list) or not products:
-        raise InstanceError(
-            f"{_where(source)}top level: at least one [[product]] table is required"
-        )
-    if not isinstance(segments, list) or not segments:
-        raise InstanceError(
-            f"{_where(source)}top level: at least one [[segment]] table is required"
-        )
-    n = len(products)
+_AXES = {
+    Scope.PRODUCT: ("one per product",),
+    Scope.SEGMENT: ("one per segment",),
+    Scope.SEGMENT_PRODUCT: ("one per segment", "one per product, in product order"),
+}
 
-    cols: dict[str, list[Any]] = {k: [] for k in _PRODUCT_FIELDS}
-    for i, p in enumerate(products):
-        item = (
-            f"product {i + 1} ({p.get('name', 'unnamed')!s})"
-            if isinstance(p, Mapping)
-            else f"product {i + 1}"
-        )
-        if not isinstance(p, Mapping):
-            raise InstanceError(f"{_where(source)}{item}: expected a table")
-        _check_keys(source, item, p, _PRODUCT_FIELDS)
-        for req in ("price", "unit_cost"):
-            if req not in p:
-                raise InstanceError(f"{_where(source)}{item}: missing required key '{req}'")
-        cols["name"].append(str(p.get("name", f"P{i + 1}")))
-        cols["price"].append(_as_float(source, item, "price", p["price"], strict=True))
-        for f in (
-            "unit_cost",
-            "holding_cost",
-            "lost_sale_penalty",
-            "salvage_value",
-            "fixed_order_cost",
-        ):
-            cols[f].append(_as_float(source, item, f, p.get(f, _PRODUCT_FIELDS[f])))
-        for f in ("lead_time", "initial_inventory"):
-            cols[f].append(_as_int(source, item, f, p.get(f, _PRODUCT_FIELDS[f])))
-        mo = p.get("max_order")
-        cols["max_order"].append(math.inf if mo is None else _as_int(source, item, "max_order", mo))
 
-    seg_cols: dict[str, list[Any]] = {k: [] for k in _SEGMENT_FIELDS}
-    for k, s in enumerate(segments):
-        item = (
-            f"segment {k + 1} ({s.get('name', 'unnamed')!s})"
-            if isinstance(s, Mapping)
-            else f"segment {k + 1}"
-        )
-        if not isinstance(s, Mapping):
-            raise InstanceError(f"{_where(source)}{item}: expected a table")
-        _check_keys(source, item, s, _SEGMENT_FIELDS)
-        for req in ("arrival_rate", "base_attraction"):
-            if req not in s:
-                raise InstanceError(f"{_where(source)}{item}: missing required key '{req}'")
-        seg_cols["name"].append(str(s.get("name", f"S{k + 1}")))
-        seg_cols["arrival_rate"].append(
-            _as_float(source, item, "arrival_rate", s["arrival_rate"], strict=True)
-        )
-        seg_cols["no_purchase"].append(
-            _as_float(source, item, "no_purchase", s.get("no_purchase", 1.0), strict=True)
-        )
-        base = _array(source, item, "base_attraction", s["base_attraction"], n)
-        rec = (
-            _array(source, item, "rec_attraction", s["rec_attraction"], n)
-            if "rec_attraction" in s
-            else base.copy()
-        )
-        seg_cols["base_attraction"].append(base)
-        seg_cols["rec_attraction"].append(rec)
-
-    stockout_raw = data.get("stockout", "lost")
-    try:
-        stockout = Stockout(stockout_raw)
-    except ValueError:
-        raise _fail(
-            source, "top level", "stockout", stockout_raw, "allowed values are 'lost' and 'hidden'"
-        ) from None
-    cap = data.get("warehouse_capacity")
-    return make_instance(
-        name=str(data.get("name", Path(source).stem if source else "instance")),
-        horizon=_as_int(source, "top level", "horizon", data["horizon"], lo=1),
-        discount=_as_float(source, "top level", "discount", data.get("discount", 1.0), strict=True),
-        slate_size=_as_int(source, "top level", "slate_size", data.get("slate_size", 1), lo=1),
-        stockout=stockout,
-        warehouse_capacity=None
-        if cap is None
-        else _as_float(source, "top level", "warehouse_capacity", cap),
-        product_names=tuple(cols["name"]),
-        price=cols["price"],
-        unit_cost=cols["unit_cost"],
-        holding_cost=cols["holding_cost"],
-        lost_sale_penalty=cols["lost_sale_penalty"],
-        lead_time=cols["lead_time"],
-        initial_inventory=cols["initial_inventory"],
-        salvage_value=cols["salvage_value"],
-        fixed_order_cost=cols["fixed_order_cost"],
-        max_order=cols["max_order"],
-        segment_names=tuple(seg_cols["name"]),
-        arrival_rate=seg_cols["arrival_rate"],
-        base_attraction=np.array(seg_cols["base_attraction"]).reshape(len(segments), n),
-        rec_attraction=np.array(seg_cols["rec_attraction"]).reshape(len(segments), n),
-        no_purchase=seg_cols["no_purchase"],
-        source=source,
-    )
+def _shape(ctx: _Context, scope: Scope) -> tuple[int, ...]:
+    n = len(ctx.values.get("product_names", ()))
+    if scope is Scope.PRODUCT:
+        return (n,)
+    m = len(ctx.values["segment_names"])
+    return (m,) if scope is Scope.SEGMENT else (m, n)
 
 
 def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
-    """Convert arrays, check shapes and ranges, and return a frozen :class:`Instance`.
+    """Validate and convert ``fields`` (by attribute name) into a frozen :class:`Instance`.
 
-    Used by the TOML loader, the generator and :meth:`Instance.replace`; the per-item checks
-    of the loader give friendlier messages, these are the array-level guarantees.
+    The one validator of every source (files, generator, :meth:`Instance.replace`).
+    Absent fields take their declared defaults. Values may be numbers, sequences or numpy
+    arrays; ``arrival_rate`` may be ``(M,)`` (constant), ``(T, M)``, or a sequence with
+    one entry per segment, each a number or a list of T numbers (the TOML form).
+    ``source`` (a file name) starts every message.
     """
-    f = dict(fields)
-    f["stockout"] = Stockout(f["stockout"])
-    n = len(f["product_names"])
-    m = len(f["segment_names"])
-    for key in (
-        "price",
-        "unit_cost",
-        "holding_cost",
-        "lost_sale_penalty",
-        "salvage_value",
-        "fixed_order_cost",
-        "max_order",
-    ):
-        f[key] = np.asarray(f[key], dtype=np.float64).reshape(n)
-    for key in ("lead_time", "initial_inventory"):
-        f[key] = np.asarray(f[key], dtype=np.int64).reshape(n)
-    for key in ("arrival_rate", "no_purchase"):
-        f[key] = np.asarray(f[key], dtype=np.float64).reshape(m)
-    for key in ("base_attraction", "rec_attraction"):
-        arr = np.asarray(f[key], dtype=np.float64)
-        if arr.shape != (m, n):
-            raise InstanceError(
-                f"{_where(source)}{key}: shape {arr.shape}, expected (segments, products) = ({m}, {n})"
-            )
-        f[key] = arr
-    checks = [
-        ("price", f["price"] > 0, "> 0"),
-        ("unit_cost", f["unit_cost"] >= 0, ">= 0"),
-        ("holding_cost", f["holding_cost"] >= 0, ">= 0"),
-        ("lost_sale_penalty", f["lost_sale_penalty"] >= 0, ">= 0"),
-        ("salvage_value", f["salvage_value"] >= 0, ">= 0"),
-        ("fixed_order_cost", f["fixed_order_cost"] >= 0, ">= 0"),
-        ("max_order", f["max_order"] >= 0, ">= 0"),
-        ("lead_time", f["lead_time"] >= 0, ">= 0"),
-        ("initial_inventory", f["initial_inventory"] >= 0, ">= 0"),
-    ]
-    for key, ok, rule in checks:
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            i = int(bad[0])
-            raise _fail(
-                source,
-                f"product {i + 1} ({f['product_names'][i]})",
-                key,
-                f[key][i].item(),
-                f"must be {rule}",
-            )
-    for key, arr, rule in (
-        ("arrival_rate", f["arrival_rate"], "> 0"),
-        ("no_purchase", f["no_purchase"], "> 0"),
-    ):
-        bad = np.flatnonzero(~(arr > 0))
-        if bad.size:
-            k = int(bad[0])
-            raise _fail(
-                source,
-                f"segment {k + 1} ({f['segment_names'][k]})",
-                key,
-                arr[k].item(),
-                f"must be {rule}",
-            )
-    for key in ("base_attraction", "rec_attraction"):
-        cells = np.argwhere(~(f[key] >= 0) | ~np.isfinite(f[key]))
-        if cells.size:
-            k, i = (int(x) for x in cells[0])
-            raise _fail(
-                source,
-                f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1}",
-                key,
-                f[key][k, i].item(),
-                "must be finite and >= 0",
-            )
-    cells = np.argwhere(f["rec_attraction"] < f["base_attraction"])
-    if cells.size:
-        k, i = (int(x) for x in cells[0])
-        raise _fail(
-            source,
-            f"segment {k + 1} ({f['segment_names'][k]}), product {i + 1} ({f['product_names'][i]})",
-            "rec_attraction",
-            f["rec_attraction"][k, i].item(),
-            f"must be >= base_attraction ({f['base_attraction'][k, i]:g}): a recommendation cannot lower a product's weight",
+    unknown = sorted(set(fields) - set(FIELD))
+    if unknown:
+        raise InstanceError(
+            f"{_where(source)}unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELD)}"
         )
-    if not (0 < f["discount"] <= 1):
-        raise _fail(source, "top level", "discount", f["discount"], "must lie in (0, 1]")
-    if int(f["horizon"]) < 1:
-        raise _fail(source, "top level", "horizon", f["horizon"], "must be a whole number >= 1")
-    if int(f["slate_size"]) < 1:
-        raise _fail(
-            source, "top level", "slate_size", f["slate_size"], "must be a whole number >= 1"
-        )
-    cap = f.get("warehouse_capacity")
-    if cap is not None and not (float(cap) >= 0):
-        raise _fail(source, "top level", "warehouse_capacity", cap, "must be >= 0")
-    for arr in (f[k] for k in f if isinstance(f[k], np.ndarray)):
-        arr.setflags(write=False)
-    f.update(
-        name=str(f["name"]),
-        horizon=int(f["horizon"]),
-        discount=float(f["discount"]),
-        slate_size=int(f["slate_size"]),
-        warehouse_capacity=None if cap is None else float(cap),
-        product_names=tuple(f["product_names"]),
-        segment_names=tuple(f["segment_names"]),
-    )
-    return Instance(**{fld.name: f[fld.name] for fld in dataclasses.fields(Instance)})
+    ctx = _Context(source)
+    for spec in FIELDS:
+        value = fields.get(spec.name, MISSING)
+        if spec.scope is Scope.GLOBAL:
+            out = _global(ctx, spec, value)
+        elif spec.kind is Kind.TEXT:
+            out = _names(ctx, spec, value)
+        elif spec.scope is Scope.PERIOD_SEGMENT:
+            out = _arrival_rates(ctx, spec, value)
+        else:
+            shape = _shape(ctx, spec.scope)
+            if value is MISSING:
+                value = [MISSING] * shape[0]
+            out = _numbers(ctx, spec, value, shape, _AXES[spec.scope])
+            _check_values(ctx, spec, out)
+            if spec.kind is Kind.WHOLE and not spec.optional:
+                out = out.astype(np.int64)
+        if isinstance(out, np.ndarray):
+            out.setflags(write=False)
+        ctx.values[spec.name] = out
+    return Instance(**ctx.values)
 
 
 # --------------------------------------------------------------------------- files
 
+_TOP_KEYS = {spec.file_key for spec in FIELDS if spec.scope is Scope.GLOBAL}
+
+
+def _table_specs(table: str) -> list[FieldSpec]:
+    return [spec for spec in FIELDS if spec.scope.table == table]
+
+
+def _check_keys(source: str | None, item: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise InstanceError(
+                f"{_where(source)}{item}: unknown key '{key}'; allowed keys are "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
+def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> Instance:
+    """Build and validate an :class:`Instance` from the TOML layout of docs/model.md.
+
+    Top-level keys are the global fields; each ``[[product]]`` / ``[[segment]]`` table holds
+    one item's fields. The tables become columns and go through :func:`make_instance`.
+    """
+    if not isinstance(data, Mapping):
+        raise InstanceError(f"{_where(source)}top level: expected a table of keys")
+    _check_keys(source, "top level", data, _TOP_KEYS | {"product", "segment"})
+    columns: dict[str, Any] = {
+        spec.name: data[spec.file_key]
+        for spec in FIELDS
+        if spec.scope is Scope.GLOBAL and spec.file_key in data
+    }
+    if "name" not in columns and source:
+        columns["name"] = Path(source).stem or "instance"
+    for table in ("product", "segment"):
+        rows = data.get(table, [])
+        if not isinstance(rows, list):
+            raise _fail(source, "top level", table, rows, f"expected [[{table}]] tables")
+        specs = _table_specs(table)
+        allowed = {spec.file_key for spec in specs}
+        for j, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise InstanceError(f"{_where(source)}{table} {j + 1}: expected a table")
+            name = row.get("name")
+            label = f" ({name})" if isinstance(name, str) else ""
+            _check_keys(source, f"{table} {j + 1}{label}", row, allowed)
+        for spec in specs:
+            columns[spec.name] = [row.get(spec.file_key, MISSING) for row in rows]
+    return make_instance(source=source, **columns)
+
+
+def _constant_rates(inst: Instance) -> np.ndarray:
+    """Per segment: whether its arrival rate is the same in every period, ``(M,)``."""
+    return np.all(inst.arrival_rate == inst.arrival_rate[:1], axis=0)
+
 
 def instance_to_dict(inst: Instance) -> dict[str, Any]:
-    """The TOML layout of docs/model.md (inverse of :func:`instance_from_dict`)."""
-    out: dict[str, Any] = {
-        "name": inst.name,
-        "horizon": inst.horizon,
-        "discount": inst.discount,
-        "slate_size": inst.slate_size,
-        "stockout": inst.stockout.value,
-    }
-    if inst.warehouse_capacity is not None:
-        out["warehouse_capacity"] = inst.warehouse_capacity
-    out["product"] = []
-    for i, name in enumerate(inst.product_names):
-        p: dict[str, Any] = {
-            "name": name,
-            "price": float(inst.price[i]),
-            "unit_cost": float(inst.unit_cost[i]),
-            "holding_cost": float(inst.holding_cost[i]),
-            "lost_sale_penalty": float(inst.lost_sale_penalty[i]),
-            "lead_time": int(inst.lead_time[i]),
-            "initial_inventory": int(inst.initial_inventory[i]),
-            "salvage_value": float(inst.salvage_value[i]),
-        }
-        if inst.fixed_order_cost[i] > 0:
-            p["fixed_order_cost"] = float(inst.fixed_order_cost[i])
-        if math.isfinite(inst.max_order[i]):
-            p["max_order"] = int(inst.max_order[i])
-        out["product"].append(p)
-    out["segment"] = [
-        {
-            "name": name,
-            "arrival_rate": float(inst.arrival_rate[k]),
-            "base_attraction": [float(x) for x in inst.base_attraction[k]],
-            "rec_attraction": [float(x) for x in inst.rec_attraction[k]],
-            "no_purchase": float(inst.no_purchase[k]),
-        }
-        for k, name in enumerate(inst.segment_names)
-    ]
+    """The TOML layout of docs/model.md (inverse of :func:`instance_from_dict`).
+
+    Absent optional values (no order cap, no warehouse) are left out; a constant arrival
+    rate is written as one number, a seasonal one as its list of T values.
+    """
+
+    def plain(spec: FieldSpec, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return [plain(spec, v) for v in x]
+        if spec.kind is Kind.WHOLE:
+            return int(x)
+        return x.value if isinstance(x, Stockout) else x if isinstance(x, str) else float(x)
+
+    def present(spec: FieldSpec, x: Any) -> bool:
+        return not (spec.optional and (x is None or (np.ndim(x) == 0 and np.isposinf(x))))
+
+    out: dict[str, Any] = {}
+    for spec in FIELDS:
+        if spec.scope is Scope.GLOBAL and present(spec, getattr(inst, spec.name)):
+            out[spec.file_key] = plain(spec, getattr(inst, spec.name))
+    constant = _constant_rates(inst)
+    for table, count in (("product", inst.n_products), ("segment", inst.n_segments)):
+        rows: list[dict[str, Any]] = [{} for _ in range(count)]
+        for spec in _table_specs(table):
+            value = getattr(inst, spec.name)
+            for j, row in enumerate(rows):
+                if spec.scope is Scope.PERIOD_SEGMENT:
+                    entry = value[0, j] if constant[j] else value[:, j]
+                else:
+                    entry = value[j]
+                if present(spec, entry):
+                    row[spec.file_key] = plain(spec, entry)
+        out[table] = rows
+    return out
+
+
+NPZ_MAX_BYTES = 2**31
+"""Largest decompressed ``.npz`` instance read (a guard against decompression bombs)."""
+
+
+def _npz_arrays(inst: Instance) -> dict[str, np.ndarray]:
+    """The compact layout: one array per field, by attribute name. No order cap is ``inf``,
+    no warehouse ``nan``; ``arrival_rate`` is ``(M,)`` when no segment is seasonal."""
+    out: dict[str, np.ndarray] = {}
+    for spec in FIELDS:
+        value = getattr(inst, spec.name)
+        if spec.name == "warehouse_capacity" and value is None:
+            value = np.nan
+        elif spec.scope is Scope.PERIOD_SEGMENT and not inst.seasonal:
+            value = value[0]
+        elif isinstance(value, Stockout):
+            value = value.value
+        out[spec.name] = np.asarray(list(value) if isinstance(value, tuple) else value)
     return out
 
 
@@ -469,19 +739,8 @@ def save_instance(inst: Instance, path: str | Path) -> Path:
     """Write ``inst`` atomically as TOML (``.toml``) or compact arrays (``.npz``)."""
     path = Path(path)
     if path.suffix == ".npz":
-        import io
-
         buf = io.BytesIO()
-        arrays = {f.name: getattr(inst, f.name) for f in dataclasses.fields(inst)}
-        arrays["stockout"] = np.array(inst.stockout.value)
-        arrays["warehouse_capacity"] = np.array(
-            np.nan if inst.warehouse_capacity is None else inst.warehouse_capacity
-        )
-        arrays["product_names"] = np.array(inst.product_names)
-        arrays["segment_names"] = np.array(inst.segment_names)
-        np.savez_compressed(
-            buf, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()}
-        )
+        np.savez_compressed(buf, allow_pickle=False, **_npz_arrays(inst))
         atomic_write_bytes(path, buf.getvalue())
     elif path.suffix == ".toml":
         atomic_write_bytes(path, tomli_w.dumps(instance_to_dict(inst)).encode())
@@ -490,31 +749,51 @@ def save_instance(inst: Instance, path: str | Path) -> Path:
     return path
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without pickle and with sizes checked first.
+
+    Raises ``ValueError`` (or the zip/zlib error) on anything that is not a well-formed
+    archive of plain ``.npy`` arrays; the caller turns it into an :class:`InstanceError`.
+    """
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if sum(info.file_size for info in members) > NPZ_MAX_BYTES:
+            raise ValueError(f"more than {NPZ_MAX_BYTES} bytes once decompressed")
+        for info in members:
+            key = info.filename.removesuffix(".npy")
+            if key == info.filename or key in out:
+                raise ValueError(f"unexpected or repeated member '{info.filename}'")
+            raw = archive.read(info)
+            stream = io.BytesIO(raw)
+            version = np.lib.format.read_magic(stream)
+            header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = header(stream)
+            if dtype.hasobject:
+                raise ValueError(f"array '{key}' holds Python objects")
+            if math.prod(shape) * dtype.itemsize > len(raw):
+                raise ValueError(f"array '{key}' is truncated")
+            stream.seek(0)
+            out[key] = np.lib.format.read_array(stream, allow_pickle=False)
+    return out
+
+
 def _load_npz(path: Path) -> Instance:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise InstanceError(f"{path}: not a readable .npz instance ({exc})") from None
-    names = {f.name for f in dataclasses.fields(Instance)}
-    missing = names - set(data)
-    if missing:
-        raise InstanceError(f"{path}: missing arrays {sorted(missing)}")
-    extra = set(data) - names
-    if extra:
-        raise InstanceError(f"{path}: unknown arrays {sorted(extra)}; allowed: {sorted(names)}")
-    cap = float(data["warehouse_capacity"])
-    fields = {k: data[k] for k in names}
-    fields.update(
-        name=str(data["name"]),
-        horizon=int(data["horizon"]),
-        discount=float(data["discount"]),
-        slate_size=int(data["slate_size"]),
-        stockout=str(data["stockout"]),
-        warehouse_capacity=None if math.isnan(cap) else cap,
-        product_names=tuple(str(x) for x in data["product_names"]),
-        segment_names=tuple(str(x) for x in data["segment_names"]),
-    )
+        data = _read_npz(path)
+    except Exception as exc:  # an untrusted file: any decoding failure is a bad file
+        raise InstanceError(
+            f"{path}: not a readable .npz instance ({type(exc).__name__}: {exc})"
+        ) from None
+    fields: dict[str, Any] = dict(data)
+    cap = data.get("warehouse_capacity")
+    if cap is not None and cap.ndim == 0 and cap.dtype.kind == "f" and np.isnan(cap):
+        fields["warehouse_capacity"] = None  # the compact layout's "no warehouse"
+    fields.setdefault("name", path.stem)
     return make_instance(source=str(path), **fields)
 
 
@@ -551,4 +830,6 @@ def load_instance(spec: str | Path | Instance) -> Instance:
         raise InstanceError(f"{path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:
         raise InstanceError(f"{path}: not a text file; expected TOML") from None
+    except (OSError, RecursionError) as exc:
+        raise InstanceError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     return instance_from_dict(data, source=str(path))

@@ -61,7 +61,7 @@ class CoordoptParallelEnv(ParallelEnv):
         n, m, k = inst.n_products, inst.n_segments, inst.effective_slate_size
         if order_cap is None:
             mean = (
-                inst.arrival_rate[:, None]
+                inst.arrival_rate.max(axis=0)[:, None]
                 * inst.rec_attraction
                 / (inst.no_purchase[:, None] + inst.rec_attraction.sum(1, keepdims=True))
             ).sum(0)

@@ -6,9 +6,10 @@ Policies with memory clear it in :meth:`Policy.reset`. A policy's own randomness
 sampling, say) must come from its own generator, never the simulator's, so that common
 random numbers keep the customers the same across policies.
 
-Policies are made by name with :func:`make_policy`; the registry maps names to factories
-``factory(params, **options) -> Policy`` imported lazily, so solver- and RL-backed policies
-cost nothing until used.
+Policies are made by name with :func:`make_policy`; the declared entry table
+:data:`POLICY_ENTRY_POINTS` maps names to factories ``factory(params, **options) -> Policy``
+by module path, imported on first use, so solver- and RL-backed policies (higher layers)
+cost nothing until used and this module never imports them.
 """
 
 from __future__ import annotations
@@ -73,10 +74,30 @@ def critical_fractile(inst: Instance) -> np.ndarray:
     return np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, 1.0 - 1e-9)
 
 
+def lead_time_demand(inst: Instance, demand_rate: np.ndarray) -> np.ndarray:
+    """Mean demand over the ``L_i + 1`` periods from each period t, ``(T, N)``.
+
+    ``demand_rate`` is ``(T, N)`` per period (or ``(N,)``, the same in every period); past
+    the horizon the last period's rate continues, as a firm without an end date would
+    plan. With constant demand this is ``rate * (L + 1)`` in every period.
+    """
+    rate = np.broadcast_to(demand_rate, (inst.horizon, inst.n_products))
+    lead = inst.lead_time
+    if (rate == rate[0]).all():
+        return np.broadcast_to(rate[0] * (lead + 1), rate.shape)
+    tail = np.repeat(rate[-1:], inst.max_lead_time, axis=0)
+    padded = np.concatenate([rate, tail])
+    t_n = inst.horizon
+    return sum(
+        (np.where(j <= lead, padded[j : j + t_n], 0.0) for j in range(inst.max_lead_time + 1)),
+        np.zeros(rate.shape),
+    )
+
+
 def base_stock_levels(inst: Instance, demand_rate: np.ndarray) -> np.ndarray:
-    """Order-up-to levels: the critical fractile of Poisson demand over ``L + 1`` periods."""
-    mean = demand_rate * (inst.lead_time + 1)
-    levels = stats.poisson.ppf(critical_fractile(inst), mean)
+    """Order-up-to level per period and product, ``(T, N)``: the critical fractile of
+    Poisson demand over the ``L + 1`` periods from t (:func:`lead_time_demand`)."""
+    levels = stats.poisson.ppf(critical_fractile(inst), lead_time_demand(inst, demand_rate))
     return np.nan_to_num(levels, nan=0.0).astype(np.float64)
 
 
@@ -85,8 +106,9 @@ class SiloedPolicy(StaticSlatePolicy):
 
     Marketing shows each segment its revenue-maximising slate (exact MNL assortment,
     ignoring stock); operations orders up to the base-stock level of the demand that this
-    slate induces (critical fractile on lead-time demand), ignoring that recommendations
-    could move demand.
+    slate induces (critical fractile on lead-time demand; with seasonal arrivals, each
+    period's level from the demand of the periods its orders cover), ignoring that
+    recommendations could move demand.
     """
 
     name = "siloed"
@@ -95,12 +117,12 @@ class SiloedPolicy(StaticSlatePolicy):
         inst = params.instance
         slates, self.revenue_per_customer = best_revenue_slates(inst)
         super().__init__(params, slates)
-        self.demand_rate = expected_demand(inst, slates)
+        self.demand_rate = expected_demand(inst, slates)  # (T, N)
         levels = base_stock_levels(inst, self.demand_rate)
         self.base_stock = torch.tensor(levels, dtype=params.dtype, device=params.device)
 
     def act(self, state: SimState) -> Action:
-        gap = (self.base_stock - state.inventory_position()).clamp(min=0)
+        gap = (self.base_stock[state.t] - state.inventory_position()).clamp(min=0)
         orders = torch.minimum(gap, self.params.max_order)
         return Action(orders=orders, slates=self.batch_slates(state.batch_size))
 
@@ -119,35 +141,45 @@ class NullPolicy(StaticSlatePolicy):
         )
 
 
-_REGISTRY: dict[str, str] = {
+POLICY_ENTRY_POINTS: dict[str, str] = {
     "siloed": "coordopt.policies:SiloedPolicy",
     "null": "coordopt.policies:NullPolicy",
     "mpc": "coordopt.solvers.mpc:MPCPolicy",
     "dp": "coordopt.solvers.dp:DPPolicy",
     "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
+    "bidprice": "coordopt.solvers.bidprice:BidPricePolicy",
 }
+"""Policy name -> ``"module:factory"``, ``factory(params, **options) -> Policy``.
+
+The declared entry table through which this core module reaches policies of higher layers
+(solvers, RL) without importing them: a factory's module is imported on first use only.
+Extend it with :func:`register_policy`; the README's layer rule names this table."""
+
+AGENT_ENTRY_POINT = "coordopt.rl.agents:load_policy"
+"""``"module:loader"`` of trained agents, ``loader(run_dir, params, **options) -> Policy``."""
+
+
+def _resolve(target: str) -> Any:
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def policy_names() -> list[str]:
     """Names accepted by :func:`make_policy` (a trained-agent directory is accepted too)."""
-    return sorted(_REGISTRY)
+    return sorted(POLICY_ENTRY_POINTS)
 
 
 def register_policy(name: str, target: str) -> None:
     """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
-    _REGISTRY[name] = target
+    POLICY_ENTRY_POINTS[name] = target
 
 
 def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
     """A policy by registered name, or a trained RL agent from its run directory."""
-    if spec in _REGISTRY:
-        module, attr = _REGISTRY[spec].split(":")
-        factory = getattr(importlib.import_module(module), attr)
-        return factory(params, **options)
+    if spec in POLICY_ENTRY_POINTS:
+        return _resolve(POLICY_ENTRY_POINTS[spec])(params, **options)
     if Path(spec).is_dir():
-        from coordopt.rl.agents import load_policy
-
-        return load_policy(Path(spec), params, **options)
+        return _resolve(AGENT_ENTRY_POINT)(Path(spec), params, **options)
     raise ValueError(
         f"unknown policy '{spec}': expected one of {', '.join(policy_names())} "
         "or the directory of a trained agent (coordopt train --out DIR)"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from coordopt.instance import Instance, Stockout
+from coordopt.instance import Instance, Stockout, instance_values
+from coordopt.periods import discount_factors
 
 Tensor = torch.Tensor
 
@@ -39,7 +40,7 @@ class SimParams:
     lead_time: Tensor  # (N,) long
     lead_onehot: Tensor  # (N, W): 1 at column L-1 for L >= 1
     zero_lead: Tensor  # (N,) 1.0 where L = 0
-    arrival_rate: Tensor  # (M,)
+    arrival_rate: Tensor  # (T, M): customers of segment k in period t
     base_attraction: Tensor  # (M, N)
     uplift_flat: Tensor  # (M*N,) rec - base, flattened for gathers
     no_purchase: Tensor  # (M,)
@@ -66,7 +67,7 @@ class SimParams:
 
     @property
     def n_segments(self) -> int:
-        return int(self.arrival_rate.shape[0])
+        return int(self.no_purchase.shape[0])
 
     @property
     def pipeline_width(self) -> int:
@@ -76,8 +77,17 @@ class SimParams:
     def from_instance(
         cls, inst: Instance, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> SimParams:
+        """Every field this class shares with :class:`Instance` (integer arrays as long
+        tensors, the rest in ``dtype``), plus the derived tensors below."""
+
         def t(x: np.ndarray) -> Tensor:
             return torch.tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
+
+        shared = instance_values(inst, cls)
+        for key, value in shared.items():
+            if isinstance(value, np.ndarray):
+                is_int = value.dtype.kind == "i"
+                shared[key] = torch.tensor(value, device=device) if is_int else t(value)
 
         n, m = inst.n_products, inst.n_segments
         width = max(1, inst.max_lead_time)
@@ -86,27 +96,13 @@ class SimParams:
         onehot[np.flatnonzero(pos), inst.lead_time[pos] - 1] = 1.0
         return cls(
             instance=inst,
-            price=t(inst.price),
-            unit_cost=t(inst.unit_cost),
-            holding_cost=t(inst.holding_cost),
-            lost_sale_penalty=t(inst.lost_sale_penalty),
-            salvage_value=t(inst.salvage_value),
-            fixed_order_cost=t(inst.fixed_order_cost),
-            max_order=t(inst.max_order),
-            lead_time=torch.tensor(inst.lead_time, device=device),
+            **{**shared, "slate_size": inst.effective_slate_size},
             lead_onehot=t(onehot),
             zero_lead=t((inst.lead_time == 0).astype(float)),
-            arrival_rate=t(inst.arrival_rate),
-            base_attraction=t(inst.base_attraction),
             uplift_flat=t(inst.rec_attraction - inst.base_attraction).reshape(-1),
-            no_purchase=t(inst.no_purchase),
             base_total=t(inst.base_attraction.sum(axis=1)),
             segment_offset=(torch.arange(m, device=device) * n).reshape(m, 1),
-            horizon=inst.horizon,
-            discount=inst.discount,
-            slate_size=inst.effective_slate_size,
             hidden=inst.stockout is Stockout.HIDDEN,
-            warehouse_capacity=inst.warehouse_capacity,
             has_fixed_cost=bool((inst.fixed_order_cost > 0).any()),
         )
 
@@ -207,8 +203,8 @@ def available_stock(
     return state.on_hand + arrivals, q, arrivals + overflow, overflow
 
 
-def demand_rates(available: Tensor, slates: Tensor, params: SimParams) -> Tensor:
-    """Expected demand per product, ``sum_k lambda_k P_ki``, shape ``(B, N)``.
+def demand_rates(available: Tensor, slates: Tensor, params: SimParams, t: int) -> Tensor:
+    """Expected demand per product in period ``t``, ``sum_k lambda_kt P_ki``, shape ``(B, N)``.
 
     ``P_ki = w_ki / (w_k0 + sum_j w_kj)`` with ``w = rec_attraction`` on the slate and
     ``base_attraction`` elsewhere; in hidden mode products with ``available == 0`` weigh 0.
@@ -225,7 +221,7 @@ def demand_rates(available: Tensor, slates: Tensor, params: SimParams) -> Tensor
     else:
         denom = params.no_purchase + params.base_total
     denom = denom + uplift.reshape(b, m, -1).sum(-1)  # (B, M)
-    coef = params.arrival_rate / denom  # (B, M)
+    coef = params.arrival_rate[t] / denom  # (B, M)
     rates = coef @ params.base_attraction  # (B, N)
     if params.hidden:
         rates = rates * in_stock
@@ -291,14 +287,14 @@ def step(
     if state.t >= params.horizon:
         raise ValueError(f"the episode is over: t={state.t} and the horizon is {params.horizon}")
     available, orders, arrivals, overflow = available_stock(state, action.orders, params)
-    rates = demand_rates(available, action.slates, params)
+    rates = demand_rates(available, action.slates, params, state.t)
     demand = torch.poisson(rates, generator=generator)
     return advance(state, available, orders, arrivals, overflow, demand, params)
 
 
 def discount_weights(params: SimParams) -> Tensor:
     """``gamma^t`` for ``t = 0..T-1`` (float64)."""
-    return torch.tensor([params.discount**t for t in range(params.horizon)], dtype=torch.float64)
+    return torch.as_tensor(discount_factors(params.discount, params.horizon), dtype=torch.float64)
 
 
 def empty_slates(params: SimParams, batch_size: int) -> Tensor:

@@ -102,6 +102,14 @@ class Plan:
     inventory: np.ndarray
     inventory_price: np.ndarray
 
+    @classmethod
+    def filled(cls, periods: int, segments: int, products: int, value: float = np.nan) -> Plan:
+        """A plan of arrays full of ``value`` (NaN: no solution), shaped by :data:`PLAN_AXES`."""
+        size = {"period": periods, "segment": segments, "product": products}
+        return cls(
+            **{name: np.full([size[a] for a in axes], value) for name, axes in PLAN_AXES.items()}
+        )
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array by name (for ``.npz`` output)."""
         return {name: getattr(self, name) for name in PLAN_AXES}

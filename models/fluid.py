@@ -18,12 +18,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pyomo.environ as pyo
 
 from coordopt.choice import best_revenue_slates
-from coordopt.instance import Instance, Stockout
+from coordopt.instance import Instance, Stockout, instance_values
+from coordopt.periods import discount_factors
 
 
 class FluidVariant(enum.StrEnum):
@@ -52,13 +54,35 @@ class FluidStart:
     on_hand: np.ndarray
     pipeline: np.ndarray
 
+    def stock(self, n_products: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(on_hand (N,), arrivals (horizon, N))``: the start stock and the pipeline as
+        fixed arrivals at the start of each of the next ``horizon`` periods (row 0 = ``t0``)."""
+        on_hand = np.asarray(self.on_hand, dtype=float).reshape(n_products)
+        pipeline = np.asarray(self.pipeline, dtype=float).reshape(n_products, -1)
+        if (on_hand < 0).any() or (pipeline < 0).any():
+            raise ValueError("start state has negative on-hand or pipeline quantities")
+        arrivals = np.zeros((horizon, n_products))
+        width = min(horizon, pipeline.shape[1])
+        arrivals[:width] = pipeline[:, :width].T
+        return on_hand, arrivals
+
+
+class FluidOptions(TypedDict, total=False):
+    """The options that pick a fluid program (the keywords of :func:`fluid_data`)."""
+
+    variant: str | FluidVariant
+    start: FluidStart | None
+    integer_orders: bool
+    integer_quantities: bool
+
 
 @dataclass(frozen=True, eq=False)
 class FluidData:
     """Every array the fluid program needs, over the ``H`` remaining periods.
 
     Shapes: products ``(N,)``, segments ``(M,)``, attractions ``(M, N)``, per period
-    ``(H,)`` or ``(H, N)``. ``arrivals[t, i]`` are fixed pipeline arrivals at the start of
+    ``(H,)``, ``(H, M)`` (``arrival_rate``) or ``(H, N)``. Fields named as in
+    :class:`~coordopt.instance.Instance` are taken from it by name. ``arrivals[t, i]`` are fixed pipeline arrivals at the start of
     local period ``t`` (0-based row). ``big_m[t, i]`` bounds a useful order placed in local
     period ``t`` (used only with order indicators).
     """
@@ -81,7 +105,7 @@ class FluidData:
     on_hand: np.ndarray
     arrivals: np.ndarray  # (H, N)
     discount: np.ndarray  # (H,) gamma^(t-1), local
-    arrival_rate: np.ndarray
+    arrival_rate: np.ndarray  # (H, M), the remaining periods' rates
     no_purchase: np.ndarray
     rec_attraction: np.ndarray
     base_attraction: np.ndarray
@@ -100,11 +124,13 @@ class FluidData:
 def max_demand_rate(inst: Instance) -> np.ndarray:
     """Largest possible mean demand per period of each product, ``(N,)``.
 
-    ``sum_k lambda_k w^R_ki / (w_k0 + w^R_ki)``: product i recommended and alone in the
-    choice set, the most it can draw under the multinomial logit in either stockout mode.
+    ``sum_k max_t lambda_kt w^R_ki / (w_k0 + w^R_ki)``: product i recommended and alone in
+    the choice set in the peak period, the most it can draw under the multinomial logit in
+    either stockout mode.
     """
     w = inst.rec_attraction
-    return (inst.arrival_rate[:, None] * w / (inst.no_purchase[:, None] + w)).sum(axis=0)
+    peak = inst.arrival_rate.max(axis=0)
+    return (peak[:, None] * w / (inst.no_purchase[:, None] + w)).sum(axis=0)
 
 
 def fluid_data(
@@ -130,14 +156,8 @@ def fluid_data(
     t0 = int(start.t0)
     if not 0 <= t0 < t_total:
         raise ValueError(f"start period t0={t0} is outside the horizon 0..{t_total - 1}")
-    on_hand = np.asarray(start.on_hand, dtype=float).reshape(n)
-    pipeline = np.asarray(start.pipeline, dtype=float).reshape(n, -1)
-    if (on_hand < 0).any() or (pipeline < 0).any():
-        raise ValueError("start state has negative on-hand or pipeline quantities")
     h = t_total - t0
-    arrivals = np.zeros((h, n))
-    cols = min(h, pipeline.shape[1])
-    arrivals[:cols] = pipeline[:, :cols].T
+    on_hand, arrivals = start.stock(n, h)
     periods = np.arange(h)
     remaining = np.clip(h - periods[:, None] - inst.lead_time[None, :], 0, None)
     big_m = np.where(
@@ -151,30 +171,22 @@ def fluid_data(
         slate_mask = np.zeros((inst.n_segments, n), dtype=bool)
         for k, row in enumerate(slates):
             slate_mask[k, row[row >= 0]] = True
+    shared = instance_values(inst, FluidData)  # prices, costs, attractions... by name
+    shared.update(
+        horizon=h,
+        slate_size=inst.effective_slate_size,
+        discount=discount_factors(inst.discount, h),
+        arrival_rate=inst.arrival_rate[t0:],
+    )
     return FluidData(
+        **shared,
         variant=variant,
         t0=t0,
-        horizon=h,
         n_products=n,
         n_segments=inst.n_segments,
-        slate_size=inst.effective_slate_size,
         hidden=inst.stockout is Stockout.HIDDEN,
-        price=inst.price,
-        unit_cost=inst.unit_cost,
-        holding_cost=inst.holding_cost,
-        lost_sale_penalty=inst.lost_sale_penalty,
-        salvage_value=inst.salvage_value,
-        fixed_order_cost=inst.fixed_order_cost,
-        max_order=inst.max_order,
-        lead_time=inst.lead_time.astype(int),
         on_hand=on_hand,
         arrivals=arrivals,
-        discount=inst.discount ** periods.astype(float),
-        arrival_rate=inst.arrival_rate,
-        no_purchase=inst.no_purchase,
-        rec_attraction=inst.rec_attraction,
-        base_attraction=inst.base_attraction,
-        warehouse_capacity=inst.warehouse_capacity,
         slate_mask=slate_mask,
         big_m=big_m,
         order_indicators=bool(integer_orders or (inst.fixed_order_cost > 0).any()),
@@ -222,13 +234,14 @@ def define_expected_demand(m: pyo.ConcreteModel, d: FluidData) -> None:
 
 
 def define_choice_balance(m: pyo.ConcreteModel, d: FluidData) -> None:
-    """Choice balance: ``w_k0 y[t,k] + sum_i x[t,k,i] = lambda_k`` for every t, k.
+    """Choice balance: ``w_k0 y[t,k] + sum_i x[t,k,i] = lambda_kt`` for every t, k.
 
     Every arriving customer of segment k either buys some product or buys nothing.
     """
 
     def rule(m: pyo.ConcreteModel, t: int, k: int) -> pyo.Expression:
-        return d.no_purchase[k] * m.y[t, k] + sum(m.x[t, k, i] for i in m.I) == d.arrival_rate[k]
+        lam = d.arrival_rate[t - 1, k]
+        return d.no_purchase[k] * m.y[t, k] + sum(m.x[t, k, i] for i in m.I) == lam
 
     m.choice_balance = pyo.Constraint(m.T, m.K, rule=rule)
 
@@ -359,29 +372,17 @@ def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
 # --------------------------------------------------------------------------- model
 
 
-def build_fluid_model(
-    inst: Instance,
-    *,
-    variant: str | FluidVariant = FluidVariant.COORDINATED,
-    start: FluidStart | None = None,
-    integer_orders: bool = False,
-    integer_quantities: bool = False,
-) -> pyo.ConcreteModel:
+def build_fluid_model(inst: Instance, **options: Unpack[FluidOptions]) -> pyo.ConcreteModel:
     """The fluid program of ``inst`` as a Pyomo model (the readable specification).
 
-    ``variant``: "coordinated" (default), "siloed-slates" or "unlimited-stock" (see
-    :class:`FluidVariant`). ``start``: plan from a mid-horizon state over the remaining
-    periods. ``integer_orders``: binary order indicators (MILP; with fixed order costs the
-    default is their LP relaxation); ``integer_quantities``: integer order quantities.
-    The data used is kept as ``model.fluid_data``.
+    ``options`` are :func:`fluid_data`'s: ``variant`` "coordinated" (default),
+    "siloed-slates" or "unlimited-stock" (see :class:`FluidVariant`); ``start``: plan from a
+    mid-horizon state over the remaining periods; ``integer_orders``: binary order
+    indicators (MILP; with fixed order costs the default is their LP relaxation);
+    ``integer_quantities``: integer order quantities. The data used is kept as
+    ``model.fluid_data``.
     """
-    d = fluid_data(
-        inst,
-        variant=variant,
-        start=start,
-        integer_orders=integer_orders,
-        integer_quantities=integer_quantities,
-    )
+    d = fluid_data(inst, **options)
     m = pyo.ConcreteModel(name=f"fluid[{inst.name},{d.variant.value}]")
     define_sets(m, d)
     define_variables(m, d)

@@ -53,8 +53,11 @@ __all__ = [
     "Truncation",
     "accepted_arrivals",
     "content_key",
+    "dp_fits",
     "enumerate_slates",
+    "joint_slate_count",
     "poisson_transition",
+    "reference_method",
     "slate_rates",
     "solve_dp",
 ]
@@ -91,10 +94,37 @@ def enumerate_slates(n_products: int, n_segments: int, slate_size: int) -> np.nd
     return rows[joint]  # (J, M, K)
 
 
+def joint_slate_count(n_products: int, n_segments: int, slate_size: int) -> int:
+    """How many rows :func:`enumerate_slates` would return (without building them)."""
+    per_segment = sum(math.comb(n_products, s) for s in range(min(slate_size, n_products) + 1))
+    return int(per_segment**n_segments)
+
+
+def dp_fits(inst: Instance) -> bool:
+    """Whether :func:`solve_dp` runs on ``inst`` with its default caps: every product has a
+    finite ``max_order`` and the states and joint slates are within the limits."""
+    try:
+        q_cap, c_cap, h_cap, _ = _resolve_caps(inst, None, None)
+    except DPError:
+        return False
+    space = StateSpace.build(inst.lead_time.astype(np.int64), q_cap, c_cap, h_cap)
+    slates = joint_slate_count(inst.n_products, inst.n_segments, inst.slate_size)
+    return space.n_states <= MAX_STATES and slates <= MAX_JOINT_SLATES
+
+
+def reference_method(inst: Instance) -> str:
+    """The optimiser every comparison and imitation takes as its reference -- the one rule
+    the ``insights`` command, the synchronised-adjustments study and the warm start share:
+    ``"dp"`` (the exact optimum) where the DP fits the instance, else ``"fluid"`` (the fluid
+    program: its plan for insights, its closed-loop form MPC for a policy to imitate)."""
+    return "dp" if dp_fits(inst) else "fluid"
+
+
 def slate_rates(
-    inst: Instance, slates: np.ndarray, in_stock: np.ndarray | None = None
+    inst: Instance, slates: np.ndarray, in_stock: np.ndarray | None = None, period: int = 0
 ) -> np.ndarray:
-    """Poisson demand rate per product, ``mu_i = sum_k lambda_k P_ki``, for each joint slate.
+    """Poisson demand rate per product in ``period``, ``mu_i = sum_k lambda_kt P_ki``, for
+    each joint slate.
 
     ``slates`` is ``(J, M, K)``; returns ``(J, N)``. ``in_stock`` (hidden mode) zeroes the weight
     of products that are out of stock, in every segment, as the simulator does.
@@ -106,7 +136,7 @@ def slate_rates(
     if in_stock is not None:
         w = w * np.asarray(in_stock, dtype=bool)
     denom = inst.no_purchase + w.sum(-1)  # (J, M)
-    return np.einsum("k,jki->ji", inst.arrival_rate, w / denom[..., None])
+    return np.einsum("k,jki->ji", inst.arrival_rate[period], w / denom[..., None])
 
 
 def poisson_transition(mu: float, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -410,8 +440,11 @@ def _resolve_caps(inst: Instance, inventory_cap: Any, order_cap: Any) -> tuple[n
     return q, c, h, reachable
 
 
-def _make_blocks(inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int) -> list[_Block]:
-    """Precompute, per in-stock pattern, the distinct rates, kernels and expected rewards.
+def _make_blocks(
+    inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int, period: int
+) -> list[_Block]:
+    """Precompute, per in-stock pattern, the distinct rates, kernels and expected rewards of
+    ``period``'s arrival rates.
 
     Rewards are shaped to broadcast over the ``ndim`` axes of the state array.
     """
@@ -430,7 +463,7 @@ def _make_blocks(inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int) -
         )
         if any(r.stop <= r.start for r in rows):
             continue
-        mu = slate_rates(inst, slates, np.array(z) if hidden else None)
+        mu = slate_rates(inst, slates, np.array(z) if hidden else None, period)
         _, first, inverse = np.unique(
             np.round(mu, 12), axis=0, return_index=True, return_inverse=True
         )
@@ -557,13 +590,17 @@ def solve_dp(
             "demand quantile over lead time + 1 periods), a smaller order_cap or max_order, "
             "or a shorter horizon"
         )
-    slates = enumerate_slates(n, inst.n_segments, inst.slate_size)
-    if len(slates) > MAX_JOINT_SLATES:
+    n_joint = joint_slate_count(n, inst.n_segments, inst.slate_size)
+    if n_joint > MAX_JOINT_SLATES:
         raise DPError(
-            f"{inst.name}: {len(slates):,} joint slates ({inst.n_segments} segments, slate size "
+            f"{inst.name}: {n_joint:,} joint slates ({inst.n_segments} segments, slate size "
             f"{inst.slate_size}, {n} products) exceed {MAX_JOINT_SLATES}; the DP is for tiny instances"
         )
-    blocks = _make_blocks(inst, slates, h_cap, len(space.shape))
+    slates = enumerate_slates(n, inst.n_segments, inst.slate_size)
+    # One set of blocks per distinct row of arrival rates (a single set without seasonality).
+    _, first, which = np.unique(inst.arrival_rate, axis=0, return_index=True, return_inverse=True)
+    sets = [_make_blocks(inst, slates, h_cap, len(space.shape), int(t)) for t in first]
+    blocks = [sets[r] for r in which.reshape(-1)]  # blocks[t]
     step = _OrderStep(inst, space)
     s_count = space.n_states
     orders_tab = np.zeros((horizon, s_count, n), dtype=np.int16)
@@ -579,7 +616,7 @@ def solve_dp(
         last = t == horizon - 1
         post = np.full(space.shape, -np.inf)
         post_slate = np.zeros(space.shape, dtype=np.int32)
-        for block in blocks:
+        for block in blocks[t]:
             post[block.rows], post_slate[block.rows] = _best_slates(
                 space, block, v_next, gamma, last
             )
@@ -684,7 +721,7 @@ def _forward(
     inst: Instance,
     space: StateSpace,
     step: _OrderStep,
-    blocks: list[_Block],
+    blocks: list[list[_Block]],
     tables: DPTables,
     restricted: np.ndarray,
     s0: int,
@@ -712,7 +749,7 @@ def _forward(
             sel = live & (tables.slate_ids[t] == j)
             mass = np.bincount(post_idx[sel], weights=dist[sel], minlength=space.n_states)
             mass = mass.reshape(space.shape)
-            for block in blocks:
+            for block in blocks[t]:
                 part = mass[block.rows]
                 if not part.any():
                     continue

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from coordopt.instance import Instance
-from coordopt.models.fluid import FluidData, FluidStart, FluidVariant, build_fluid_model, fluid_data
+from coordopt.models.fluid import (
+    FluidData,
+    FluidOptions,
+    FluidStart,
+    FluidVariant,
+    build_fluid_model,
+    fluid_data,
+)
 from coordopt.solution import (
     PLAN_AXES,
     Plan,
@@ -141,28 +148,32 @@ class FluidSolution(Plan):
 def _empty(
     d: FluidData, status: SolveStatus, message: str, seconds: float, method: str
 ) -> FluidSolution:
-    h, m, n = d.horizon, d.n_segments, d.n_products
-    nan3, nan2 = np.full((h, m, n), np.nan), np.full((h, n), np.nan)
+    nan = Plan.filled(d.horizon, d.n_segments, d.n_products)
+    return _solution(d, nan.arrays(), math.nan, status, message, seconds, method, mip_gap=math.nan)
+
+
+def _solution(
+    d: FluidData,
+    arrays: dict[str, np.ndarray],
+    objective: float,
+    status: SolveStatus,
+    message: str,
+    seconds: float,
+    method: str,
+    **extra: Any,
+) -> FluidSolution:
+    """A :class:`FluidSolution` of ``arrays`` (every :data:`ARRAY_FIELDS`) for program ``d``."""
     return FluidSolution(
-        orders=nan2,
-        alpha=nan3,
-        beta=nan3,
-        x=nan3,
-        y=np.full((h, m), np.nan),
-        rec_frequency=nan3,
-        sales=nan2,
-        lost=nan2,
-        inventory=nan2,
-        inventory_price=nan2,
-        objective=math.nan,
+        **arrays,  # type: ignore[arg-type]  # the Plan fields, all arrays
+        objective=float(objective),
         status=status,
         message=message,
         seconds=seconds,
-        mip_gap=math.nan,
         slate_size=d.slate_size,
         variant=d.variant,
         method=method,
         t0=d.t0,
+        **extra,
     )
 
 
@@ -197,27 +208,28 @@ def _assemble_solution(
         orders, sales, lost, inventory = (np.clip(v, 0.0, None) for v in inv_vars)
     if price is None:
         price = np.full((d.horizon, d.n_products), np.nan)
-    return FluidSolution(
-        orders=orders,
-        alpha=alpha,
-        beta=beta,
-        x=x,
-        y=y,
-        rec_frequency=freq,
-        sales=sales,
-        lost=lost,
-        inventory=inventory,
-        inventory_price=price,
-        objective=float(objective),
-        status=status,
-        message=message,
-        seconds=seconds,
+    arrays = {
+        "orders": orders,
+        "alpha": alpha,
+        "beta": beta,
+        "x": x,
+        "y": y,
+        "rec_frequency": freq,
+        "sales": sales,
+        "lost": lost,
+        "inventory": inventory,
+        "inventory_price": price,
+    }
+    return _solution(
+        d,
+        arrays,
+        objective,
+        status,
+        message,
+        seconds,
+        method,
         mip_gap=mip_gap,
         mip_bound=mip_bound,
-        slate_size=d.slate_size,
-        variant=d.variant,
-        method=method,
-        t0=d.t0,
         basis=basis,
         column_values=column_values,
     )
@@ -301,24 +313,11 @@ class BulkFluidLP:
     (dual simplex), which is what makes model-predictive control cheap.
     """
 
-    def __init__(
-        self,
-        inst: Instance,
-        *,
-        variant: str | FluidVariant = FluidVariant.COORDINATED,
-        integer_orders: bool = False,
-        integer_quantities: bool = False,
-        start: FluidStart | None = None,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, inst: Instance, *, threads: int | None = None, **options: Any) -> None:
+        """``options``: the program, as :func:`~coordopt.models.fluid.fluid_data`'s keywords
+        (:class:`~coordopt.models.fluid.FluidOptions`); ``threads``: HiGHS threads."""
         self.instance = inst
-        self.data = fluid_data(
-            inst,
-            variant=variant,
-            start=start,
-            integer_orders=integer_orders,
-            integer_quantities=integer_quantities,
-        )
+        self.data = fluid_data(inst, **options)
         self.arrays: FluidLPArrays = assemble_fluid_lp(self.data)
         self.highs = new_highs()
         if threads:
@@ -457,11 +456,8 @@ _PYOMO_STATUS = {
 
 def _solve_pyomo(
     inst: Instance,
+    program: FluidOptions,
     *,
-    variant: FluidVariant,
-    start: FluidStart | None,
-    integer_orders: bool,
-    integer_quantities: bool,
     algorithm: str | None,
     time_limit: float | None,
     mip_gap: float | None,
@@ -470,13 +466,7 @@ def _solve_pyomo(
     from pyomo.contrib.solver.solvers.highs import Highs
 
     began = time.perf_counter()
-    model = build_fluid_model(
-        inst,
-        variant=variant,
-        start=start,
-        integer_orders=integer_orders,
-        integer_quantities=integer_quantities,
-    )
+    model = build_fluid_model(inst, **program)
     d: FluidData = model.fluid_data
     new_highs()  # the process's first HiGHS prints a banner: let it go to stderr
     opt = Highs()
@@ -594,13 +584,18 @@ def solve_fluid(
     solution carries the status, a message and NaN arrays. A MILP stopped by the time
     limit with an incumbent returns it with status TIME_LIMIT and its ``mip_gap``.
     """
-    variant = FluidVariant(variant)
+    program: FluidOptions = {
+        "variant": FluidVariant(variant),
+        "start": start,
+        "integer_orders": integer_orders,
+        "integer_quantities": integer_quantities,
+    }
     if method not in ("auto", "bulk", "pyomo"):
         raise ValueError(f"method '{method}' is not one of 'auto', 'bulk', 'pyomo'")
     try:
         import highspy  # noqa: F401
     except ImportError:
-        d = fluid_data(inst, variant=variant, start=start)
+        d = fluid_data(inst, **program)
         sol = _empty(
             d,
             SolveStatus.SOLVER_MISSING,
@@ -612,10 +607,7 @@ def solve_fluid(
     if method == "pyomo":
         sol = _solve_pyomo(
             inst,
-            variant=variant,
-            start=start,
-            integer_orders=integer_orders,
-            integer_quantities=integer_quantities,
+            program,
             algorithm=algorithm,
             time_limit=time_limit,
             mip_gap=mip_gap,
@@ -623,14 +615,7 @@ def solve_fluid(
         )
     else:
         began = time.perf_counter()
-        lp = BulkFluidLP(
-            inst,
-            variant=variant,
-            integer_orders=integer_orders,
-            integer_quantities=integer_quantities,
-            start=start,
-            threads=threads,
-        )
+        lp = BulkFluidLP(inst, threads=threads, **program)
         sol = lp.solve(
             algorithm=algorithm, time_limit=time_limit, mip_gap=mip_gap, warm_start=warm_start
         )

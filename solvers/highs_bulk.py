@@ -1,10 +1,12 @@
 """The fluid program as sparse matrices, loaded into ``highspy`` in one bulk call.
 
 :func:`assemble_fluid_lp` builds, with numpy and scipy.sparse, exactly the rows and
-columns of ``coordopt.models.fluid.build_fluid_model`` (same families, same data); a test
-checks that both give the same optimum. Pyomo's standard-form compiler reproduces these
-matrices too, but takes longer than the solve itself on ``medium``, so the arrays are
-assembled directly from :class:`~coordopt.models.fluid.FluidData`.
+columns of ``coordopt.models.fluid.build_fluid_model`` (same families, same data). The Pyomo
+model is the specification: :func:`differences_from_model` compiles it with Pyomo's
+standard-form compiler and compares every coefficient, bound and cost with these arrays,
+rows and columns matched by name (``tests/models/test_standard_form.py`` runs it on every
+variant). The compiler itself takes longer than the solve on ``medium``, so the fast path
+assembles the arrays directly from :class:`~coordopt.models.fluid.FluidData`.
 
 :class:`BulkFluidLP` keeps one HiGHS model alive: :meth:`BulkFluidLP.set_state` moves it
 to a new start state by changing bounds only (periods already past are fixed to zero, the
@@ -33,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from coordopt.models.fluid import FluidData, FluidStart
+from coordopt.periods import order_arrivals
 
 INF = math.inf
 
@@ -80,14 +83,6 @@ def add_inventory_flow(
     add(rows, sales, 1.0)
     t, i, placed = order_arrivals(lead_time, rows.shape[0])
     add(rows[t, i], orders[placed, i], -1.0)
-
-
-def order_arrivals(lead_time: np.ndarray, horizon: int) -> tuple[np.ndarray, ...]:
-    """``(t, i, t - L_i)`` for every order of product i that arrives in a period ``t < horizon``."""
-    tt, ii = np.meshgrid(np.arange(horizon), np.arange(len(lead_time)), indexing="ij")
-    lag = tt - lead_time[None, :]
-    ok = lag >= 0
-    return tt[ok], ii[ok], lag[ok]
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,7 +159,7 @@ class FluidLPArrays:
     integer: np.ndarray  # bool per column
 
 
-def flow_rhs(d: FluidData, on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
+def flow_rhs(on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
     """Right-hand side of the inventory flow rows ``(H, N)``: pipeline arrivals, plus the
     start stock in the first period."""
     rhs = np.array(arrivals, dtype=float, copy=True)
@@ -175,7 +170,7 @@ def flow_rhs(d: FluidData, on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndar
 def warehouse_rhs(d: FluidData, on_hand: np.ndarray, arrivals: np.ndarray) -> np.ndarray:
     """Upper bound of the warehouse rows ``(H,)``: capacity less the fixed stock entering."""
     assert d.warehouse_capacity is not None
-    return d.warehouse_capacity - flow_rhs(d, on_hand, arrivals).sum(axis=1)
+    return d.warehouse_capacity - flow_rhs(on_hand, arrivals).sum(axis=1)
 
 
 def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
@@ -238,7 +233,7 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
         # inventory flow: I_t - I_{t-1} - q_{t-L} + s_t = P_t (+ on-hand at t = 0)
         fl = lay.row("inventory_flow")
         add_inventory_flow(add, fl, inv, s, q, d.lead_time)
-        row_lo[fl] = row_up[fl] = flow_rhs(d, d.on_hand, d.arrivals)
+        row_lo[fl] = row_up[fl] = flow_rhs(d.on_hand, d.arrivals)
         if d.warehouse_capacity is not None:
             wh = lay.row("warehouse_capacity")
             add(np.broadcast_to(wh[1:, None], (h - 1, n)), inv[:-1], 1.0)
@@ -332,18 +327,155 @@ def state_bounds(
         row_lo[rows] = 0.0
         row_up[rows] = 0.0
     if d.has_inventory:
-        on_hand = np.asarray(start.on_hand, dtype=float).reshape(n)
-        pipeline = np.asarray(start.pipeline, dtype=float).reshape(n, -1)
-        arrivals = np.zeros((h, n))
-        width = min(h - t0, pipeline.shape[1])
-        arrivals[t0 : t0 + width] = pipeline[:, :width].T
-        rhs = np.array(arrivals)
-        rhs[t0] += on_hand
+        on_hand, arrivals = start.stock(n, h - t0)
         fl = lay.row("inventory_flow")
-        row_lo[fl[t0:]] = row_up[fl[t0:]] = rhs[t0:]
+        row_lo[fl[t0:]] = row_up[fl[t0:]] = flow_rhs(on_hand, arrivals)
         if d.warehouse_capacity is not None:
             wh = lay.row("warehouse_capacity")
             row_lo[wh] = -INF
-            row_up[wh[t0:]] = d.warehouse_capacity - rhs[t0:].sum(axis=1)
+            row_up[wh[t0:]] = warehouse_rhs(d, on_hand, arrivals)
             row_up[wh[past]] = INF
     return col_lo, col_up, row_lo, row_up
+
+
+# --------------------------------------------------------------------------- the specification
+
+
+def differences_from_model(
+    arrays: FluidLPArrays,
+    model: Any,
+    *,
+    offset: int = 0,
+    cost_scale: float = 1.0,
+    rtol: float = 1e-12,
+) -> list[str]:
+    """How ``arrays`` differ from the Pyomo ``model`` they should encode; empty when equal.
+
+    The model (:func:`~coordopt.models.fluid.build_fluid_model`, the specification) is
+    compiled by Pyomo's ``LinearStandardFormCompiler`` and compared coefficient by
+    coefficient, rows and columns matched by name (``alpha[t,k,i]`` is column
+    ``layout.col("alpha")[t - 1 + offset, k, i]``; constraint families likewise): the
+    matrix, the row bounds (``==``/``<=``), the column bounds, fixed variables (Pyomo folds
+    them into the right-hand sides; here they are columns fixed at their value), integrality
+    and the objective (times ``cost_scale``). With ``offset = t0`` the arrays are a
+    full-horizon program moved to a start at ``t0`` (:func:`state_bounds`) and the model is
+    built from that start: the ``offset`` past periods must be fixed at zero, and the
+    objective is compared in start-period money (``cost_scale = gamma^-t0``); past rows may
+    touch past columns only and must admit zero.
+    """
+    import pyomo.environ as pyo
+    from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
+    lay = arrays.layout
+    out: list[str] = []
+
+    def periods(blocks: dict[str, tuple[int, tuple[int, ...]]], size: int) -> np.ndarray:
+        per = np.empty(size, dtype=np.int64)
+        for start, shape in blocks.values():
+            n = int(np.prod(shape))
+            per[start : start + n] = np.repeat(np.arange(shape[0]), n // shape[0])
+        return per
+
+    def position(component: Any, blocks: Layout, kind: str) -> int:
+        idx = component.index()
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        name = component.parent_component().local_name
+        if name not in (blocks.cols if kind == "col" else blocks.rows):
+            raise KeyError(name)
+        grid = blocks.col(name) if kind == "col" else blocks.row(name)
+        return int(grid[(int(idx[0]) - 1 + offset, *idx[1:])])
+
+    col_period = periods(lay.cols, lay.n_cols)
+    row_period = periods(lay.rows, lay.n_rows)
+    # columns: every model variable is one column with the same bounds and integrality
+    col_of: dict[int, int] = {}
+    for var in model.component_data_objects(pyo.Var, descend_into=True):
+        try:
+            j = position(var, lay, "col")
+        except KeyError:
+            out.append(f"variable {var.name} has no column block")
+            continue
+        col_of[id(var)] = j
+        if var.fixed and var.value != 0:
+            out.append(f"{var.name} is fixed at {var.value}: only zeros fold out of the rows")
+        lo = var.value if var.fixed else (-INF if var.lb is None else var.lb)
+        up = var.value if var.fixed else (INF if var.ub is None else var.ub)
+        if not (
+            np.isclose(lo, arrays.col_lower[j], rtol=rtol)
+            and np.isclose(up, arrays.col_upper[j], rtol=rtol)
+        ):
+            out.append(
+                f"bounds of {var.name}: model [{lo}, {up}], arrays "
+                f"[{arrays.col_lower[j]}, {arrays.col_upper[j]}]"
+            )
+        if bool(var.is_integer()) != bool(arrays.integer[j]):
+            out.append(
+                f"integrality of {var.name}: model {var.is_integer()}, arrays {arrays.integer[j]}"
+            )
+    present = np.zeros(lay.n_cols, dtype=bool)
+    present[list(col_of.values())] = True
+    if len(set(col_of.values())) != len(col_of):
+        out.append("two model variables map to one column")
+    if (present != (col_period >= offset)).any():
+        out.append(
+            f"columns without a model variable: {np.flatnonzero(~present & (col_period >= offset))[:10].tolist()}"
+        )
+    past = col_period < offset
+    if (arrays.col_lower[past] != 0).any() or (arrays.col_upper[past] != 0).any():
+        out.append("past-period columns are not fixed at zero")
+    # rows and coefficients, through the compiled standard form
+    info = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=None)
+    cols = np.array([col_of[id(v)] for v in info.columns], dtype=np.int64)
+    rows = []
+    for entry in info.rows:
+        try:
+            rows.append(position(entry.constraint, lay, "row"))
+        except KeyError:
+            out.append(f"constraint {entry.constraint.name} has no row family")
+            return out
+    rows_arr = np.array(rows, dtype=np.int64)
+    expected_rows = np.flatnonzero(row_period >= offset)
+    if sorted(rows) != expected_rows.tolist():
+        missing = sorted(set(expected_rows.tolist()) - set(rows))
+        out.append(f"rows without a model constraint (or repeated): {missing[:10]}")
+    mine = arrays.matrix.tocsr()[rows_arr][:, cols]
+    theirs = sp.csr_matrix(info.A)
+    diff = abs(mine - theirs) - rtol * abs(theirs)
+    bad_rows, bad_cols, _ = sp.find(diff > 1e-15)
+    for r, c in list(zip(bad_rows, bad_cols, strict=True))[:10]:
+        out.append(
+            f"coefficient of {info.columns[c].name} in {info.rows[r].constraint.name}: model "
+            f"{theirs[r, c]}, arrays {mine[r, c]}"
+        )
+    lo = np.where([e.bound_type == 0 for e in info.rows], info.rhs, -INF)
+    up = np.asarray(info.rhs, dtype=float)
+    if any(e.bound_type not in (0, 1) for e in info.rows):
+        out.append("unexpected >= rows in the compiled model")
+    for name, model_side, array_side in (
+        ("lower", lo, arrays.row_lower[rows_arr]),
+        ("upper", up, arrays.row_upper[rows_arr]),
+    ):
+        wrong = ~np.isclose(model_side, array_side, rtol=rtol, atol=1e-12)
+        for r in np.flatnonzero(wrong)[:10]:
+            out.append(
+                f"{name} bound of {info.rows[r].constraint.name}: model {model_side[r]}, arrays "
+                f"{array_side[r]}"
+            )
+    past_rows = row_period < offset
+    touched = arrays.matrix.tocsr()[past_rows][:, ~past]
+    if (
+        touched.nnz
+        or (arrays.row_lower[past_rows] > 0).any()
+        or (arrays.row_upper[past_rows] < 0).any()
+    ):
+        out.append("past-period rows are not trivially met by the zero past columns")
+    # objective
+    c_model = np.asarray(info.c.toarray()).ravel()
+    c_arrays = arrays.cost[cols] * cost_scale
+    for j in np.flatnonzero(~np.isclose(c_model, c_arrays, rtol=rtol, atol=1e-12))[:10]:
+        out.append(
+            f"objective coefficient of {info.columns[j].name}: model {c_model[j]}, arrays {c_arrays[j]}"
+        )
+    if np.any(np.asarray(info.c_offset) != 0):
+        out.append(f"the model's objective has a constant {info.c_offset}")
+    return out

@@ -47,8 +47,10 @@ def ref_available(
     return [s.on_hand[i] + incoming[i] for i in range(n)], q, overflow
 
 
-def ref_rates(inst: Instance, available: list[float], slates: list[list[int]]) -> list[float]:
-    """sum_k lambda_k * w_ki / (w_k0 + sum_j w_kj), computed one weight at a time."""
+def ref_rates(
+    inst: Instance, t: int, available: list[float], slates: list[list[int]]
+) -> list[float]:
+    """sum_k lambda_kt * w_ki / (w_k0 + sum_j w_kj) in period t, one weight at a time."""
     n = inst.n_products
     rates = [0.0] * n
     for k in range(inst.n_segments):
@@ -60,7 +62,7 @@ def ref_rates(inst: Instance, available: list[float], slates: list[list[int]]) -
             weights.append(w)
         denom = inst.no_purchase[k] + sum(weights)
         for i in range(n):
-            rates[i] += inst.arrival_rate[k] * weights[i] / denom
+            rates[i] += inst.arrival_rate[t][k] * weights[i] / denom
     return rates
 
 

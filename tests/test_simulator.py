@@ -47,6 +47,10 @@ def variants():
         base.replace(fixed_order_cost=np.full(6, 5.0), max_order=np.full(6, 7.0), discount=0.9),
     )
     yield "tiny", load_instance("tiny")
+    yield (
+        "seasonal",
+        base.replace(arrival_rate=base.arrival_rate * np.linspace(0.3, 2.5, base.horizon)[:, None]),
+    )
 
 
 @pytest.mark.parametrize(("label", "inst"), list(variants()))
@@ -64,7 +68,7 @@ def test_batched_matches_scalar_reference_on_same_draws(label, inst):
         action = Action(torch.tensor(orders), torch.tensor(slates))
         check_action(action, params)
         avail, q, arrivals, overflow = available_stock(state, action.orders, params)
-        rates = demand_rates(avail, action.slates, params)
+        rates = demand_rates(avail, action.slates, params, state.t)
         demand = torch.poisson(rates, generator=gen)
         new_state, res = advance(state, avail, q, arrivals, overflow, demand, params)
         check_step(state, res, new_state, params)
@@ -75,7 +79,7 @@ def test_batched_matches_scalar_reference_on_same_draws(label, inst):
             )
             np.testing.assert_allclose(out["flow_available"], avail[bi].numpy(), err_msg=label)
             np.testing.assert_allclose(
-                ref_rates(inst, out["flow_available"], slate_lists),
+                ref_rates(inst, state.t, out["flow_available"], slate_lists),
                 rates[bi].numpy(),
                 rtol=1e-10,
                 err_msg=label,
@@ -134,8 +138,8 @@ def test_recommendation_moves_demand_toward_the_slate():
     target = int(np.argmax((inst.rec_attraction - inst.base_attraction).sum(0)))
     only = none.clone()
     only[..., 0] = target
-    r0 = demand_rates(state.on_hand, none, params)[0]
-    r1 = demand_rates(state.on_hand, only, params)[0]
+    r0 = demand_rates(state.on_hand, none, params, 0)[0]
+    r1 = demand_rates(state.on_hand, only, params, 0)[0]
     assert r1[target] > r0[target]
     others = torch.arange(inst.n_products) != target
     assert (r1[others] <= r0[others] + 1e-12).all()  # substitution: the others lose share
@@ -146,9 +150,9 @@ def test_hidden_mode_moves_demand_to_products_in_stock():
     params = SimParams.from_instance(inst, dtype=torch.float64)
     avail = torch.full((1, inst.n_products), 5.0)
     empty = torch.full((1, inst.n_segments, inst.slate_size), -1)
-    r_full = demand_rates(avail, empty, params)[0]
+    r_full = demand_rates(avail, empty, params, 0)[0]
     avail[0, 0] = 0
-    r_out = demand_rates(avail, empty, params)[0]
+    r_out = demand_rates(avail, empty, params, 0)[0]
     assert r_out[0] == 0
     assert (r_out[1:] > r_full[1:]).all()
 
@@ -227,3 +231,18 @@ def test_warehouse_capacity_accepts_exactly_the_pro_rata_share():
     avail, _, arrivals, overflow = available_stock(state, torch.tensor([[22.0, 0.0]]), params)
     assert avail.tolist() == [[15.0, 0.0]]  # 22 * 15 / 22 = 15, not 14
     assert overflow.tolist() == [[7.0, 0.0]] and arrivals.tolist() == [[22.0, 0.0]]
+
+
+def test_seasonal_rates_follow_the_period():
+    """Demand rates scale with the period's arrival rate, which also sets the Poisson draws."""
+    base = load_instance("small")
+    factor = np.linspace(0.5, 3.0, base.horizon)
+    inst = base.replace(arrival_rate=base.arrival_rate * factor[:, None])
+    params = SimParams.from_instance(inst, dtype=torch.float64)
+    flat = SimParams.from_instance(base, dtype=torch.float64)
+    avail = torch.full((1, inst.n_products), 5.0)
+    slates = torch.full((1, inst.n_segments, inst.slate_size), -1)
+    for t in (0, 7, inst.horizon - 1):
+        np.testing.assert_allclose(
+            demand_rates(avail, slates, params, t), factor[t] * demand_rates(avail, slates, flat, t)
+        )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from coordopt.cli import main
+from coordopt.insights.report import metric_cell
 from coordopt.studies import cell_key, run_study, study_names
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -50,16 +55,115 @@ PROMISES = {
 }
 
 
+def _cells(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+
+
+def _close(text: str, value: float | None) -> bool:
+    """A CSV field equals the cell's number (NaN and an empty field match NaN / None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return text in ("", "nan")
+    return math.isclose(float(text), float(value), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_exact_benchmark(rows: list[dict], cells: list[dict], report: str) -> None:
+    for row in rows:
+        runs = [
+            c
+            for c in cells
+            if c["params"]["variant"]["name"] == row["variant"]
+            and c["params"]["method"] == row["method"]
+        ]
+        dp = next(
+            c["result"]
+            for c in cells
+            if c["params"]["variant"]["name"] == row["variant"] and c["params"]["method"] == "dp"
+        )
+        mean = float(np.mean([c["result"]["mean"] for c in runs]))
+        assert int(row["seeds"]) == len(runs) >= 1
+        assert _close(row["mean"], mean)
+        assert _close(row["pct_of_optimum"], 100 * mean / dp["dp_value"])
+        assert f"DP optimum **{dp['dp_value']:.3f}**" in report
+    assert {(r["variant"], r["method"]) for r in rows} == {
+        (c["params"]["variant"]["name"], c["params"]["method"]) for c in cells
+    }
+
+
+def _check_coordination_value(rows: list[dict], cells: list[dict], report: str) -> None:
+    assert len(rows) == len(cells)
+    by_key = {
+        (c["params"]["factor"], str(c["params"]["level"]), str(c["params"]["seed"])): c
+        for c in cells
+    }
+    for row in rows:
+        result = by_key[(row["factor"], row["level"], row["seed"])]["result"]
+        for key in ("siloed", "mpc", "gain", "gain_pct", "coord_gain_pct"):
+            assert _close(row[key], result[key]), key
+
+
+def _check_timescales(rows: list[dict], cells: list[dict], report: str) -> None:
+    for row in rows:
+        finals = [c["result"]["final"] for c in cells if c["params"]["config"] == row["config"]]
+        assert int(row["seeds"]) == len(finals) >= 1
+        assert _close(row["final_mean"], np.mean(finals))
+
+
+def _check_synchronised(rows: list[dict], cells: list[dict], report: str) -> None:
+    assert len(rows) == len(cells)
+    for row in rows:
+        cell = next(
+            c
+            for c in cells
+            if c["params"]["instance"] == row["instance"] and c["params"]["source"] == row["source"]
+        )
+        for k, m in cell["result"]["metrics"].items():
+            assert _close(row[k], m["value"]), k
+            assert metric_cell(m, mark=True) in report  # the report shows the cell's number
+        for k, v in cell["result"]["alignment"].items():
+            assert _close(row[f"align_{k}"], v), k
+        expected = "dp" if row["instance"] == "tiny" else "fluid"  # where the DP fits
+        assert cell["result"]["reference"] == expected
+
+
+def _check_scale(rows: list[dict], cells: list[dict], report: str) -> None:
+    for row in rows:
+        bound = [
+            c["result"]
+            for c in cells
+            if c["params"]["kind"] == "bound" and c["params"]["catalog"]["name"] == row["catalog"]
+        ]
+        sim = next(
+            c["result"]
+            for c in cells
+            if c["params"]["kind"] == "sim" and c["params"]["catalog"]["name"] == row["catalog"]
+        )
+        assert _close(row["sim_product_steps_per_s"], sim["product_steps_per_s"])
+        if bound:
+            assert _close(row["bound"], bound[0]["bound"])
+            assert float(row["bound"]) >= float(row["plan_value"]) - 1e-6  # a bound over a plan
+
+
+CSV_CHECKS = {
+    "exact-benchmark": _check_exact_benchmark,
+    "coordination-value": _check_coordination_value,
+    "timescales": _check_timescales,
+    "synchronised-adjustments": _check_synchronised,
+    "scale": _check_scale,
+}
+
+
 def check_report(out: Path, study: str) -> str:
     figures, csvs, phrases = PROMISES[study]
     report = (out / "report.md").read_text()
     for fig in figures:
         data = (out / fig).read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, fig
+        assert data.startswith(PNG_MAGIC), fig
         assert f"]({fig})" in report  # the report shows it
+    cells = _cells(out)
     for name in csvs:
-        lines = (out / name).read_text().strip().splitlines()
-        assert len(lines) >= 3 and "," in lines[0]
+        rows = list(csv.DictReader(io.StringIO((out / name).read_text())))
+        assert rows
+        CSV_CHECKS[study](rows, cells, report)  # every number is the one its cells hold
     for phrase in phrases:
         assert phrase in report, phrase
     assert re.search(r"^-+ +-+", report, re.M), "a table"

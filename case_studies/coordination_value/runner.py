@@ -15,13 +15,22 @@ level. Each cell measures, on the same customers (common random numbers):
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from coordopt.evaluation import compare, evaluate
 from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.instance import Instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.policies import make_policy
+from coordopt.simulator import SimParams
+from coordopt.solvers.fluid import solve_fluid
+from coordopt.text import table
 
 FACTOR_LABELS = {
     "lead_time": "lead time (periods)",
@@ -75,12 +84,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    import torch
-
-    from coordopt.evaluation import compare, evaluate
-    from coordopt.policies import make_policy
-    from coordopt.simulator import SimParams
-    from coordopt.solvers.fluid import solve_fluid
 
     base = generate_instance(GeneratorConfig(**_sizes(p)), seed=p["base_seed"])
     inst = vary(base, p["factor"], p["level"], p)
@@ -117,16 +120,11 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
-    import csv
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.commands.common import table
-    from coordopt.io import atomic_write_text, save_figure
 
     rows = []
     for r in results:

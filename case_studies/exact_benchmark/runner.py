@@ -22,6 +22,10 @@ from coordopt.case_studies.common import (
     to_csv,
 )
 from coordopt.instance import Instance, Stockout, load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.solvers.dp import solve_dp
+from coordopt.solvers.fluid import solve_fluid
+from coordopt.text import table
 
 DETERMINISTIC = {"dp", "siloed"}
 
@@ -71,12 +75,8 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         iterations=p["iterations"],
     )
     if p["method"] == "dp":
-        from coordopt.solvers.dp import solve_dp
-
         res["dp_value"] = solve_dp(inst).result().objective
     if p["method"] == "fluid":
-        from coordopt.solvers.fluid import solve_fluid
-
         res["fluid_bound"] = solve_fluid(inst).result().bound
     return res
 
@@ -86,9 +86,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.commands.common import table
-    from coordopt.io import atomic_write_text, save_figure
 
     rows: list[dict[str, Any]] = []
     sections = []

@@ -14,7 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from coordopt.case_studies.common import to_csv
+from coordopt.evaluation import compare, evaluate
+from coordopt.generator import generate_instance
 from coordopt.instance import Instance, load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.machine import machine
+from coordopt.policies import SiloedPolicy, make_policy
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.ppo import train
+from coordopt.rl.runs import train_agents
+from coordopt.simulator import SimParams, reset, step
+from coordopt.solvers.catalog import solve_catalog
+from coordopt.text import table
 
 
 def catalog(spec: dict[str, Any]) -> Instance:
@@ -25,7 +39,6 @@ def catalog(spec: dict[str, Any]) -> Instance:
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
-    from coordopt.generator import generate_instance
 
     return generate_instance(
         seed=1,
@@ -77,11 +90,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     inst = catalog(p["catalog"])
     size = {"products": inst.n_products, "segments": inst.n_segments, "horizon": inst.horizon}
     if p["kind"] == "sim":
-        import torch
-
-        from coordopt.policies import SiloedPolicy
-        from coordopt.simulator import SimParams, reset, step
-
         params = SimParams.from_instance(inst)
         pol = SiloedPolicy(params)
         gen = torch.Generator().manual_seed(0)
@@ -99,9 +107,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             "env_steps_per_s": p["batch"] * steps / secs,
         }
     if p["kind"] == "train":
-        from coordopt.rl.config import TrainConfig
-        from coordopt.rl.ppo import train
-
         cfg = TrainConfig(
             iterations=p["iterations"],
             num_envs=p["envs"],
@@ -121,13 +126,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             "product_steps_per_s": res.steps_per_second * inst.n_products,
         }
     if p["kind"] == "agents":
-        import torch
-
-        from coordopt.case_studies.common import train_agents
-        from coordopt.evaluation import compare, evaluate
-        from coordopt.policies import make_policy
-        from coordopt.simulator import SimParams
-
         run, info = train_agents(
             load_instance(p["train_instance"]), "rl-multi-warm", 0, p["iterations"], workdir
         )
@@ -159,16 +157,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             **info,
         }
     if p["kind"] == "bound":
-        from coordopt.solvers.decompose import solve_decomposed
-
-        sol = solve_decomposed(inst, iterations=p["iterations"]).result()
+        sol = solve_catalog(inst, max_iterations=p["iterations"] + 1).result()
         return {
             **size,
             "bound": sol.bound,
             "plan_value": sol.plan_value,
             "gap": sol.gap,
             "seconds": sol.seconds,
-            "blocks": sol.details["blocks"],
+            "iterations": sol.details["iterations"],
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 
@@ -178,11 +174,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.case_studies.common import to_csv
-    from coordopt.commands.bench import machine
-    from coordopt.commands.common import table
-    from coordopt.io import atomic_write_text, save_figure
 
     by = {(r["params"]["kind"], r["params"]["catalog"]["name"]): r for r in results}
     names = [c["name"] for c in config["catalogs"]]

@@ -5,7 +5,9 @@ the trained agents (warm-started and cold) -- the six patterns of
 :data:`coordopt.insights.PATTERNS` are measured (bootstrap 95% intervals for simulated
 sources), each against its expected sign under coordination, together with an alignment
 score: how closely the source's recommendation intensities and orders follow the
-optimiser's (the DP policy on ``tiny``, the fluid plan elsewhere).
+optimiser's: :func:`coordopt.solvers.dp.reference_method`, the rule the ``insights``
+command and the warm start share (the DP policy where the DP fits, the fluid plan
+elsewhere). The tables come from :mod:`coordopt.insights.report`, as the command's do.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.case_studies.common import RL_METHODS, train_agents
+from coordopt import insights
+from coordopt.case_studies.common import RL_METHODS, to_csv, train_agents
+from coordopt.insights import PATTERNS
+from coordopt.insights.report import pattern_legend, pattern_table
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.solvers.dp import reference_method
+from coordopt.text import table
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -25,7 +33,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _data(inst: Any, source: str, p: dict[str, Any], workdir: Path) -> Any:
-    from coordopt import insights
 
     if source == "fluid":
         return insights.fluid_plan(inst)
@@ -37,7 +44,6 @@ def _data(inst: Any, source: str, p: dict[str, Any], workdir: Path) -> Any:
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from coordopt import insights
 
     inst = load_instance(p["instance"])
     data = _data(inst, p["source"], p, workdir)
@@ -47,11 +53,10 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     metrics = insights.insight_metrics(
         data, baseline=baseline, n_boot=p["bootstrap"], seed=p["seed"]
     )
-    ref_name = "dp" if inst.n_products <= 3 else "fluid"
+    ref_name = reference_method(inst)
     reference = _data(inst, ref_name, p, workdir) if p["source"] != ref_name else data
     align = insights.alignment_score(data, reference)
-    w = inst.arrival_rate / inst.arrival_rate.sum()
-    intensity = np.einsum("temn,m->tn", data.intensity, w) / data.intensity.shape[1]
+    intensity = data.product_intensity.mean(axis=1)
     return {
         "metrics": metrics["metrics"],
         "alignment": align,
@@ -61,26 +66,11 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     }
 
 
-def _fmt(m: dict[str, Any]) -> str:
-    v = m["value"]
-    if v is None or not np.isfinite(v):
-        return "n/a"
-    ci = m.get("ci")
-    marks: dict[Any, str] = {True: " ✓", False: " ✗"}
-    mark = " ·" if abs(v) < 1e-9 else marks.get(m.get("sign_ok"), "")
-    return f"{v:+.3f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "") + mark
-
-
 def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.case_studies.common import to_csv
-    from coordopt.commands.common import table
-    from coordopt.insights import PATTERNS
-    from coordopt.io import atomic_write_text, save_figure
 
     body = [
         "# Case study: synchronised-adjustments",
@@ -91,18 +81,13 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "(no movement at all, e.g. static slates); n/a = undefined (too few products or no scarce "
         "product).",
         "",
-        "| pattern | expected | meaning |",
-        "|---|---|---|",
     ]
-    body += [f"| `{k}` | {sign} | {meaning} |" for k, (sign, meaning, _) in PATTERNS.items()]
+    body += pattern_legend()
     body.append("")
     rows = []
     for inst_name in dict.fromkeys(r["params"]["instance"] for r in results):
         mine = [r for r in results if r["params"]["instance"] == inst_name]
-        lines = [
-            [r["params"]["source"], *(_fmt(r["result"]["metrics"][k]) for k in PATTERNS)]
-            for r in mine
-        ]
+        measured = [{"source": r["params"]["source"], **r["result"]} for r in mine]
         align = [
             [
                 r["params"]["source"],
@@ -126,9 +111,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         body += [
             f"## {inst_name}",
             "",
-            "```",
-            table(["source", *PATTERNS], lines),
-            "```",
+            *pattern_table(measured, mark=True),
             "",
             "Alignment with the optimiser (intensity correlation, mean absolute intensity difference, "
             "orders correlation, relative L1 distance of orders):",

@@ -18,6 +18,10 @@ import numpy as np
 
 from coordopt.case_studies.common import to_csv
 from coordopt.instance import load_instance
+from coordopt.io import atomic_write_text, save_figure
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.ppo import train
+from coordopt.text import table
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "single": {"timescales": "single"},
@@ -44,8 +48,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from coordopt.rl.config import TrainConfig
-    from coordopt.rl.ppo import train
 
     if p["config"] not in CONFIGS:
         raise ValueError(f"unknown timescale config '{p['config']}'; known: {', '.join(CONFIGS)}")
@@ -91,9 +93,6 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from coordopt.commands.common import table
-    from coordopt.io import atomic_write_text, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows, lines = [], []

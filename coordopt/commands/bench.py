@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from typing import Any
 
@@ -20,31 +18,9 @@ from coordopt.guards import (
     positive_int,
     threads_int,
 )
+from coordopt.machine import machine
 from coordopt.policies import SiloedPolicy
 from coordopt.simulator import SimParams, reset, step
-
-
-def cpu_model() -> str:
-    """The processor's model name (Linux), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def bench_sim(

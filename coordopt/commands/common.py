@@ -6,13 +6,22 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from coordopt.guards import check_size, estimate
+from coordopt.text import table
+
+__all__ = [
+    "_plain",
+    "add_instance_arg",
+    "add_json_flag",
+    "emit_json",
+    "log",
+    "table",
+]
 
 
 def _plain(obj: Any) -> Any:
@@ -38,30 +47,6 @@ def emit_json(obj: dict[str, Any]) -> None:
 def log(msg: str) -> None:
     """Progress and notes: stderr, so stdout stays clean for --json."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain fixed-width text table (numbers right-aligned)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
-        return str(v)
-
-    cells = [[fmt(v) for v in r] for r in rows]
-    widths = [
-        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
-    ]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    for r, raw in zip(cells, rows, strict=True):
-        out.append(
-            "  ".join(
-                c.rjust(w) if isinstance(v, (int, float)) else c.ljust(w)
-                for c, w, v in zip(r, widths, raw, strict=True)
-            )
-        )
-    return "\n".join(out)
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:

@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coordopt.case_studies.common import train_agents
     from coordopt.rl.checkpoint import instance_hash
+    from coordopt.rl.runs import train_agents
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
 

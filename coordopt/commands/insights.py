@@ -3,8 +3,9 @@
 ``--method fluid`` (default) measures the fluid optimum's plan; ``--method dp`` simulates
 the exact DP policy (tiny instances); any other value is a policy name or a trained agent's
 run directory, simulated for ``--episodes`` episodes. The siloed firm is always simulated
-as the baseline of the run-down pattern, and the optimum (fluid; the DP itself with
-``--method dp``) says whether it confirms each pattern's expected sign. Writes PNG plots,
+as the baseline of the run-down pattern, and the optimum (the reference of
+:func:`coordopt.solvers.dp.reference_method`: the DP where it fits the instance, else the
+fluid plan) says whether it confirms each pattern's expected sign. Writes PNG plots,
 ``insights.json`` and ``insights.md`` into ``--out``.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,10 @@ from coordopt.insights import (
     plot_insights,
     simulate,
 )
+from coordopt.insights.report import metric_cell
 from coordopt.instance import load_instance
 from coordopt.io import atomic_write
+from coordopt.solvers.dp import reference_method
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
     res_primary = insight_metrics(primary, **opts)
     res_fluid = res_primary if primary is fluid else insight_metrics(fluid, **opts)
     res_base = insight_metrics(baseline, **opts)
-    optimal = res_primary if method == "dp" else res_fluid
+    reference = reference_method(inst)
+    if reference == method:
+        optimal = res_primary
+    elif reference == "fluid":
+        optimal = res_fluid
+    else:
+        optimal = insight_metrics(simulate(inst, reference, args.episodes, args.seed), **opts)
     confirm = confirmations(res_primary, optimal)
     alignment = None if primary is fluid else alignment_score(primary, fluid)
     sources = [primary] + ([fluid] if primary is not fluid else []) + [baseline]
@@ -114,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "method": method,
         "episodes": args.episodes,
         "seed": args.seed,
-        "optimal_reference": "dp" if method == "dp" else "fluid",
+        "optimal_reference": reference,
         "results": results,
         "confirmations": confirm,
         "alignment": alignment,
@@ -130,15 +138,9 @@ def run(args: argparse.Namespace) -> int:
         emit_json(summary)
         return 0
 
-    def fmt(m: dict[str, Any]) -> str:
-        v = m["value"]
-        if not math.isfinite(v):
-            return "n/a"
-        return f"{v:+.3f}" + ("" if m["ci"] is None else f" [{m['ci'][0]:+.3f},{m['ci'][1]:+.3f}]")
-
     rows = [
         [k, sign]
-        + [fmt(r["metrics"][k]) for r in results]
+        + [metric_cell(r["metrics"][k]) for r in results]
         + [{True: "yes", False: "no", None: "n/a"}[confirm[k]["optimal"]]]
         for k, (sign, _, _) in PATTERNS.items()
     ]

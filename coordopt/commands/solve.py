@@ -1,12 +1,12 @@
 """``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
-or the decomposed fluid program of a large catalog (a valid bound and a feasible plan).
+or the catalog-scale solver (a valid bound, an exactly feasible plan and their gap).
 
 With ``--json`` one object on stdout: the fields of the shared solution contract
 (:class:`coordopt.solution.Solution`): ``method``, ``status``, ``message``, ``objective``,
 ``bound``, ``plan_value``, ``gap``, ``seconds``, ``first_orders`` (one number per product,
 period 1) and ``first_slates`` (per segment, the product indices recommended in period 1),
 plus the method's ``details`` (fluid: ``variant``, ``path``, ``mip_gap``; decompose:
-``blocks``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
+``iterations``, ``stop``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
 the plan's arrays where the method has them, the first decisions and the values.
 """
 
@@ -26,9 +26,10 @@ from coordopt.commands.common import (
     log,
     table,
 )
-from coordopt.guards import FULL_LP_CELLS, check_out, nonneg_float
+from coordopt.guards import check_out, nonneg_float
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
+from coordopt.sizes import FULL_LP_CELLS
 from coordopt.solution import Solution
 
 
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
         choices=("fluid", "dp", "decompose"),
         default="fluid",
         help="fluid: sales-based LP bound and plan; dp: exact dynamic program; decompose: "
-        "blocks of substitutes + Lagrangian bound, for large catalogs",
+        "Lagrangian dual on stock values + feasible plan, for large catalogs",
     )
     p.add_argument(
         "--force",
@@ -75,6 +76,12 @@ def register(subparsers: Any) -> None:
         "--time-limit", type=nonneg_float, default=None, help="solver time limit, seconds"
     )
     p.add_argument("--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--gap",
+        type=nonneg_float,
+        default=0.005,
+        help="decompose: stop at this relative gap between bound and plan (default 0.005)",
+    )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -101,10 +108,13 @@ def run(args: argparse.Namespace) -> int:
         if sol is None:
             return 2
     elif args.method == "decompose":
-        from coordopt.solvers.decompose import solve_decomposed
+        from coordopt.solvers.catalog import solve_catalog
 
-        log(f"solving the decomposed fluid program of {inst.summary()}")
-        sol = solve_decomposed(inst, progress=not args.json).result()
+        log(f"solving the fluid program of {inst.summary()} by its stock-value dual")
+        sol = solve_catalog(
+            inst, gap=args.gap, time_limit=args.time_limit, progress=not args.json
+        ).result()
+        log(sol.message)
     else:
         sol = _solve_fluid(args, inst)
     if args.out is not None and sol.has_solution:
@@ -199,6 +209,8 @@ def _report(
         f"{result['method']} on {result['instance']}: status {result['status']}, "
         f"objective {result['objective']:,.4f}, {result['seconds']:.2f} s"
     )
+    if result.get("plan_value") is not None and result.get("gap") is not None:
+        print(f"  plan value {result['plan_value']:,.4f}, gap {result['gap']:.3%}")
     if result.get("message") and result["status"] != "optimal":
         print(f"  {result['message']}")
     orders = np.asarray(result["first_orders"], dtype=float)

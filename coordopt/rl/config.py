@@ -65,8 +65,8 @@ class TrainConfig:
     """Order-quantity bins per product (bin g orders g * step_i units; step_i from demand scale)."""
     allow_short_slates: bool = True
     """Let the recommendation agent stop a slate early (a learned stop item in the PL draw)."""
-    scorer: Literal["additive", "factorised"] = "additive"
-    """Slate scores: additive (an MLP of segment+product+pair+memory terms, builds a B x M x N x hidden tensor) or factorised (segment-memory x product inner product + a pair term; for large catalogs)."""
+    scorer: Literal["auto", "factorised", "additive"] = "auto"
+    """Slate scores: factorised (segment-memory x product inner product + a pair term; no B x M x N x hidden tensor), additive (an MLP of summed segment, product, pair and memory terms; builds that tensor) or auto (factorised from 1,000 product-segment pairs up, additive below)."""
     # --- PPO
     num_envs: int = ranged(64, positive_int)
     """Environments simulated in parallel (batch size B of the rollouts)."""
@@ -118,8 +118,9 @@ class TrainConfig:
     epochs_critic: int = ranged(4, positive_int)
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
-    warm_start: Literal["auto", "none", "mpc", "dp", "fluid", "siloed"] = "auto"
-    """Expert to clone and regularise toward (auto: the exact DP if it fits, else MPC; none: cold)."""
+    warm_start: Literal["auto", "none", "mpc", "dp", "bidprice", "fluid", "siloed"] = "auto"
+    """Expert to clone and regularise toward (auto: the exact DP if it fits, MPC while the full
+    LP is small, else bid-price control; none: cold)."""
     bc_rounds: int = ranged(3, nonneg_int)
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r)."""
     bc_beta: float = ranged(0.5, unit_interval)

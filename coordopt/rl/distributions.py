@@ -16,23 +16,18 @@ an unbiased (single-sample) estimator that costs ``O(K N)`` instead of ``O(N^K)`
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 Tensor = torch.Tensor
 NEG = -1e9
 
 
-def slate_logits(scores: Tensor, stop: Tensor | None) -> Tensor:
-    """Item logits ``(..., N)`` with the stop logit appended as item ``N`` when given."""
-    if stop is None:
-        return scores
-    return torch.cat([scores, stop.unsqueeze(-1)], dim=-1)
-
-
-def _truncate_at_stop(idx: Tensor, n_products: int) -> Tensor:
-    """Replace the stop item and everything after it with ``-1``."""
-    stopped = (idx == n_products).long().cummax(dim=-1).values.bool()
-    return torch.where(stopped, torch.full_like(idx, -1), idx)
+def _gumbel(shape: torch.Size, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gumbel noise ``-log(-log U)`` (in place on one buffer)."""
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return u.clamp_(1e-12, 1 - 1e-7).log_().neg_().log_().neg_()
 
 
 def sample_slates(
@@ -45,14 +40,48 @@ def sample_slates(
     """Plackett-Luce top-``k`` slates ``(..., k)`` (long, ``-1`` after a stop) by Gumbel-top-k.
 
     ``greedy`` takes the ``k`` highest scores (truncated at the stop item) instead of sampling.
+    The stop item is ranked against the top ``k`` products afterwards, so the scores are never
+    copied to append it.
     """
     n = scores.shape[-1]
-    logits = slate_logits(scores, stop)
-    if not greedy:
-        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-        logits = logits - torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-7)))
-    idx = logits.topk(k, dim=-1).indices
-    return _truncate_at_stop(idx, n) if stop is not None else idx
+    keys = scores if greedy else scores + _gumbel(scores.shape, scores, generator)
+    top = keys.topk(min(k, n), dim=-1)
+    idx = top.indices
+    if k > n:
+        idx = torch.cat([idx, idx.new_full((*idx.shape[:-1], k - n), -1)], dim=-1)
+    if stop is None:
+        return idx
+    stop_key = stop if greedy else stop + _gumbel(stop.shape, stop, generator)
+    ahead = (top.values > stop_key.unsqueeze(-1)).sum(-1, keepdim=True)  # products before stop
+    slot = torch.arange(k, device=idx.device)
+    return torch.where(slot < ahead, idx, torch.full_like(idx, -1))
+
+
+class _RestStats(torch.autograd.Function):
+    """Log-sum-exp and softmax-weighted mean of ``x (..., n)`` over the items not removed.
+
+    ``removed (..., K)`` indexes items to leave out where ``keep`` is true. Forward: one
+    masked copy and one exp pass; backward: ``p_r (g_lse + g_mean (1 + x_r - mean))`` in
+    two passes, ``p`` the softmax of the items left (0 at removed items).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, removed: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        inf = torch.full(removed.shape, torch.inf, dtype=x.dtype, device=x.device)
+        e = x.scatter_reduce(-1, removed, torch.where(keep, -inf, inf), reduce="amin")
+        shift = e.amax(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # all removed: finite
+        e = e.sub_(shift).exp_()
+        z = e.sum(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+        mean = (e * x).sum(-1, keepdim=True) / z
+        ctx.save_for_backward(x, e, z, mean)
+        return (shift + z.log()).squeeze(-1), mean.squeeze(-1)
+
+    @staticmethod
+    def backward(ctx: Any, g_lse: Tensor, g_mean: Tensor) -> tuple[Tensor, None, None]:
+        x, e, z, mean = ctx.saved_tensors
+        gm = g_mean.unsqueeze(-1) / z
+        c0 = g_lse.unsqueeze(-1) / z + gm * (1 - mean)
+        return torch.addcmul(c0, gm, x).mul_(e), None, None
 
 
 def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,30 +89,48 @@ def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple
 
     A ``-1`` slot means the stop item was drawn there; slots after the first ``-1`` are
     ignored. Without a stop item (``stop=None``) a ``-1`` ends the slate and only the filled
-    prefix is scored (a partial PL likelihood, used to imitate experts' short slates). Returns ``(log_prob, entropy)``, both of shape ``...``.
+    prefix is scored (a partial PL likelihood, used to imitate experts' short slates). The
+    products of a slate are distinct. Returns ``(log_prob, entropy)``, both of shape ``...``.
+
+    One pass over the catalog: with ``R`` the items the slate does not draw, the items left
+    at step j are ``R`` plus the drawn ``x_j, x_(j+1), ...``, so every step's normaliser is
+    a log-sum-exp of ``lse(R)`` and ``K`` picked logits (a suffix ``logcumsumexp``), never a
+    difference of sums (no cancellation), and never ``K`` passes over the catalog. The
+    entropy of step j is its normaliser minus the mean logit of the items left, from the
+    softmax-weighted mean over ``R`` (:class:`_RestStats`) and the picked logits.
     """
-    n = scores.shape[-1]
-    logits = slate_logits(scores, stop)
-    removed = torch.zeros_like(logits, dtype=torch.bool)
-    logp = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
-    ent = torch.zeros_like(logp)
-    active = torch.ones_like(logp, dtype=torch.bool)
-    for j in range(slates.shape[-1]):
-        masked = logits.masked_fill(removed, NEG)
-        logsm = torch.log_softmax(masked, dim=-1)
-        probs = logsm.exp().masked_fill(removed, 0.0)
-        step_ent = -(probs * logsm.masked_fill(removed, 0.0)).sum(-1)
-        chosen = slates[..., j]
-        if stop is None:
-            active = active & (chosen >= 0)  # no stop item: score the filled prefix only
-            chosen = chosen.clamp(min=0)
-        else:
-            chosen = torch.where(chosen < 0, torch.full_like(chosen, n), chosen)
-        act = active.to(logits.dtype)
-        logp = logp + act * logsm.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-        ent = ent + act * step_ent
-        removed = removed.scatter(-1, chosen.unsqueeze(-1), True)
-        active = active & (chosen != n)
+    k = slates.shape[-1]
+    if stop is None:  # no stop item: score the filled prefix only
+        is_stop = torch.zeros_like(slates, dtype=torch.bool)
+        valid = (slates >= 0).long().cummin(dim=-1).values.bool()
+    else:  # -1 is the stop item; it is drawn once, the slots after it are ignored
+        is_stop = slates < 0
+        drawn = is_stop.long()
+        valid = (drawn.cumsum(dim=-1) - drawn) == 0
+    products = slates.clamp(min=0)
+    rest_lse, rest_mean = _RestStats.apply(scores, products, valid & ~is_stop)
+    picked = scores.gather(-1, products)
+    if stop is not None:  # the stop item is drawn, or it stays among the items left
+        picked = torch.where(is_stop, stop.unsqueeze(-1), picked)
+        with_stop = torch.logaddexp(rest_lse, stop)
+        mean_with_stop = (
+            torch.exp(rest_lse - with_stop) * rest_mean + torch.exp(stop - with_stop) * stop
+        )
+        stopped = (is_stop & valid).any(-1)
+        rest_lse = torch.where(stopped, rest_lse, with_stop)
+        rest_mean = torch.where(stopped, rest_mean, mean_with_stop)
+    picked = picked.masked_fill(~valid, NEG)  # (..., K)
+    # denom[j] = log sum over the items left at step j = lse(picked[j:], rest_lse)
+    both = torch.cat([picked, rest_lse.unsqueeze(-1)], dim=-1)
+    denom = torch.logcumsumexp(both.flip(-1), dim=-1).flip(-1)[..., :k]
+    act = valid.to(scores.dtype)
+    logp = ((picked - denom) * act).sum(-1)
+    later = torch.ones(k, k, dtype=torch.bool, device=scores.device).triu()  # [j, m]: m >= j
+    w_pick = torch.exp(picked.unsqueeze(-2) - denom.unsqueeze(-1)).masked_fill(~later, 0.0)
+    mean = (w_pick * picked.unsqueeze(-2)).sum(-1) + torch.exp(
+        rest_lse.unsqueeze(-1) - denom
+    ) * rest_mean.unsqueeze(-1)
+    ent = ((denom - mean) * act).sum(-1)
     return logp, ent
 
 

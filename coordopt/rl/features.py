@@ -13,13 +13,19 @@ Information structure (``information``):
 
 The critic always sees the whole firm (the coordinated operations features plus
 segment data): centralised training, decentralised execution.
+
+Seasonal demand: both agents see each product's expected demand of the current period
+relative to its horizon mean (operations also the next period's), from the per-period arrival
+rates ``lambda_kt``; with constant rates these features are constant.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from coordopt.simulator import SimParams, SimState
@@ -28,9 +34,9 @@ Tensor = torch.Tensor
 
 INFORMATION = ("coordinated", "siloed")
 STATIC_PRODUCT = 9  # economics + scale + lead time
-OPS_DYNAMIC = 9
+OPS_DYNAMIC = 11
 OPS_COORD = 2
-MKT_DYNAMIC = 2
+MKT_DYNAMIC = 3
 MKT_COORD = 3
 SEGMENT = 3
 PAIR = 4
@@ -63,6 +69,7 @@ class Context:
     segment: Tensor  # (M, SEGMENT)
     pair: Tensor  # (M, N, PAIR)
     uplift_demand: Tensor  # (M, N) lambda_k (rec share - base share) / mu_i
+    season: Tensor  # (T + 1, N) expected demand of period t / its horizon mean; 0 after T
     reward_scale: float
 
 
@@ -75,9 +82,28 @@ class Observation:
     critic: Tensor  # (B, N, CRITIC_DIM)
     glob: Tensor  # (B, GLOBAL)
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
+        """``fn`` applied to every field (indexing, slicing, adding a time dimension)."""
+        return Observation(fn(self.ops), fn(self.mkt), fn(self.critic), fn(self.glob))
+
     def index(self, idx: Tensor) -> Observation:
         """The observations of a subset of environments."""
-        return Observation(self.ops[idx], self.mkt[idx], self.critic[idx], self.glob[idx])
+        return self.map(lambda x: x[idx])
+
+
+def expected_arrivals(params: SimParams) -> Tensor:
+    """``lambda_kt``, ``(T, M)``: expected customers of every segment in every period (a rate
+    constant in time is broadcast over the horizon; seasonal instances give one per period)."""
+    inst = params.instance
+    lam = np.broadcast_to(
+        np.asarray(inst.arrival_rate, dtype=np.float64), (inst.horizon, inst.n_segments)
+    )
+    return torch.tensor(lam, dtype=params.dtype, device=params.device)
+
+
+def mean_arrivals(params: SimParams) -> Tensor:
+    """Each segment's arrival rate averaged over the horizon, ``(M,)``."""
+    return expected_arrivals(params).mean(0)
 
 
 def demand_scale(params: SimParams) -> Tensor:
@@ -89,7 +115,7 @@ def demand_scale(params: SimParams) -> Tensor:
     uplift = params.uplift_flat.reshape(params.n_segments, params.n_products)
     rec = params.base_attraction + uplift
     denom = (params.no_purchase + params.base_total).unsqueeze(1) + uplift
-    mu = (params.arrival_rate.unsqueeze(1) * rec / denom).sum(0)
+    mu = (mean_arrivals(params).unsqueeze(1) * rec / denom).sum(0)
     return mu.clamp(min=0.25)
 
 
@@ -98,6 +124,15 @@ def reward_scale(params: SimParams) -> float:
     margin = (params.price - params.unit_cost).clamp(min=0)
     value = float((margin * demand_scale(params)).sum())
     return max(value, 1e-3 * float((params.price * demand_scale(params)).sum()), 1e-6)
+
+
+def season(arrivals: Tensor, share: Tensor) -> Tensor:
+    """Each product's expected demand in period t relative to its horizon mean, ``(T + 1, N)``
+    (row ``T``, after the horizon, is 0): ``sum_k lambda_kt share_ki / mean_t(...)``. All ones
+    when arrivals are constant; peaks and troughs of seasonal demand otherwise."""
+    demand = arrivals @ share  # (T, N)
+    rel = demand / demand.mean(0).clamp(min=1e-12)
+    return torch.cat([rel, torch.zeros_like(rel[:1])])
 
 
 def build_context(params: SimParams, bins: int) -> Context:
@@ -130,7 +165,8 @@ def build_context(params: SimParams, bins: int) -> Context:
     base_den = (params.no_purchase + params.base_total).unsqueeze(1)
     base_share = params.base_attraction / base_den
     rec_share = (params.base_attraction + uplift) / (base_den + uplift)
-    lam = params.arrival_rate.unsqueeze(1)
+    arrivals = expected_arrivals(params)  # (T, M)
+    lam = arrivals.mean(0).unsqueeze(1)
     gain = lam * (rec_share - base_share) * (params.price - params.unit_cost) / pscale
     gain = gain / gain.abs().mean().clamp(min=1e-6)
     pair = torch.stack(
@@ -144,9 +180,9 @@ def build_context(params: SimParams, bins: int) -> Context:
     )
     segment = torch.stack(
         [
-            params.arrival_rate / params.arrival_rate.mean(),
+            lam[:, 0] / lam.mean(),
             params.no_purchase / (params.no_purchase + params.base_total),
-            torch.full_like(params.arrival_rate, math.log1p(params.slate_size) / 2),
+            torch.full_like(lam[:, 0], math.log1p(params.slate_size) / 2),
         ],
         dim=-1,
     )
@@ -160,17 +196,25 @@ def build_context(params: SimParams, bins: int) -> Context:
         segment=segment,
         pair=pair,
         uplift_demand=lam * (rec_share - base_share) / mu,
+        season=season(arrivals, rec_share),
         reward_scale=reward_scale(params),
     )
 
 
-def recommended_share(slates: Tensor, n_products: int) -> Tensor:
-    """``r[b, k, i] = 1`` if product i is on segment k's slate, ``(B, M, N)`` float."""
-    b, m, _ = slates.shape
-    r = torch.zeros(b, m, n_products + 1, device=slates.device)
-    idx = torch.where(slates < 0, torch.full_like(slates, n_products), slates)
-    r.scatter_(2, idx, 1.0)
-    return r[..., :n_products]
+def recommendation_signals(ctx: Context, slates: Tensor) -> Tensor:
+    """Per product, ``(B, N, 2)``: the share of segments whose slate shows it and the demand
+    uplift those slates cause (``sum_k r_ki * uplift_demand_ki``), from the ``B x M x K``
+    slate entries (``-1``: empty slot) without building the ``B x M x N`` indicator."""
+    b, m, k = slates.shape
+    n = ctx.params.n_products
+    shown = (slates >= 0).to(ctx.params.dtype).reshape(b, m * k)
+    idx = slates.clamp(min=0)
+    uplift = ctx.uplift_demand.gather(1, idx.permute(1, 0, 2).reshape(m, b * k))  # (M, B*K)
+    uplift = uplift.reshape(m, b, k).permute(1, 0, 2).reshape(b, m * k) * shown
+    flat = idx.reshape(b, m * k)
+    zeros = torch.zeros(b, n, dtype=ctx.params.dtype, device=slates.device)
+    share = zeros.scatter_add(1, flat, shown) / m
+    return torch.stack([share, zeros.scatter_add(1, flat, uplift)], dim=-1)
 
 
 def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str) -> Observation:
@@ -185,6 +229,8 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     togo = (p.horizon - state.t) / p.horizon
     late = (state.t + lead >= p.horizon).to(p.dtype).expand(b, n)
     static = ctx.static_product.expand(b, n, -1)
+    # expected demand of this period and the next relative to the mean (seasonal demand)
+    now, after = ctx.season[state.t].expand(b, n), ctx.season[state.t + 1].expand(b, n)
     ops_dyn = torch.stack(
         [
             state.on_hand / mu,
@@ -196,12 +242,15 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
             state.last_orders / mu,
             torch.full_like(state.on_hand, togo),
             late,
+            now,
+            after,
         ],
         dim=-1,
     )
-    rec = recommended_share(last_slates, n).to(p.dtype)  # (B, M, N)
-    ops_coord = torch.stack([rec.mean(1), (rec * ctx.uplift_demand).sum(1)], dim=-1)
-    mkt_dyn = torch.stack([state.last_demand / mu, torch.full_like(state.on_hand, togo)], dim=-1)
+    ops_coord = recommendation_signals(ctx, last_slates)
+    mkt_dyn = torch.stack(
+        [state.last_demand / mu, torch.full_like(state.on_hand, togo), now], dim=-1
+    )
     mkt_coord = torch.stack(
         [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1
     )

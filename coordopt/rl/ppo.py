@@ -18,6 +18,7 @@ Read top to bottom: set-up, (optional) warm start, then every iteration
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -34,7 +35,7 @@ from coordopt.instance import Instance
 from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
 from coordopt.rl import checkpoint as ckpt
-from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents
+from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose_scorer
 from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import Context, Observation, build_context
@@ -133,8 +134,10 @@ def _learner_params(agents: Agents, name: str) -> list[torch.nn.Parameter]:
     return list(module.parameters())
 
 
-def _obs_at(obs: Observation, t: int, idx: Tensor) -> Observation:
-    return Observation(obs.ops[t, idx], obs.mkt[t, idx], obs.critic[t, idx], obs.glob[t, idx])
+def _obs_chunk(obs: Observation, s: int, e: int, idx: Tensor) -> Observation:
+    return Observation(
+        obs.ops[s:e, idx], obs.mkt[s:e, idx], obs.critic[s:e, idx], obs.glob[s:e, idx]
+    )
 
 
 def _check_finite(value: Tensor, what: str, iteration: int) -> None:
@@ -180,36 +183,29 @@ def ppo_update(
         order = rng.permutation(len(chunks) * len(groups))
         for job in order:
             (s, e), idx = chunks[job // len(groups)], groups[job % len(groups)]
-            hidden = {a: ro.hidden[a][s, idx] for a in AGENTS}
-            logp: dict[str, list[Tensor]] = {a: [] for a in AGENTS}
-            ent: dict[str, list[Tensor]] = {a: [] for a in AGENTS}
-            nll: dict[str, list[Tensor]] = {a: [] for a in AGENTS}
-            for t in range(s, e):
-                out = agents.step(
-                    _obs_at(ro.obs, t, idx),
-                    ctx,
-                    hidden,
-                    order_bins=ro.order_bins[t, idx],
-                    slates=ro.slates[t, idx],
-                )
-                hidden = out.hidden
-                for a in AGENTS:
-                    logp[a].append(out.logp[a])
-                    ent[a].append(out.entropy[a])
-                if labelled:
-                    sel = idx < labelled
-                    assert ro.expert_bins is not None and ro.expert_slates is not None
-                    ex_idx = idx[sel]
-                    if len(ex_idx):
-                        for a, v in out.imitation_nll(
-                            ro.expert_bins[t, ex_idx], ro.expert_slates[t, ex_idx], rows=sel
-                        ).items():
-                            nll[a].append(v)
+            obs = _obs_chunk(ro.obs, s, e, idx)
+            out = agents.evaluate(
+                obs,
+                ctx,
+                {a: ro.hidden[a][s, idx] for a in AGENTS},
+                ro.order_bins[s:e, idx],
+                ro.slates[s:e, idx],
+                actors=tuple(a for a in AGENTS if a in active),
+            )
+            nll: dict[str, Tensor] = {}
+            if labelled:
+                sel = idx < labelled
+                assert ro.expert_bins is not None and ro.expert_slates is not None
+                ex_idx = idx[sel]
+                if len(ex_idx):
+                    nll = out.imitation_nll(
+                        ro.expert_bins[s:e, ex_idx], ro.expert_slates[s:e, ex_idx], rows=sel
+                    )
             losses: dict[str, Tensor] = {}
             for a in AGENTS:
                 if a not in active:
                     continue
-                new = torch.stack(logp[a])
+                new = out.logp[a]
                 old = ro.logp[a][s:e, idx]
                 adv = adv_of[a][s:e, idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
@@ -218,13 +214,13 @@ def ppo_update(
                 pg = torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)
                 ).mean()
-                entropy = torch.stack(ent[a]).mean()
+                entropy = out.entropy[a].mean()
                 coef = (
                     config.ent_replenishment if a == "replenishment" else config.ent_recommendation
                 )
                 loss = pg - coef * entropy
-                if nll[a]:
-                    bc = torch.cat(nll[a]).mean()
+                if a in nll:
+                    bc = nll[a].mean()
                     loss = loss + bc_coef * bc
                     stats.setdefault(f"bc_nll_{a}", []).append(float(bc.detach()))
                 losses[a] = loss
@@ -236,15 +232,7 @@ def ppo_update(
                         float(((ratio - 1).abs() > config.clip).float().mean())
                     )
             if "critic" in active:
-                values = agents.values(
-                    Observation(
-                        ro.obs.ops[s:e, idx],
-                        ro.obs.mkt[s:e, idx],
-                        ro.obs.critic[s:e, idx],
-                        ro.obs.glob[s:e, idx],
-                    ),
-                    ctx,
-                )
+                values = agents.values(obs, ctx)
                 vloss = torch.stack(
                     [0.5 * ((values[n] - value_targets[n][s:e, idx]) ** 2).mean() for n in values]
                 ).sum()
@@ -358,6 +346,8 @@ def train(
         raise ValueError(
             "--init and --resume are mutually exclusive (--resume keeps the run's own agents)"
         )
+    scorer = choose_scorer(config.scorer, instance.n_products, instance.n_segments)
+    config = dataclasses.replace(config, scorer=scorer)  # saved runs name the concrete scorer
     saved = ckpt.open_run(out, instance, config, resume)
     if saved is not None and saved.meta["iteration"] >= config.iterations and _finished(out):
         print(

@@ -22,6 +22,8 @@ from coordopt.rl.agents import AGENTS, Agents
 from coordopt.rl.features import Context, Observation
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
 from coordopt.simulator import SimParams
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
+from coordopt.solvers.dp import reference_method
 
 Tensor = torch.Tensor
 
@@ -54,18 +56,20 @@ class WarmStartReport:
 
 
 def make_expert(name: str, params: SimParams) -> Policy:
-    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``fluid``, ``siloed``).
+    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
+    ``siloed``).
 
-    ``auto`` is the exact DP's optimal policy when the instance is DP-sized (finite order caps,
-    few states and slates) and fluid MPC otherwise: clone the best expert one can afford.
+    ``auto`` follows :func:`~coordopt.solvers.dp.reference_method`: the exact DP's optimal
+    policy when the DP fits the instance; otherwise fluid MPC while the full LP is small (at
+    most :data:`coordopt.sizes.FULL_LP_CELLS` period-segment-product cells) and the bid-price
+    policy beyond: clone the best expert one can afford.
     """
     if name == "auto":
-        from coordopt.solvers.dp import DPError
-
-        try:
-            return make_policy("dp", params)
-        except DPError:
-            name = "mpc"
+        inst = params.instance
+        if reference_method(inst) == "dp":
+            name = "dp"
+        else:
+            name = "mpc" if plan_cells(inst) <= FULL_LP_CELLS else "bidprice"
     try:
         return make_policy(name, params)
     except ModuleNotFoundError as exc:

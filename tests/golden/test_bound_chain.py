@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from coordopt import load_instance
-from coordopt.evaluation import evaluate
+from coordopt.evaluation import compare, evaluate
 from coordopt.instance import Stockout
 from coordopt.simulator import SimParams
 from coordopt.solvers.dp import solve_dp
@@ -25,8 +25,15 @@ def test_fluid_bound_dominates_dp_which_dominates_every_policy(changes):
     optimum = solve_dp(inst).value
     assert bound >= optimum - 1e-9
     params = SimParams.from_instance(inst, dtype=torch.float64)
-    for policy in ("siloed", "fluid", "mpc", "null"):
-        ev = evaluate(params, policy, episodes=400, seed=11)
-        assert ev.mean - ev.ci95 <= optimum, (policy, ev.mean, ev.ci95, optimum)
     dp = evaluate(params, "dp", episodes=400, seed=11)
     assert abs(dp.mean - optimum) <= 2 * dp.ci95  # the simulator and the DP agree
+    for policy in ("fluid", "mpc"):
+        # near-optimal policies: on the same customers they may not beat the optimal policy
+        # beyond the paired noise (a one-sided check that binds: they come close)
+        diff = compare(evaluate(params, policy, episodes=400, seed=11), dp)
+        assert diff["mean"] <= diff["ci95"], (policy, diff)
+    for policy in ("siloed", "null"):
+        # far from the optimum: the bound above is slack for them, so check the other side --
+        # the optimal policy beats them clearly on the same customers
+        diff = compare(dp, evaluate(params, policy, episodes=400, seed=11))
+        assert diff["mean"] > 3 * diff["ci95"] > 0, (policy, diff)

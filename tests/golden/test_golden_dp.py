@@ -111,6 +111,7 @@ VARIANTS = {
     "tiny": {},
     "tiny_hidden": {"stockout": "hidden"},
     "tiny_lead2": {"lead_time": [2, 0]},
+    "tiny_seasonal": {"arrival_rate": np.array([[1.0, 1.5, 2.0, 4.0, 6.0, 5.0, 2.0, 1.0]]).T},
 }
 
 

@@ -21,7 +21,7 @@ def test_behaviour_cloning_halves_the_imitation_loss_on_tiny() -> None:
     )
     params = SimParams.from_instance(load_instance("tiny"))
     ctx = build_context(params, cfg.order_bins)
-    agents = build_agents(cfg)
+    agents = build_agents(cfg, params)
     gens = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     report = behaviour_clone(agents, ctx, make_policy("siloed", params), cfg, *gens)
     before = sum(report.nll_before.values())
@@ -45,7 +45,7 @@ def test_order_head_learns_a_state_dependent_rule() -> None:
     torch.manual_seed(0)
     params = SimParams.from_instance(load_instance("small"))
     ctx = build_context(params, 16)
-    actor = build_agents(TrainConfig(hidden_size=32, order_bins=16)).replenishment
+    actor = build_agents(TrainConfig(hidden_size=32, order_bins=16), params).replenishment
     batch, n = 64, params.n_products
     obs = torch.rand(batch, n, ops_dim("coordinated"))
     target = (obs[..., 9] * 8).floor().long()  # feature 9: on-hand / demand scale
@@ -53,7 +53,8 @@ def test_order_head_learns_a_state_dependent_rule() -> None:
     freq = freq[freq > 0] / freq.sum()
     marginal = float(-(freq * freq.log()).sum())
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL))
+    # one period: the actors take time-major (T, B, ...) observations
+    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL)).map(lambda x: x[None])
     for _ in range(150):
         logits, _ = actor(observation, ctx, torch.zeros(batch, 32))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), target.flatten())
@@ -69,3 +70,11 @@ def test_auto_expert_is_the_dp_when_it_fits_else_mpc() -> None:
     small = SimParams.from_instance(load_instance("small"))  # no max_order: no finite DP
     assert make_expert("auto", small).name == "mpc"
     assert TrainConfig().warm_start == "auto"
+
+
+def test_auto_expert_is_bidprice_beyond_the_mpc_size(monkeypatch) -> None:
+    from coordopt.solvers import catalog
+
+    monkeypatch.setattr(catalog, "FULL_LP_CELLS", 100)
+    small = SimParams.from_instance(load_instance("small"))
+    assert make_expert("auto", small).name == "bidprice"

@@ -55,7 +55,7 @@ def brute_force_value(inst: Instance, position_cap: list[int] | None = None) -> 
                 incoming = [math.floor(Fraction(x) * free / total) for x in incoming]
         return [on_hand[i] + incoming[i] for i in range(n)]
 
-    def rates(avail, slate):
+    def rates(t, avail, slate):
         mu = [0.0] * n
         for k in range(m):
             w = []
@@ -66,7 +66,7 @@ def brute_force_value(inst: Instance, position_cap: list[int] | None = None) -> 
                 w.append(wi)
             tot = inst.no_purchase[k] + sum(w)
             for i in range(n):
-                mu[i] += inst.arrival_rate[k] * w[i] / tot
+                mu[i] += inst.arrival_rate[t][k] * w[i] / tot
         return mu
 
     @functools.cache
@@ -93,7 +93,7 @@ def brute_force_value(inst: Instance, position_cap: list[int] | None = None) -> 
                 new_pipe.append(tuple(row))
             new_pipe_t = tuple(new_pipe)
             for slate in itertools.product(subsets, repeat=m):
-                mu = rates(avail, slate)
+                mu = rates(t, avail, slate)
                 # per-product outcomes: (probability, sales)
                 outcomes = []
                 for i in range(n):
@@ -171,9 +171,9 @@ def two_segment_instance(**overrides) -> Instance:
             },
         ],
     }
-    products = overrides.pop("product", {})
-    for i, changes in products.items():
-        data["product"][i].update(changes)
+    for table in ("product", "segment"):
+        for i, changes in overrides.pop(table, {}).items():
+            data[table][i].update(changes)
     data.update(overrides)
     return instance_from_dict(data)
 
@@ -184,6 +184,9 @@ BRUTE_CASES = {
     "discount_fixed_cost": {"discount": 0.85, "product": {0: {"fixed_order_cost": 1.5}}},
     "warehouse": {"warehouse_capacity": 2.0, "product": {0: {"initial_inventory": 0}}},
     "lead_two": {"product": {0: {"lead_time": 2, "initial_inventory": 0}}},
+    "seasonal": {
+        "segment": {0: {"arrival_rate": [0.3, 2.6, 1.1]}, 1: {"arrival_rate": [1.9, 0.2, 0.8]}}
+    },
 }
 
 
@@ -261,6 +264,7 @@ def test_brute_force_cases_exercise_their_feature():
         ("warehouse", {"warehouse_capacity": None}),
         ("lead_two", {"lead_time": [1, 0]}),
         ("hidden_k2", {"stockout": "lost", "slate_size": 1}),
+        ("seasonal", {"arrival_rate": [1.2, 0.8]}),
     ):
         inst = two_segment_instance(**BRUTE_CASES[case])
         assert abs(solve_dp(inst).value - solve_dp(inst.replace(**undo)).value) > 1e-3, case
@@ -298,11 +302,11 @@ def test_slate_rates_match_choice_module_and_hidden_zeroes():
     table = enumerate_slates(2, 2, 2)
     mu = slate_rates(inst, table)
     for j in (0, 5, len(table) - 1):
-        np.testing.assert_allclose(mu[j], expected_demand(inst, table[j]), rtol=1e-12)
+        np.testing.assert_allclose(mu[j], expected_demand(inst, table[j])[0], rtol=1e-12)
     hid = slate_rates(inst, table, np.array([False, True]))
     assert (hid[:, 0] == 0).all()
     np.testing.assert_allclose(
-        hid[3], expected_demand(inst, table[3], available=[0, 5]), rtol=1e-12
+        hid[3], expected_demand(inst, table[3], available=[0, 5])[0], rtol=1e-12
     )
 
 

@@ -58,7 +58,7 @@ def segment_revenue(
     w = np.zeros(inst.n_products)
     w[list(offered)] = inst.base_attraction[k, list(offered)]
     w[list(slate)] = inst.rec_attraction[k, list(slate)]
-    return float(inst.arrival_rate[k] * (inst.price @ w) / (inst.no_purchase[k] + w.sum()))
+    return float(inst.arrival_rate[0, k] * (inst.price @ w) / (inst.no_purchase[k] + w.sum()))
 
 
 def best_by_enumeration(inst: Instance, hide: bool) -> float:
@@ -89,7 +89,7 @@ def test_lost_mode_fluid_equals_best_enumerated_slate(slate_size: int) -> None:
     assert sol.orders.sum() == pytest.approx(0.0, abs=1e-9)
     # the exact MNL assortment routine finds the same slates
     slates, _ = best_revenue_slates(inst)
-    assert float(inst.arrival_rate @ revenue_rate(inst, slates)) == pytest.approx(best, rel=1e-9)
+    assert float(inst.arrival_rate[0] @ revenue_rate(inst, slates)) == pytest.approx(best, rel=1e-9)
     # an integral vertex: every product shown always or never
     f = sol.rec_frequency[0]
     assert np.all((f < 1e-7) | (f > 1 - 1e-7))

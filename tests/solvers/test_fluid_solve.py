@@ -52,7 +52,7 @@ def check_solution(inst: Instance, sol: FluidSolution, start: FluidStart | None 
     # choice balance and consistency of x
     np.testing.assert_allclose(
         inst.no_purchase * sol.y + sol.x.sum(axis=2),
-        np.broadcast_to(inst.arrival_rate, sol.y.shape),
+        np.broadcast_to(inst.arrival_rate, (inst.horizon, inst.n_segments))[sol.t0 :],
         atol=TOL,
     )
     np.testing.assert_allclose(

@@ -1,0 +1,56 @@
+"""The RL variants compared by the case studies and the demo, and training one by name.
+
+A variant is (timescales, information, warm start?); :func:`train_agents` trains (or
+resumes) it in ``workdir/<name>`` with the study settings (no TensorBoard, one thread).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from coordopt.instance import Instance
+from coordopt.rl.checkpoint import CHECKPOINT
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.ppo import train
+
+__all__ = ["RL_METHODS", "train_agents"]
+
+# RL variants: (timescales, information, warm start?)
+RL_METHODS: dict[str, tuple[Any, Any, bool]] = {
+    "rl-independent": ("independent", "siloed", False),
+    "rl-single-cold": ("single", "coordinated", False),
+    "rl-single-warm": ("single", "coordinated", True),
+    "rl-multi-cold": ("multi", "coordinated", False),
+    "rl-multi-warm": ("multi", "coordinated", True),
+}
+
+
+def train_agents(
+    inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
+) -> tuple[Path, dict[str, Any]]:
+    """Train (or resume) one RL variant in ``workdir``; returns the run dir and its summary.
+
+    A run already in ``workdir/method`` is resumed (or, finished, reused) only when it was
+    trained on the same instance (content hash) with the same settings; otherwise this
+    refuses, naming what differs, rather than report another run's agents.
+    """
+    timescales, information, warm = RL_METHODS[method]
+    config = TrainConfig(
+        iterations=iterations,
+        seed=seed,
+        timescales=timescales,
+        information=information,
+        warm_start="auto" if warm else "none",
+        tensorboard=False,
+        threads=1,
+        **overrides,
+    )
+    run = workdir / method
+    result = train(inst, config, run, resume=(run / CHECKPOINT).exists(), progress=False)
+    return run, {
+        "iterations": result.iterations,
+        "env_steps": result.env_steps,
+        "train_seconds": result.seconds,
+        "steps_per_second": result.steps_per_second,
+    }

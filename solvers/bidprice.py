@@ -1,0 +1,145 @@
+"""Bid-price control (docs/model.md, "Reference policies"): the stock values of the catalog solver
+drive every decision, so it stays affordable at 10,000 products.
+
+Every period, for every environment and segment at once (one tensor pass of
+:func:`~coordopt.solvers.catalog.best_slates` over ``B x M x N``), the slate is the
+best-revenue slate at margins ``g_t p_i - mu_ti``: the price less the stock value. A product
+that the environment has no stock of is valued at its lost sale, ``-g_t b_i`` (lost mode: its
+demand only costs the penalty; hidden mode: it cannot be chosen anyway). Orders go up to the
+plan's target inventory position for the period (on hand at the end of the previous period
+plus everything due to arrive, orders included), corrected for the actual position, plus
+optionally a safety stock: the Poisson quantile of the plan's lead-time demand at the
+newsvendor critical fractile, less its mean. Every ``reoptimize_every`` periods the stock
+values and the plan are re-optimised from the current state (the batch mean: one solve serves
+every environment), warm-started from the last stock values.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from scipy import stats
+
+from coordopt.models.fluid import FluidStart
+from coordopt.policies import critical_fractile
+from coordopt.simulator import Action, SimParams, SimState
+from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data, solve_catalog
+
+
+class BidPricePolicy:
+    """Best-revenue slates at stock-adjusted margins; order-up-to the plan's position.
+
+    Options: ``reoptimize_every`` periods between re-optimisations (0: never), ``warm_start``
+    (re-optimise from the last stock values, else from scratch), ``gap`` and ``time_limit``
+    of the first solve, ``iterations`` and ``reopt_time_limit`` of each re-optimisation,
+    ``safety_stock`` (add the newsvendor safety stock to the target position).
+    ``decision_seconds`` and ``solve_seconds`` record the time of every decision and solve.
+    """
+
+    name = "bidprice"
+
+    def __init__(
+        self,
+        params: SimParams,
+        *,
+        reoptimize_every: int = 4,
+        warm_start: bool = True,
+        gap: float = 0.005,
+        time_limit: float | None = 120.0,
+        iterations: int = 20,
+        reopt_time_limit: float | None = 30.0,
+        safety_stock: bool = True,
+        seed: int = 0,
+    ) -> None:
+        del seed  # decisions are deterministic given the state
+        self.params = params
+        self.inst = params.instance
+        self.reoptimize_every = int(reoptimize_every)
+        self.warm_start = warm_start
+        self.iterations = iterations
+        self.reopt_time_limit = reopt_time_limit
+        self.safety_stock = safety_stock
+        self.decision_seconds: list[float] = []
+        self.solve_seconds: list[float] = []
+        inst = self.inst
+        dev = params.device
+        self.rate = torch.tensor(
+            np.broadcast_to(inst.arrival_rate, (inst.horizon, inst.n_segments)).copy(),
+            dtype=torch.float64,
+            device=dev,
+        )
+        cd = catalog_data(inst, device=dev)
+        self.wr, self.wn, self.w0 = cd.wr, cd.wn, cd.w0
+        self.price = cd.price
+        self.penalty = cd.penalty
+        self.g = torch.tensor(inst.discount ** np.arange(inst.horizon), device=dev)
+        self.fractile = critical_fractile(inst)
+        self.initial = self._solve(None, gap=gap, time_limit=time_limit)
+        self._install(self.initial, None)
+
+    # ------------------------------------------------------------------ planning
+
+    def _solve(self, start: FluidStart | None, **options: float | int | None) -> CatalogSolution:
+        began = time.perf_counter()
+        mu0 = self.solution.mu if self.warm_start and hasattr(self, "solution") else None
+        sol = solve_catalog(self.inst, start=start, mu0=mu0, **options)
+        self.solve_seconds.append(time.perf_counter() - began)
+        return sol
+
+    def _install(self, sol: CatalogSolution, start: FluidStart | None) -> None:
+        """Stock values and target positions ``(H,N)`` of a solution from ``start``."""
+        self.solution = sol
+        self.t0 = sol.t0
+        dev = self.params.device
+        self.mu = torch.tensor(sol.mu, device=dev)
+        d = catalog_data(self.inst, start).fluid
+        plan = sol.plan
+        h, n = plan.orders.shape
+        lead = self.inst.lead_time
+        prev_end = np.vstack([d.on_hand[None], plan.inventory[:-1]])
+        due_fixed = np.cumsum(d.arrivals[::-1], axis=0)[::-1]  # fixed arrivals from u on
+        csum = np.vstack([np.zeros((1, n)), np.cumsum(plan.orders, axis=0)])
+        u = np.arange(h)[:, None]
+        first = np.clip(u - lead[None], 0, None)
+        outstanding = csum[u + 1, np.arange(n)] - csum[first, np.arange(n)]
+        target = prev_end + due_fixed + outstanding
+        if self.safety_stock:
+            demand = plan.sales + plan.lost
+            csd = np.vstack([np.zeros((1, n)), np.cumsum(demand, axis=0)])
+            last = np.clip(u + lead[None] + 1, 0, h)
+            lead_demand = csd[last, np.arange(n)] - csd[u, np.arange(n)]
+            quant = stats.poisson.ppf(self.fractile[None], lead_demand)
+            target = target + np.nan_to_num(quant - lead_demand, nan=0.0).clip(min=0.0)
+        self.target = torch.tensor(target, dtype=self.params.dtype, device=dev)
+
+    def reset(self, batch_size: int) -> None:
+        """Start over from the solution for the initial state."""
+        if self.solution is not self.initial:
+            self._install(self.initial, None)
+
+    # ------------------------------------------------------------------ decisions
+
+    def act(self, state: SimState) -> Action:
+        began = time.perf_counter()
+        t = state.t
+        if self.reoptimize_every > 0 and t > self.t0 and (t - self.t0) % self.reoptimize_every == 0:
+            start = FluidStart(
+                t,
+                state.on_hand.double().mean(0).cpu().numpy(),
+                state.pipeline.double().mean(0).cpu().numpy(),
+            )
+            options = {"max_iterations": self.iterations, "time_limit": self.reopt_time_limit}
+            self._install(self._solve(start, gap=1e-4, **options), start)
+        u = t - self.t0
+        p = self.params
+        orders = (self.target[u] - state.inventory_position()).clamp(min=0.0)
+        orders = torch.minimum(orders, p.max_order).round()
+        available = state.on_hand + state.pipeline[..., 0] + orders * p.zero_lead
+        g = self.g[t]
+        margin = torch.where(available.double() > 0, g * self.price - self.mu[u], -g * self.penalty)
+        rate = self.rate[t].expand(state.batch_size, -1)
+        choice = best_slates(margin, rate, self.wr, self.wn, self.w0, p.slate_size, p.hidden)
+        self.decision_seconds.append(time.perf_counter() - began)
+        return Action(orders=orders.to(p.dtype), slates=choice.slates)
