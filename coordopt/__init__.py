@@ -2,7 +2,7 @@
 
 Exact benchmarks (Pyomo + HiGHS fluid programs, an exact dynamic program, model-predictive
 control), multi-timescale multi-agent RL warm-started from the optimiser, and case studies,
-all on one model (see MODEL.md in the documentation).
+all on one model (see docs/model.md).
 """
 
 from coordopt.generator import GeneratorConfig, generate_instance

@@ -1,4 +1,4 @@
-"""The problem instance of MODEL.md: its fields declared once; load, validate, save.
+"""The problem instance of docs/model.md: its fields declared once; load, validate, save.
 
 :class:`Instance` is the single declaration of the model's data: every field carries its
 :class:`FieldSpec` (scope, kind, default, rule, doc) in its dataclass metadata, and
@@ -142,7 +142,7 @@ _R, _W, _TXT = Kind.REAL, Kind.WHOLE, Kind.TEXT
 
 @dataclass(frozen=True, eq=False)
 class Instance:
-    """One integrated inventory-recommendation problem (MODEL.md, "Data").
+    """One integrated inventory-recommendation problem (docs/model.md, "Data").
 
     Product arrays have shape ``(N,)``; segment arrays ``(M,)``; attractions ``(M, N)``;
     ``arrival_rate`` ``(T, M)`` (a constant rate is repeated). ``max_order`` is ``inf``
@@ -641,7 +641,7 @@ def _check_keys(source: str | None, item: str, table: Mapping[str, Any], allowed
 
 
 def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> Instance:
-    """Build and validate an :class:`Instance` from the TOML layout of MODEL.md.
+    """Build and validate an :class:`Instance` from the TOML layout of docs/model.md.
 
     Top-level keys are the global fields; each ``[[product]]`` / ``[[segment]]`` table holds
     one item's fields. The tables become columns and go through :func:`make_instance`.
@@ -679,7 +679,7 @@ def _constant_rates(inst: Instance) -> np.ndarray:
 
 
 def instance_to_dict(inst: Instance) -> dict[str, Any]:
-    """The TOML layout of MODEL.md (inverse of :func:`instance_from_dict`).
+    """The TOML layout of docs/model.md (inverse of :func:`instance_from_dict`).
 
     Absent optional values (no order cap, no warehouse) are left out; a constant arrival
     rate is written as one number, a seasonal one as its list of T values.

@@ -102,7 +102,7 @@ def base_stock_levels(inst: Instance, demand_rate: np.ndarray) -> np.ndarray:
 
 
 class SiloedPolicy(StaticSlatePolicy):
-    """MODEL.md's siloed firm.
+    """docs/model.md's siloed firm.
 
     Marketing shows each segment its revenue-maximising slate (exact MNL assortment,
     ignoring stock); operations orders up to the base-stock level of the demand that this

@@ -1,4 +1,4 @@
-"""Batched torch simulator of MODEL.md, "One period t".
+"""Batched torch simulator of docs/model.md, "One period t".
 
 Explicit state and a pure step: :class:`SimState` holds tensors with a leading batch
 dimension ``B``; :func:`step` advances all ``B`` environments by one period. The step is
@@ -283,7 +283,7 @@ def advance(
 def step(
     state: SimState, action: Action, params: SimParams, generator: torch.Generator | None = None
 ) -> tuple[SimState, StepResult]:
-    """Advance ``B`` environments by one period (MODEL.md steps 1-5)."""
+    """Advance ``B`` environments by one period (docs/model.md steps 1-5)."""
     if state.t >= params.horizon:
         raise ValueError(f"the episode is over: t={state.t} and the horizon is {params.horizon}")
     available, orders, arrivals, overflow = available_stock(state, action.orders, params)

@@ -1,4 +1,4 @@
-"""The fluid sales-based linear program of MODEL.md ("The fluid benchmark"), in Pyomo.
+"""The fluid sales-based linear program of docs/model.md ("The fluid benchmark"), in Pyomo.
 
 Random demand is replaced by its mean. For segment k, product i and period t,
 ``alpha[t,k,i]`` is the no-purchase-scaled mass of "offered and recommended",
@@ -31,7 +31,7 @@ from coordopt.periods import discount_factors
 class FluidVariant(enum.StrEnum):
     """Which fluid program to build.
 
-    COORDINATED: recommendations and orders planned jointly (the bound of MODEL.md).
+    COORDINATED: recommendations and orders planned jointly (the bound of docs/model.md).
     SILOED_SLATES: slates fixed to the static revenue-maximising ones, inventory planned
     around them. UNLIMITED_STOCK: the marketing-only plan, revenue with no inventory.
     """
@@ -329,7 +329,7 @@ def define_max_order(m: pyo.ConcreteModel, d: FluidData) -> None:
 
 def define_order_indicators(m: pyo.ConcreteModel, d: FluidData) -> None:
     """Order indicators: ``q[t,i] <= M[t,i] z[t,i]`` with z binary (MILP) or in [0,1] (its
-    LP relaxation, the bound of MODEL.md); M from :func:`fluid_data`."""
+    LP relaxation, the bound of docs/model.md); M from :func:`fluid_data`."""
     if not d.order_indicators:
         return
 

@@ -1,4 +1,4 @@
-"""Bid-price control (MODEL.md, "Reference policies"): the stock values of the catalog solver
+"""Bid-price control (docs/model.md, "Reference policies"): the stock values of the catalog solver
 drive every decision, so it stays affordable at 10,000 products.
 
 Every period, for every environment and segment at once (one tensor pass of

@@ -1,6 +1,6 @@
 """Catalog-scale fluid solver: a Lagrangian dual on stock values, minimised in torch.
 
-The fluid program of MODEL.md couples its segments only through each product's stock.
+The fluid program of docs/model.md couples its segments only through each product's stock.
 Write the demand split with lost sales eliminated: ``l = sum_k x - s >= 0``, so the profit
 of period t is ``g_t (p s - b l - ...) = g_t (p + b) s - g_t b sum_k x - ...``. Dualise the
 split ``sum_k x_kit = s_it + l_it`` with a free multiplier ``pi_it`` and write it as a
@@ -693,7 +693,7 @@ def plan_residuals(d: FluidData, p: FluidPoint, rate: np.ndarray) -> dict[str, f
 
 
 def plan_objective(d: FluidData, p: FluidPoint) -> float:
-    """Discounted profit of ``p`` (MODEL.md objective, LP-relaxed indicators)."""
+    """Discounted profit of ``p`` (docs/model.md objective, LP-relaxed indicators)."""
     g = d.discount[:, None]
     per = (
         d.price * p.sales

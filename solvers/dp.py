@@ -1,4 +1,4 @@
-"""Exact dynamic program of MODEL.md for tiny instances, and the policy it defines.
+"""Exact dynamic program of docs/model.md for tiny instances, and the policy it defines.
 
 Backward induction over the start-of-period state ``(on-hand, pipeline)``, with the simulator's
 semantics (``coordopt.simulator.step``): arrivals (lead-time-0 orders included, warehouse

@@ -257,6 +257,54 @@ def _hint(status: SolveStatus, raw: str) -> str:
     }.get(status, f"HiGHS ended with status {raw}")
 
 
+def _highs_status(h: Any) -> tuple[SolveStatus, str]:
+    """The status HiGHS reports for its last run, with a message a person can act on."""
+    ms = h.getModelStatus()
+    name = ms.name if hasattr(ms, "name") else str(ms).split(".")[-1]
+    status = _HIGHS_STATUS.get(name, SolveStatus.ERROR)
+    if status is SolveStatus.OPTIMAL:
+        return status, "optimal"
+    return status, f"HiGHS: {h.modelStatusToString(ms)}; {_hint(status, name)}"
+
+
+def _run_highs(h: Any) -> tuple[SolveStatus, str]:
+    """Run HiGHS; when presolve cannot tell infeasible from unbounded, ask simplex."""
+    h.run()
+    status, message = _highs_status(h)
+    if status is SolveStatus.ERROR and "kUnboundedOrInfeasible" in message:
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("solver", "simplex")
+        h.run()
+        h.setOptionValue("presolve", "choose")
+        status, message = _highs_status(h)
+    return status, message
+
+
+def _uncapped_failure(d: FluidData) -> tuple[SolveStatus, str] | None:
+    """The failure the order indicators' big-M caps (or a MILP solver) would hide, or None.
+
+    With order indicators, an order of a product without ``max_order`` is capped at
+    ``big_m`` (the most it can sell after arriving), which is non-binding only when the
+    program is bounded; and HiGHS's MILP presolve can only say "infeasible or unbounded".
+    So such a program is first solved as the LP without indicator rows or integrality
+    (orders uncapped, ``z`` at 0): if that LP is unbounded, so is the program (orders of
+    zero stay feasible; pay the fixed costs once, then follow the rational ray), and if it
+    is infeasible, so is the program. Otherwise (optimal or stopped) the caps are sound.
+    """
+    if not (d.order_indicators or d.integer_quantities) or np.isfinite(d.max_order).all():
+        return None
+    relaxed = dataclasses.replace(
+        d, order_indicators=False, integer_orders=False, integer_quantities=False
+    )
+    h = new_highs()
+    to_highs(assemble_fluid_lp(relaxed), h)
+    h.setOptionValue("solver", "simplex")
+    status, message = _run_highs(h)
+    if status in (SolveStatus.UNBOUNDED, SolveStatus.INFEASIBLE):
+        return status, f"{message} (the LP without the order-indicator caps says so)"
+    return None
+
+
 class BulkFluidLP:
     """One fluid program held in a ``highspy.Highs`` object, re-solvable from new states.
 
@@ -278,6 +326,7 @@ class BulkFluidLP:
         self.is_mip = bool(self.arrays.integer.any())
         self.t0 = self.data.t0
         self._solved_once = False
+        self._caps_checked = False
 
     def set_state(self, start: FluidStart) -> None:
         """Plan from ``start`` next time: fix past periods to 0, put stock in the rhs."""
@@ -332,29 +381,17 @@ class BulkFluidLP:
         h.setOptionValue("time_limit", math.inf if time_limit is None else float(time_limit))
         if mip_gap is not None:
             h.setOptionValue("mip_rel_gap", float(mip_gap))
-        h.run()
-        status, message = self._status()
-        if status is SolveStatus.ERROR and "kUnboundedOrInfeasible" in message:
-            h.setOptionValue("presolve", "off")  # presolve could not tell which: ask simplex
-            h.setOptionValue("solver", "simplex")
-            h.run()
-            h.setOptionValue("presolve", "choose")
-            status, message = self._status()
+        uncapped = None if self._caps_checked else _uncapped_failure(self.data)
+        self._caps_checked = True
+        if uncapped is not None:
+            sol = _empty(self.data, *uncapped, time.perf_counter() - began, "bulk")
+            return sol if self.t0 == self.data.t0 else _slice(sol, self.t0 - self.data.t0)
+        status, message = _run_highs(h)
         seconds = time.perf_counter() - began
         sol = self._extract(status, message, seconds)
         if status is SolveStatus.OPTIMAL and not self.is_mip:
             self._solved_once = True
         return sol
-
-    def _status(self) -> tuple[SolveStatus, str]:
-        h = self.highs
-        ms = h.getModelStatus()
-        name = ms.name if hasattr(ms, "name") else str(ms).split(".")[-1]
-        text = h.modelStatusToString(ms)
-        status = _HIGHS_STATUS.get(name, SolveStatus.ERROR)
-        if status is SolveStatus.OPTIMAL:
-            return status, "optimal"
-        return status, f"HiGHS: {text}; {_hint(status, name)}"
 
     def _extract(self, status: SolveStatus, message: str, seconds: float) -> FluidSolution:
         d, lay, h = self.data, self.arrays.layout, self.highs
@@ -441,6 +478,9 @@ def _solve_pyomo(
             time.perf_counter() - began,
             "pyomo",
         )
+    uncapped = _uncapped_failure(d)
+    if uncapped is not None:
+        return _empty(d, *uncapped, time.perf_counter() - began, "pyomo")
     is_mip = d.integer_orders or d.integer_quantities
     options: dict[str, Any] = {"output_flag": False}
     if not is_mip:

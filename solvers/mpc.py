@@ -1,4 +1,4 @@
-"""Fluid model-predictive control (MODEL.md, "Reference policies").
+"""Fluid model-predictive control (docs/model.md, "Reference policies").
 
 Every period, for every batch entry, re-solve the fluid program from the current state
 (on-hand stock, pipeline) over the remaining horizon and apply its first-period

@@ -1,4 +1,4 @@
-"""A tiny scalar reference simulator written from MODEL.md, loop by loop.
+"""A tiny scalar reference simulator written from docs/model.md, loop by loop.
 
 It shares no code with ``coordopt.simulator``; the differential tests feed both the same
 demand draws and compare every flow and every profit term.

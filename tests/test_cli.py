@@ -11,6 +11,7 @@ import pytest
 
 from coordopt import load_instance
 from coordopt.cli import main
+from coordopt.guards import ExitCode
 
 
 def run_json(capsys, argv):
@@ -122,7 +123,7 @@ def test_json_stdout_is_exactly_one_object_even_with_solver_banners():
 
 
 def test_solve_refuses_a_full_lp_at_catalog_scale_and_decomposes_instead(tmp_path, capsys):
-    assert main(["solve", "large"]) == 2
+    assert main(["solve", "large"]) == ExitCode.TOO_LARGE
     assert "use --method decompose" in capsys.readouterr().err
     path = tmp_path / "cat.toml"
     assert (

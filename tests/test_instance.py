@@ -1,4 +1,4 @@
-"""Instances: the TOML layout of MODEL.md, validation messages, named instances, generator."""
+"""Instances: the TOML layout of docs/model.md, validation messages, named instances, generator."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ VALID = _valid()
 
 
 def assert_passes_the_checks(inst: Instance) -> None:
-    """What every loaded instance guarantees (MODEL.md, "Data")."""
+    """What every loaded instance guarantees (docs/model.md, "Data")."""
     n, m, t = inst.n_products, inst.n_segments, inst.horizon
     assert n >= 1 and m >= 1 and t >= 1 and inst.slate_size >= 1
     assert len(set(inst.product_names)) == n and len(set(inst.segment_names)) == m

@@ -10,6 +10,14 @@ import torch
 
 from coordopt.commands.common import add_json_flag, emit_json, log
 from coordopt.generator import generate_instance
+from coordopt.guards import (
+    add_force_flag,
+    check_size,
+    device_type,
+    estimate,
+    positive_int,
+    threads_int,
+)
 from coordopt.machine import machine
 from coordopt.policies import SiloedPolicy
 from coordopt.simulator import SimParams, reset, step
@@ -33,7 +41,7 @@ def bench_sim(
         seed=seed,
         n_products=products,
         n_segments=segments,
-        horizon=max(steps, 1),
+        horizon=max(steps, 5),  # the warm-up runs 5 periods
         slate_size=slate_size,
     )
     params = SimParams.from_instance(inst, device=device)
@@ -70,22 +78,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput", description=__doc__)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     s = what.add_parser("sim", help="simulator throughput (product-periods per second)")
-    s.add_argument("--products", type=int, default=1000)
-    s.add_argument("--segments", type=int, default=100)
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--slate-size", type=int, default=5)
-    s.add_argument("--steps", type=int, default=200, help="timed periods")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    s.add_argument("--products", type=positive_int, default=1000)
+    s.add_argument("--segments", type=positive_int, default=100)
+    s.add_argument("--batch", type=positive_int, default=64)
+    s.add_argument("--slate-size", type=positive_int, default=5)
+    s.add_argument("--steps", type=positive_int, default=200, help="timed periods")
+    s.add_argument("--device", type=device_type, default="cpu")
+    s.add_argument(
+        "--threads", type=threads_int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    add_force_flag(s, "measure anyway")
     add_json_flag(s)
     s.set_defaults(func=run_sim)
 
 
 def run_sim(args: argparse.Namespace) -> int:
+    check_size(
+        estimate(args.steps, args.segments, args.products, episodes=args.batch, batch=args.batch),
+        force=args.force,
+        what="to measure the simulator",
+        way_out="use fewer --products, --segments, --batch or --steps",
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available to torch here")
     out = bench_sim(
         args.products, args.segments, args.batch, args.slate_size, args.steps, args.device
     )

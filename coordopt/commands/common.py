@@ -6,10 +6,12 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from coordopt.guards import check_size, estimate
 from coordopt.text import table
 
 __all__ = [
@@ -55,3 +57,28 @@ def add_instance_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "instance", help="instance file (.toml/.npz) or bundled name: tiny, small, medium, large"
     )
+
+
+def guard_size(
+    args: argparse.Namespace, inst: Any, *, what: str, way_out: str, **work: Any
+) -> None:
+    """Refuse (unless ``--force``) work on ``inst`` whose estimate is beyond the limits;
+    ``work``: the workload keywords of :func:`coordopt.guards.estimate`."""
+    est = estimate(inst.horizon, inst.n_segments, inst.n_products, **work)
+    check_size(est, force=getattr(args, "force", False), what=what, way_out=way_out)
+
+
+def policy_work(policy: str, episodes: int, horizon: int) -> dict[str, int]:
+    """What a policy adds to a simulation's workload: full fluid solves (fluid plan: one;
+    MPC: one per period and episode), or a trained run's network width (its additive scorer)."""
+    if policy == "mpc":
+        return {"lp_solves": episodes * horizon}
+    if policy == "fluid":
+        return {"lp_solves": 1}
+    try:  # a run directory: its saved training configuration
+        saved = json.loads((Path(policy) / "config.json").read_text())
+        if saved.get("scorer", "additive") == "additive":
+            return {"agent_hidden": int(saved.get("hidden_size", 64))}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return {}

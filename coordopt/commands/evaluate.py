@@ -8,8 +8,17 @@ from typing import Any
 
 import torch
 
-from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    policy_work,
+    table,
+)
 from coordopt.evaluation import compare, evaluate
+from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy, policy_names
 from coordopt.simulator import SimParams
@@ -29,6 +38,18 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def make_policy_with_options(name: str, params: SimParams, options: dict[str, Any]) -> Any:
+    """:func:`make_policy`, with an option the policy does not take reported as bad input."""
+    try:
+        return make_policy(name, params, **options)
+    except TypeError as exc:
+        if options and "argument" in str(exc):
+            raise ValueError(
+                f"--option {', '.join(options)}: not accepted by policy {name!r} ({exc})"
+            ) from exc
+        raise
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -44,10 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"policy to evaluate, repeatable ({', '.join(policy_names())}, or a trained "
         "agent's run directory); default: siloed",
     )
-    p.add_argument("--episodes", type=int, default=100, help="episodes per policy (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="demand stream seed, shared by all policies")
-    p.add_argument("--batch-size", type=int, default=256, help="episodes simulated at once")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument(
+        "--episodes", type=positive_int, default=100, help="episodes per policy (default: 100)"
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="demand stream seed, shared by all policies"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=256, help="episodes simulated at once"
+    )
+    p.add_argument("--device", type=device_type, default="cpu", help="torch device (cpu, cuda)")
     p.add_argument(
         "--option",
         action="append",
@@ -55,18 +82,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="option passed to every policy's constructor, repeatable",
     )
+    add_force_flag(p, "evaluate anyway")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     inst = load_instance(args.instance)
-    params = SimParams.from_instance(inst, device=args.device, dtype=torch.float64)
     options = parse_options(args.option)
     names = args.policy or ["siloed"]
+    works = [policy_work(n, args.episodes, inst.horizon) for n in names]
+    guard_size(
+        args,
+        inst,
+        what=f"to evaluate {len(names)} policies on {inst.name}",
+        way_out="use fewer --episodes or a smaller instance",
+        episodes=args.episodes * len(names),
+        batch=args.batch_size,
+        lp_solves=sum(work.get("lp_solves", 0) for work in works),
+        agent_hidden=max((work.get("agent_hidden", 0) for work in works), default=0),
+    )
+    params = SimParams.from_instance(inst, device=args.device, dtype=torch.float64)
     results = []
     for name in names:
-        policy = make_policy(name, params, **options)
+        policy = make_policy_with_options(name, params, options)
         results.append(
             evaluate(
                 params,

@@ -16,7 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coordopt.commands.common import _plain, add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    _plain,
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    policy_work,
+    table,
+)
+from coordopt.guards import add_force_flag, check_out, positive_int, seed_int
 from coordopt.insights import (
     PATTERNS,
     alignment_score,
@@ -45,10 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fluid plan, DP policy, or any policy name / trained-agent directory",
     )
     p.add_argument(
-        "--episodes", type=int, default=64, help="simulated episodes per policy (default: 64)"
+        "--episodes",
+        type=positive_int,
+        default=64,
+        help="simulated episodes per policy (default: 64)",
     )
-    p.add_argument("--seed", type=int, default=0, help="demand stream and bootstrap seed")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--seed", type=seed_int, default=0, help="demand stream and bootstrap seed")
+    p.add_argument(
+        "--bootstrap", type=positive_int, default=200, help="bootstrap resamples (default 200)"
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -56,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output folder (default: results/insights/INSTANCE-METHOD)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_force_flag(p, "write into a non-empty --out folder")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -64,6 +80,20 @@ def run(args: argparse.Namespace) -> int:
     inst = load_instance(args.instance)
     method = str(args.method)
     out = args.out or Path("results") / "insights" / f"{inst.name}-{Path(method).name}"
+    check_out(out, folder=True, force=args.force)
+    simulated = 1 if method == "fluid" else 2
+    work = {} if method == "fluid" else policy_work(method, args.episodes, inst.horizon)
+    work["lp_solves"] = work.get("lp_solves", 0) + 1  # the fluid plan
+    guard_size(
+        args,
+        inst,
+        what=f"to measure insights of {method} on {inst.name}",
+        way_out="use fewer --episodes or a smaller instance",
+        episodes=simulated * args.episodes,
+        batch=args.episodes,
+        recorded=True,
+        **work,
+    )
     log(f"insights: {inst.summary()}; method {method}")
     baseline = simulate(inst, "siloed", args.episodes, args.seed)
     fluid = fluid_plan(inst)

@@ -1,12 +1,19 @@
-"""``coordopt reproduce``: run a case study end to end (resumable) and write its report."""
+"""``coordopt reproduce``: run a case study end to end (resumable) and write its report.
+
+``--out`` is the study's folder: a folder holding this study's cells is resumed (finished
+cells are kept); a non-empty folder holding anything else (another study, other files) is
+refused unless ``--force``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 from coordopt.commands.common import add_json_flag, emit_json, log
+from coordopt.guards import OutputError, add_force_flag, check_out, positive_int
 from coordopt.studies import CellFailed, run_study, study_names
 
 
@@ -27,13 +34,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--address", default=None, help="Ray cluster address (default: start a local Ray)"
     )
-    p.add_argument("--workers", type=int, default=None, help="parallel cells (default: CPU count)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="parallel cells (default: CPU count)"
+    )
+    add_force_flag(p, "write into a non-empty --out that is not this study's folder")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
+def study_folder(out: Path, study: str) -> bool:
+    """Whether ``out`` holds a run of ``study`` to resume (its cells, and a manifest, if
+    any, naming this study); a manifest naming another study is refused."""
+    if not (out / "cells").is_dir():
+        return False
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return True  # cells without a manifest: an interrupted first run
+    other = manifest.get("study") if isinstance(manifest, dict) else None
+    if other not in (None, study):
+        raise OutputError(f"--out {out}: holds the study {other!r}, not {study!r}")
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{args.study}{'-quick' if args.quick else ''}")
+    if study_folder(out, args.study):
+        log(f"resuming the study in {out} (finished cells are kept)")
+    else:
+        check_out(out, folder=True, force=args.force)
     t0 = time.perf_counter()
     try:
         report = run_study(

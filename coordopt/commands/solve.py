@@ -18,10 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    table,
+)
+from coordopt.guards import check_out, nonneg_float
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
-from coordopt.sizes import FULL_LP_CELLS, plan_cells
+from coordopt.sizes import FULL_LP_CELLS
 from coordopt.solution import Solution
 
 
@@ -43,7 +51,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help=f"solve the full fluid program even above {FULL_LP_CELLS:,} period-segment-product cells",
+        help=f"solve the full fluid program even above {FULL_LP_CELLS:,} period-segment-product "
+        "cells (or the size guard's other limits), and replace an existing --out",
     )
     p.add_argument(
         "--variant",
@@ -63,11 +72,13 @@ def register(subparsers: Any) -> None:
         help="binary order indicators (MILP) instead of their LP relaxation",
     )
     p.add_argument("--integer-quantities", action="store_true", help="integer order quantities")
-    p.add_argument("--time-limit", type=float, default=None, help="solver time limit, seconds")
-    p.add_argument("--mip-gap", type=float, default=None, help="relative MIP gap to stop at")
+    p.add_argument(
+        "--time-limit", type=nonneg_float, default=None, help="solver time limit, seconds"
+    )
+    p.add_argument("--mip-gap", type=nonneg_float, default=None, help="relative MIP gap to stop at")
     p.add_argument(
         "--gap",
-        type=float,
+        type=nonneg_float,
         default=0.005,
         help="decompose: stop at this relative gap between bound and plan (default 0.005)",
     )
@@ -77,9 +88,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    inst = load_instance(args.instance)
     if args.out is not None and args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out}: expected a .npz file name")
+    if args.out is not None:
+        check_out(args.out, folder=False, force=args.force)
+    inst = load_instance(args.instance)
+    guard_size(
+        args,
+        inst,
+        what=f"to solve {inst.name}",
+        way_out="use --method decompose for a bound and plan at this size"
+        if args.method == "fluid"
+        else "use a smaller instance",
+        lp_solves=int(args.method == "fluid"),
+        decomposed=args.method == "decompose",
+    )
     if args.method == "dp":
         sol = _solve_dp(inst)
         if sol is None:
@@ -116,13 +139,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
-    cells = plan_cells(inst)
-    if cells > FULL_LP_CELLS and not args.force:
-        raise ValueError(
-            f"{inst.name}: the full fluid program has {2 * cells:,} recommendation variables "
-            f"({inst.horizon} periods x {inst.n_segments} segments x {inst.n_products} products "
-            "x 2); use --method decompose for a bound and plan at this size, or --force"
-        )
     from coordopt.solvers.fluid import solve_fluid
 
     log(f"solving the fluid program ({args.variant}) of {inst.summary()}")

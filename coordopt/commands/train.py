@@ -14,8 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from coordopt.commands.common import add_instance_arg, add_json_flag, emit_json, log, table
+from coordopt.commands.common import (
+    add_instance_arg,
+    add_json_flag,
+    emit_json,
+    guard_size,
+    log,
+    table,
+)
+from coordopt.guards import add_force_flag, check_out
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
 from coordopt.instance import load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
@@ -46,16 +55,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         "no cloning (the imitation penalty toward --warm-start still applies; none: off)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(p, "train into a non-empty --out folder (a folder holding a run needs --resume)")
     add_json_flag(p)
     add_config_arguments(p)
     add_peer_arguments(p)
     p.set_defaults(func=run)
 
 
+def training_work(config: TrainConfig, horizon: int) -> dict[str, Any]:
+    """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
+    expert's labels (one fluid solve per labelled period with an MPC expert) and the
+    greedy evaluations."""
+    labelled = config.bc_rounds * config.bc_label_envs + config.expert_label_envs * min(
+        config.iterations, config.bc_anneal_iters
+    )
+    expert_lp = config.warm_start in ("auto", "mpc")
+    return {
+        "train_iterations": max(1, config.iterations),
+        "train_envs": config.num_envs,
+        "hidden": config.hidden_size,
+        "factorised": config.scorer == "factorised",
+        "lp_solves": labelled * horizon if expert_lp else 0,
+        "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
+        if config.eval_every
+        else 0,
+        "batch": config.eval_episodes,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.checkpoint import init_config, resume_config
     from coordopt.rl.ppo import TrainingDiverged, train
 
+    if not args.resume:  # --resume continues the run its --out holds
+        check_out(args.out, folder=True, force=args.force)
     if args.algorithm != DEFAULT or peer_flags_given(args):
         return run_peer(args)
     inst = load_instance(args.instance)
@@ -66,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
         config = init_config(args.init, flags)
     else:
         config = TrainConfig(**flags)
+    guard_size(
+        args,
+        inst,
+        what=f"to train on {inst.name}",
+        way_out="use fewer --iterations or --num-envs, a smaller --hidden-size, "
+        "--scorer factorised, --warm-start siloed or none, or a smaller instance",
+        **training_work(config, inst.horizon),
+    )
     log(
         f"training on {inst.summary()}; warm start: {config.warm_start}, "
         f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"

@@ -23,7 +23,7 @@ from coordopt.periods import shift_by_lead_time
 from coordopt.policies import make_policy
 from coordopt.simulator import SimParams
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
-from coordopt.solution import Plan, SolveStatus
+from coordopt.solution import Plan, SolveError, SolveStatus
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,5 +156,5 @@ def fluid_plan(inst: Instance) -> InsightData:
         sol = solve_fluid(inst, raise_on_failure=False).result()
         ok = sol.status is SolveStatus.OPTIMAL and sol.plan is not None
     if not ok or sol.plan is None:
-        raise ValueError(f"fluid program of '{inst.name}' not solved: {sol.message}")
+        raise SolveError(sol.status, f"program of {inst.name!r} not solved: {sol.message}")
     return from_plan(inst, sol.plan, "fluid")

@@ -2,6 +2,8 @@
 
 Every field carries a one-line attribute docstring; :func:`add_config_arguments` reads them
 (with :mod:`ast`) as the ``--help`` text, so the documentation and the flags cannot drift.
+Numeric fields declare their allowed range (``ranged``); argparse and :meth:`validate` both
+check it, naming the flag.
 """
 
 from __future__ import annotations
@@ -9,10 +11,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from coordopt import introspect
+from coordopt.guards import (
+    Range,
+    device_type,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    threads_int,
+    unit_interval,
+)
+
+
+def ranged(default: Any, rule: Range) -> Any:
+    """A dataclass field with ``default`` whose values must lie in ``rule``."""
+    return field(default=default, metadata={"check": rule})
 
 
 @dataclass
@@ -20,53 +38,53 @@ class TrainConfig:
     """Multi-timescale multi-agent PPO, warm-started from an expert policy."""
 
     # --- run
-    iterations: int = 200
+    iterations: int = ranged(200, nonneg_int)
     """PPO iterations (each: one full episode in every environment, then updates)."""
-    seed: int = 0
+    seed: int = ranged(0, seed_int)
     """Seed of every random stream of the run (environments, sampling, minibatches)."""
-    device: str = "cpu"
+    device: str = field(default="cpu", metadata={"check": device_type})
     """Torch device: cpu or cuda (cuda must be available)."""
-    threads: int = 1
+    threads: int = ranged(1, threads_int)
     """CPU threads of torch (0: torch's default); the small batched ops run fastest on one."""
-    eval_every: int = 10
+    eval_every: int = ranged(10, nonneg_int)
     """Evaluate the greedy policy against the baselines every this many iterations (0: never)."""
-    eval_episodes: int = 64
+    eval_episodes: int = ranged(64, positive_int)
     """Episodes of each evaluation (common random numbers across policies and iterations)."""
-    eval_seed: int = 12345
+    eval_seed: int = ranged(12345, seed_int)
     """Demand stream of the evaluations (fixed, so curves compare like with like)."""
-    checkpoint_every: int = 1
+    checkpoint_every: int = ranged(1, positive_int)
     """Write the checkpoint every this many iterations (and always at the end)."""
     tensorboard: bool = True
     """Also log to TensorBoard under OUT/tb when the tensorboard package is installed."""
     # --- agents
     information: Literal["coordinated", "siloed"] = "coordinated"
     """coordinated: stock signals to marketing, recommendation signals to operations; siloed: none."""
-    hidden_size: int = 64
+    hidden_size: int = ranged(64, positive_int)
     """Width of the embeddings, MLPs and GRU memories."""
-    order_bins: int = 32
+    order_bins: int = ranged(32, Range(int, lo=2))
     """Order-quantity bins per product (bin g orders g * step_i units; step_i from demand scale)."""
     allow_short_slates: bool = True
     """Let the recommendation agent stop a slate early (a learned stop item in the PL draw)."""
     scorer: Literal["auto", "factorised", "additive"] = "auto"
     """Slate scores: factorised (segment-memory x product inner product + a pair term; no B x M x N x hidden tensor), additive (an MLP of summed segment, product, pair and memory terms; builds that tensor) or auto (factorised from 1,000 product-segment pairs up, additive below)."""
     # --- PPO
-    num_envs: int = 64
+    num_envs: int = ranged(64, positive_int)
     """Environments simulated in parallel (batch size B of the rollouts)."""
-    seq_len: int = 8
+    seq_len: int = ranged(8, positive_int)
     """Length of the recurrent training chunks (memory re-run from stored chunk-start states)."""
-    minibatch_envs: int = 16
+    minibatch_envs: int = ranged(16, positive_int)
     """Environments per minibatch (each minibatch is one time chunk of these environments)."""
-    gamma: float = -1.0
+    gamma: float = ranged(-1.0, Range(float, hi=1.0))
     """Discount of the returns (negative: the instance's discount)."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = ranged(0.95, unit_interval)
     """GAE lambda."""
-    clip: float = 0.2
+    clip: float = ranged(0.2, Range(float, 0.0, 1.0, lo_open=True, hi_open=True))
     """PPO clipping range of the probability ratio."""
-    ent_replenishment: float = 0.01
+    ent_replenishment: float = ranged(0.01, nonneg_float)
     """Entropy bonus of the replenishment agent (per-product mean entropy)."""
-    ent_recommendation: float = 0.01
+    ent_recommendation: float = ranged(0.01, nonneg_float)
     """Entropy bonus of the recommendation agent (per-segment mean slate entropy)."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = ranged(0.5, positive_float)
     """Gradient-norm clip, per learner."""
     # --- timescales
     timescales: Literal["multi", "single", "independent"] = "multi"
@@ -75,57 +93,57 @@ class TrainConfig:
     """power: a0/(1+n/n0)^p step sizes (two-timescale conditions); constant: fixed rates."""
     slow_agent: Literal["replenishment", "recommendation"] = "replenishment"
     """The agent on the slow timescale."""
-    lr_critic: float = 1e-3
+    lr_critic: float = ranged(1e-3, positive_float)
     """Base learning rate of the critic(s)."""
-    lr_fast: float = 1e-3
+    lr_fast: float = ranged(1e-3, positive_float)
     """Base learning rate of the fast agent (all learners in single mode)."""
-    lr_slow: float = 5e-4
+    lr_slow: float = ranged(5e-4, positive_float)
     """Base learning rate of the slow agent."""
-    exponent_critic: float = 0.55
+    exponent_critic: float = ranged(0.55, Range(float, 0.0, 1.0, lo_open=True))
     """Decay exponent p of the critic's step sizes (0.5 < p <= 1)."""
-    exponent_fast: float = 0.7
+    exponent_fast: float = ranged(0.7, Range(float, 0.0, 1.0, lo_open=True))
     """Decay exponent of the fast agent (>= exponent_critic)."""
-    exponent_slow: float = 0.9
+    exponent_slow: float = ranged(0.9, Range(float, 0.0, 1.0, lo_open=True))
     """Decay exponent of the slow agent (> exponent_fast, so slow/fast -> 0)."""
-    decay_iters: int = 50
+    decay_iters: int = ranged(50, positive_int)
     """n0 of the power schedules: iterations over which step sizes halve-ish."""
-    update_every_fast: int = 1
+    update_every_fast: int = ranged(1, positive_int)
     """Update the fast agent every this many iterations."""
-    update_every_slow: int = 2
+    update_every_slow: int = ranged(2, positive_int)
     """Update the slow agent every this many iterations."""
-    epochs_fast: int = 4
+    epochs_fast: int = ranged(4, positive_int)
     """PPO epochs of the fast agent per update."""
-    epochs_slow: int = 2
+    epochs_slow: int = ranged(2, positive_int)
     """PPO epochs of the slow agent per update."""
-    epochs_critic: int = 4
+    epochs_critic: int = ranged(4, positive_int)
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
     warm_start: Literal["auto", "none", "mpc", "dp", "bidprice", "fluid", "siloed"] = "auto"
     """Expert to clone and regularise toward (auto: the exact DP if it fits, MPC while the full
     LP is small, else bid-price control; none: cold)."""
-    bc_rounds: int = 3
+    bc_rounds: int = ranged(3, nonneg_int)
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r)."""
-    bc_beta: float = 0.5
+    bc_beta: float = ranged(0.5, unit_interval)
     """Expert-mixture probability base of the DAgger rollouts."""
-    bc_envs: int = 32
+    bc_envs: int = ranged(32, positive_int)
     """Environments per DAgger round."""
-    bc_label_envs: int = 32
+    bc_label_envs: int = ranged(32, positive_int)
     """Environments whose visited states the expert labels (subsample for slow experts)."""
-    bc_epochs: int = 100
+    bc_epochs: int = ranged(100, nonneg_int)
     """Gradient steps of cloning after each DAgger round (full batch)."""
-    bc_lr: float = 3e-3
+    bc_lr: float = ranged(3e-3, positive_float)
     """Learning rate of behaviour cloning and critic pre-training."""
-    bc_entropy: float = 0.0
+    bc_entropy: float = ranged(0.0, nonneg_float)
     """Entropy bonus during cloning (small values barely resist collapse onto a deterministic expert)."""
-    critic_pretrain_epochs: int = 100
+    critic_pretrain_epochs: int = ranged(100, nonneg_int)
     """Critic pre-training steps on the returns of the cloned policy's rollouts."""
-    bc_coef: float = 0.5
+    bc_coef: float = ranged(0.5, nonneg_float)
     """Initial weight of the expert-imitation penalty (NLL of expert actions) during PPO."""
-    bc_anneal_iters: int = 50
+    bc_anneal_iters: int = ranged(50, nonneg_int)
     """Iterations over which the imitation weight falls linearly to zero."""
-    warm_lr_scale: float = 0.3
+    warm_lr_scale: float = ranged(0.3, positive_float)
     """Factor on the agents' learning rates after a warm start (larger PPO steps undo the clone)."""
-    expert_label_envs: int = 16
+    expert_label_envs: int = ranged(16, nonneg_int)
     """Environments labelled by the expert during PPO while the imitation weight is positive."""
 
     def __post_init__(self) -> None:
@@ -133,27 +151,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject values that would make training meaningless, naming the flag and the fix."""
-        positive = (
-            "num_envs",
-            "seq_len",
-            "minibatch_envs",
-            "hidden_size",
-            "update_every_fast",
-            "update_every_slow",
-            "decay_iters",
-            "checkpoint_every",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{flag(name)} must be >= 1, got {getattr(self, name)}")
-        if self.order_bins < 2:
-            raise ValueError(f"--order-bins must be >= 2, got {self.order_bins}")
-        if self.iterations < 0:
-            raise ValueError(f"--iterations must be >= 0, got {self.iterations}")
-        if self.warm_lr_scale <= 0:
-            raise ValueError(f"--warm-lr-scale must be > 0, got {self.warm_lr_scale}")
-        if not 0 < self.clip < 1:
-            raise ValueError(f"--clip must be in (0, 1), got {self.clip}")
+        for f in fields(self):
+            rule = f.metadata.get("check")
+            problem = rule.problem(getattr(self, f.name)) if isinstance(rule, Range) else None
+            if problem:
+                raise ValueError(f"--{flag(f.name)} {problem}")
         for name in self.__dataclass_fields__:
             choices = typing.get_args(_hint(name)) if _is_literal(name) else ()
             if choices and getattr(self, name) not in choices:
@@ -208,7 +210,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         elif _is_literal(f.name):
             kwargs["choices"] = list(typing.get_args(hint))
         else:
-            kwargs["type"] = hint
+            kwargs["type"] = f.metadata.get("check", hint)
             kwargs["metavar"] = hint.__name__.upper()
         group.add_argument(f"--{flag(f.name)}", **kwargs)
 

@@ -1,4 +1,4 @@
-"""The Pyomo fluid model: its structure follows MODEL.md family by family."""
+"""The Pyomo fluid model: its structure follows docs/model.md family by family."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_cli_errors_are_actionable(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["train", "tiny", "--out", str(tmp_path / "x"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        assert main(["train", "tiny", "--out", str(tmp_path / "y"), "--device", "cuda"]) == 2
+        assert main(["train", "tiny", "--out", str(tmp_path / "y"), "--device", "cuda"]) == 7
         assert "CUDA is not available" in capsys.readouterr().err
     assert main(["train", "tiny", "--out", str(tmp_path / "z"), "--num-envs", "0"]) == 2
     assert "--num-envs" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from coordopt.solvers.dp import (
 )
 
 # --------------------------------------------------------------------------- brute force
-# A plain recursive expectimax written from MODEL.md, sharing no code with the DP: every joint
+# A plain recursive expectimax written from docs/model.md, sharing no code with the DP: every joint
 # order, every slate of every segment, every demand outcome (with "demand >= stock" as one
 # outcome), memoised on the full simulator state (period, on-hand, pipeline).
 

@@ -231,3 +231,26 @@ def test_cli_reports_infeasible_status(tmp_path, capsys: pytest.CaptureFixture[s
     assert main(["solve", str(path), "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
     assert result["status"] == "infeasible" and result["objective"] is None
+
+
+@pytest.mark.parametrize("method", ["bulk", "pyomo"])
+@pytest.mark.parametrize(
+    "kind",
+    [{"integer_orders": True}, {"integer_quantities": True}, {"fixed_order_cost": [1.0, 1.0]}],
+)
+def test_milp_and_fixed_costs_report_unbounded_as_the_lp_does(
+    tiny: Instance, method: str, kind: dict
+) -> None:
+    # the order indicators' big-M caps must not turn an unbounded program into an "optimum"
+    profitable = tiny.replace(salvage_value=[7.0, 1.0], max_order=[np.inf, 6])
+    flags = {k: v for k, v in kind.items() if k != "fixed_order_cost"}
+    if "fixed_order_cost" in kind:
+        profitable = profitable.replace(fixed_order_cost=kind["fixed_order_cost"])
+    sol = solve_fluid(profitable, method=method, raise_on_failure=False, **flags)
+    assert sol.status is SolveStatus.UNBOUNDED and not sol.has_solution
+    assert "salvage_value" in sol.message
+    # the same MILP with salvage below cost still solves, below its relaxation
+    bounded = profitable.replace(salvage_value=[2.0, 1.0])
+    milp = solve_fluid(bounded, method=method, **flags)
+    assert milp.status is SolveStatus.OPTIMAL
+    assert solve_fluid(bounded, method=method).objective >= milp.objective - 1e-6

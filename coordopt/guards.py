@@ -1,0 +1,356 @@
+"""Guards of the command line: validated flag types, size estimates, output checks, exit codes.
+
+Every command validates its flags with the type functions here (argparse then names the flag
+and the rule), estimates the memory and time of its work from the instance's size with
+:func:`estimate` before starting and refuses with :func:`check_size` beyond the limits,
+checks ``--out`` with :func:`check_out` before any work, and ends with one of the
+:class:`ExitCode` values; ``coordopt.cli`` turns every known failure into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordopt.sizes import FULL_LP_CELLS
+
+INT64_MAX = 2**63 - 1
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of ``coordopt``, one per kind of failure (documented in the README)."""
+
+    OK = 0
+    SOLVER = 1
+    """A solver or study ended without a usable result (infeasible, unbounded, time limit)."""
+    USAGE = 2
+    """A bad flag, option or input file, or a named file that does not exist (argparse's own
+    code too)."""
+    DIVERGED = 3
+    """Training diverged (non-finite losses or parameters)."""
+    TOO_LARGE = 4
+    """The size guard refused the work (or memory ran out); ``--force`` overrides the guard."""
+    OUTPUT = 5
+    """``--out`` refused: it exists (without ``--force``), lies under a file, or is not writable."""
+    FILESYSTEM = 6
+    """Another file-system error: a missing file, no permission, a full disk."""
+    DEVICE = 7
+    """The torch device is unknown or not available here."""
+    INTERNAL = 70
+    """An unexpected error: a bug (``--debug`` shows the traceback)."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C)."""
+
+
+class SizeError(Exception):
+    """The estimated memory or time of a command is beyond its limit."""
+
+
+class OutputError(Exception):
+    """``--out`` cannot be written as asked."""
+
+
+class DeviceError(Exception):
+    """A torch device that is unknown or not available."""
+
+
+# --------------------------------------------------------------------------- flag types
+
+
+def _number(kind: type, text: str) -> Any:
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        noun = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed range of a number: ``lo <= x <= hi`` (open ends where asked), finite.
+
+    Called on a string it is an argparse ``type`` (raising ``ArgumentTypeError``, which
+    argparse reports with the flag's name); :meth:`check` validates an already parsed value.
+    """
+
+    kind: type = float
+    lo: float = -math.inf
+    hi: float = math.inf
+    """Upper end; an integer's is at most ``2**63 - 1`` (what numpy and torch can hold)."""
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __call__(self, text: str) -> Any:
+        value = _number(self.kind, text)
+        problem = self.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    @property
+    def rule(self) -> str:
+        parts = []
+        hi = min(self.hi, INT64_MAX) if self.kind is int else self.hi
+        if self.lo > -math.inf:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if hi < math.inf:
+            parts.append(f"{'<' if self.hi_open else '<='} {hi:g}")
+        return " and ".join(parts) or "finite"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is outside the range (None when it is inside)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if self.kind is int and not float(value).is_integer():
+            return f"must be an integer, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+        hi = min(self.hi, INT64_MAX) if self.kind is int else self.hi
+        low = value <= self.lo if self.lo_open else value < self.lo
+        high = value >= hi if self.hi_open else value > hi
+        return f"must be {self.rule}, got {value!r}" if low or high else None
+
+    @property
+    def __name__(self) -> str:  # argparse names the type in some messages
+        return self.kind.__name__
+
+
+positive_int = Range(int, lo=1)
+"""An integer >= 1 (counts of episodes, environments, products ...)."""
+nonneg_int = Range(int, lo=0)
+"""An integer >= 0 (iterations, lead times, rounds ...)."""
+seed_int = Range(int, lo=0, hi=2**32 - 1)
+"""A random seed: an integer in [0, 2**32 - 1] (what every numpy and torch generator takes)."""
+threads_int = Range(int, lo=0, hi=1024)
+"""CPU threads: 0 (the library's default) to 1024."""
+positive_float = Range(float, lo=0.0, lo_open=True)
+"""A finite number > 0 (rates, time limits)."""
+nonneg_float = Range(float, lo=0.0)
+"""A finite number >= 0 (costs, gaps, bonuses)."""
+unit_interval = Range(float, lo=0.0, hi=1.0)
+"""A number in [0, 1] (shares, probabilities, lambda)."""
+finite_float = Range(float)
+"""Any finite number."""
+
+
+def device_type(text: str) -> str:
+    """A torch device that exists here (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+    An unknown name is a usage error; a known one that is not available raises
+    :class:`DeviceError` (its own exit code).
+    """
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}; use cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {text}: CUDA is not available to torch here; use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {text}: MPS is not available to torch here; use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not supported; use cpu, cuda or mps")
+    return text
+
+
+# --------------------------------------------------------------------------- size guard
+
+SIM_STEP_SECONDS = 5e-4
+"""One batched simulated period with the policy's decision (tiny: about 1 ms at load 20)."""
+SIM_CELLS_PER_SECOND = 2e9
+"""Environment x segment x product periods simulated per second (N=1,000, M=100, B=64:
+about 22 M product-periods/s on the development machine)."""
+LP_CELL_SECONDS = 4e-6
+"""Seconds of one fluid solve per (period, segment, product) cell (``medium``: 0.09 s warm)."""
+LP_BYTES_PER_CELL = 200
+"""Memory of a fluid program and its plan per (period, segment, product) cell: the solver's
+matrix (about ten nonzeros) and the plan's six period x segment x product arrays."""
+DECOMPOSE_CELL_SECONDS = 1e-4
+"""Seconds of the decomposition per cell (``large``, 5.2 M cells: 385-552 s)."""
+TRAIN_STEP_SECONDS = 0.1
+"""One batched training period (rollout and its share of PPO updates; ``small``, 64 envs)."""
+TRAIN_CELLS_PER_SECOND = 1.3e7
+"""Environment x segment x product x hidden-unit periods trained per second (additive scorer,
+``large``: 2.07 env-periods/s); the factorised scorer is 10x faster."""
+BYTES_PER_PRODUCT = 5_000
+"""Python objects of one product while an instance is built, validated and written (10^5
+products: 470 MB peak)."""
+SECONDS_PER_PRODUCT = 1.5e-4
+"""Building, validating and writing one product (10^5 products: 10-16 s)."""
+MEMORY_LIMIT = 8 * 2**30
+"""Bytes a command may plan to use without ``--force``."""
+TIME_LIMIT = 3600.0
+"""Seconds a command may plan to run without ``--force``."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a command's work will cost, from the instance's size (rates of the development
+    machine, so an order of magnitude, not a promise)."""
+
+    size: str
+    """The sizes the estimate comes from, in words."""
+    memory: float
+    """Peak bytes."""
+    seconds: float
+    """Wall time."""
+    lp_cells: int = 0
+    """Cells of the largest full fluid program solved (0: none)."""
+
+
+def estimate(
+    horizon: int,
+    segments: int,
+    products: int,
+    *,
+    episodes: int = 0,
+    batch: int = 1,
+    recorded: bool = False,
+    agent_hidden: int = 0,
+    lp_solves: int = 0,
+    decomposed: bool = False,
+    train_iterations: int = 0,
+    train_envs: int = 0,
+    hidden: int = 0,
+    factorised: bool = False,
+) -> Estimate:
+    """The memory and time of simulating, solving or training on a T x M x N instance.
+
+    ``episodes`` simulated ``batch`` at a time (``recorded``: every period's flows kept, as
+    the insights do; ``agent_hidden``: the width of trained agents acting, whose additive
+    slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
+    (the fluid plan: 1; MPC: one per period and episode); ``decomposed``: the fluid program
+    solved block by block (``solve --method decompose``); ``train_iterations`` PPO iterations
+    over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
+    int, so absurd sizes are estimated exactly and refused at once.
+    """
+    t, m, n = int(horizon), int(segments), int(products)
+    cells = t * m * n
+    memory = 8 * (4 * m * n + t * m + 16 * n) + BYTES_PER_PRODUCT * (n + m)
+    seconds = SECONDS_PER_PRODUCT * (n + m)
+    parts = [f"{t:,} periods x {m:,} segments x {n:,} products"]
+    if episodes:
+        b = max(1, min(int(batch), int(episodes)))
+        memory += 8 * 16 * b * (n + m)
+        seconds += -(-int(episodes) // b) * t * SIM_STEP_SECONDS
+        seconds += int(episodes) * cells / SIM_CELLS_PER_SECOND
+        if recorded:
+            memory += 8 * 8 * int(episodes) * t * (n + m)
+        if agent_hidden:
+            memory += 4 * 4 * b * m * n * int(agent_hidden)
+            seconds += 3 * int(episodes) * cells * int(agent_hidden) / TRAIN_CELLS_PER_SECOND / 10
+        parts.append(f"{int(episodes):,} episodes, {b:,} at once")
+    if lp_solves or decomposed:
+        memory += LP_BYTES_PER_CELL * cells
+    if lp_solves:
+        seconds += int(lp_solves) * cells * LP_CELL_SECONDS
+        parts.append(f"{int(lp_solves):,} fluid solve(s)")
+    if decomposed:
+        seconds += cells * DECOMPOSE_CELL_SECONDS
+        parts.append("the decomposed fluid program")
+    if train_iterations:
+        per_cell = 1 if factorised else max(1, int(hidden))
+        memory += 4 * 8 * int(train_envs) * m * n * per_cell
+        rate = TRAIN_CELLS_PER_SECOND * (10 if factorised else 1)
+        seconds += int(train_iterations) * t * TRAIN_STEP_SECONDS
+        seconds += int(train_iterations) * int(train_envs) * cells * max(1, int(hidden)) / rate
+        parts.append(f"{int(train_iterations):,} iterations x {int(train_envs):,} environments")
+    return Estimate(", ".join(parts), memory, seconds, cells if lp_solves else 0)
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "B":
+        for name, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+            if value >= scale:
+                return f"{value / scale:,.1f} {name}"
+        return f"{value / 2**10:,.1f} KiB"
+    if value >= 86_400:
+        return f"{value / 86_400:,.1f} days"
+    if value >= 3600:
+        return f"{value / 3600:,.1f} h"
+    return f"{value:,.0f} s"
+
+
+def check_size(est: Estimate, *, force: bool, way_out: str, what: str = "to run") -> None:
+    """Refuse ``est`` beyond the memory, time or full-LP limits unless ``force``.
+
+    ``what`` completes "refused ...", e.g. "to solve large". The message names the size,
+    the estimate, the limit and ``way_out`` (what to change), and that ``--force`` runs it
+    anyway.
+    """
+    if force:
+        return
+    over = []
+    if est.lp_cells > FULL_LP_CELLS:
+        over.append(
+            f"the full fluid program has {est.lp_cells:,} period-segment-product cells "
+            f"(limit {FULL_LP_CELLS:,})"
+        )
+    if est.memory > MEMORY_LIMIT:
+        over.append(
+            f"it needs about {_amount(est.memory, 'B')} of memory "
+            f"(limit {_amount(MEMORY_LIMIT, 'B')})"
+        )
+    if est.seconds > TIME_LIMIT:
+        over.append(
+            f"it takes about {_amount(est.seconds, 's')} (limit {_amount(TIME_LIMIT, 's')})"
+        )
+    if over:
+        raise SizeError(
+            f"refused {what} ({est.size}): {'; '.join(over)}; {way_out}, or pass --force"
+        )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def check_out(path: str | Path, *, folder: bool, force: bool, flag: str = "--out") -> Path:
+    """Check before any work that ``path`` can be written; return it.
+
+    Refused (:class:`OutputError`): a path under a file; a file where a folder is wanted or
+    the reverse; an existing file, or a non-empty folder, unless ``force``; a location whose
+    nearest existing folder is not writable. Nothing is created.
+    """
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise OutputError(f"{flag} {path}: is a file, not a folder")
+        if not folder and path.is_dir():
+            raise OutputError(f"{flag} {path}: is a folder, not a file")
+        if not force and (not folder or any(path.iterdir())):
+            what = "the folder is not empty" if folder else "the file exists"
+            fix = "write into it" if folder else "replace it"
+            raise OutputError(f"{flag} {path}: {what}; pass --force to {fix}")
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: {parent} is not writable")
+    return path
+
+
+def add_force_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: run beyond the size guard and replace an existing output."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help=f"run beyond the size guard's limits and {what}",
+    )

@@ -1,0 +1,247 @@
+"""The CLI's guards: one-line errors with documented exit codes, --out checked before any
+work, size guards with --force, --debug tracebacks, flags validated with their ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from coordopt import guards, load_instance
+from coordopt.cli import main
+from coordopt.guards import ExitCode, Range, check_out, estimate
+from coordopt.instance import save_instance
+from coordopt.rl.config import TrainConfig
+
+
+def errors(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+@pytest.fixture
+def huge_horizon(tmp_path):
+    return str(save_instance(load_instance("tiny").replace(horizon=10**9), tmp_path / "h.toml"))
+
+
+def test_existing_out_is_refused_before_any_work_unless_forced(tmp_path, capsys):
+    out = tmp_path / "cat.toml"
+    out.write_text("keep me")
+    argv = ["generate", "--out", str(out), "--n-products", "3", "--n-segments", "2"]
+    assert main(argv) == ExitCode.OUTPUT
+    (line,) = errors(capsys)
+    assert str(out) in line and "--force" in line and out.read_text() == "keep me"
+    assert main([*argv, "--force"]) == 0
+    assert load_instance(out).n_products == 3
+    npz = tmp_path / "plan.npz"
+    npz.write_bytes(b"x")
+    assert main(["solve", "tiny", "--out", str(npz)]) == ExitCode.OUTPUT
+    assert "the file exists" in errors(capsys)[0] and npz.read_bytes() == b"x"
+    # insights checks its folder first, where it used to do all its work before failing
+    folder = tmp_path / "ins"
+    folder.mkdir()
+    (folder / "other.txt").write_text("x")
+    assert main(["insights", "tiny", "--out", str(folder), "--no-plots"]) == ExitCode.OUTPUT
+    assert "not empty" in errors(capsys)[0] and sorted(os.listdir(folder)) == ["other.txt"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--out", "{f}/x.toml"],
+        ["solve", "tiny", "--out", "{f}/x.npz"],
+        ["insights", "tiny", "--out", "{f}/dir"],
+        ["train", "tiny", "--out", "{f}/run"],
+        ["reproduce", "timescales", "--quick", "--out", "{f}/study"],
+        ["train", "tiny", "--out", "{f}"],
+    ],
+)
+def test_out_under_a_file_is_refused(tmp_path, capsys, argv):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main([a.replace("{f}", str(blocker)) for a in argv]) == ExitCode.OUTPUT
+    (line,) = errors(capsys)
+    assert "--out" in line and "file" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_in_a_read_only_folder_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(guards.OutputError, match="not writable"):
+        check_out(ro / "x.npz", folder=False, force=False)
+
+
+def test_reproduce_resumes_its_own_study_folder_only(tmp_path, capsys):
+    study = tmp_path / "s"
+    (study / "cells").mkdir(parents=True)
+    (study / "manifest.json").write_text(json.dumps({"study": "scale"}))
+    argv = ["reproduce", "timescales", "--quick", "--out", str(study)]
+    assert main(argv) == ExitCode.OUTPUT
+    assert "holds the study 'scale'" in errors(capsys)[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    assert main(["reproduce", "timescales", "--quick", "--out", str(other)]) == ExitCode.OUTPUT
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "{h}"],
+        ["evaluate", "{h}", "--policy", "mpc"],
+        ["insights", "{h}", "--out", "{tmp}/ins"],
+        ["train", "{h}", "--out", "{tmp}/run"],
+        ["solve", "{h}"],
+        ["solve", "{h}", "--method", "decompose"],
+        ["generate", "--out", "{tmp}/g.toml", "--n-products", "10000000"],
+        ["bench", "sim", "--products", "10000000"],
+        ["evaluate", "large", "--policy", "{tmp}/agents"],  # an additive scorer's B x M x N x H
+    ],
+)
+def test_size_guard_refuses_at_once_with_size_limit_and_way_out(
+    tmp_path, capsys, huge_horizon, argv
+):
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "config.json").write_text('{"hidden_size": 64, "scorer": "additive"}')
+    argv = [a.replace("{h}", huge_horizon).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == ExitCode.TOO_LARGE
+    (line,) = errors(capsys)
+    assert "limit" in line and "--force" in line
+    assert any(size in line for size in ("1,000,000,000 periods", "10,000,000 products", "GiB"))
+    assert not (tmp_path / "g.toml").exists() and not (tmp_path / "ins").exists()
+
+
+def test_force_overrides_the_size_guard(monkeypatch, capsys):
+    monkeypatch.setattr(guards, "TIME_LIMIT", 1e-9)
+    argv = ["evaluate", "tiny", "--episodes", "2", "--json"]
+    assert main(argv) == ExitCode.TOO_LARGE
+    assert "limit" in errors(capsys)[0]
+    assert main([*argv, "--force"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 2
+
+
+def test_estimates_of_absurd_sizes_are_exact_arithmetic():
+    est = estimate(10**9, 10**3, 10**7, episodes=10**6, batch=256, lp_solves=1)
+    assert est.lp_cells == 10**19 and est.seconds > 1e9 and est.memory > 1e12
+
+
+def test_debug_shows_the_traceback_and_the_same_exit_code(capsys):
+    argv = ["evaluate", "tiny", "--policy", "nope", "--episodes", "2"]
+    assert main(argv) == ExitCode.USAGE
+    assert "Traceback" not in capsys.readouterr().err
+    assert main([*argv, "--debug"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "unknown policy 'nope'" in err.splitlines()[-1]
+    assert main(["--debug", *argv]) == ExitCode.USAGE
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_with_its_own_code(monkeypatch, capsys):
+    from coordopt.commands import evaluate
+
+    def boom(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(evaluate, "load_instance", boom)
+    assert main(["evaluate", "tiny"]) == ExitCode.INTERNAL
+    (line,) = errors(capsys)
+    assert "internal error" in line and "--debug" in line
+
+
+def test_solver_failures_inside_commands_are_messages(tmp_path, capsys):
+    crowded = save_instance(
+        load_instance("tiny").replace(warehouse_capacity=1.0), tmp_path / "crowded.toml"
+    )
+    for argv in (
+        ["evaluate", str(crowded), "--policy", "mpc", "--episodes", "2"],
+        ["insights", str(crowded), "--out", str(tmp_path / "ins"), "--no-plots"],
+    ):
+        assert main(argv) == ExitCode.SOLVER
+        (line,) = errors(capsys)
+        assert "infeasible" in line and "warehouse_capacity" in line
+
+
+def test_milp_unbounded_is_reported_by_the_cli(tmp_path, capsys):
+    profitable = load_instance("tiny").replace(salvage_value=[7.0, 1.0], max_order=[np.inf, 6])
+    path = save_instance(profitable, tmp_path / "profitable.toml")
+    assert main(["solve", str(path), "--integer-orders", "--json"]) == ExitCode.SOLVER
+    res = json.loads(capsys.readouterr().out)
+    assert res["status"] == "unbounded" and "salvage_value" in res["message"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "text"),
+    [
+        (["evaluate", "tiny", "--device", "bogus"], ExitCode.USAGE, "--device"),
+        (["evaluate", "tiny", "--option", "foo=1"], ExitCode.USAGE, "--option foo"),
+        (["bench", "sim", "--batch", "0"], ExitCode.USAGE, "--batch: must be >= 1"),
+        (["generate", "--out", "x.toml", "--mean-arrivals", "-1"], ExitCode.USAGE, "> 0"),
+        (["generate", "--out", "x.toml", "--mean-arrivals", "nan"], ExitCode.USAGE, "finite"),
+        (["generate", "--out", "x.toml", "--max-lead-time", "-1"], ExitCode.USAGE, ">= 0"),
+        (["evaluate", "tiny", "--batch-size", "0"], ExitCode.USAGE, "--batch-size"),
+        (["evaluate", "tiny", "--episodes", "0"], ExitCode.USAGE, "--episodes"),
+        (["solve", "tiny", "--time-limit", "-1"], ExitCode.USAGE, "--time-limit"),
+        (["solve", "tiny", "--time-limit", "nan"], ExitCode.USAGE, "--time-limit"),
+        (["solve", "tiny", "--mip-gap", "-1"], ExitCode.USAGE, "--mip-gap"),
+        (["train", "tiny", "--out", "r", "--gamma", "2"], ExitCode.USAGE, "--gamma"),
+        (["train", "tiny", "--out", "r", "--threads", "-1"], ExitCode.USAGE, "--threads"),
+        (["bench", "sim", "--threads", "-1"], ExitCode.USAGE, "--threads"),
+    ],
+)
+def test_flags_are_validated_by_the_parser_naming_the_flag(capsys, argv, code, text):
+    assert main(argv) == code
+    (line,) = errors(capsys)
+    assert text in line
+
+
+def test_cuda_without_cuda_has_the_device_exit_code(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    for argv in (
+        ["evaluate", "tiny", "--device", "cuda"],
+        ["bench", "sim", "--device", "cuda"],
+        ["train", "tiny", "--out", "r", "--device", "cuda"],
+    ):
+        assert main(argv) == ExitCode.DEVICE
+        assert "CUDA is not available" in errors(capsys)[0]
+
+
+def test_every_numeric_training_field_declares_its_range():
+    for f in dataclasses.fields(TrainConfig):
+        if f.type in ("int", "float", int, float):
+            assert isinstance(f.metadata.get("check"), Range), f.name
+    with pytest.raises(ValueError, match="--gamma must be <= 1"):
+        TrainConfig(gamma=2.0)
+    with pytest.raises(ValueError, match="--num-envs must be >= 1"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "num_envs": 0})
+
+
+def test_range_types_refuse_nan_inf_and_non_numbers():
+    positive = guards.positive_int
+    assert positive("3") == 3
+    for text in ("0", "-2", "nan", "1.5", "x", "", "99999999999999999999"):
+        with pytest.raises(Exception, match=r"must be|expected"):
+            positive(text)
+    assert guards.unit_interval("1") == 1.0
+    for text in ("nan", "inf", "-0.1", "1.01"):
+        with pytest.raises(Exception, match="must be"):
+            guards.unit_interval(text)
+
+
+def test_exit_codes_are_documented_in_help_and_readme(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    readme = guards.__file__.rsplit("/coordopt/", 1)[0] + "/README.md"
+    text = open(readme).read() if os.path.exists(readme) else ""
+    for code in ExitCode:
+        assert f"{int(code)} {code.name.lower().replace('_', ' ')}" in out
+        if text:
+            assert f"| {int(code)} |" in text, code
