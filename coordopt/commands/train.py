@@ -24,8 +24,8 @@ from coordopt.commands.common import (
     log,
     table,
 )
-from coordopt.guards import add_force_flag, check_out
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
+from coordopt.guards import add_force_flag, check_out
 from coordopt.instance import load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
 
