@@ -257,6 +257,23 @@ def test_command_json(lines, tmp_path, capsys):
     assert 0 < obj["wape_model"] < 2 and 0 < obj["wape_naive"] < 2
 
 
+def test_command_checks_its_outputs_before_any_work(tmp_path, monkeypatch, capsys):
+    import coordopt.calibrate as cal_module
+    from coordopt.cli import main
+
+    def no_work(cfg):
+        raise AssertionError("the data was read before the outputs were checked")
+
+    monkeypatch.setattr(cal_module, "calibrate_tafeng", no_work)
+    existing = tmp_path / "t.toml"
+    existing.write_text("keep me")
+    assert main(["calibrate", "tafeng", "--out", str(existing)]) == 5
+    assert existing.read_text() == "keep me"
+    assert main(["calibrate", "tafeng", "--report", str(existing / "r")]) == 5
+    err = capsys.readouterr().err
+    assert "--out" in err and "--force" in err and "--report" in err
+
+
 # --------------------------------------------------------------------------- instances
 
 

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from coordopt.commands.common import add_json_flag, emit_json, log, table
+from coordopt.guards import add_force_flag, check_out
 from coordopt.introspect import field_docs
 
 
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             default=f.default,
             help=f"{docs.get(f.name, '')} (default: {f.default!r})",
         )
+    add_force_flag(p, "replace an existing --out file or a non-empty --report folder")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = CalibrationConfig(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(CalibrationConfig)}
     )
+    if args.out:  # checked before any work, as every command does
+        check_out(args.out, folder=False, force=args.force)
+    if args.report:
+        check_out(args.report, folder=True, force=args.force, flag="--report")
     try:
         cal = calibrate_tafeng(cfg)
     except MissingDataDependency as exc:
