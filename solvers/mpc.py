@@ -22,7 +22,13 @@ import torch
 
 from coordopt.models.fluid import FluidStart
 from coordopt.simulator import Action, SimParams, SimState
-from coordopt.solvers.fluid import BulkFluidLP, FluidSolution, SolveError, SolveStatus
+from coordopt.solvers.fluid import (
+    DEFAULT_ALGORITHM,
+    BulkFluidLP,
+    FluidSolution,
+    SolveError,
+    SolveStatus,
+)
 from coordopt.solvers.fluid_policy import round_orders, sample_slates
 
 
@@ -31,7 +37,8 @@ class MPCPolicy:
 
     Options: ``seed`` (slate sampling generator), ``variant`` ("coordinated" or
     "siloed-slates"), ``time_limit`` per solve (seconds), ``threads`` for HiGHS.
-    ``solve_seconds`` records the time of every solve.
+    ``solve_seconds`` records the time of every solve; ``cold_resolves`` counts the warm
+    re-solves HiGHS could not finish, redone cold.
     """
 
     name = "mpc"
@@ -54,6 +61,7 @@ class MPCPolicy:
         self.max_order = inst.max_order
         self.solve_seconds: list[float] = []
         self.relaxed_warehouse = 0
+        self.cold_resolves = 0  # warm re-solves that failed and were redone cold
         # The cold solve (interior point) from the initial state, done once here: every
         # decision after it re-solves with dual simplex from this basis.
         self.initial_plan = self.lp.solve(time_limit=time_limit).require()
@@ -71,6 +79,12 @@ class MPCPolicy:
             self.lp.relax_warehouse()
             self.relaxed_warehouse += 1
             sol = self.lp.solve(time_limit=self.time_limit)
+        if sol.status is SolveStatus.ERROR:
+            # the warm dual simplex can stall on a far-off state (HiGHS "unknown"): drop the
+            # basis and solve cold by interior point + crossover, as the first solve did
+            self.lp.highs.clearSolver()
+            sol = self.lp.solve(algorithm=DEFAULT_ALGORITHM, time_limit=self.time_limit)
+            self.cold_resolves += 1
         self.solve_seconds.append(time.perf_counter() - began)
         if not sol.has_solution:
             raise SolveError(sol.status, f"MPC at period {t0}: {sol.message}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,30 @@ def test_mpc_plans_past_an_overfull_warehouse() -> None:
     assert sol.has_solution and policy.relaxed_warehouse == 1
     ok = policy.plan(3, np.array([1.0, 0.0]), np.array([[1.0], [0.0]]))  # rows restored
     assert ok.has_solution and policy.relaxed_warehouse == 1
+
+
+def test_mpc_redoes_a_failed_warm_resolve_cold(monkeypatch) -> None:
+    """A warm dual-simplex re-solve that HiGHS cannot finish ("unknown") is redone cold by
+    interior point, and the plan is the one a fresh solve from that state gives."""
+    from coordopt.solvers.fluid import SolveStatus
+
+    inst = load_instance("small")
+    pol = MPCPolicy(SimParams.from_instance(inst))
+    lp = pol.lp
+    real_solve = lp.solve
+    calls: list[str | None] = []
+
+    def flaky(*, algorithm=None, **kw):
+        calls.append(algorithm)
+        sol = real_solve(algorithm=algorithm, **kw)
+        if len(calls) == 1:  # the warm re-solve fails once
+            return dataclasses.replace(sol, objective=float("nan"), status=SolveStatus.ERROR)
+        return sol
+
+    monkeypatch.setattr(lp, "solve", flaky)
+    on_hand = np.full(inst.n_products, 40.0)
+    pipeline = np.zeros((inst.n_products, max(1, inst.max_lead_time)))
+    sol = pol.plan(3, on_hand, pipeline)
+    assert calls == [None, "ipm"] and pol.cold_resolves == 1
+    fresh = solve_fluid(inst, start=FluidStart(3, on_hand, pipeline)).require()
+    assert sol.objective == pytest.approx(fresh.objective, rel=1e-7)
