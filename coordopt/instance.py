@@ -213,8 +213,10 @@ class Instance:
 
     @property
     def seasonal(self) -> bool:
-        """Whether some segment's arrival rate changes over the periods."""
-        return bool((self.arrival_rate != self.arrival_rate[:1]).any())
+        """Whether some segment's arrival rate changes over the periods (a constant table is
+        stored as one row viewed T times, stride 0: no T x M comparison is needed)."""
+        rate = self.arrival_rate
+        return rate.strides[0] != 0 and bool((rate != rate[:1]).any())
 
     @property
     def mean_arrival_rate(self) -> np.ndarray:
@@ -547,10 +549,18 @@ def _arrival_rates(ctx: _Context, spec: FieldSpec, value: Any) -> np.ndarray:
             f"expected {m} entries (one per segment: a number, or a list of one per "
             f"period), got {got}; a 2-D numpy array is read as (periods, segments)",
         )
+    entries = [
+        _default_entry(ctx, spec, (k,)) if e is MISSING else _scalar(e) for k, e in enumerate(table)
+    ]
+    if all(_as_table(e) is None for e in entries):  # no seasonality: one row, viewed T times
+        row = np.array(
+            [_number(ctx, spec, e, ctx.item(spec.scope, (k,))) for k, e in enumerate(entries)]
+        )
+        _check_values(ctx, spec, row[None, :], period=np.zeros(m, dtype=bool))
+        return np.broadcast_to(row, (t_n, m))  # no T x M copy, however long the horizon
     rates = np.empty((t_n, m))
     seasonal = np.zeros(m, dtype=bool)
-    for k, entry in enumerate(table):
-        entry = _default_entry(ctx, spec, (k,)) if entry is MISSING else _scalar(entry)
+    for k, entry in enumerate(entries):
         column = _as_table(entry)
         if column is None:
             rates[:, k] = _number(ctx, spec, entry, ctx.item(spec.scope, (k,)))
@@ -675,6 +685,8 @@ def instance_from_dict(data: Mapping[str, Any], source: str | None = None) -> In
 
 def _constant_rates(inst: Instance) -> np.ndarray:
     """Per segment: whether its arrival rate is the same in every period, ``(M,)``."""
+    if not inst.seasonal:
+        return np.ones(inst.n_segments, dtype=bool)
     return np.all(inst.arrival_rate == inst.arrival_rate[:1], axis=0)
 
 
