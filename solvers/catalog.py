@@ -160,7 +160,8 @@ def catalog_data(
         salvage=t(d.salvage_value),
         unit_cost=t(d.unit_cost[None] + fixed),
         qmax=t(qmax),
-        lead_time=torch.as_tensor(d.lead_time, dtype=torch.long, device=device),
+        # torch.tensor copies: as_tensor on the instance's read-only array warns every solve
+        lead_time=torch.tensor(d.lead_time, dtype=torch.long, device=device),
         supply=t(supply),
         capacity=d.warehouse_capacity,
         slate_size=d.slate_size,
