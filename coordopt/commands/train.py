@@ -13,6 +13,7 @@ The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -20,14 +21,13 @@ from coordopt.commands.common import (
     add_instance_arg,
     add_json_flag,
     emit_json,
-    guard_size,
     log,
     table,
 )
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
-from coordopt.guards import add_force_flag, check_out
-from coordopt.instance import load_instance
-from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args
+from coordopt.guards import add_force_flag, check_out, check_size, estimate
+from coordopt.instance import Instance, load_instance
+from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args, size_defaults
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,20 +62,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def training_work(config: TrainConfig, horizon: int) -> dict[str, Any]:
+def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
     expert's labels (one fluid solve per labelled period with an MPC expert) and the
     greedy evaluations."""
-    labelled = config.bc_rounds * config.bc_label_envs + config.expert_label_envs * min(
-        config.iterations, config.bc_anneal_iters
-    )
-    expert_lp = config.warm_start in ("auto", "mpc")
+    from coordopt.rl.agents import choose_scorer
+    from coordopt.rl.warmstart import expert_name
+
+    labelled = config.bc_rounds * min(
+        config.bc_label_envs, config.bc_envs
+    ) + config.expert_label_envs * min(config.iterations, config.bc_anneal_iters)
+    expert_lp = expert_name(config.warm_start, inst) == "mpc"
+    scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
     return {
         "train_iterations": max(1, config.iterations),
         "train_envs": config.num_envs,
         "hidden": config.hidden_size,
-        "factorised": config.scorer == "factorised",
-        "lp_solves": labelled * horizon if expert_lp else 0,
+        "factorised": scorer == "factorised",
+        "lp_solves": labelled * inst.horizon if expert_lp else 0,
         "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
         if config.eval_every
         else 0,
@@ -96,16 +100,18 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         config = resume_config(args.out, flags)
     elif args.init:
-        config = init_config(args.init, flags)
+        config = init_config(args.init, {**size_defaults(inst), **flags})
     else:
-        config = TrainConfig(**flags)
-    guard_size(
-        args,
-        inst,
+        config = TrainConfig(**{**size_defaults(inst), **flags})
+    est = estimate(inst.horizon, inst.n_segments, inst.n_products, **training_work(config, inst))
+    if config.time_budget > 0:  # the budget stops the run in time
+        est = dataclasses.replace(est, seconds=min(est.seconds, 60 * config.time_budget))
+    check_size(
+        est,
+        force=args.force,
         what=f"to train on {inst.name}",
-        way_out="use fewer --iterations or --num-envs, a smaller --hidden-size, "
+        way_out="use fewer --iterations or --num-envs, a --time-budget, a smaller --hidden-size, "
         "--scorer factorised, --warm-start siloed or none, or a smaller instance",
-        **training_work(config, inst.horizon),
     )
     log(
         f"training on {inst.summary()}; warm start: {config.warm_start}, "

@@ -45,6 +45,7 @@ RESUMABLE = frozenset(
         "tensorboard",
         "device",
         "threads",
+        "time_budget",
     }
 )
 """Config fields a resumed run may change (budget, logging, hardware); the rest are its identity."""

@@ -26,6 +26,8 @@ from coordopt.guards import (
     threads_int,
     unit_interval,
 )
+from coordopt.instance import Instance
+from coordopt.sizes import FULL_LP_CELLS, plan_cells
 
 
 def ranged(default: Any, rule: Range) -> Any:
@@ -52,6 +54,10 @@ class TrainConfig:
     """Episodes of each evaluation (common random numbers across policies and iterations)."""
     eval_seed: int = ranged(12345, seed_int)
     """Demand stream of the evaluations (fixed, so curves compare like with like)."""
+    time_budget: float = ranged(0.0, nonneg_float)
+    """Wall-clock budget in minutes, warm start included (0: none): training stops after the
+    iteration that leaves less than one more iteration's time, evaluated and checkpointed;
+    --resume (with a new --time-budget) continues it."""
     checkpoint_every: int = ranged(1, positive_int)
     """Write the checkpoint every this many iterations (and always at the end)."""
     tensorboard: bool = True
@@ -145,6 +151,9 @@ class TrainConfig:
     """Factor on the agents' learning rates after a warm start (larger PPO steps undo the clone)."""
     expert_label_envs: int = ranged(16, nonneg_int)
     """Environments labelled by the expert during PPO while the imitation weight is positive."""
+    expert_reoptimize: int = ranged(-1, Range(int, lo=-1))
+    """Periods between re-optimisations of a bid-price expert's stock values (0: never, the
+    initial solve only, which makes labels cheap; -1: the policy's own default)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -177,6 +186,35 @@ class TrainConfig:
         return cls(**data)
 
 
+SCALE_DEFAULTS: dict[str, Any] = {
+    "num_envs": 8,
+    "minibatch_envs": 8,
+    "eval_episodes": 32,
+    "bc_envs": 8,
+    "bc_epochs": 30,
+    "critic_pretrain_epochs": 30,
+    "expert_label_envs": 8,
+    "expert_reoptimize": 0,
+    "time_budget": 45.0,
+}
+"""Defaults at catalog scale (:func:`at_catalog_scale`), sized for two CPU cores and a
+45-minute budget: a training iteration on ``large`` costs about 20 ms per env-period, so 8
+environments, short cloning, and bid-price labels from the initial solve only. Flags given on
+the command line win; below catalog scale the dataclass defaults hold."""
+
+
+def at_catalog_scale(inst: Instance) -> bool:
+    """Whether the full fluid program of ``inst`` is too big to solve routinely (more than
+    :data:`~coordopt.sizes.FULL_LP_CELLS` cells): where ``--warm-start auto`` picks bid-price
+    control and :data:`SCALE_DEFAULTS` apply."""
+    return plan_cells(inst) > FULL_LP_CELLS
+
+
+def size_defaults(inst: Instance) -> dict[str, Any]:
+    """The config defaults that depend on the size of ``inst`` (see :data:`SCALE_DEFAULTS`)."""
+    return dict(SCALE_DEFAULTS) if at_catalog_scale(inst) else {}
+
+
 def flag(name: str) -> str:
     """``warm_start`` -> ``warm-start``."""
     return name.replace("_", "-")
@@ -199,11 +237,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per config field (help: its docstring); unset flags stay absent."""
     docs = field_docs()
     defaults = TrainConfig()
-    group = parser.add_argument_group("training configuration")
+    group = parser.add_argument_group(
+        "training configuration",
+        f"'at catalog scale': instances of more than {FULL_LP_CELLS:,} period x segment x "
+        "product cells (large and up), where other defaults fit two CPU cores and 45 minutes",
+    )
     for f in fields(TrainConfig):
         hint = _hint(f.name)
         default = getattr(defaults, f.name)
-        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
+        scale = f"; at catalog scale: {SCALE_DEFAULTS[f.name]}" if f.name in SCALE_DEFAULTS else ""
+        help_text = f"{docs.get(f.name, '')} (default: {default}{scale})".replace("%", "%%")
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

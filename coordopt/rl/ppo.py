@@ -341,6 +341,7 @@ def train(
     instance. ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a
     cheap one).
     """
+    started = time.perf_counter()  # --time-budget counts from here
     out = Path(out_dir)
     if resume and init is not None:
         raise ValueError(
@@ -383,7 +384,7 @@ def train(
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     cloning = saved is None and init is None and config.warm_start != "none"
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
-        expert = make_expert(config.warm_start, params)
+        expert = make_expert(config.warm_start, params, config.expert_reoptimize)
 
     if saved is None:
         began = time.perf_counter()
@@ -462,7 +463,7 @@ def train(
             "siloed_profit": run.baselines.get("siloed", math.nan),
             "null_profit": run.baselines.get("null", math.nan),
         }
-        last = run.iteration >= config.iterations
+        last = run.iteration >= config.iterations or _out_of_time(config, started, dt)
         if config.eval_every > 0 and (run.iteration % config.eval_every == 0 or last):
             final_eval = _evaluate_agents(agents, params, config, it, run.env_steps)
             row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
@@ -476,6 +477,8 @@ def train(
         history.append(row)
         if run.iteration % config.checkpoint_every == 0 or last:
             save(out / ckpt.CHECKPOINT)
+        if last:
+            break
     log.close()
     save(out / ckpt.FINAL)
     result = TrainResult(
@@ -495,6 +498,20 @@ def train(
     )
     atomic_write_text(out / SUMMARY, json.dumps(result.as_dict(), indent=2, default=float))
     return result
+
+
+def _out_of_time(config: TrainConfig, started: float, iteration_seconds: float) -> bool:
+    """Whether another iteration (as long as the last) would overrun ``--time-budget``."""
+    budget = 60.0 * config.time_budget
+    if budget <= 0 or time.perf_counter() - started + iteration_seconds <= budget:
+        return False
+    print(
+        f"coordopt train: the time budget of {config.time_budget:g} minutes leaves less than one "
+        f"more iteration ({iteration_seconds:.0f} s); stopping after this one. Continue with "
+        "--resume --time-budget MINUTES",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _finished(out: Path) -> bool:

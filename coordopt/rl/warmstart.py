@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from coordopt.instance import Instance
 from coordopt.policies import Policy, make_policy
 from coordopt.rl.agents import AGENTS, Agents
 from coordopt.rl.features import Context, Observation
@@ -55,23 +56,32 @@ class WarmStartReport:
         }
 
 
-def make_expert(name: str, params: SimParams) -> Policy:
-    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
-    ``siloed``).
+def expert_name(name: str, inst: Instance) -> str:
+    """The concrete expert of ``--warm-start name`` on ``inst`` (``auto`` resolved).
 
     ``auto`` follows :func:`~coordopt.solvers.dp.reference_method`: the exact DP's optimal
     policy when the DP fits the instance; otherwise fluid MPC while the full LP is small (at
     most :data:`coordopt.sizes.FULL_LP_CELLS` period-segment-product cells) and the bid-price
     policy beyond: clone the best expert one can afford.
     """
-    if name == "auto":
-        inst = params.instance
-        if reference_method(inst) == "dp":
-            name = "dp"
-        else:
-            name = "mpc" if plan_cells(inst) <= FULL_LP_CELLS else "bidprice"
+    if name != "auto":
+        return name
+    if reference_method(inst) == "dp":
+        return "dp"
+    return "mpc" if plan_cells(inst) <= FULL_LP_CELLS else "bidprice"
+
+
+def make_expert(name: str, params: SimParams, reoptimize: int = -1) -> Policy:
+    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
+    ``siloed``; see :func:`expert_name`).
+
+    ``reoptimize >= 0`` sets a bid-price expert's periods between re-optimisations (0: keep
+    the initial stock values; labels then cost one slate search per period).
+    """
+    name = expert_name(name, params.instance)
+    options = {"reoptimize_every": reoptimize} if name == "bidprice" and reoptimize >= 0 else {}
     try:
-        return make_policy(name, params)
+        return make_policy(name, params, **options)
     except ModuleNotFoundError as exc:
         raise ValueError(
             f"warm-start expert '{name}' is not available ({exc}); use --warm-start siloed or none"
@@ -158,7 +168,7 @@ def behaviour_clone(
                 env_gen,
                 pol_gen,
                 expert,
-                label_envs=config.bc_envs,
+                label_envs=min(config.bc_label_envs, config.bc_envs),
                 expert_prob=config.bc_beta**r,
             )
         )
