@@ -65,10 +65,14 @@ class StaticSlatePolicy:
         return self._batch_slates
 
 
-def critical_fractile(inst: Instance) -> np.ndarray:
-    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0)."""
+def critical_fractile(inst: Instance, *, last_order: bool = False) -> np.ndarray:
+    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0).
+
+    ``last_order``: the ratio of the last order that arrives before the horizon ends, whose
+    unsold units are salvaged instead of carried to a later order: overage ``c - v + h``.
+    """
     under = inst.price - inst.unit_cost + inst.lost_sale_penalty
-    over = inst.holding_cost
+    over = inst.holding_cost + (inst.unit_cost - inst.salvage_value if last_order else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(under > 0, under / (under + over), 0.0)
     return np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, 1.0 - 1e-9)
@@ -108,17 +112,23 @@ class SiloedPolicy(StaticSlatePolicy):
     ignoring stock); operations orders up to the base-stock level of the demand that this
     slate induces (critical fractile on lead-time demand; with seasonal arrivals, each
     period's level from the demand of the periods its orders cover), ignoring that
-    recommendations could move demand.
+    recommendations could move demand. As a firm without an end date, it keeps ordering in
+    the last ``L`` periods, orders that arrive after the horizon; ``season_end=True`` stops
+    them (a stronger baseline, which separates the value of knowing the season's end from
+    the value of coordination).
     """
 
     name = "siloed"
 
-    def __init__(self, params: SimParams) -> None:
+    def __init__(self, params: SimParams, *, season_end: bool = False) -> None:
         inst = params.instance
         slates, self.revenue_per_customer = best_revenue_slates(inst)
         super().__init__(params, slates)
         self.demand_rate = expected_demand(inst, slates)  # (T, N)
         levels = base_stock_levels(inst, self.demand_rate)
+        if season_end:  # no order that would arrive after the last period
+            late = np.arange(inst.horizon)[:, None] + inst.lead_time[None] > inst.horizon - 1
+            levels = np.where(late, 0.0, levels)
         self.base_stock = torch.tensor(levels, dtype=params.dtype, device=params.device)
 
     def act(self, state: SimState) -> Action:
