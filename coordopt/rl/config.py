@@ -137,6 +137,9 @@ class TrainConfig:
     """Environments whose visited states the expert labels (subsample for slow experts)."""
     bc_epochs: int = ranged(100, nonneg_int)
     """Gradient steps of cloning after each DAgger round (full batch)."""
+    bc_minibatch_envs: int = ranged(0, nonneg_int)
+    """Environments per backward pass of cloning (0: all): the gradients of the groups are
+    summed into the same full-batch step, in memory bounded by the group."""
     bc_lr: float = ranged(3e-3, positive_float)
     """Learning rate of behaviour cloning and critic pre-training."""
     bc_entropy: float = ranged(0.0, nonneg_float)
@@ -191,7 +194,8 @@ SCALE_DEFAULTS: dict[str, Any] = {
     "minibatch_envs": 8,
     "eval_episodes": 32,
     "bc_envs": 8,
-    "bc_epochs": 30,
+    "bc_epochs": 20,
+    "bc_minibatch_envs": 4,
     "critic_pretrain_epochs": 30,
     "expert_label_envs": 8,
     "expert_reoptimize": 0,

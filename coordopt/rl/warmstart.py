@@ -12,6 +12,8 @@ returns of the cloned agents, so PPO starts with advantages that mean something.
 from __future__ import annotations
 
 import copy
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +107,16 @@ class ImitationData:
     bins: Tensor  # (T, B, N)
     slates: Tensor  # (T, B, M, K)
 
+    def take(self, envs: Tensor) -> ImitationData:
+        """The data of environments ``envs`` (indices along the batch axis)."""
+        obs = self.obs.map(lambda x: x[:, envs])
+        return ImitationData(obs, self.bins[:, envs], self.slates[:, envs])
+
+    @property
+    def states(self) -> int:
+        """Labelled environment-periods."""
+        return int(self.bins.shape[0] * self.bins.shape[1])
+
     @classmethod
     def from_rollouts(cls, rollouts: list[Rollout]) -> ImitationData:
         """The expert-labelled environments of every rollout, concatenated over environments."""
@@ -173,20 +185,34 @@ def behaviour_clone(
             )
         )
         data = ImitationData.from_rollouts(rollouts)
+        began, last = time.perf_counter(), float("nan")
+        batch = data.bins.shape[1]
+        step = config.bc_minibatch_envs or batch
+        groups = [torch.arange(i, min(i + step, batch)) for i in range(0, batch, step)]
         for _ in range(config.bc_epochs):
-            ent: dict[str, Tensor] = {}
-            nll = imitation_nll(agents, ctx, data, ent)
-            # a small entropy bonus keeps the clone from collapsing onto one action, so
-            # PPO still explores after the warm start
-            loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
-                )
+            # full-batch gradient, accumulated over groups of environments (bounded memory)
             opt.zero_grad()
-            loss.backward()
+            last = 0.0
+            for idx in groups:
+                ent: dict[str, Tensor] = {}
+                nll = imitation_nll(agents, ctx, data.take(idx), ent)
+                # a small entropy bonus keeps the clone from collapsing onto one action, so
+                # PPO still explores after the warm start
+                loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS) * (len(idx) / batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
+                    )
+                loss.backward()  # type: ignore[union-attr]
+                last += float(loss.detach())  # type: ignore[union-attr]
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
+        print(
+            f"DAgger round {r + 1}/{max(config.bc_rounds, 1)}: {data.states:,} labelled states, "
+            f"NLL {last:.3f} after {config.bc_epochs} steps "
+            f"({time.perf_counter() - began:.0f} s)",
+            file=sys.stderr,
+        )
     assert data is not None
     with torch.no_grad():
         before = {a: float(v) for a, v in imitation_nll(start, ctx, data).items()}
@@ -197,7 +223,7 @@ def behaviour_clone(
         nll_before=before,
         nll_after=after,
         rounds=len(rollouts),
-        states=int(data.bins.shape[0] * data.bins.shape[1]),
+        states=data.states,
         expert_profit=float(torch.cat(expert_runs).mean()),
         env_steps=sum(r.horizon * r.batch_size for r in rollouts),
     )

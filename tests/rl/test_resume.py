@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,28 @@ def _fast_train_agents(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(*args, **{**STUDY, "bc_epochs": 1, "critic_pretrain_epochs": 1, **overrides})
 
     monkeypatch.setattr(common, "train_agents", fast)
+
+
+def test_init_carries_agents_across_generated_catalogs_of_other_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from coordopt.generator import generate_instance
+
+    paths = []
+    for n, m in ((4, 2), (12, 5)):
+        inst = generate_instance(seed=n, n_products=n, n_segments=m, horizon=6, slate_size=2)
+        paths.append(save_instance(inst, tmp_path / f"gen{n}.npz"))
+    source, tuned = tmp_path / "source", tmp_path / "tuned"
+    assert main(["train", str(paths[0]), "--out", str(source), *FLAGS, "--iterations", "1"]) == 0
+    capsys.readouterr()
+    # fine-tune on the bigger catalog with the imitation penalty toward its own expert
+    argv = ["train", str(paths[1]), "--init", str(source), "--out", str(tuned), *FLAGS[2:]]
+    assert main([*argv, "--iterations", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["iterations"] == 2 and summary["init"]["instance"]["name"] == "synthetic-n4-m2-s4"
+    rows = list(csv.DictReader((tuned / "log.csv").open()))
+    assert float(rows[0]["bc_coef"]) > 0 and math.isfinite(float(rows[0]["bc_nll_replenishment"]))
+    assert main(["evaluate", str(paths[1]), "--policy", str(tuned), "--episodes", "2"]) == 0
 
 
 def test_train_agents_resumes_only_a_matching_run(tmp_path: Path) -> None:

@@ -129,3 +129,30 @@ def test_factorised_scorer_trains_and_runs_at_another_size(tmp_path: Path) -> No
     assert policy.agents.recommendation.scorer == "factorised"  # type: ignore[attr-defined]
     ev = evaluate(params, policy, episodes=4, seed=0)
     assert ev.profit.shape == (4,) and bool(torch.isfinite(torch.tensor(ev.profit)).all())
+
+
+def test_time_budget_stops_after_an_iteration_and_the_run_resumes(tmp_path: Path) -> None:
+    inst = load_instance("tiny")
+    train(inst, TrainConfig(iterations=3, **FAST), tmp_path / "full", progress=False)
+    short = TrainConfig(iterations=3, time_budget=1e-9, **FAST)
+    result = train(inst, short, tmp_path / "split", progress=False)
+    assert result.iterations == 1  # stopped after the first iteration, checkpointed
+    cont = TrainConfig(iterations=3, time_budget=0.0, **FAST)
+    assert train(inst, cont, tmp_path / "split", resume=True, progress=False).iterations == 3
+    full, split = _params(tmp_path / "full"), _params(tmp_path / "split")
+    assert all(torch.equal(full[k], split[k]) for k in full)
+
+
+def test_catalog_scale_defaults_come_from_the_instance_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from coordopt.rl.config import SCALE_DEFAULTS, at_catalog_scale, size_defaults
+
+    large, medium = load_instance("large"), load_instance("medium")
+    assert at_catalog_scale(large) and not at_catalog_scale(medium)
+    assert size_defaults(medium) == {}
+    config = TrainConfig(**size_defaults(large))
+    assert config.time_budget > 0 and config.num_envs < TrainConfig().num_envs
+    assert set(SCALE_DEFAULTS) <= set(field_docs())  # every one is a documented flag
+    assert main(["train", "--help"]) == 0
+    assert "(default: 0.0; at catalog scale: 45.0)" in " ".join(capsys.readouterr().out.split())
