@@ -136,10 +136,11 @@ class TrainConfig:
     bc_label_envs: int = ranged(32, positive_int)
     """Environments whose visited states the expert labels (subsample for slow experts)."""
     bc_epochs: int = ranged(100, nonneg_int)
-    """Gradient steps of cloning after each DAgger round (full batch)."""
+    """Epochs of cloning after each DAgger round (one full-batch step each unless
+    --bc-minibatch-envs)."""
     bc_minibatch_envs: int = ranged(0, nonneg_int)
-    """Environments per backward pass of cloning (0: all): the gradients of the groups are
-    summed into the same full-batch step, in memory bounded by the group."""
+    """Environments per cloning step (0: all, full-batch steps): each epoch then makes one
+    pass over the aggregated data in shuffled groups, one step per group (bounded memory)."""
     bc_lr: float = ranged(3e-3, positive_float)
     """Learning rate of behaviour cloning and critic pre-training."""
     bc_entropy: float = ranged(0.0, nonneg_float)
@@ -194,7 +195,7 @@ SCALE_DEFAULTS: dict[str, Any] = {
     "minibatch_envs": 8,
     "eval_episodes": 32,
     "bc_envs": 8,
-    "bc_epochs": 20,
+    "bc_epochs": 15,
     "bc_minibatch_envs": 4,
     "critic_pretrain_epochs": 30,
     "expert_label_envs": 8,

@@ -165,7 +165,8 @@ def behaviour_clone(
     env_gen: torch.Generator,
     pol_gen: torch.Generator,
 ) -> WarmStartReport:
-    """DAgger: ``bc_rounds`` rounds of mixture rollouts, expert labels and full-batch NLL steps."""
+    """DAgger: ``bc_rounds`` rounds of mixture rollouts, expert labels and NLL steps on the
+    aggregate (full batch, or shuffled groups of ``bc_minibatch_envs`` environments)."""
     start = copy.deepcopy(agents)
     params = [p for a in AGENTS for p in agents.actor(a).parameters()]
     opt = torch.optim.Adam(params, lr=config.bc_lr)
@@ -187,29 +188,32 @@ def behaviour_clone(
         data = ImitationData.from_rollouts(rollouts)
         began, last = time.perf_counter(), float("nan")
         batch = data.bins.shape[1]
-        step = config.bc_minibatch_envs or batch
-        groups = [torch.arange(i, min(i + step, batch)) for i in range(0, batch, step)]
+        size = config.bc_minibatch_envs or batch
         for _ in range(config.bc_epochs):
-            # full-batch gradient, accumulated over groups of environments (bounded memory)
-            opt.zero_grad()
-            last = 0.0
-            for idx in groups:
+            # full batch (size = batch), or one pass over shuffled groups of environments
+            order = (
+                torch.randperm(batch, generator=pol_gen, device=pol_gen.device)
+                if size < batch
+                else torch.arange(batch)
+            )
+            for idx in order.split(size):
                 ent: dict[str, Tensor] = {}
                 nll = imitation_nll(agents, ctx, data.take(idx), ent)
                 # a small entropy bonus keeps the clone from collapsing onto one action, so
                 # PPO still explores after the warm start
-                loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS) * (len(idx) / batch)
+                loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
                     )
+                opt.zero_grad()
                 loss.backward()  # type: ignore[union-attr]
-                last += float(loss.detach())  # type: ignore[union-attr]
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                last = float(loss.detach())  # type: ignore[union-attr]
         print(
             f"DAgger round {r + 1}/{max(config.bc_rounds, 1)}: {data.states:,} labelled states, "
-            f"NLL {last:.3f} after {config.bc_epochs} steps "
+            f"NLL {last:.3f} after {config.bc_epochs} epochs "
             f"({time.perf_counter() - began:.0f} s)",
             file=sys.stderr,
         )

@@ -154,7 +154,9 @@ def test_init_carries_agents_across_generated_catalogs_of_other_sizes(
     argv = ["train", str(paths[1]), "--init", str(source), "--out", str(tuned), *FLAGS[2:]]
     assert main([*argv, "--iterations", "2", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["iterations"] == 2 and summary["init"]["instance"]["name"] == "synthetic-n4-m2-s4"
+    assert (
+        summary["iterations"] == 2 and summary["init"]["instance"]["name"] == "synthetic-n4-m2-s4"
+    )
     rows = list(csv.DictReader((tuned / "log.csv").open()))
     assert float(rows[0]["bc_coef"]) > 0 and math.isfinite(float(rows[0]["bc_nll_replenishment"]))
     assert main(["evaluate", str(paths[1]), "--policy", str(tuned), "--episodes", "2"]) == 0

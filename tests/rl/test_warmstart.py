@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from coordopt.instance import load_instance
@@ -14,10 +15,17 @@ from coordopt.rl.warmstart import behaviour_clone, make_expert, pretrain_critic
 from coordopt.simulator import SimParams
 
 
-def test_behaviour_cloning_halves_the_imitation_loss_on_tiny() -> None:
+@pytest.mark.parametrize("group", [0, 4])  # full-batch steps; steps on groups of 4 envs
+def test_behaviour_cloning_halves_the_imitation_loss_on_tiny(group: int) -> None:
     torch.manual_seed(0)
     cfg = TrainConfig(
-        hidden_size=32, bc_rounds=2, bc_envs=16, bc_epochs=60, bc_lr=1e-2, critic_pretrain_epochs=60
+        hidden_size=32,
+        bc_rounds=2,
+        bc_envs=16,
+        bc_epochs=60 if group == 0 else 15,
+        bc_minibatch_envs=group,
+        bc_lr=1e-2,
+        critic_pretrain_epochs=60,
     )
     params = SimParams.from_instance(load_instance("tiny"))
     ctx = build_context(params, cfg.order_bins)
