@@ -37,8 +37,8 @@ from coordopt.text import table
 def catalog(spec: dict[str, Any]) -> Instance:
     """A bundled instance by name, or a generated one (``n_products``, ``n_segments``, ``horizon``).
 
-    Per-catalog options: ``train_envs`` (environments of the training-throughput cell) and
-    ``decompose`` (whether to compute the decomposition bound) override the grid's defaults.
+    Per-catalog options: ``train_envs`` (environments of the training-throughput cell)
+    overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog.
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
