@@ -156,9 +156,8 @@ def bench_curve(args: argparse.Namespace) -> None:
 
 
 def bench_bidprice(args: argparse.Namespace) -> None:
-    from coordopt.commands.evaluate import parse_options
     from coordopt.evaluation import compare, evaluate
-    from coordopt.policies import make_policy
+    from coordopt.policies import make_policy, policy_spec
     from coordopt.simulator import SimParams
 
     inst = load_instance(args.instance)
@@ -184,8 +183,8 @@ def bench_bidprice(args: argparse.Namespace) -> None:
         ),
     }
     for other in args.against.split(","):
-        name, _, opts = other.partition(":")
-        against = make_policy(name, params, **parse_options(opts.split(";") if opts else []))
+        name, options = policy_spec(other)
+        against = make_policy(name, params, **options)
         ev = evaluate(
             params, against, episodes=args.episodes, seed=args.seed, batch_size=args.batch
         )

@@ -15,6 +15,8 @@ cost nothing until used and this module never imports them.
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -186,6 +188,26 @@ def policy_names() -> list[str]:
 def register_policy(name: str, target: str) -> None:
     """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
     POLICY_ENTRY_POINTS[name] = target
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as JSON where possible."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = raw
+    return out
+
+
+def policy_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME[:KEY=VALUE;...]"`` -> ``(NAME, options)``, e.g. ``"siloed:season_end=true"``."""
+    name, _, opts = text.partition(":")
+    return name, parse_options(opts.split(";") if opts else [])
 
 
 def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:

@@ -60,7 +60,7 @@ class BidPricePolicy:
         gap: float = 0.005,
         time_limit: float | None = 120.0,
         iterations: int = 10,
-        reopt_time_limit: float | None = 1.5,
+        reopt_time_limit: float | None = 1.0,
         safety_stock: bool = True,
         end_fractile: bool = True,
         seed: int = 0,
