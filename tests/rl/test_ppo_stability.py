@@ -79,5 +79,5 @@ def test_a_non_finite_minibatch_is_skipped_and_reported() -> None:
 def test_every_minibatch_non_finite_stops_training() -> None:
     """When no minibatch of a learner is finite the update cannot proceed: a clear error."""
     horizon, batch = load_instance("tiny").horizon, 8
-    with pytest.raises(TrainingDiverged, match="recommendation .* every minibatch"):
+    with pytest.raises(TrainingDiverged, match=r"recommendation .* every minibatch"):
         _update({"recommendation": torch.full((horizon, batch), torch.nan)})
