@@ -87,11 +87,10 @@ class Iterations:
 
     def __init__(self, config: TrainConfig, instance: str) -> None:
         self.config = config
-        self.ctx = build_context(
-            SimParams.from_instance(load_instance(instance)), config.order_bins
-        )
+        params = SimParams.from_instance(load_instance(instance))
+        self.ctx = build_context(params, config.order_bins)
         torch.manual_seed(config.seed)
-        self.agents = build_agents(config)
+        self.agents = build_agents(config, params)
         self.optimisers = _optimisers(self.agents)
         for opt in self.optimisers.values():
             for group in opt.param_groups:
