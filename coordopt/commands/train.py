@@ -64,22 +64,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
-    expert's labels (one fluid solve per labelled period with an MPC expert) and the
-    greedy evaluations."""
+    expert's labels (one fluid solve per labelled period with an MPC expert; the catalog
+    solve of a bid-price expert) and the greedy evaluations."""
     from coordopt.rl.agents import choose_scorer
     from coordopt.rl.warmstart import expert_name
 
     labelled = config.bc_rounds * min(
         config.bc_label_envs, config.bc_envs
     ) + config.expert_label_envs * min(config.iterations, config.bc_anneal_iters)
-    expert_lp = expert_name(config.warm_start, inst) == "mpc"
+    expert = expert_name(config.warm_start, inst)
     scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
     return {
         "train_iterations": max(1, config.iterations),
         "train_envs": config.num_envs,
         "hidden": config.hidden_size,
         "factorised": scorer == "factorised",
-        "lp_solves": labelled * inst.horizon if expert_lp else 0,
+        "lp_solves": labelled * inst.horizon if expert == "mpc" else 0,
+        "decomposed": expert == "bidprice",  # its catalog solve
         "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
         if config.eval_every
         else 0,

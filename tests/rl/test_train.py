@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -156,3 +157,8 @@ def test_catalog_scale_defaults_come_from_the_instance_size(
     assert set(SCALE_DEFAULTS) <= set(field_docs())  # every one is a documented flag
     assert main(["train", "--help"]) == 0
     assert "(default: 0.0; at catalog scale: 45.0)" in " ".join(capsys.readouterr().out.split())
+    # the bid-price teacher's catalog solve counts in the size guard's estimate
+    from coordopt.commands.train import training_work
+
+    assert training_work(config, large)["decomposed"]
+    assert not training_work(dataclasses.replace(config, warm_start="none"), large)["decomposed"]
