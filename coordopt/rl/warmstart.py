@@ -207,10 +207,10 @@ def behaviour_clone(
                         f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
                     )
                 opt.zero_grad()
-                loss.backward()  # type: ignore[union-attr]
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
-                last = float(loss.detach())  # type: ignore[union-attr]
+                last = float(loss.detach())
         print(
             f"DAgger round {r + 1}/{max(config.bc_rounds, 1)}: {data.states:,} labelled states, "
             f"NLL {last:.3f} after {config.bc_epochs} epochs "
