@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from coordopt.instance import load_instance
 from coordopt.rl import distributions as D
 from coordopt.rl.agents import build_agents
+from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context, observe
 from coordopt.rl.ppo import _optimisers, ppo_update, resolve_device, train
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="time the parts; FLOP floor")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as training does
     cfg = TrainConfig(
         iterations=args.iterations,
         num_envs=args.num_envs,
