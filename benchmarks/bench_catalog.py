@@ -6,7 +6,7 @@ Usage::
         [--time-limit S] [--exact] [--device cpu|cuda] [--out results.jsonl]
     .venv/bin/python benchmarks/bench_catalog.py curve results.jsonl --plot curve.png
     .venv/bin/python benchmarks/bench_catalog.py bidprice INSTANCE --against mpc,siloed
-        [--episodes 32] [--out results.jsonl]
+        [--episodes 32] [--out results.jsonl]   (options: siloed:season_end=true)
 
 ``solve`` reports bound, plan value, gap, seconds, iterations, seconds per dual iteration,
 iterations (and seconds) to reach 1% and 0.5% gap, and peak resident memory; ``--exact``
@@ -14,7 +14,8 @@ also solves the full LP where ``coordopt solve`` would (at most 2 M cells) and r
 bound's and plan's distance to its optimum.
 ``curve`` turns ``solve`` lines into the cost-curve table (and a plot). ``bidprice``
 evaluates the policy against others on common random numbers and reports paired
-differences with 95% confidence intervals and the time per decision. Every line records
+differences with 95% confidence intervals and the time per decision; an ``--against`` entry
+``NAME:KEY=VALUE;...`` passes options to that policy (``siloed:season_end=true``). Every line records
 the machine and its load (``uptime``); figures are wall-clock on a shared machine.
 """
 
@@ -156,7 +157,7 @@ def bench_curve(args: argparse.Namespace) -> None:
 
 def bench_bidprice(args: argparse.Namespace) -> None:
     from coordopt.evaluation import compare, evaluate
-    from coordopt.policies import make_policy
+    from coordopt.policies import make_policy, policy_spec
     from coordopt.simulator import SimParams
 
     inst = load_instance(args.instance)
@@ -182,7 +183,11 @@ def bench_bidprice(args: argparse.Namespace) -> None:
         ),
     }
     for other in args.against.split(","):
-        ev = evaluate(params, other, episodes=args.episodes, seed=args.seed, batch_size=args.batch)
+        name, options = policy_spec(other)
+        against = make_policy(name, params, **options)
+        ev = evaluate(
+            params, against, episodes=args.episodes, seed=args.seed, batch_size=args.batch
+        )
         row[other] = ev.summary() | {"bidprice_minus": compare(bp, ev)}
     _emit(row, args.out)
 

@@ -35,7 +35,7 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,15 @@ from scipy.special import logsumexp
 
 from coordopt.choice import choice_probabilities
 from coordopt.data.tafeng import require_pandas
+from coordopt.guards import (
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 from coordopt.instance import Instance, instance_from_dict
+from coordopt.introspect import ranged
 from coordopt.io import atomic_write_text
 
 ARRIVAL_FLOOR = 0.01
@@ -56,31 +64,31 @@ ARRIVAL_FLOOR = 0.01
 class CalibrationConfig:
     """Flags of ``coordopt calibrate tafeng``; every one is an assumption the report states."""
 
-    products: int = 50
+    products: int = ranged(50, positive_int)
     """Catalog size N: the N best sellers by units whose unit cost is below their price."""
     subclasses: str = ""
     """Comma-separated PRODUCT_SUBCLASS codes to choose the products from (default: all)."""
-    segments: str = "age"
+    segments: Literal["age", "age-area"] = "age"
     """'age' (one segment per age group) or 'age-area' (age group x residence area)."""
-    train_weeks: int = 10
+    train_weeks: int = ranged(10, positive_int)
     """Weeks (counted from 1 Nov 2000) the model is fitted on; the rest are held out."""
-    uplift: float = 2.0
+    uplift: float = ranged(2.0, nonneg_float)
     """rec_attraction = uplift x base_attraction: assumed, the data has no recommendations."""
-    no_purchase: float = 1.0
+    no_purchase: float = ranged(1.0, positive_float)
     """No-purchase weight w_k0; attractions are estimated relative to it (it sets their scale)."""
-    slate_size: int = 3
+    slate_size: int = ranged(3, positive_int)
     """Recommendation slots per segment and week."""
-    holding_rate: float = 0.02
+    holding_rate: float = ranged(0.02, nonneg_float)
     """Holding cost per week as a fraction of unit cost (the synthetic generator's default)."""
-    penalty_rate: float = 0.1
+    penalty_rate: float = ranged(0.1, nonneg_float)
     """Lost-sale penalty as a fraction of price (goodwill; the generator's default)."""
-    salvage_rate: float = 0.3
+    salvage_rate: float = ranged(0.3, nonneg_float)
     """Salvage value at the end of the horizon as a fraction of unit cost."""
-    lead_time: int = 1
+    lead_time: int = ranged(1, nonneg_int)
     """Replenishment lead time in weeks, every product."""
-    initial_periods: float = 1.0
+    initial_periods: float = ranged(1.0, nonneg_float)
     """Initial stock covers this many weeks (plus the lead time) of unrecommended mean demand."""
-    gap_threshold: float = 0.25
+    gap_threshold: float = ranged(0.25, unit_interval)
     """A day is a data gap when its trips are below this fraction of its weekday's median."""
     name: str = ""
     """Instance name (default: tafeng-<products>, with -area for age-area segments)."""

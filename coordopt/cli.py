@@ -36,7 +36,6 @@ FAILURES: tuple[tuple[str, str, ExitCode], ...] = (
     ("coordopt.guards", "DeviceError", ExitCode.DEVICE),
     ("coordopt.solution", "SolveError", ExitCode.SOLVER),
     ("coordopt.solvers.dp", "DPError", ExitCode.SOLVER),
-    ("coordopt.solvers.decompose", "DecompositionError", ExitCode.SOLVER),
     ("coordopt.studies", "CellFailed", ExitCode.SOLVER),
     ("coordopt.rl.ppo", "TrainingDiverged", ExitCode.DIVERGED),
     ("builtins", "FloatingPointError", ExitCode.DIVERGED),

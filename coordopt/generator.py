@@ -10,10 +10,20 @@ recommendations, others ignore them) and a little by product. An optional season
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from coordopt.guards import (
+    Range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 from coordopt.instance import Instance, make_instance
+from coordopt.introspect import ranged
 
 _TIERS = np.array([[8.0, 0.45], [20.0, 0.35], [55.0, 0.28]])  # (median price, margin)
 
@@ -22,39 +32,39 @@ _TIERS = np.array([[8.0, 0.45], [20.0, 0.35], [55.0, 0.28]])  # (median price, m
 class GeneratorConfig:
     """Knobs of :func:`generate_instance`; each default gives a plausible retail catalog."""
 
-    n_products: int = 10
+    n_products: int = ranged(10, positive_int)
     """Catalog size N."""
-    n_segments: int = 5
+    n_segments: int = ranged(5, positive_int)
     """Customer segments M."""
-    horizon: int = 26
+    horizon: int = ranged(26, positive_int)
     """Periods T (26 = half a year of weeks)."""
-    slate_size: int = 3
+    slate_size: int = ranged(3, positive_int)
     """Recommendation slots per segment and period (capped at N)."""
-    latent_dim: int = 4
+    latent_dim: int = ranged(4, positive_int)
     """Rank of the taste model; lower means stronger substitution clusters."""
-    max_lead_time: int = 2
+    max_lead_time: int = ranged(2, nonneg_int)
     """Lead times are drawn from 0..max_lead_time."""
-    uplift: float = 1.0
+    uplift: float = ranged(1.0, nonneg_float)
     """Mean recommendation uplift: rec_attraction ~ base * (1 + uplift * segment factor)."""
-    purchase_share: float = 0.6
+    purchase_share: float = ranged(0.6, Range(float, 0.0, 1.0, lo_open=True, hi_open=True))
     """Target share of customers who buy something with nothing recommended."""
-    mean_arrivals: float = 40.0
+    mean_arrivals: float = ranged(40.0, positive_float)
     """Mean customers per segment and period."""
-    holding_rate: float = 0.02
+    holding_rate: float = ranged(0.02, nonneg_float)
     """Holding cost per period as a fraction of unit cost."""
-    penalty_rate: float = 0.1
+    penalty_rate: float = ranged(0.1, nonneg_float)
     """Lost-sale penalty as a fraction of price (goodwill)."""
-    salvage_rate: float = 0.3
+    salvage_rate: float = ranged(0.3, nonneg_float)
     """Salvage value as a fraction of unit cost."""
-    discount: float = 1.0
+    discount: float = ranged(1.0, Range(float, 0.0, 1.0, lo_open=True))
     """Per-period discount factor gamma."""
-    stockout: str = "lost"
+    stockout: Literal["lost", "hidden"] = "lost"
     """'lost' or 'hidden'."""
-    initial_periods: float = 1.0
+    initial_periods: float = ranged(1.0, nonneg_float)
     """Initial inventory covers this many periods of unrecommended mean demand."""
-    seasonality: float = 0.0
+    seasonality: float = ranged(0.0, Range(float, 0.0, 1.0, hi_open=True))
     """Seasonal amplitude a in [0, 1): arrivals ~ mean * (1 + a cos(2 pi (t - peak) / T))."""
-    peak: float = 0.5
+    peak: float = ranged(0.5, unit_interval)
     """Where the seasonal peak falls, as a fraction of the horizon (0 first, 1 last period)."""
 
 

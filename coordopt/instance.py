@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import io
 import math
 import tomllib
@@ -294,6 +295,26 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """Marks an absent value (a key left out of one TOML table, say)."""
+
+
+def content_hash(inst: Instance) -> str:
+    """SHA-256 of the instance's data: every field but its name, numbers as float64, so equal
+    data hash equal whatever object, name or dtype holds them (run directories record it;
+    the DP cache keys on it)."""
+    h = hashlib.sha256()
+    for f in dataclasses.fields(inst):
+        if f.name == "name":
+            continue
+        value = getattr(inst, f.name)
+        h.update(f.name.encode() + b"\0")
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value, dtype=np.float64)
+            h.update(repr(arr.shape).encode() + arr.tobytes())
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            h.update(repr(float(value)).encode())
+        else:
+            h.update(repr(getattr(value, "value", value)).encode())
+    return h.hexdigest()
 
 
 def _where(source: str | None) -> str:

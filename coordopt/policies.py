@@ -15,6 +15,8 @@ cost nothing until used and this module never imports them.
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -65,10 +67,14 @@ class StaticSlatePolicy:
         return self._batch_slates
 
 
-def critical_fractile(inst: Instance) -> np.ndarray:
-    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0)."""
+def critical_fractile(inst: Instance, *, last_order: bool = False) -> np.ndarray:
+    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0).
+
+    ``last_order``: the ratio of the last order that arrives before the horizon ends, whose
+    unsold units are salvaged instead of carried to a later order: overage ``c - v + h``.
+    """
     under = inst.price - inst.unit_cost + inst.lost_sale_penalty
-    over = inst.holding_cost
+    over = inst.holding_cost + (inst.unit_cost - inst.salvage_value if last_order else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(under > 0, under / (under + over), 0.0)
     return np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, 1.0 - 1e-9)
@@ -108,17 +114,23 @@ class SiloedPolicy(StaticSlatePolicy):
     ignoring stock); operations orders up to the base-stock level of the demand that this
     slate induces (critical fractile on lead-time demand; with seasonal arrivals, each
     period's level from the demand of the periods its orders cover), ignoring that
-    recommendations could move demand.
+    recommendations could move demand. As a firm without an end date, it keeps ordering in
+    the last ``L`` periods, orders that arrive after the horizon; ``season_end=True`` stops
+    them (a stronger baseline, which separates the value of knowing the season's end from
+    the value of coordination).
     """
 
     name = "siloed"
 
-    def __init__(self, params: SimParams) -> None:
+    def __init__(self, params: SimParams, *, season_end: bool = False) -> None:
         inst = params.instance
         slates, self.revenue_per_customer = best_revenue_slates(inst)
         super().__init__(params, slates)
         self.demand_rate = expected_demand(inst, slates)  # (T, N)
         levels = base_stock_levels(inst, self.demand_rate)
+        if season_end:  # no order that would arrive after the last period
+            late = np.arange(inst.horizon)[:, None] + inst.lead_time[None] > inst.horizon - 1
+            levels = np.where(late, 0.0, levels)
         self.base_stock = torch.tensor(levels, dtype=params.dtype, device=params.device)
 
     def act(self, state: SimState) -> Action:
@@ -176,6 +188,26 @@ def policy_names() -> list[str]:
 def register_policy(name: str, target: str) -> None:
     """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
     POLICY_ENTRY_POINTS[name] = target
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as JSON where possible."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = raw
+    return out
+
+
+def policy_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME[:KEY=VALUE;...]"`` -> ``(NAME, options)``, e.g. ``"siloed:season_end=true"``."""
+    name, _, opts = text.partition(":")
+    return name, parse_options(opts.split(";") if opts else [])
 
 
 def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:

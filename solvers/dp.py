@@ -24,8 +24,6 @@ cost money and change nothing, so this loses no optimality.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
 import math
 import time
@@ -38,7 +36,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from coordopt.instance import Instance, Stockout
+from coordopt.instance import Instance, Stockout, content_hash
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solution import Solution, SolveStatus
 
@@ -52,7 +50,6 @@ __all__ = [
     "StateSpace",
     "Truncation",
     "accepted_arrivals",
-    "content_key",
     "dp_fits",
     "enumerate_slates",
     "joint_slate_count",
@@ -768,21 +765,6 @@ def _forward(
 # --------------------------------------------------------------------------- the policy
 
 
-def content_key(inst: Instance) -> str:
-    """A digest of every field of ``inst`` (names, array dtypes, shapes and bytes): equal for
-    equal instances, whatever object holds them."""
-    digest = hashlib.sha256()
-    for f in dataclasses.fields(inst):
-        value = getattr(inst, f.name)
-        digest.update(f.name.encode())
-        if isinstance(value, np.ndarray):
-            digest.update(f"{value.dtype}{value.shape}".encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
-        else:
-            digest.update(repr(value).encode())
-    return digest.hexdigest()
-
-
 class SolutionCache:
     """The last ``size`` DP solutions, keyed by the instance's content and the options, so
     that policies made again for the same instance (each evaluation, each study cell) do not
@@ -796,7 +778,7 @@ class SolutionCache:
 
     def solve(self, inst: Instance, options: dict[str, Any]) -> DPSolution:
         """``solve_dp(inst, **options)``, from the cache when solved before."""
-        key = (content_key(inst), tuple(sorted((k, repr(v)) for k, v in options.items())))
+        key = (content_hash(inst), tuple(sorted((k, repr(v)) for k, v in options.items())))
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]

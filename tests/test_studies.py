@@ -50,7 +50,7 @@ PROMISES = {
     "scale": (
         ["scale.png"],
         ["scale.csv"],
-        ["sim speed", "train env-steps/s", "fluid bound", "Machine:"],
+        ["sim speed", "train env-steps/s", "fluid bound", "Machine:", "% of bound"],
     ),
 }
 
@@ -126,21 +126,31 @@ def _check_synchronised(rows: list[dict], cells: list[dict], report: str) -> Non
 
 
 def _check_scale(rows: list[dict], cells: list[dict], report: str) -> None:
-    for row in rows:
-        bound = [
+    def cell(kind: str, catalog: str) -> dict | None:
+        found = [
             c["result"]
             for c in cells
-            if c["params"]["kind"] == "bound" and c["params"]["catalog"]["name"] == row["catalog"]
+            if c["params"]["kind"] == kind and c["params"]["catalog"]["name"] == catalog
         ]
-        sim = next(
-            c["result"]
-            for c in cells
-            if c["params"]["kind"] == "sim" and c["params"]["catalog"]["name"] == row["catalog"]
-        )
+        return found[0] if found else None
+
+    for row in rows:
+        bound, sim = cell("bound", row["catalog"]), cell("sim", row["catalog"])
+        assert bound is not None and sim is not None
         assert _close(row["sim_product_steps_per_s"], sim["product_steps_per_s"])
-        if bound:
-            assert _close(row["bound"], bound[0]["bound"])
-            assert float(row["bound"]) >= float(row["plan_value"]) - 1e-6  # a bound over a plan
+        assert _close(row["bound"], bound["bound"]) and bound["bound"] >= bound["plan_value"] - 1e-6
+        evaluated = {
+            **cell("policies", row["catalog"])["policies"],
+            **(cell("tuned", row["catalog"]) or {"policies": {}})["policies"],
+        }
+        r = evaluated[row["policy"]]
+        assert _close(row["mean"], r["mean"]) and _close(row["diff_vs_siloed"], r["diff"])
+        assert _close(row["fraction_of_bound"], r["mean"] / bound["bound"])
+        assert (
+            r["mean"] <= bound["bound"] * 1.05
+        )  # a simulated profit does not beat the bound by much
+    policies = {row["policy"] for row in rows}
+    assert {"siloed", "bidprice", "agents (zero-shot)", "agents (fine-tuned)"} <= policies
 
 
 CSV_CHECKS = {

@@ -1,11 +1,13 @@
-"""scale: does coordopt run at catalog scale, and what do the agents earn there?
+"""scale: does coordopt run at catalog scale, and what does each policy earn there?
 
 For each catalog (the bundled ``large``: 1,000 products x 100 segments, and a generated
-10,000-product catalog): simulator throughput, training throughput of the multi-timescale
-agents, and the profit of agents warm-started and trained on a small instance and applied
-unchanged to the large catalog (their networks are shared across products and segments)
-against the siloed firm, on the same customers, and against the fluid upper bound from
-the Lagrangian decomposition where it is computed.
+10,000-product catalog): simulator and training throughput; the catalog-scale fluid bound;
+and, on one stream of customers (common random numbers, paired against the siloed firm):
+the siloed firm, the season-aware siloed firm, bid-price control, agents trained on a small
+instance and run unchanged (zero-shot: their networks are shared across products and
+segments), and agents trained on the catalog itself -- from their own warm start
+(``tune = "train"``) or fine-tuned from the small instance's agents (``tune = "init"``)
+within a wall-clock budget. The report gives each policy's fraction of the bound.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from coordopt.generator import generate_instance
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write_text, save_figure
 from coordopt.machine import machine
-from coordopt.policies import SiloedPolicy, make_policy
+from coordopt.policies import SiloedPolicy, make_policy, policy_spec
+from coordopt.rl.checkpoint import CHECKPOINT, init_config
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
 from coordopt.rl.runs import train_agents
@@ -34,8 +37,8 @@ from coordopt.text import table
 def catalog(spec: dict[str, Any]) -> Instance:
     """A bundled instance by name, or a generated one (``n_products``, ``n_segments``, ``horizon``).
 
-    Per-catalog options: ``train_envs`` (environments of the training-throughput cell) and
-    ``decompose`` (whether to compute the decomposition bound) override the grid's defaults.
+    Per-catalog options: ``train_envs`` (environments of the training-throughput cell)
+    overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog.
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
@@ -53,6 +56,11 @@ def catalog(spec: dict[str, Any]) -> Instance:
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     shared = {k: config[k] for k in ("eval_seed", "episodes")}
+    zero_shot = {
+        "instance": config["agent_instance"],
+        "iterations": config["agent_iterations"],
+        "scorer": config["agent_scorer"],
+    }
     for spec in config["catalogs"]:
         out.append(
             {
@@ -70,19 +78,56 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                 "iterations": config["train_iterations"],
             }
         )
+        out.append({"kind": "bound", "catalog": spec, "gap": config["bound_gap"]})
         out.append(
             {
-                "kind": "agents",
+                "kind": "policies",
                 "catalog": spec,
-                "train_instance": config["agent_instance"],
-                "iterations": config["agent_iterations"],
+                "policies": config["policies"],
+                "zero_shot": zero_shot,
                 **shared,
             }
         )
-        if spec.get("decompose", config["decompose"]):
+        if "tune" in spec:
             out.append(
-                {"kind": "bound", "catalog": spec, "iterations": config["decompose_iterations"]}
+                {
+                    "kind": "tuned",
+                    "catalog": spec,
+                    "tune": spec["tune"],
+                    "zero_shot": zero_shot,
+                    "train": config["tune_config"],
+                    **shared,
+                }
             )
+    return out
+
+
+def _evaluate(inst: Instance, policy: Any, p: dict[str, Any]) -> Any:
+    params = SimParams.from_instance(inst, dtype=torch.float32)
+    batch = max(1, min(p["episodes"], 16 if inst.n_products <= 2_000 else 4))
+    if isinstance(policy, str):
+        name, options = policy_spec(policy)
+        policy = make_policy(name, params, **options)
+    return evaluate(params, policy, episodes=p["episodes"], seed=p["eval_seed"], batch_size=batch)
+
+
+def _against_siloed(inst: Instance, policies: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    """Each policy's mean, CI and paired difference from the siloed firm (same stream)."""
+    siloed = _evaluate(inst, "siloed", p)
+    out: dict[str, Any] = {
+        "siloed": {"mean": siloed.mean, "ci": siloed.ci95, "diff": 0.0, "diff_ci": 0.0}
+    }
+    for label, policy in policies.items():
+        began = time.perf_counter()
+        ev = _evaluate(inst, policy, p)
+        diff = compare(ev, siloed)
+        out[label] = {
+            "mean": ev.mean,
+            "ci": ev.ci95,
+            "diff": diff["mean"],
+            "diff_ci": diff["ci95"],
+            "eval_seconds": time.perf_counter() - began,
+        }
     return out
 
 
@@ -125,39 +170,8 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             "env_steps_per_s": res.steps_per_second,
             "product_steps_per_s": res.steps_per_second * inst.n_products,
         }
-    if p["kind"] == "agents":
-        run, info = train_agents(
-            load_instance(p["train_instance"]), "rl-multi-warm", 0, p["iterations"], workdir
-        )
-        params = SimParams.from_instance(inst, dtype=torch.float32)
-        batch = max(1, min(p["episodes"], 16 if inst.n_products <= 2_000 else 4))
-        t0 = time.perf_counter()
-        agents = evaluate(
-            params,
-            make_policy(str(run), params),
-            episodes=p["episodes"],
-            seed=p["eval_seed"],
-            batch_size=batch,
-        )
-        agent_secs = time.perf_counter() - t0
-        siloed = evaluate(
-            params, "siloed", episodes=p["episodes"], seed=p["eval_seed"], batch_size=batch
-        )
-        diff = compare(agents, siloed)
-        return {
-            **size,
-            "agents": agents.mean,
-            "agents_ci": agents.ci95,
-            "siloed": siloed.mean,
-            "siloed_ci": siloed.ci95,
-            "diff": diff["mean"],
-            "diff_ci": diff["ci95"],
-            "agent_eval_seconds": agent_secs,
-            "trained_on": p["train_instance"],
-            **info,
-        }
     if p["kind"] == "bound":
-        sol = solve_catalog(inst, max_iterations=p["iterations"] + 1).result()
+        sol = solve_catalog(inst, gap=p["gap"]).result()
         return {
             **size,
             "bound": sol.bound,
@@ -165,6 +179,37 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             "gap": sol.gap,
             "seconds": sol.seconds,
             "iterations": sol.details["iterations"],
+        }
+    small = load_instance(p["zero_shot"]["instance"])
+    zs = p["zero_shot"]
+    run, info = train_agents(
+        small, "rl-multi-warm", 0, zs["iterations"], workdir, scorer=zs["scorer"]
+    )
+    if p["kind"] == "policies":
+        policies = {name: name for name in p["policies"]} | {"agents (zero-shot)": str(run)}
+        return {**size, "policies": _against_siloed(inst, policies, p), "zero_shot": info}
+    if p["kind"] == "tuned":
+        init = run if p["tune"] == "init" else None
+        settings = {"tensorboard": False, "threads": 1, **p["train"]}
+        config = init_config(run, settings) if init else TrainConfig(**settings)
+        res = train(
+            inst,
+            config,
+            workdir / "tuned",
+            progress=False,
+            init=init,
+            resume=(workdir / "tuned" / CHECKPOINT).exists(),
+        )
+        label = "agents (fine-tuned)" if init else "agents (trained here)"
+        return {
+            **size,
+            "policies": _against_siloed(inst, {label: str(workdir / "tuned")}, p),
+            "tuned": {
+                "iterations": res.iterations,
+                "env_steps": res.env_steps,
+                "train_seconds": res.seconds,
+                "steps_per_second": res.steps_per_second,
+            },
         }
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 
@@ -175,76 +220,85 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by = {(r["params"]["kind"], r["params"]["catalog"]["name"]): r for r in results}
     names = [c["name"] for c in config["catalogs"]]
-    lines, rows = [], []
+    one = {(r["params"]["kind"], r["params"]["catalog"]["name"]): r["result"] for r in results}
+    rows, lines, speed = [], [], []
     for name in names:
-        sim, tr, ag = by[("sim", name)], by[("train", name)], by[("agents", name)]
-        bd = by.get(("bound", name))
-        s, t, a = sim["result"], tr["result"], ag["result"]
-        b = bd["result"] if bd else None
-        row = {
-            "catalog": name,
-            "products": s["products"],
-            "segments": s["segments"],
-            "sim_product_steps_per_s": s["product_steps_per_s"],
-            "train_env_steps_per_s": t["env_steps_per_s"],
-            "train_seconds": t["seconds"],
-            "agents": a["agents"],
-            "agents_ci": a["agents_ci"],
-            "siloed": a["siloed"],
-            "diff": a["diff"],
-            "diff_ci": a["diff_ci"],
-            "bound": b["bound"] if b else float("nan"),
-            "plan_value": b["plan_value"] if b else float("nan"),
-            "bound_gap": b["gap"] if b else float("nan"),
-            "bound_seconds": b["seconds"] if b else float("nan"),
-        }
-        rows.append(row)
-        lines.append(
+        sim, tr, bound = one[("sim", name)], one[("train", name)], one[("bound", name)]
+        speed.append(
             [
                 name,
-                s["products"],
-                s["segments"],
-                f"{s['product_steps_per_s'] / 1e6:.1f} M",
-                f"{t['env_steps_per_s']:.1f}",
-                a["siloed"],
-                a["agents"],
-                f"{a['diff']:+,.0f} ± {a['diff_ci']:,.0f}",
-                row["bound"],
-                row["plan_value"],
+                sim["products"],
+                sim["segments"],
+                f"{sim['product_steps_per_s'] / 1e6:.1f} M",
+                f"{tr['env_steps_per_s']:.1f}",
+                bound["bound"],
+                bound["plan_value"],
+                f"{bound['gap']:.2%}",
+                f"{bound['seconds']:.0f}",
             ]
         )
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    x = range(len(rows))
-    axes[0].bar(x, [r["sim_product_steps_per_s"] / 1e6 for r in rows], color="tab:blue")
-    axes[0].set_xticks(list(x), [r["catalog"] for r in rows])
-    axes[0].set_ylabel("simulator: million product-periods / s")
-    axes[0].set_title(f"Simulator throughput (batch {config['sim_batch']}, CPU)")
-    w = 0.27
-    for j, (key, label) in enumerate(
-        [
-            ("siloed", "siloed firm"),
-            ("agents", "agents (trained small, zero-shot)"),
-            ("bound", "fluid upper bound (decomposition)"),
+        evaluated = one[("policies", name)]["policies"] | one.get(("tuned", name), {}).get(
+            "policies", {}
+        )
+        for policy, r in evaluated.items():
+            row = {
+                "catalog": name,
+                "products": sim["products"],
+                "policy": policy,
+                "mean": r["mean"],
+                "ci": r["ci"],
+                "diff_vs_siloed": r["diff"],
+                "diff_ci": r["diff_ci"],
+                "bound": bound["bound"],
+                "fraction_of_bound": r["mean"] / bound["bound"],
+                "sim_product_steps_per_s": sim["product_steps_per_s"],
+                "train_env_steps_per_s": tr["env_steps_per_s"],
+            }
+            rows.append(row)
+            lines.append(
+                [
+                    name,
+                    policy,
+                    r["mean"],
+                    r["ci"],
+                    f"{r['diff']:+,.0f} ± {r['diff_ci']:,.0f}",
+                    f"{row['fraction_of_bound']:.1%}",
+                ]
+            )
+    labels = list(dict.fromkeys(r["policy"] for r in rows))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    w = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        xs = [
+            i + (j - (len(labels) - 1) / 2) * w
+            for i, name in enumerate(names)
+            if any(r["catalog"] == name and r["policy"] == label for r in rows)
         ]
-    ):
-        axes[1].bar([i + (j - 1) * w for i in x], [r[key] / 1e3 for r in rows], w, label=label)
-    axes[1].set_xticks(list(x), [r["catalog"] for r in rows])
-    axes[1].set_ylabel("profit per episode (thousands)")
-    axes[1].set_title("Profit at catalog scale")
-    axes[1].legend(
-        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False
-    )
+        ys = [
+            100 * r["fraction_of_bound"]
+            for name in names
+            for r in rows
+            if r["catalog"] == name and r["policy"] == label
+        ]
+        ax.bar(xs, ys, w, label=label)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("% of the fluid upper bound")
+    ax.set_ylim(bottom=min(100 * r["fraction_of_bound"] for r in rows) - 10)
+    ax.set_title("Profit at catalog scale, as a fraction of the catalog-scale bound")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     save_figure(fig, out / "scale.png")
     atomic_write_text(out / "scale.csv", to_csv(rows))
     m = machine()
+    tuned = {name: one[("tuned", name)]["tuned"] for name in names if ("tuned", name) in one}
     body = [
         "# Case study: scale",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (CPU). Agents warm-started from the "
-        f"optimiser and trained on `{config['agent_instance']}` for {config['agent_iterations']} iterations, then "
-        f"run unchanged on each catalog; {config['episodes']} evaluation episodes on common random numbers.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (CPU). Zero-shot agents: "
+        f"warm-started and trained on `{config['agent_instance']}` for "
+        f"{config['agent_iterations']} iterations ({config['agent_scorer']} scorer), run unchanged. {config['episodes']} "
+        f"evaluation episodes per policy on one stream (seed {config['eval_seed']}), paired "
+        "against the siloed firm.",
         "",
         "```",
         table(
@@ -254,15 +308,26 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 "segments",
                 "sim speed",
                 "train env-steps/s",
-                "siloed",
-                "agents",
-                "agents - siloed (paired)",
                 "fluid bound",
-                "decomposed plan",
+                "plan",
+                "gap",
+                "bound s",
             ],
-            lines,
+            speed,
         ),
         "```",
+        "",
+        "```",
+        table(
+            ["catalog", "policy", "mean profit", "±95%", "vs siloed (paired)", "% of bound"], lines
+        ),
+        "```",
+        "",
+        *(
+            f"- {name}: agents trained for {t['iterations']} iterations, {t['env_steps']:,} env "
+            f"steps, {t['train_seconds'] / 60:.1f} min ({t['steps_per_second']:.1f} env-periods/s)."
+            for name, t in tuned.items()
+        ),
         "",
         "![scale](scale.png)",
         "",

@@ -8,12 +8,11 @@ no stock records). Every assumption is written into the instance file's header a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from coordopt.commands.common import add_json_flag, emit_json, log, table
 from coordopt.guards import add_force_flag, check_out
-from coordopt.introspect import field_docs
+from coordopt.introspect import add_dataclass_flags, from_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--report", default=None, help="folder for report.md, validation.csv, validation.png"
     )
-    docs = field_docs(CalibrationConfig)
-    for f in dataclasses.fields(CalibrationConfig):
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=type(f.default),
-            default=f.default,
-            help=f"{docs.get(f.name, '')} (default: {f.default!r})",
-        )
+    add_dataclass_flags(p, CalibrationConfig)
     add_force_flag(p, "replace an existing --out file or a non-empty --report folder")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -44,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from coordopt.calibrate import CalibrationConfig, calibrate_tafeng, write_report
     from coordopt.data.tafeng import MissingDataDependency
 
-    cfg = CalibrationConfig(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(CalibrationConfig)}
-    )
+    cfg = from_flags(CalibrationConfig, args)
     if args.out:  # checked before any work, as every command does
         check_out(args.out, folder=False, force=args.force)
     if args.report:

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coordopt.rl.checkpoint import instance_hash
+    from coordopt.instance import content_hash
     from coordopt.rl.runs import train_agents
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     # one run per instance (by content, not only name) and seed: another instance never
     # reuses these agents, and train_agents refuses a run whose identity does not match
     label = "".join(c if c.isalnum() or c in "-_." else "-" for c in inst.name)
-    workdir = Path(args.out) / f"{label}-{instance_hash(inst)[:10]}" / f"seed{args.seed}"
+    workdir = Path(args.out) / f"{label}-{content_hash(inst)[:10]}" / f"seed{args.seed}"
     run_dir, info = train_agents(inst, "rl-multi-warm", args.seed, args.iterations, workdir)
     info["run_dir"] = str(run_dir)
     params = SimParams.from_instance(inst, dtype=torch.float64)

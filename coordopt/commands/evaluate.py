@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import torch
@@ -20,22 +19,8 @@ from coordopt.commands.common import (
 from coordopt.evaluation import compare, evaluate
 from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
 from coordopt.instance import load_instance
-from coordopt.policies import make_policy, policy_names
+from coordopt.policies import make_policy, parse_options, policy_names
 from coordopt.simulator import SimParams
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict, values parsed as JSON where possible."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.replace("-", "_")] = raw
-    return out
 
 
 def make_policy_with_options(name: str, params: SimParams, options: dict[str, Any]) -> Any:

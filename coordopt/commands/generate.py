@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from coordopt.commands.common import add_json_flag, emit_json, guard_size, log
 from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.guards import (
-    Range,
     add_force_flag,
     check_out,
-    finite_float,
-    nonneg_float,
-    nonneg_int,
-    positive_float,
-    positive_int,
     seed_int,
 )
 from coordopt.instance import save_instance
-from coordopt.introspect import field_docs
-
-RANGES: dict[str, Range] = {
-    "n_products": positive_int,
-    "n_segments": positive_int,
-    "horizon": positive_int,
-    "slate_size": positive_int,
-    "latent_dim": positive_int,
-    "max_lead_time": nonneg_int,
-    "uplift": nonneg_float,
-    "purchase_share": Range(float, 0.0, 1.0, lo_open=True, hi_open=True),
-    "mean_arrivals": positive_float,
-    "holding_rate": nonneg_float,
-    "penalty_rate": nonneg_float,
-    "salvage_rate": nonneg_float,
-    "discount": Range(float, 0.0, 1.0, lo_open=True),
-    "initial_periods": nonneg_float,
-}
-"""The allowed range of each numeric :class:`GeneratorConfig` knob (checked by argparse)."""
-
-CHOICES = {"stockout": ["lost", "hidden"]}
+from coordopt.introspect import add_dataclass_flags, from_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,29 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", default=None, help="instance name (default: derived from sizes and seed)"
     )
-    docs = field_docs(GeneratorConfig)
-    for f in dataclasses.fields(GeneratorConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = type(f.default)
-        rule = RANGES.get(f.name, Range(int) if kind is int else finite_float)
-        typed: dict[str, object] = (
-            {"choices": CHOICES[f.name]} if f.name in CHOICES else {"type": rule}
-        )
-        p.add_argument(
-            flag,
-            default=f.default,
-            help=f"{docs.get(f.name, '')} (default: {f.default})",
-            **typed,
-        )
+    add_dataclass_flags(p, GeneratorConfig)
     add_force_flag(p, "replace an existing --out")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = GeneratorConfig(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(GeneratorConfig)}
-    )
+    cfg = from_flags(GeneratorConfig, args)
     out = check_out(args.out, folder=False, force=args.force)
     guard_size(
         args,

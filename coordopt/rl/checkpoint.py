@@ -15,7 +15,6 @@ configuration; resuming checks both (:func:`open_run`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coordopt.instance import Instance
+from coordopt.instance import Instance, content_hash
 from coordopt.io import atomic_write
 from coordopt.rl.agents import Agents, build_agents
 from coordopt.rl.config import TrainConfig
@@ -66,27 +65,9 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------- identity
 
 
-def instance_hash(inst: Instance) -> str:
-    """SHA-256 of the instance's data (every field but its name; numbers as float64)."""
-    h = hashlib.sha256()
-    for f in dataclasses.fields(inst):
-        if f.name == "name":
-            continue
-        value = getattr(inst, f.name)
-        h.update(f.name.encode() + b"\0")
-        if isinstance(value, np.ndarray):
-            arr = np.ascontiguousarray(value, dtype=np.float64)
-            h.update(repr(arr.shape).encode() + arr.tobytes())
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            h.update(repr(float(value)).encode())
-        else:
-            h.update(repr(getattr(value, "value", value)).encode())
-    return h.hexdigest()
-
-
 def instance_identity(inst: Instance) -> dict[str, str]:
     """``{"name", "hash"}`` of an instance, as a run records it."""
-    return {"name": inst.name, "hash": instance_hash(inst)}
+    return {"name": inst.name, "hash": content_hash(inst)}
 
 
 # --------------------------------------------------------------------------- run state
@@ -222,7 +203,7 @@ class Checkpoint:
         """What differs between this run's identity and ``instance`` + ``config``."""
         out = []
         saved = self.meta["instance"]
-        now = instance_hash(instance)
+        now = content_hash(instance)
         if saved.get("hash") != now:
             out.append(
                 f"instance: the run was trained on '{saved.get('name')}' "

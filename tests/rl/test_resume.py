@@ -12,8 +12,8 @@ from rl_budget import FAST
 
 from coordopt.case_studies import common
 from coordopt.cli import main
-from coordopt.instance import Instance, load_instance, save_instance
-from coordopt.rl.checkpoint import CheckpointError, instance_hash
+from coordopt.instance import Instance, content_hash, load_instance, save_instance
+from coordopt.rl.checkpoint import CheckpointError
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
 
@@ -46,9 +46,9 @@ def _other_tiny() -> Instance:
 
 def test_instance_hash_is_of_the_content_not_the_name() -> None:
     tiny = load_instance("tiny")
-    assert instance_hash(tiny) == instance_hash(tiny.replace(name="renamed"))
-    assert instance_hash(tiny) != instance_hash(_other_tiny())
-    assert instance_hash(tiny) != instance_hash(load_instance("small"))
+    assert content_hash(tiny) == content_hash(tiny.replace(name="renamed"))
+    assert content_hash(tiny) != content_hash(_other_tiny())
+    assert content_hash(tiny) != content_hash(load_instance("small"))
 
 
 def test_resume_refuses_another_instance_or_other_settings(
@@ -101,10 +101,10 @@ def test_init_fine_tunes_the_agents_of_another_run(
     summary = json.loads(capsys.readouterr().out)
     assert summary["init"]["instance"] == {
         "name": "tiny",
-        "hash": instance_hash(load_instance("tiny")),
+        "hash": content_hash(load_instance("tiny")),
     }
     assert summary["init"]["iteration"] == 1 and summary["init"]["config"]["hidden_size"] == 16
-    assert summary["instance"]["hash"] == instance_hash(load_instance("small"))
+    assert summary["instance"]["hash"] == content_hash(load_instance("small"))
     assert summary["warm_start"] is None and summary["env_steps"] > 0  # the critic's refit
     src = torch.load(source / "checkpoint.pt", weights_only=True)
     got = torch.load(new / "final.pt", weights_only=True)
@@ -160,6 +160,6 @@ def test_demo_reports_agents_trained_on_its_own_instance(
         report = json.loads(capsys.readouterr().out)
         run = Path(report["training"]["run_dir"])
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["instance"]["hash"] == instance_hash(load_instance(name))
+        assert summary["instance"]["hash"] == content_hash(load_instance(name))
         runs[name] = run
     assert runs["tiny"] != runs[str(other)]  # same name, other content: its own agents

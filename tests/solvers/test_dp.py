@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from coordopt.choice import expected_demand
-from coordopt.instance import Instance, instance_from_dict, load_instance
+from coordopt.instance import Instance, content_hash, instance_from_dict, load_instance
 from coordopt.policies import Policy, make_policy
 from coordopt.simulator import SimParams, reset, step
 from coordopt.solvers.dp import (
@@ -20,7 +20,6 @@ from coordopt.solvers.dp import (
     DPPolicy,
     SolutionCache,
     accepted_arrivals,
-    content_key,
     enumerate_slates,
     poisson_transition,
     slate_rates,
@@ -412,7 +411,7 @@ def test_solution_cache_is_keyed_by_content_and_options():
     inst = load_instance("tiny").replace(horizon=3)
     twin = inst.replace()  # another object with the same content
     edited = inst.replace(price=inst.price * 1.5)
-    assert content_key(twin) == content_key(inst) != content_key(edited)
+    assert content_hash(twin) == content_hash(inst) != content_hash(edited)
     cache = SolutionCache(size=2)
     first = cache.solve(inst, {})
     assert cache.solve(twin, {}) is first  # same content: no new solve

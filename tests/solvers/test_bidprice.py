@@ -1,0 +1,128 @@
+"""Bid-price control: order-up-to rules, the season's end, stock-aware slates, and its value."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from scipy import stats
+
+from coordopt.evaluation import compare, evaluate
+from coordopt.instance import load_instance
+from coordopt.policies import SiloedPolicy, critical_fractile, make_policy
+from coordopt.simulator import SimParams, reset, step
+from coordopt.solvers.bidprice import BidPricePolicy
+
+
+def small_params() -> SimParams:
+    return SimParams.from_instance(load_instance("small"), dtype=torch.float64)
+
+
+def late(inst) -> np.ndarray:
+    """``(T, N)``: an order placed in period t would arrive after the last period."""
+    return np.arange(inst.horizon)[:, None] + inst.lead_time[None] > inst.horizon - 1
+
+
+def played_orders(policy, params: SimParams, batch: int = 3) -> np.ndarray:
+    """``(T, B, N)`` orders of one episode."""
+    state = reset(params, batch)
+    policy.reset(batch)
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(params.horizon):
+        action = policy.act(state)
+        out.append(action.orders.numpy())
+        state, _ = step(state, action, params, gen)
+    return np.stack(out)
+
+
+def test_last_order_fractile_prices_leftovers_at_cost_less_salvage() -> None:
+    inst = load_instance("small")
+    under = inst.price - inst.unit_cost + inst.lost_sale_penalty
+    over = inst.holding_cost + inst.unit_cost - inst.salvage_value
+    np.testing.assert_allclose(critical_fractile(inst, last_order=True), under / (under + over))
+    assert (critical_fractile(inst, last_order=True) < critical_fractile(inst)).all()
+
+
+def test_bidprice_never_orders_what_would_arrive_after_the_end() -> None:
+    params = small_params()
+    inst = params.instance
+    policy = BidPricePolicy(params, reoptimize_every=3)
+    orders = played_orders(policy, params)
+    assert late(inst).any() and (orders[late(inst)[:, None, :].repeat(3, 1)] == 0).all()
+    assert orders[~late(inst)[:, None, :].repeat(3, 1)].sum() > 0
+
+
+def test_bidprice_targets_are_the_plan_position_or_the_newsvendor_level() -> None:
+    params = small_params()
+    inst = params.instance
+    policy = BidPricePolicy(params, reoptimize_every=0)
+    plan = policy.solution.plan
+    demand = plan.sales + plan.lost
+    t, lead = np.arange(inst.horizon)[:, None], inst.lead_time[None]
+    last = t + lead == inst.horizon - 1
+    fractile = np.where(last, critical_fractile(inst, last_order=True), critical_fractile(inst))
+    csd = np.vstack([np.zeros((1, inst.n_products)), np.cumsum(demand, axis=0)])
+    window = np.take_along_axis(csd, np.minimum(t + lead + 1, inst.horizon), 0) - csd[:-1]
+    newsvendor = stats.poisson.ppf(fractile, window)
+    target = policy.target.numpy()
+    ok = ~late(inst)
+    assert (target[ok] >= newsvendor[ok] - 1e-9).all()
+    assert (target[late(inst)] == 0).all()
+    # the last order holds less safety stock than a period in mid-season would
+    assert (target[last] < stats.poisson.ppf(critical_fractile(inst), window)[last] + 1e-9).all()
+
+
+def test_reoptimising_from_excess_stock_orders_nothing_more() -> None:
+    """The re-optimised plan already carries the stock on hand: no second safety stock."""
+    params = small_params()
+    policy = BidPricePolicy(params, reoptimize_every=4)
+    state = reset(params, 2)
+    policy.reset(2)
+    plenty = SiloedPolicy(params).base_stock[4] * 3
+    state = dataclasses.replace(state, t=4, on_hand=plenty.expand(2, -1).clone())
+    action = policy.act(state)  # t = 4 re-optimises from this state
+    assert policy.solution is not policy.initial
+    assert (action.orders == 0).all()
+
+
+def test_bidprice_slates_skip_products_out_of_stock() -> None:
+    params = small_params()
+    inst = params.instance
+    policy = BidPricePolicy(params, reoptimize_every=0)
+    state = reset(params, 2)
+    policy.reset(2)
+    first = policy.act(state)
+    shown = torch.unique(first.slates[first.slates >= 0])
+    empty = torch.zeros(inst.n_products, dtype=torch.bool)
+    empty[shown[:2]] = True  # sell out two products the policy was recommending
+    on_hand = torch.where(empty, 0.0, state.on_hand + 50.0)
+    pipeline = torch.where(empty[None, :, None], 0.0, state.pipeline)
+    t = 1 + int(inst.lead_time.max())  # orders placed now cannot arrive this period...
+    state = dataclasses.replace(state, t=t, on_hand=on_hand, pipeline=pipeline)
+    zero_lead = torch.as_tensor(inst.lead_time == 0)
+    action = policy.act(state)
+    shown_now = action.slates[action.slates >= 0]
+    # ...unless the lead time is zero: those products may be restocked and shown
+    assert not (empty & ~zero_lead)[shown_now].any()
+
+
+def test_siloed_season_end_stops_only_the_late_orders() -> None:
+    params = small_params()
+    inst = params.instance
+    plain, aware = SiloedPolicy(params), SiloedPolicy(params, season_end=True)
+    assert (plain.base_stock.numpy()[late(inst)] > 0).any()  # the baseline as defined
+    assert (aware.base_stock.numpy()[late(inst)] == 0).all()
+    np.testing.assert_array_equal(
+        aware.base_stock.numpy()[~late(inst)], plain.base_stock.numpy()[~late(inst)]
+    )
+
+
+def test_bidprice_beats_both_siloed_firms_on_small() -> None:
+    params = small_params()
+    bid = evaluate(params, make_policy("bidprice", params), episodes=8, seed=3)
+    for options in ({}, {"season_end": True}):
+        siloed = evaluate(params, make_policy("siloed", params, **options), episodes=8, seed=3)
+        diff = compare(bid, siloed)
+        assert diff["mean"] > diff["ci95"] > 0, (options, diff)
