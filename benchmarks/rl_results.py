@@ -39,11 +39,12 @@ import torch
 from coordopt.evaluation import Evaluation, compare, evaluate
 from coordopt.instance import load_instance
 from coordopt.machine import machine as bench_machine
-from coordopt.rl.agents import load_policy
+from coordopt.rl.agents import choose_scorer, load_policy
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import TrainResult, train
 from coordopt.simulator import SimParams
 
+EXPERIMENT = "experiment.json"  # the wall time of a run, beside the summary training writes
 DP_OPTIMUM_TINY = 61.9692  # exact DP value of `tiny` (solvers/dp.py)
 
 # The budgets of the experiments (every other field: the TrainConfig default).
@@ -58,13 +59,30 @@ def machine() -> dict[str, Any]:
 
 
 def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any]:
-    """Train (or reuse a finished run in ``out``) and return its budget and curve."""
+    """Train (or reuse a finished run in ``out``) and return its budget and curve.
+
+    A finished run is reused only when the ``config.json`` that training wrote there equals
+    ``config`` (with ``scorer="auto"`` resolved for the instance, as training saves it).
+    """
     if (out / "final.pt").is_file():
-        summary = json.loads((out / "summary.json").read_text())
-        if summary.get("config") != config.to_dict():
-            raise SystemExit(f"{out} holds a run with another config; remove it or pick --out")
+        inst = load_instance(instance)
+        wanted = replace(
+            config, scorer=choose_scorer(config.scorer, inst.n_products, inst.n_segments)
+        )
+        try:
+            saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise SystemExit(f"{out / 'config.json'}: unreadable ({exc}); remove {out}") from None
+        if saved != wanted:
+            diff = sorted(k for k, v in wanted.to_dict().items() if saved.to_dict()[k] != v)
+            raise SystemExit(
+                f"{out} holds a run with another config ({', '.join(diff)} differ); "
+                "remove it or pick --out"
+            )
+        summary = TrainResult.read(out).as_dict()
+        extra = json.loads((out / EXPERIMENT).read_text()) if (out / EXPERIMENT).is_file() else {}
         curve = json.loads((out / "curve.json").read_text())
-        return {**summary, "out_dir": str(out), "curve": curve, "reused": True}
+        return {**summary, **extra, "out_dir": str(out), "curve": curve, "reused": True}
     t0 = time.perf_counter()
     res: TrainResult = train(load_instance(instance), config, out, progress=False)
     wall = time.perf_counter() - t0
@@ -93,9 +111,16 @@ def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any
         if "eval_profit" in r
     ]
     (out / "curve.json").write_text(json.dumps(curve))
-    summary = {**res.as_dict(), "wall_seconds": wall, "config": config.to_dict()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    return {**summary, "curve": curve, "reused": False}
+    extra = {"wall_seconds": wall}
+    (out / EXPERIMENT).write_text(json.dumps(extra))
+    return {**res.as_dict(), **extra, "curve": curve, "reused": False}
+
+
+def run_dir(args: argparse.Namespace, name: str) -> Path:
+    """``OUT/NAME_sSEED``, suffixed with the scorer when ``--scorer`` is not ``auto``."""
+    return args.out / (
+        f"{name}_s{args.seed}" + ("" if args.scorer == "auto" else f"_{args.scorer}")
+    )
 
 
 def evaluate_all(
@@ -115,13 +140,13 @@ def evaluate_all(
     return out
 
 
-def agent_specs(run_dir: str) -> dict[str, tuple[str, bool, str]]:
+def agent_specs(directory: str) -> dict[str, tuple[str, bool, str]]:
     """The run's selected agents (``best.pt``, chosen on the training evaluation stream, which
     differs from the final one) greedy and sampling, and its last agents (``final.pt``)."""
     return {
-        "rl greedy": (run_dir, True, "best.pt"),
-        "rl sampling": (run_dir, False, "best.pt"),
-        "rl greedy (last iteration)": (run_dir, True, "final.pt"),
+        "rl greedy": (directory, True, "best.pt"),
+        "rl sampling": (directory, False, "best.pt"),
+        "rl greedy (last iteration)": (directory, True, "final.pt"),
     }
 
 
@@ -155,8 +180,8 @@ def print_table(title: str, fig: dict[str, Any]) -> None:
 
 
 def experiment_tiny(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = replace(TINY, seed=args.seed, threads=args.threads)
-    run = run_training("tiny", cfg, args.out / f"tiny_warm_s{args.seed}")
+    cfg = replace(TINY, seed=args.seed, threads=args.threads, scorer=args.scorer)
+    run = run_training("tiny", cfg, run_dir(args, "tiny_warm"))
     evals = evaluate_all(
         "tiny",
         {**agent_specs(run["out_dir"]), "dp": "dp", "mpc": "mpc", "siloed": "siloed"},
@@ -187,16 +212,17 @@ def experiment_tiny(args: argparse.Namespace) -> dict[str, Any]:
 def experiment_small(args: argparse.Namespace) -> dict[str, Any]:
     warm = run_training(
         "small",
-        replace(SMALL, seed=args.seed, threads=args.threads),
-        args.out / f"small_warm_s{args.seed}",
+        replace(SMALL, seed=args.seed, threads=args.threads, scorer=args.scorer),
+        run_dir(args, "small_warm"),
     )
     cold_cfg = replace(
         COLD_SMALL,
         seed=args.seed,
         threads=args.threads,
+        scorer=args.scorer,
         iterations=SMALL.iterations + -(-warm["warm_start"]["env_steps"] // (SMALL.num_envs * 26)),
     )
-    cold = run_training("small", cold_cfg, args.out / f"small_indep_cold_s{args.seed}")
+    cold = run_training("small", cold_cfg, run_dir(args, "small_indep_cold"))
     evals = evaluate_all(
         "small",
         {
@@ -232,13 +258,13 @@ def experiment_speedup(args: argparse.Namespace) -> dict[str, Any]:
     tag = "warm"
     if args.eval_every and args.eval_every != base.eval_every:
         base, tag = replace(base, eval_every=args.eval_every), "curve_warm"
-    base = replace(base, seed=args.seed, threads=args.threads)
-    warm = run_training(args.instance, base, args.out / f"{args.instance}_{tag}_s{args.seed}")
+    base = replace(base, seed=args.seed, threads=args.threads, scorer=args.scorer)
+    warm = run_training(args.instance, base, run_dir(args, f"{args.instance}_{tag}"))
     cold_cfg = replace(base, warm_start="none", iterations=args.cold_iterations)
     cold = run_training(
         args.instance,
         cold_cfg,
-        args.out / f"{args.instance}_{tag.replace('warm', 'cold')}_s{args.seed}",
+        run_dir(args, f"{args.instance}_{tag.replace('warm', 'cold')}"),
     )
     out: dict[str, Any] = {
         "curves": {"warm": warm["curve"], "cold": cold["curve"]},
@@ -281,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/rl"))
     ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--scorer",
+        default="auto",
+        choices=["auto", "factorised", "additive"],
+        help="slate scorer of the trained agents (TrainConfig.scorer)",
+    )
     ap.add_argument("--eval-episodes", type=int, default=2000)
     ap.add_argument(
         "--eval-seed", type=int, default=777, help="demand stream of the final evaluations"

@@ -57,31 +57,60 @@ def sample_slates(
     return torch.where(slot < ahead, idx, torch.full_like(idx, -1))
 
 
-class _RestStats(torch.autograd.Function):
-    """Log-sum-exp and softmax-weighted mean of ``x (..., n)`` over the items not removed.
+def _rest_exp(x: Tensor, removed: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``exp(x - shift)`` with the removed items at 0, the shift and the sum, ``(..., n)``.
 
-    ``removed (..., K)`` indexes items to leave out where ``keep`` is true. Forward: one
-    masked copy and one exp pass; backward: ``p_r (g_lse + g_mean (1 + x_r - mean))`` in
-    two passes, ``p`` the softmax of the items left (0 at removed items).
+    The shift is the maximum over all items (one reading pass, no masked copy of ``x``); where
+    the items left hold less than ``e^-69`` of it (a removed item dominates by more than 69
+    nats) those rows are redone with the maximum over the items left, so ``exp`` never
+    underflows the sum: the result is that of the masked computation in every case.
+    """
+    shift = x.amax(-1, keepdim=True)
+    inf = torch.full(removed.shape, torch.inf, dtype=x.dtype, device=x.device)
+    off = torch.where(keep, torch.zeros_like(inf), inf)
+    e = (x - shift).exp_().scatter_reduce_(-1, removed, off, reduce="amin")
+    z = e.sum(-1, keepdim=True)
+    low = (z < 1e-30).squeeze(-1)
+    if bool(low.any()):
+        masked = x[low].scatter_reduce(
+            -1, removed[low], torch.where(keep[low], -inf[low], inf[low]), reduce="amin"
+        )
+        s_low = masked.amax(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)
+        shift[low] = s_low
+        e[low] = masked.sub_(s_low).exp_()
+        z[low] = e[low].sum(-1, keepdim=True)
+    return e, shift, z.clamp(min=torch.finfo(x.dtype).tiny)
+
+
+class _SlateTerms(torch.autograd.Function):
+    """The catalog-wide terms of a Plackett-Luce slate, in one pass over ``x (..., n)``: the
+    log-sum-exp and the softmax-weighted mean of the items not removed, and the ``K`` picked
+    values ``x[removed]``.
+
+    ``removed (..., K)`` indexes the slate's items; those where ``keep`` is true are left out
+    of the sums. Backward: one dense gradient ``p_r (g_lse + g_mean (1 + x_r - mean))``
+    (``p`` the softmax of the items left) with the picked values' gradients added at their
+    ``K`` positions, instead of a dense zero-filled gather gradient accumulated onto it.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, removed: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-        inf = torch.full(removed.shape, torch.inf, dtype=x.dtype, device=x.device)
-        e = x.scatter_reduce(-1, removed, torch.where(keep, -inf, inf), reduce="amin")
-        shift = e.amax(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)  # all removed: finite
-        e = e.sub_(shift).exp_()
-        z = e.sum(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
-        mean = (e * x).sum(-1, keepdim=True) / z
-        ctx.save_for_backward(x, e, z, mean)
-        return (shift + z.log()).squeeze(-1), mean.squeeze(-1)
+    def forward(
+        ctx: Any, x: Tensor, removed: Tensor, keep: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        e, shift, z = _rest_exp(x, removed, keep)
+        mean = torch.linalg.vecdot(e, x).unsqueeze(-1) / z
+        ctx.save_for_backward(x, e, z, mean, removed)
+        return (shift + z.log()).squeeze(-1), mean.squeeze(-1), x.gather(-1, removed)
 
     @staticmethod
-    def backward(ctx: Any, g_lse: Tensor, g_mean: Tensor) -> tuple[Tensor, None, None]:
-        x, e, z, mean = ctx.saved_tensors
+    def backward(
+        ctx: Any, g_lse: Tensor, g_mean: Tensor, g_picked: Tensor
+    ) -> tuple[Tensor, None, None]:
+        x, e, z, mean, removed = ctx.saved_tensors
         gm = g_mean.unsqueeze(-1) / z
         c0 = g_lse.unsqueeze(-1) / z + gm * (1 - mean)
-        return torch.addcmul(c0, gm, x).mul_(e), None, None
+        grad = torch.addcmul(c0, gm, x).mul_(e)
+        return grad.scatter_add_(-1, removed, g_picked), None, None
 
 
 def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,7 +126,7 @@ def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple
     a log-sum-exp of ``lse(R)`` and ``K`` picked logits (a suffix ``logcumsumexp``), never a
     difference of sums (no cancellation), and never ``K`` passes over the catalog. The
     entropy of step j is its normaliser minus the mean logit of the items left, from the
-    softmax-weighted mean over ``R`` (:class:`_RestStats`) and the picked logits.
+    softmax-weighted mean over ``R`` (:class:`_SlateTerms`) and the picked logits.
     """
     k = slates.shape[-1]
     if stop is None:  # no stop item: score the filled prefix only
@@ -108,8 +137,7 @@ def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple
         drawn = is_stop.long()
         valid = (drawn.cumsum(dim=-1) - drawn) == 0
     products = slates.clamp(min=0)
-    rest_lse, rest_mean = _RestStats.apply(scores, products, valid & ~is_stop)
-    picked = scores.gather(-1, products)
+    rest_lse, rest_mean, picked = _SlateTerms.apply(scores, products, valid & ~is_stop)
     if stop is not None:  # the stop item is drawn, or it stays among the items left
         picked = torch.where(is_stop, stop.unsqueeze(-1), picked)
         with_stop = torch.logaddexp(rest_lse, stop)
@@ -126,7 +154,9 @@ def slate_log_prob(scores: Tensor, stop: Tensor | None, slates: Tensor) -> tuple
     act = valid.to(scores.dtype)
     logp = ((picked - denom) * act).sum(-1)
     later = torch.ones(k, k, dtype=torch.bool, device=scores.device).triu()  # [j, m]: m >= j
-    w_pick = torch.exp(picked.unsqueeze(-2) - denom.unsqueeze(-1)).masked_fill(~later, 0.0)
+    # masked before exp: an earlier pick may exceed a later normaliser by > 88 nats, and
+    # exp's backward (grad * inf at a zeroed entry) would then be NaN
+    w_pick = torch.exp((picked.unsqueeze(-2) - denom.unsqueeze(-1)).masked_fill(~later, NEG))
     mean = (w_pick * picked.unsqueeze(-2)).sum(-1) + torch.exp(
         rest_lse.unsqueeze(-1) - denom
     ) * rest_mean.unsqueeze(-1)

@@ -36,6 +36,7 @@ from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
 from coordopt.rl import checkpoint as ckpt
 from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose_scorer
+from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import Context, Observation, build_context
@@ -52,6 +53,9 @@ from coordopt.simulator import SimParams
 
 Tensor = torch.Tensor
 SUMMARY = "summary.json"
+LOG_RATIO_LIMIT = 20.0
+"""Bound on ``|log pi_new - log pi_old|`` in the PPO ratio (``e^20`` ~ 5e8, far outside any
+clip range, finite in float32 after multiplying a normalised advantage)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,11 +146,15 @@ def _obs_chunk(obs: Observation, s: int, e: int, idx: Tensor) -> Observation:
 
 def _check_finite(value: Tensor, what: str, iteration: int) -> None:
     if not bool(torch.isfinite(value).all()):
-        raise TrainingDiverged(
-            f"iteration {iteration}: {what} is NaN/inf. Training stopped; lower the learning "
-            "rates (--lr-fast/--lr-slow/--lr-critic) or --max-grad-norm, or resume from the last "
-            "checkpoint with different settings."
-        )
+        raise _diverged(f"{what} is NaN/inf", iteration)
+
+
+def _diverged(what: str, iteration: int) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"iteration {iteration}: {what}. Training stopped; lower the learning rates "
+        "(--lr-fast/--lr-slow/--lr-critic) or --max-grad-norm, or resume from the last "
+        "checkpoint with different settings."
+    )
 
 
 # --------------------------------------------------------------------------- the PPO update
@@ -209,7 +217,10 @@ def ppo_update(
                 old = ro.logp[a][s:e, idx]
                 adv = adv_of[a][s:e, idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
-                log_ratio = new - old
+                # a log-prob summed over N products or M slates can move by hundreds in one
+                # step: clamped, exp never overflows (beyond the bound the sample is far outside
+                # the trust region and contributes no gradient, as a clipped one)
+                log_ratio = (new - old).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
                 ratio = log_ratio.exp()
                 pg = torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)
@@ -238,17 +249,34 @@ def ppo_update(
                 ).sum()
                 losses["critic"] = vloss
                 stats.setdefault("value_loss", []).append(float(vloss.detach()))
-            for name, loss in losses.items():
-                _check_finite(loss, f"the {name} loss", iteration)
+            # a learner whose loss or gradient is NaN/inf skips this minibatch (its weights and
+            # Adam state untouched); the fraction skipped is reported, all skipped is an error
+            finite = {n: bool(torch.isfinite(loss)) for n, loss in losses.items()}
             for opt in optimisers.values():
                 opt.zero_grad(set_to_none=True)
-            torch.stack(list(losses.values())).sum().backward()
+            if any(finite.values()):
+                torch.stack([loss for n, loss in losses.items() if finite[n]]).sum().backward()
             for name in losses:
-                norm = torch.nn.utils.clip_grad_norm_(
-                    _learner_params(agents, name), config.max_grad_norm
-                )
-                _check_finite(norm, f"the {name} gradient norm", iteration)
-                optimisers[name].step()
+                if finite[name]:
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        _learner_params(agents, name), config.max_grad_norm
+                    )
+                    finite[name] = bool(torch.isfinite(norm))
+                if finite[name]:
+                    optimisers[name].step()
+                stats.setdefault(f"nonfinite_{name}", []).append(float(not finite[name]))
+    for name in ("replenishment", "recommendation", "critic"):
+        skipped = stats.get(f"nonfinite_{name}", [])
+        if skipped and min(skipped) == 1.0:
+            raise _diverged(
+                f"the {name} loss or gradient was NaN/inf in every minibatch", iteration
+            )
+        if skipped and max(skipped) > 0:
+            print(
+                f"iteration {iteration}: skipped {int(sum(skipped))} of {len(skipped)} "
+                f"{name} minibatches with a NaN/inf loss or gradient",
+                file=sys.stderr,
+            )
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
@@ -360,6 +388,7 @@ def train(
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    keep_freed_memory()  # no page faults on every large activation (coordopt.rl.allocator)
     torch.manual_seed(config.seed)
     params = SimParams.from_instance(instance, device)
     ctx = build_context(params, config.order_bins)
