@@ -6,7 +6,13 @@ printed with every figure, CPU time (``process_time``, all threads) beside wall 
 
     .venv/bin/python benchmarks/bench_rl.py --instance small --iterations 5 --num-envs 64
     .venv/bin/python benchmarks/bench_rl.py --instance large --num-envs 8 --iterations 2 \\
-        --threads 2 --scorer factorised --breakdown --repeats 3
+        --repeats 2 --breakdown
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_rl.py --instance large \\
+        --num-envs 8 --iterations 2 --threads 2
+
+Iterations alternate in cost (the slow replenishment agent updates every other one), so
+``--iterations 2`` covers both. With more threads than free cores, OpenMP's default active
+wait burns CPU time spinning: on a shared machine pass ``OMP_WAIT_POLICY=PASSIVE``.
 
 ``--breakdown`` times every part of one PPO minibatch (a chunk of ``seq_len`` periods x
 ``num_envs`` environments) forward and forward+backward, counts the matmul floating-point
@@ -31,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from coordopt.instance import load_instance
 from coordopt.rl import distributions as D
 from coordopt.rl.agents import build_agents
+from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context, observe
 from coordopt.rl.ppo import _optimisers, ppo_update, resolve_device, train
@@ -224,6 +231,7 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="time the parts; FLOP floor")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as training does
     cfg = TrainConfig(
         iterations=args.iterations,
         num_envs=args.num_envs,

@@ -545,6 +545,8 @@ def _global(ctx: _Context, spec: FieldSpec, value: Any) -> Any:
         return Stockout(value)
     x = _number(ctx, spec, value, "top level")
     _check_values(ctx, spec, np.array([x]), shown=value)
+    if math.isinf(x):  # an optional limit given as inf: no limit, stored as its default
+        return _default_entry(ctx, spec, ())
     return int(x) if spec.kind is Kind.WHOLE else x
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["discount_factors", "order_arrivals", "shift_by_lead_time"]
+__all__ = ["arrives_too_late", "discount_factors", "order_arrivals", "shift_by_lead_time"]
 
 
 def discount_factors(discount: float, horizon: int) -> np.ndarray:
@@ -26,6 +26,13 @@ def order_arrivals(lead_time: np.ndarray, horizon: int) -> tuple[np.ndarray, ...
     lag = tt - lead[None, :]
     ok = lag >= 0
     return tt[ok], ii[ok], lag[ok]
+
+
+def arrives_too_late(lead_time: np.ndarray, horizon: int, start: int = 0) -> np.ndarray:
+    """``(horizon - start, N)``: whether an order of product i placed in period ``start + u``
+    would arrive after the last period (``start + u + L_i >= horizon``)."""
+    placed = np.arange(start, horizon)[:, None]
+    return placed + np.asarray(lead_time)[None, :] >= horizon
 
 
 def shift_by_lead_time(orders: np.ndarray, lead_time: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from scipy import stats
 
 from coordopt.choice import best_revenue_slates, expected_demand
 from coordopt.instance import Instance
+from coordopt.periods import arrives_too_late
 from coordopt.simulator import Action, SimParams, SimState
 
 
@@ -129,8 +130,7 @@ class SiloedPolicy(StaticSlatePolicy):
         self.demand_rate = expected_demand(inst, slates)  # (T, N)
         levels = base_stock_levels(inst, self.demand_rate)
         if season_end:  # no order that would arrive after the last period
-            late = np.arange(inst.horizon)[:, None] + inst.lead_time[None] > inst.horizon - 1
-            levels = np.where(late, 0.0, levels)
+            levels = np.where(arrives_too_late(inst.lead_time, inst.horizon), 0.0, levels)
         self.base_stock = torch.tensor(levels, dtype=params.dtype, device=params.device)
 
     def act(self, state: SimState) -> Action:

@@ -29,6 +29,7 @@ import torch
 from scipy import stats
 
 from coordopt.models.fluid import FluidStart
+from coordopt.periods import arrives_too_late
 from coordopt.policies import critical_fractile
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data, solve_catalog
@@ -119,10 +120,11 @@ class BidPricePolicy:
         first = np.clip(u - lead[None], 0, None)
         outstanding = csum[u + 1, np.arange(n)] - csum[first, np.arange(n)]
         target = prev_end + due_fixed + outstanding
-        last = d.t0 + u + lead[None] - (self.inst.horizon - 1)  # 0: the last order to arrive
+        late = arrives_too_late(lead, self.inst.horizon, d.t0)
         if self.safety_stock:
+            last = ~late & arrives_too_late(lead + 1, self.inst.horizon, d.t0)  # the last order
             fractile = np.where(
-                (last == 0) & self.end_fractile, self.last_fractile[None], self.fractile[None]
+                last & self.end_fractile, self.last_fractile[None], self.fractile[None]
             )
             demand = plan.sales + plan.lost
             csd = np.vstack([np.zeros((1, n)), np.cumsum(demand, axis=0)])
@@ -130,7 +132,7 @@ class BidPricePolicy:
             lead_demand = csd[window_end, np.arange(n)] - csd[u, np.arange(n)]
             newsvendor = np.nan_to_num(stats.poisson.ppf(fractile, lead_demand), nan=0.0)
             target = np.maximum(target, newsvendor)
-        target = np.where(last > 0, 0.0, target)  # an order now would arrive after the end
+        target = np.where(late, 0.0, target)
         self.target = torch.tensor(target, dtype=self.params.dtype, device=dev)
 
     def reset(self, batch_size: int) -> None:

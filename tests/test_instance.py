@@ -526,3 +526,12 @@ def test_generate_command_writes_a_seasonal_instance(tmp_path):
     inst = load_instance(out)
     assert inst.seasonal and int(np.argmax(inst.arrival_rate[:, 0])) == 5
     assert "arrival_rate = [" in out.read_text()
+
+
+def test_an_infinite_warehouse_capacity_means_none(tmp_path) -> None:
+    """Found by the TOML fuzz test: ``warehouse_capacity = inf`` loaded as inf."""
+    tiny = Path(__file__).parents[1] / "coordopt" / "data" / "instances" / "tiny.toml"
+    text = "warehouse_capacity = inf\n" + tiny.read_text()
+    inst = load_instance(write(tmp_path, text))
+    assert inst.warehouse_capacity is None
+    assert load_instance(write(tmp_path, text.replace("= inf", "= 5.0"))).warehouse_capacity == 5.0

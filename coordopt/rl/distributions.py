@@ -68,7 +68,7 @@ def _rest_exp(x: Tensor, removed: Tensor, keep: Tensor) -> tuple[Tensor, Tensor,
     shift = x.amax(-1, keepdim=True)
     inf = torch.full(removed.shape, torch.inf, dtype=x.dtype, device=x.device)
     off = torch.where(keep, torch.zeros_like(inf), inf)
-    e = torch.exp(x - shift).scatter_reduce_(-1, removed, off, reduce="amin")
+    e = (x - shift).exp_().scatter_reduce_(-1, removed, off, reduce="amin")
     z = e.sum(-1, keepdim=True)
     low = (z < 1e-30).squeeze(-1)
     if bool(low.any()):
@@ -98,7 +98,7 @@ class _SlateTerms(torch.autograd.Function):
         ctx: Any, x: Tensor, removed: Tensor, keep: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         e, shift, z = _rest_exp(x, removed, keep)
-        mean = (e.unsqueeze(-2) @ x.unsqueeze(-1)).squeeze(-1) / z  # dot product, no temporary
+        mean = torch.linalg.vecdot(e, x).unsqueeze(-1) / z
         ctx.save_for_backward(x, e, z, mean, removed)
         return (shift + z.log()).squeeze(-1), mean.squeeze(-1), x.gather(-1, removed)
 

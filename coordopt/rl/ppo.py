@@ -36,6 +36,7 @@ from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
 from coordopt.rl import checkpoint as ckpt
 from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose_scorer
+from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import Context, Observation, build_context
@@ -388,6 +389,7 @@ def train(
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+    keep_freed_memory()  # no page faults on every large activation (coordopt.rl.allocator)
     torch.manual_seed(config.seed)
     params = SimParams.from_instance(instance, device)
     ctx = build_context(params, config.order_bins)

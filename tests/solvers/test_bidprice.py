@@ -10,6 +10,7 @@ from scipy import stats
 
 from coordopt.evaluation import compare, evaluate
 from coordopt.instance import load_instance
+from coordopt.periods import arrives_too_late
 from coordopt.policies import SiloedPolicy, critical_fractile, make_policy
 from coordopt.simulator import SimParams, reset, step
 from coordopt.solvers.bidprice import BidPricePolicy
@@ -21,7 +22,10 @@ def small_params() -> SimParams:
 
 def late(inst) -> np.ndarray:
     """``(T, N)``: an order placed in period t would arrive after the last period."""
-    return np.arange(inst.horizon)[:, None] + inst.lead_time[None] > inst.horizon - 1
+    late = arrives_too_late(inst.lead_time, inst.horizon)
+    t = np.arange(inst.horizon)[:, None]
+    np.testing.assert_array_equal(late, t + inst.lead_time[None] > inst.horizon - 1)
+    return late
 
 
 def played_orders(policy, params: SimParams, batch: int = 3) -> np.ndarray:
