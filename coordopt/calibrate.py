@@ -46,14 +46,14 @@ from scipy.special import logsumexp
 from coordopt.choice import choice_probabilities
 from coordopt.data.tafeng import require_pandas
 from coordopt.guards import (
+    Range,
     nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
-    unit_interval,
 )
 from coordopt.instance import Instance, instance_from_dict
-from coordopt.introspect import ranged
+from coordopt.introspect import check_fields, ranged
 from coordopt.io import atomic_write_text
 
 ARRIVAL_FLOOR = 0.01
@@ -72,8 +72,9 @@ class CalibrationConfig:
     """'age' (one segment per age group) or 'age-area' (age group x residence area)."""
     train_weeks: int = ranged(10, positive_int)
     """Weeks (counted from 1 Nov 2000) the model is fitted on; the rest are held out."""
-    uplift: float = ranged(2.0, nonneg_float)
-    """rec_attraction = uplift x base_attraction: assumed, the data has no recommendations."""
+    uplift: float = ranged(2.0, Range(float, lo=1.0))
+    """rec_attraction = uplift x base_attraction (>= 1: a recommendation cannot lower a
+    weight): assumed, the data has no recommendations."""
     no_purchase: float = ranged(1.0, positive_float)
     """No-purchase weight w_k0; attractions are estimated relative to it (it sets their scale)."""
     slate_size: int = ranged(3, positive_int)
@@ -88,13 +89,15 @@ class CalibrationConfig:
     """Replenishment lead time in weeks, every product."""
     initial_periods: float = ranged(1.0, nonneg_float)
     """Initial stock covers this many weeks (plus the lead time) of unrecommended mean demand."""
-    gap_threshold: float = ranged(0.25, unit_interval)
+    gap_threshold: float = ranged(0.25, Range(float, 0.0, 1.0, hi_open=True))
     """A day is a data gap when its trips are below this fraction of its weekday's median."""
     name: str = ""
     """Instance name (default: tafeng-<products>, with -area for age-area segments)."""
 
+    def __post_init__(self) -> None:
+        check_fields(self)
 
-# --------------------------------------------------------------------------- estimation
+    # --------------------------------------------------------------------------- estimation
 
 
 def fit_mnl(
@@ -350,25 +353,6 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
     """
     pd = require_pandas()
     cfg = config or CalibrationConfig()
-    if cfg.segments not in ("age", "age-area"):
-        raise ValueError(f"--segments {cfg.segments!r}: allowed values are 'age' and 'age-area'")
-    if cfg.products < 1:
-        raise ValueError(f"--products {cfg.products}: must be >= 1")
-    rules = {
-        "uplift": (cfg.uplift >= 1, ">= 1 (a recommendation cannot lower a weight)"),
-        "no_purchase": (cfg.no_purchase > 0, "> 0"),
-        "slate_size": (cfg.slate_size >= 1, ">= 1"),
-        "lead_time": (cfg.lead_time >= 0, ">= 0"),
-        "gap_threshold": (0 <= cfg.gap_threshold < 1, "in [0, 1)"),
-        **{
-            f: (math.isfinite(getattr(cfg, f)) and getattr(cfg, f) >= 0, ">= 0")
-            for f in ("holding_rate", "penalty_rate", "salvage_rate", "initial_periods")
-        },
-    }
-    for flag, (ok, rule) in rules.items():
-        if not ok:
-            raise ValueError(f"--{flag.replace('_', '-')} {getattr(cfg, flag)}: must be {rule}")
-
     start = lines["date"].min().normalize()
     day_all = (lines["date"] - start).dt.days.to_numpy()
     horizon = int(day_all.max() + 1) // 7

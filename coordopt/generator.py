@@ -23,7 +23,7 @@ from coordopt.guards import (
     unit_interval,
 )
 from coordopt.instance import Instance, make_instance
-from coordopt.introspect import ranged
+from coordopt.introspect import check_fields, ranged
 
 _TIERS = np.array([[8.0, 0.45], [20.0, 0.35], [55.0, 0.28]])  # (median price, margin)
 
@@ -66,6 +66,9 @@ class GeneratorConfig:
     """Seasonal amplitude a in [0, 1): arrivals ~ mean * (1 + a cos(2 pi (t - peak) / T))."""
     peak: float = ranged(0.5, unit_interval)
     """Where the seasonal peak falls, as a fraction of the horizon (0 first, 1 last period)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def seasonal_profile(horizon: int, amplitude: float, peak: float) -> np.ndarray:

@@ -47,6 +47,23 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def check_fields(obj: Any) -> None:
+    """Reject a dataclass whose field lies outside its :func:`ranged` rule or ``Literal``,
+    naming the flag (``ValueError``)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        rule = f.metadata.get("check")
+        problem = rule.problem(value) if isinstance(rule, Range) else None
+        if problem:
+            raise ValueError(f"{flag(f.name)} {problem}")
+        choices = (
+            typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
+        )
+        if choices and value not in choices:
+            raise ValueError(f"{flag(f.name)} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def add_dataclass_flags(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
@@ -60,10 +77,11 @@ def add_dataclass_flags(
     ``suppress``: a flag not given is absent from the namespace (its default stays unset)."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
+    defaults = cls()
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        default = f.default
-        text = f"{docs.get(f.name, '')} (default: {default!r}{note(f.name)})".replace("%", "%%")
+        default = getattr(defaults, f.name)
+        text = f"{docs.get(f.name, '')} (default: {default}{note(f.name)})".replace("%", "%%")
         kwargs: dict[str, Any] = {
             "default": argparse.SUPPRESS if suppress else default,
             "help": text,
@@ -73,10 +91,9 @@ def add_dataclass_flags(
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is Literal:
             kwargs["choices"] = list(typing.get_args(hint))
-        elif hint is str:
-            kwargs["type"] = str
         else:
-            kwargs["type"] = f.metadata.get("check", nonneg_int if hint is int else finite_float)
+            fallback = {int: nonneg_int, float: finite_float}.get(hint, hint)
+            kwargs["type"] = f.metadata.get("check", fallback)
             kwargs["metavar"] = hint.__name__.upper()
         parser.add_argument(flag(f.name), **kwargs)
 
@@ -84,6 +101,5 @@ def add_dataclass_flags(
 def from_flags(cls: type, args: argparse.Namespace) -> Any:
     """The dataclass ``cls`` from the flags :func:`add_dataclass_flags` added (absent ones
     keep their defaults)."""
-    return cls(
-        **{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    )
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)})

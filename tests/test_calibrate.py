@@ -148,16 +148,16 @@ def test_saved_file_has_assumptions_header(four_weeks, tmp_path):
 def test_bad_flags_are_refused(four_weeks):
     with pytest.raises(ValueError, match=r"--train-weeks 4: must lie in 1\.\.3"):
         calibrate(four_weeks, CalibrationConfig(products=3, train_weeks=4))
-    with pytest.raises(ValueError, match="--segments"):
-        calibrate(four_weeks, CalibrationConfig(segments="income"))
+    with pytest.raises(ValueError, match=r"--segments must be one of age, age-area, got 'income'"):
+        CalibrationConfig(segments="income")
     with pytest.raises(ValueError, match="no such PRODUCT_SUBCLASS 999999"):
         calibrate(four_weeks, CalibrationConfig(subclasses="999999", train_weeks=2))
-    with pytest.raises(ValueError, match=r"--uplift 0\.5: must be >= 1"):
-        calibrate(four_weeks, CalibrationConfig(uplift=0.5, train_weeks=2))
-    with pytest.raises(ValueError, match=r"--holding-rate -0\.1: must be >= 0"):
-        calibrate(four_weeks, CalibrationConfig(holding_rate=-0.1, train_weeks=2))
-    with pytest.raises(ValueError, match=r"--gap-threshold 1\.0: must be in \[0, 1\)"):
-        calibrate(four_weeks, CalibrationConfig(gap_threshold=1.0, train_weeks=2))
+    with pytest.raises(ValueError, match=r"--uplift must be >= 1, got 0\.5"):
+        CalibrationConfig(uplift=0.5, train_weeks=2)
+    with pytest.raises(ValueError, match=r"--holding-rate must be >= 0, got -0\.1"):
+        CalibrationConfig(holding_rate=-0.1, train_weeks=2)
+    with pytest.raises(ValueError, match=r"--gap-threshold must be >= 0 and < 1, got 1\.0"):
+        CalibrationConfig(gap_threshold=1.0, train_weeks=2)
 
 
 def test_subclass_filter(four_weeks):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -27,12 +26,8 @@ from coordopt.guards import (
     unit_interval,
 )
 from coordopt.instance import Instance
+from coordopt.introspect import add_dataclass_flags, check_fields, ranged
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
-
-
-def ranged(default: Any, rule: Range) -> Any:
-    """A dataclass field with ``default`` whose values must lie in ``rule``."""
-    return field(default=default, metadata={"check": rule})
 
 
 @dataclass
@@ -164,18 +159,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject values that would make training meaningless, naming the flag and the fix."""
-        for f in fields(self):
-            rule = f.metadata.get("check")
-            problem = rule.problem(getattr(self, f.name)) if isinstance(rule, Range) else None
-            if problem:
-                raise ValueError(f"--{flag(f.name)} {problem}")
-        for name in self.__dataclass_fields__:
-            choices = typing.get_args(_hint(name)) if _is_literal(name) else ()
-            if choices and getattr(self, name) not in choices:
-                raise ValueError(
-                    f"--{flag(name)} must be one of {', '.join(choices)}, "
-                    f"got {getattr(self, name)!r}"
-                )
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,47 +204,27 @@ def size_defaults(inst: Instance) -> dict[str, Any]:
     return dict(SCALE_DEFAULTS) if at_catalog_scale(inst) else {}
 
 
-def flag(name: str) -> str:
-    """``warm_start`` -> ``warm-start``."""
-    return name.replace("_", "-")
-
-
-def _hint(name: str) -> Any:
-    return typing.get_type_hints(TrainConfig)[name]
-
-
-def _is_literal(name: str) -> bool:
-    return typing.get_origin(_hint(name)) is Literal
-
-
 def field_docs() -> dict[str, str]:
     """The attribute docstring of every :class:`TrainConfig` field (its ``--flag`` help)."""
     return introspect.field_docs(TrainConfig)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per config field (help: its docstring); unset flags stay absent."""
-    docs = field_docs()
-    defaults = TrainConfig()
+    """One ``--flag`` per config field (help: its docstring; at catalog scale, its
+    :data:`SCALE_DEFAULTS` value too); unset flags stay absent."""
     group = parser.add_argument_group(
         "training configuration",
         f"'at catalog scale': instances of more than {FULL_LP_CELLS:,} period x segment x "
         "product cells (large and up), where other defaults fit two CPU cores and 45 minutes",
     )
-    for f in fields(TrainConfig):
-        hint = _hint(f.name)
-        default = getattr(defaults, f.name)
-        scale = f"; at catalog scale: {SCALE_DEFAULTS[f.name]}" if f.name in SCALE_DEFAULTS else ""
-        help_text = f"{docs.get(f.name, '')} (default: {default}{scale})".replace("%", "%%")
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif _is_literal(f.name):
-            kwargs["choices"] = list(typing.get_args(hint))
-        else:
-            kwargs["type"] = f.metadata.get("check", hint)
-            kwargs["metavar"] = hint.__name__.upper()
-        group.add_argument(f"--{flag(f.name)}", **kwargs)
+    add_dataclass_flags(
+        group,
+        TrainConfig,
+        suppress=True,
+        note=lambda name: (
+            f"; at catalog scale: {SCALE_DEFAULTS[name]}" if name in SCALE_DEFAULTS else ""
+        ),
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
