@@ -120,8 +120,8 @@ class TrainConfig:
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
     warm_start: Literal["auto", "none", "mpc", "dp", "bidprice", "fluid", "siloed"] = "auto"
-    """Expert to clone and regularise toward (auto: the exact DP if it fits, MPC while the full
-    LP is small, else bid-price control; none: cold)."""
+    """Expert to clone and regularise toward (auto: the exact DP if it fits, else bid-price
+    control, which beat MPC wherever both were measured; none: cold)."""
     bc_rounds: int = ranged(3, nonneg_int)
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r)."""
     bc_beta: float = ranged(0.5, unit_interval)
@@ -194,8 +194,7 @@ the command line win; below catalog scale the dataclass defaults hold."""
 
 def at_catalog_scale(inst: Instance) -> bool:
     """Whether the full fluid program of ``inst`` is too big to solve routinely (more than
-    :data:`~coordopt.sizes.FULL_LP_CELLS` cells): where ``--warm-start auto`` picks bid-price
-    control and :data:`SCALE_DEFAULTS` apply."""
+    :data:`~coordopt.sizes.FULL_LP_CELLS` cells): where :data:`SCALE_DEFAULTS` apply."""
     return plan_cells(inst) > FULL_LP_CELLS
 
 

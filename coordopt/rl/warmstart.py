@@ -25,7 +25,6 @@ from coordopt.rl.agents import AGENTS, Agents
 from coordopt.rl.features import Context, Observation
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
 from coordopt.simulator import SimParams
-from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solvers.dp import reference_method
 
 Tensor = torch.Tensor
@@ -62,15 +61,14 @@ def expert_name(name: str, inst: Instance) -> str:
     """The concrete expert of ``--warm-start name`` on ``inst`` (``auto`` resolved).
 
     ``auto`` follows :func:`~coordopt.solvers.dp.reference_method`: the exact DP's optimal
-    policy when the DP fits the instance; otherwise fluid MPC while the full LP is small (at
-    most :data:`coordopt.sizes.FULL_LP_CELLS` period-segment-product cells) and the bid-price
-    policy beyond: clone the best expert one can afford.
+    policy when the DP fits the instance, else bid-price control -- at every size, since it
+    beat fluid MPC wherever both were measured (paired, common random numbers: +7.3% on
+    ``small``, +8.3% on ``medium``, +0.9% on ``tafeng-50``; MPC plays the fluid plan without
+    safety stock) and it stays affordable at catalog scale.
     """
     if name != "auto":
         return name
-    if reference_method(inst) == "dp":
-        return "dp"
-    return "mpc" if plan_cells(inst) <= FULL_LP_CELLS else "bidprice"
+    return "dp" if reference_method(inst) == "dp" else "bidprice"
 
 
 def make_expert(name: str, params: SimParams, reoptimize: int = -1) -> Policy:

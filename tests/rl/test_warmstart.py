@@ -11,7 +11,7 @@ from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import GLOBAL, Observation, build_context, ops_dim
 from coordopt.rl.rollout import RunningMeanStd
-from coordopt.rl.warmstart import behaviour_clone, make_expert, pretrain_critic
+from coordopt.rl.warmstart import behaviour_clone, expert_name, make_expert, pretrain_critic
 from coordopt.simulator import SimParams
 
 
@@ -72,17 +72,11 @@ def test_order_head_learns_a_state_dependent_rule() -> None:
     assert float(loss.detach()) < 0.5 * marginal, (float(loss.detach()), marginal)
 
 
-def test_auto_expert_is_the_dp_when_it_fits_else_mpc() -> None:
+def test_auto_expert_is_the_dp_when_it_fits_else_bidprice() -> None:
     tiny = SimParams.from_instance(load_instance("tiny"))
     assert make_expert("auto", tiny).name == "dp"
     small = SimParams.from_instance(load_instance("small"))  # no max_order: no finite DP
-    assert make_expert("auto", small).name == "mpc"
-    assert TrainConfig().warm_start == "auto"
-
-
-def test_auto_expert_is_bidprice_beyond_the_mpc_size(monkeypatch) -> None:
-    from coordopt.rl import warmstart
-
-    monkeypatch.setattr(warmstart, "FULL_LP_CELLS", 100)
-    small = SimParams.from_instance(load_instance("small"))
     assert make_expert("auto", small).name == "bidprice"
+    assert expert_name("auto", load_instance("large")) == "bidprice"
+    assert expert_name("mpc", load_instance("small")) == "mpc"  # a named expert stays
+    assert TrainConfig().warm_start == "auto"
