@@ -26,7 +26,7 @@ from coordopt.io import atomic_write_text, save_figure
 from coordopt.machine import machine
 from coordopt.policies import SiloedPolicy, make_policy, policy_spec
 from coordopt.rl.checkpoint import CHECKPOINT, init_config
-from coordopt.rl.config import TrainConfig
+from coordopt.rl.config import TrainConfig, size_defaults
 from coordopt.rl.ppo import train
 from coordopt.rl.runs import train_agents
 from coordopt.simulator import SimParams, reset, step
@@ -38,7 +38,8 @@ def catalog(spec: dict[str, Any]) -> Instance:
     """A bundled instance by name, or a generated one (``n_products``, ``n_segments``, ``horizon``).
 
     Per-catalog options: ``train_envs`` (environments of the training-throughput cell)
-    overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog.
+    overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog
+    (with the catalog-scale defaults of ``coordopt train``, ``tune_config`` over the grid's).
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
@@ -95,7 +96,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "catalog": spec,
                     "tune": spec["tune"],
                     "zero_shot": zero_shot,
-                    "train": config["tune_config"],
+                    "train": config["tune_config"] | spec.get("tune_config", {}),
                     **shared,
                 }
             )
@@ -190,7 +191,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         return {**size, "policies": _against_siloed(inst, policies, p), "zero_shot": info}
     if p["kind"] == "tuned":
         init = run if p["tune"] == "init" else None
-        settings = {"tensorboard": False, "threads": 1, **p["train"]}
+        settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **p["train"]}
         config = init_config(run, settings) if init else TrainConfig(**settings)
         res = train(
             inst,
