@@ -70,15 +70,19 @@ def add_dataclass_flags(
     *,
     suppress: bool = False,
     note: typing.Callable[[str], str] = lambda name: "",
+    only: typing.Collection[str] | None = None,
 ) -> None:
-    """One ``--flag`` per field of the dataclass ``cls``: help from its docstring and default
-    (plus ``note(name)``), type from its ``check`` metadata (else a finite number or a
-    non-negative integer), ``choices`` for a ``Literal``, ``--x/--no-x`` for a bool.
-    ``suppress``: a flag not given is absent from the namespace (its default stays unset)."""
+    """One ``--flag`` per field of the dataclass ``cls`` (or those named in ``only``): help
+    from its docstring and default (plus ``note(name)``), type from its ``check`` metadata
+    (else a finite number or a non-negative integer), ``choices`` for a ``Literal``,
+    ``--x/--no-x`` for a bool. ``suppress``: a flag not given is absent from the namespace
+    (its default stays unset)."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     defaults = cls()
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         hint = hints[f.name]
         default = getattr(defaults, f.name)
         text = f"{docs.get(f.name, '')} (default: {default}{note(f.name)})".replace("%", "%%")

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from dataclasses import fields
-from typing import Any, Literal
+from typing import Any
 
-from coordopt import introspect
 from coordopt.commands.common import emit_json, log, table
+from coordopt.introspect import add_dataclass_flags, flag
 from coordopt.rl.config import TrainConfig, overrides_from_args
 from coordopt.rl.peers import ALGORITHMS, PeerConfig
 
@@ -40,20 +39,8 @@ def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
         "TorchRL's multi-agent PPO with a centralised / independent critics (needs the "
         "torchrl extra)",
     )
-    docs, defaults = introspect.field_docs(PeerConfig), PeerConfig()
-    hints = typing.get_type_hints(PeerConfig)
     group = parser.add_argument_group("peer algorithms (--algorithm mappo|ippo)")
-    for name in _peer_only():
-        hint = hints[name]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
-        help_text = f"{docs.get(name, '')} (default: {getattr(defaults, name)})"
-        if typing.get_origin(hint) is Literal:
-            kwargs["choices"] = list(typing.get_args(hint))
-        else:
-            kwargs["type"], kwargs["metavar"] = hint, hint.__name__.upper()
-        group.add_argument(
-            f"--{name.replace('_', '-')}", help=help_text.replace("%", "%%"), **kwargs
-        )
+    add_dataclass_flags(group, PeerConfig, suppress=True, only=_peer_only())
 
 
 def peer_flags_given(args: argparse.Namespace) -> list[str]:
@@ -67,7 +54,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     names = {f.name for f in fields(PeerConfig)}
     foreign = sorted(k for k in given if k not in names and k not in _COMMAND_FLAGS)
     if foreign:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in foreign)
+        flags = ", ".join(flag(k) for k in foreign)
         raise ValueError(
             f"{flags}: only for coordopt's own agents (--algorithm {DEFAULT}), not for "
             f"--algorithm {args.algorithm}"

@@ -26,7 +26,6 @@ import json
 import math
 import sys
 import time
-import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,9 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Independent
 
+from coordopt.guards import Range, nonneg_int, positive_float, positive_int
 from coordopt.instance import Instance
+from coordopt.introspect import check_fields, ranged
 from coordopt.io import atomic_write, atomic_write_text
 from coordopt.marl import AGENTS, decode_actions, observation_dims, observe, order_caps
 from coordopt.marl import slate_indicator as _slate_indicator
@@ -68,7 +69,7 @@ class PeerConfig:
 
     algorithm: Literal["mappo", "ippo"] = "mappo"
     """mappo: centralised critic(s) on the global state; ippo: each group's critic on its own observation."""
-    iterations: int = 60
+    iterations: int = ranged(60, nonneg_int)
     """PPO iterations (each: one full episode in every environment, then the epochs)."""
     seed: int = 0
     """Seed of the environments' demand stream and of the networks and sampling."""
@@ -76,62 +77,43 @@ class PeerConfig:
     """Torch device: cpu or cuda."""
     threads: int = 1
     """CPU threads of torch (0: torch's default)."""
-    num_envs: int = 64
+    num_envs: int = ranged(64, positive_int)
     """Environments simulated in parallel (the environment's batch size B)."""
-    hidden_size: int = 64
+    hidden_size: int = ranged(64, positive_int)
     """Width of the actors' and critics' MLP layers."""
-    depth: int = 2
+    depth: int = ranged(2, positive_int)
     """Hidden layers of the actors' and critics' MLPs."""
     information: Literal["coordinated", "siloed"] = "coordinated"
     """coordinated: each agent also sees the other department's signals; siloed: its own only."""
     rewards: Literal["firm", "departmental"] = "firm"
     """firm: both agents get the profit; departmental: revenue to marketing, costs to operations."""
-    order_cap: int = 0
+    order_cap: int = ranged(0, nonneg_int)
     """Largest order per product and period (0: max_order, else four periods of mean demand)."""
-    lr: float = 3e-4
+    lr: float = ranged(3e-4, positive_float)
     """Adam learning rate of actors and critics."""
-    epochs: int = 4
+    epochs: int = ranged(4, positive_int)
     """PPO epochs over each batch."""
-    minibatches: int = 4
+    minibatches: int = ranged(4, positive_int)
     """Minibatches per epoch (of the B x T transitions)."""
     gamma: float = -1.0
     """Discount of the returns (negative: the instance's discount)."""
     gae_lambda: float = 0.95
     """GAE lambda."""
-    clip: float = 0.2
+    clip: float = ranged(0.2, Range(float, 0.0, 1.0, lo_open=True, hi_open=True))
     """PPO clipping range of the probability ratio."""
     entropy_coef: float = 0.01
     """Entropy bonus (TorchRL's entropy_coeff)."""
     max_grad_norm: float = 0.5
     """Gradient-norm clip."""
-    eval_every: int = 10
+    eval_every: int = ranged(10, nonneg_int)
     """Evaluate the greedy policy every this many iterations (0: never)."""
-    eval_episodes: int = 64
+    eval_episodes: int = ranged(64, positive_int)
     """Episodes of each evaluation (common random numbers across iterations)."""
     eval_seed: int = 12345
     """Demand stream of the evaluations."""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "hidden_size", "depth", "epochs", "minibatches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("iterations", "order_cap", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if self.eval_episodes < 1:
-            raise ValueError(f"--eval-episodes must be >= 1, got {self.eval_episodes}")
-        if not 0 < self.clip < 1:
-            raise ValueError(f"--clip must be in (0, 1), got {self.clip}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
-        hints = typing.get_type_hints(PeerConfig)
-        for f in fields(self):
-            choices = typing.get_args(hints[f.name])
-            if typing.get_origin(hints[f.name]) is Literal and getattr(self, f.name) not in choices:
-                allowed = ", ".join(choices)
-                raise ValueError(
-                    f"--{_flag(f.name)} must be one of {allowed}, got {getattr(self, f.name)!r}"
-                )
+        check_fields(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PeerConfig:
@@ -140,10 +122,6 @@ class PeerConfig:
         if extra:
             raise ValueError(f"unknown peer config keys: {', '.join(sorted(extra))}")
         return cls(**data)
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
 
 
 # --------------------------------------------------------------------------- networks
