@@ -40,14 +40,13 @@ from coordopt.introspect import check_fields, ranged
 from coordopt.io import atomic_write, atomic_write_text
 from coordopt.marl import AGENTS, decode_actions, observation_dims, observe, order_caps
 from coordopt.marl import slate_indicator as _slate_indicator
+from coordopt.rl.checkpoint import BEST, FINAL
+from coordopt.rl.runlog import LOG
 from coordopt.simulator import Action, SimParams, SimState
 
 Tensor = torch.Tensor
 ALGORITHMS = ("mappo", "ippo")
 META = "peer.json"
-BEST = "best.pt"
-FINAL = "final.pt"
-LOG = "log.csv"
 FORMAT = "coordopt-torchrl-peer/1"
 COLUMNS = (
     "iteration",
