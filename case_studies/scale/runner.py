@@ -103,9 +103,8 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _evaluate(inst: Instance, policy: Any, p: dict[str, Any]) -> Any:
-    params = SimParams.from_instance(inst, dtype=torch.float32)
-    batch = max(1, min(p["episodes"], 16 if inst.n_products <= 2_000 else 4))
+def _evaluate(params: SimParams, policy: Any, p: dict[str, Any]) -> Any:
+    batch = max(1, min(p["episodes"], 16 if params.instance.n_products <= 2_000 else 4))
     if isinstance(policy, str):
         name, options = policy_spec(policy)
         policy = make_policy(name, params, **options)
@@ -114,13 +113,14 @@ def _evaluate(inst: Instance, policy: Any, p: dict[str, Any]) -> Any:
 
 def _against_siloed(inst: Instance, policies: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     """Each policy's mean, CI and paired difference from the siloed firm (same stream)."""
-    siloed = _evaluate(inst, "siloed", p)
+    params = SimParams.from_instance(inst, dtype=torch.float32)
+    siloed = _evaluate(params, "siloed", p)
     out: dict[str, Any] = {
         "siloed": {"mean": siloed.mean, "ci": siloed.ci95, "diff": 0.0, "diff_ci": 0.0}
     }
     for label, policy in policies.items():
         began = time.perf_counter()
-        ev = _evaluate(inst, policy, p)
+        ev = _evaluate(params, policy, p)
         diff = compare(ev, siloed)
         out[label] = {
             "mean": ev.mean,
@@ -130,6 +130,14 @@ def _against_siloed(inst: Instance, policies: dict[str, Any], p: dict[str, Any])
             "eval_seconds": time.perf_counter() - began,
         }
     return out
+
+
+def _zero_shot(spec: dict[str, Any], workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """The agents warm-started and trained on the small instance (resumed if already there)."""
+    small = load_instance(spec["instance"])
+    return train_agents(
+        small, "rl-multi-warm", 0, spec["iterations"], workdir, scorer=spec["scorer"]
+    )
 
 
 def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -181,18 +189,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             "seconds": sol.seconds,
             "iterations": sol.details["iterations"],
         }
-    small = load_instance(p["zero_shot"]["instance"])
-    zs = p["zero_shot"]
-    run, info = train_agents(
-        small, "rl-multi-warm", 0, zs["iterations"], workdir, scorer=zs["scorer"]
-    )
     if p["kind"] == "policies":
+        run, info = _zero_shot(p["zero_shot"], workdir)
         policies = {name: name for name in p["policies"]} | {"agents (zero-shot)": str(run)}
         return {**size, "policies": _against_siloed(inst, policies, p), "zero_shot": info}
     if p["kind"] == "tuned":
-        init = run if p["tune"] == "init" else None
+        init = _zero_shot(p["zero_shot"], workdir)[0] if p["tune"] == "init" else None
         settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **p["train"]}
-        config = init_config(run, settings) if init else TrainConfig(**settings)
+        config = init_config(init, settings) if init else TrainConfig(**settings)
         res = train(
             inst,
             config,
