@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from coordopt.models.fluid import FluidStart
+from coordopt.models.fluid import FluidStart, fluid_data
 from coordopt.periods import arrives_too_late
 from coordopt.policies import critical_fractile
 from coordopt.simulator import Action, SimParams, SimState
@@ -109,7 +109,7 @@ class BidPricePolicy:
         self.t0 = sol.t0
         dev = self.params.device
         self.mu = torch.tensor(sol.mu, device=dev)
-        d = catalog_data(self.inst, start).fluid
+        d = fluid_data(self.inst, start=start)
         plan = sol.plan
         h, n = plan.orders.shape
         lead = self.inst.lead_time
