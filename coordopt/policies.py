@@ -68,6 +68,19 @@ class StaticSlatePolicy:
         return self._batch_slates
 
 
+def check_options(policy: str, rules: dict[str, Any], values: dict[str, Any]) -> None:
+    """Reject a policy option (``--option NAME=VALUE``) outside its rule: ``bool`` (true or
+    false) or a :class:`~coordopt.guards.Range` (``None`` allowed where the option takes it)."""
+    for name, rule in rules.items():
+        value = values[name]
+        if rule is bool:
+            problem = None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        else:
+            problem = None if value is None else rule.problem(value)
+        if problem:
+            raise ValueError(f"policy '{policy}': option {name} {problem}")
+
+
 def critical_fractile(inst: Instance, *, last_order: bool = False) -> np.ndarray:
     """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0).
 
@@ -124,6 +137,7 @@ class SiloedPolicy(StaticSlatePolicy):
     name = "siloed"
 
     def __init__(self, params: SimParams, *, season_end: bool = False) -> None:
+        check_options(self.name, {"season_end": bool}, {"season_end": season_end})
         inst = params.instance
         slates, self.revenue_per_customer = best_revenue_slates(inst)
         super().__init__(params, slates)

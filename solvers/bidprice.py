@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from scipy import stats
 
+from coordopt.guards import nonneg_float, nonneg_int, positive_float, positive_int
 from coordopt.models.fluid import FluidStart, fluid_data
 from coordopt.periods import arrives_too_late
-from coordopt.policies import critical_fractile
+from coordopt.policies import check_options, critical_fractile
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data, solve_catalog
 
@@ -67,6 +68,20 @@ class BidPricePolicy:
         seed: int = 0,
     ) -> None:
         del seed  # decisions are deterministic given the state
+        check_options(
+            self.name,
+            {
+                "reoptimize_every": nonneg_int,
+                "warm_start": bool,
+                "gap": nonneg_float,
+                "time_limit": positive_float,
+                "iterations": positive_int,
+                "reopt_time_limit": positive_float,
+                "safety_stock": bool,
+                "end_fractile": bool,
+            },
+            locals(),
+        )
         self.params = params
         self.inst = params.instance
         self.reoptimize_every = int(reoptimize_every)

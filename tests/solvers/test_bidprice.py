@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 
@@ -130,3 +131,13 @@ def test_bidprice_beats_both_siloed_firms_on_small() -> None:
         siloed = evaluate(params, make_policy("siloed", params, **options), episodes=8, seed=3)
         diff = compare(bid, siloed)
         assert diff["mean"] > diff["ci95"] > 0, (options, diff)
+
+
+def test_bad_policy_options_are_refused_naming_the_option() -> None:
+    params = small_params()
+    with pytest.raises(ValueError, match=r"option reoptimize_every must be >= 0 .*got -3"):
+        BidPricePolicy(params, reoptimize_every=-3)
+    with pytest.raises(ValueError, match=r"option safety_stock must be true or false, got 'no'"):
+        BidPricePolicy(params, safety_stock="no")
+    with pytest.raises(ValueError, match=r"option season_end must be true or false, got 'maybe'"):
+        SiloedPolicy(params, season_end="maybe")  # type: ignore[arg-type]
