@@ -51,6 +51,12 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that wall time covers it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     """Median wall and CPU seconds of ``fn`` over ``repeats`` calls (after one warm-up)."""
     fn()
@@ -79,7 +85,10 @@ def bench_rollout(config: TrainConfig, instance: str, repeats: int = 3) -> float
     ctx = build_context(params, config.order_bins)
     agents = build_agents(config, params).to(params.device)
     gen = torch.Generator(device=params.device).manual_seed(0)
-    wall, _ = timed(lambda: collect_rollout(agents, ctx, config.num_envs, gen, gen), repeats)
+    wall, _ = timed(
+        lambda: (collect_rollout(agents, ctx, config.num_envs, gen, gen), sync(params.device)),
+        repeats,
+    )
     return config.num_envs * params.horizon / wall
 
 
@@ -94,16 +103,16 @@ class Iterations:
 
     def __init__(self, config: TrainConfig, instance: str) -> None:
         self.config = config
-        params = SimParams.from_instance(load_instance(instance))
+        params = SimParams.from_instance(load_instance(instance), resolve_device(config.device))
         self.ctx = build_context(params, config.order_bins)
         torch.manual_seed(config.seed)
-        self.agents = build_agents(config, params)
+        self.agents = build_agents(config, params).to(params.device)
         self.optimisers = _optimisers(self.agents)
         for opt in self.optimisers.values():
             for group in opt.param_groups:
                 group["lr"] = 0.0
         self.timescales = make_timescales(config)
-        self.gen = torch.Generator().manual_seed(config.seed)
+        self.gen = torch.Generator(device=params.device).manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.done = 0
 
@@ -137,6 +146,7 @@ class Iterations:
         """Env-periods per wall second and per CPU second (all threads) of the next iteration."""
         w, c = time.perf_counter(), time.process_time()
         periods = self.run()
+        sync(self.ctx.params.device)
         return periods / (time.perf_counter() - w), periods / (time.process_time() - c)
 
 

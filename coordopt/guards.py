@@ -181,8 +181,11 @@ LP_CELL_SECONDS = 4e-6
 LP_BYTES_PER_CELL = 200
 """Memory of a fluid program and its plan per (period, segment, product) cell: the solver's
 matrix (about ten nonzeros) and the plan's six period x segment x product arrays."""
-DECOMPOSE_CELL_SECONDS = 1e-4
-"""Seconds of the decomposition per cell (``large``, 5.2 M cells: 385-552 s)."""
+CATALOG_CELL_SECONDS = 1.5e-6
+"""Seconds of the catalog solver per cell (``large``, 5.2 M cells: 2.3 s; 10,000 x 100 x 52,
+52 M cells: 65 s to a 0.5% gap)."""
+CATALOG_BYTES_PER_CELL = 100
+"""Peak memory of the catalog solver per cell (10,000 x 100 x 52: 4.7 GiB)."""
 TRAIN_STEP_SECONDS = 0.1
 """One batched training period (rollout and its share of PPO updates; ``small``, 64 envs)."""
 TRAIN_CELLS_PER_SECOND = 1.3e7
@@ -224,7 +227,7 @@ def estimate(
     recorded: bool = False,
     agent_hidden: int = 0,
     lp_solves: int = 0,
-    decomposed: bool = False,
+    catalog_solve: bool = False,
     train_iterations: int = 0,
     train_envs: int = 0,
     hidden: int = 0,
@@ -235,8 +238,9 @@ def estimate(
     ``episodes`` simulated ``batch`` at a time (``recorded``: every period's flows kept, as
     the insights do; ``agent_hidden``: the width of trained agents acting, whose additive
     slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
-    (the fluid plan: 1; MPC: one per period and episode); ``decomposed``: the fluid program
-    solved block by block (``solve --method decompose``); ``train_iterations`` PPO iterations
+    (the fluid plan: 1; MPC: one per period and episode); ``catalog_solve``: the fluid program
+    solved by the catalog solver (``solve --method decompose``, bid-price control, the plan
+    agents observe); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
     """
@@ -256,14 +260,15 @@ def estimate(
             memory += 4 * 4 * b * m * n * int(agent_hidden)
             seconds += 3 * int(episodes) * cells * int(agent_hidden) / TRAIN_CELLS_PER_SECOND / 10
         parts.append(f"{int(episodes):,} episodes, {b:,} at once")
-    if lp_solves or decomposed:
-        memory += LP_BYTES_PER_CELL * cells
     if lp_solves:
+        memory += LP_BYTES_PER_CELL * cells
         seconds += int(lp_solves) * cells * LP_CELL_SECONDS
         parts.append(f"{int(lp_solves):,} fluid solve(s)")
-    if decomposed:
-        seconds += cells * DECOMPOSE_CELL_SECONDS
-        parts.append("the decomposed fluid program")
+    elif catalog_solve:
+        memory += CATALOG_BYTES_PER_CELL * cells
+    if catalog_solve:
+        seconds += cells * CATALOG_CELL_SECONDS
+        parts.append("the catalog solver")
     if train_iterations:
         per_cell = 1 if factorised else max(1, int(hidden))
         memory += 4 * 8 * int(train_envs) * m * n * per_cell

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if args.method == "fluid"
         else "use a smaller instance",
         lp_solves=int(args.method == "fluid"),
-        decomposed=args.method == "decompose",
+        catalog_solve=args.method == "decompose",
     )
     if args.method == "dp":
         sol = _solve_dp(inst)

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
     expert's labels (one fluid solve per labelled period with an MPC expert; the catalog
-    solve of a bid-price expert) and the greedy evaluations."""
+    solve of a bid-price expert or of the plan the agents observe) and the greedy evaluations."""
     from coordopt.rl.agents import choose_scorer
     from coordopt.rl.warmstart import expert_name
 
@@ -80,7 +80,7 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
         "hidden": config.hidden_size,
         "factorised": scorer == "factorised",
         "lp_solves": labelled * inst.horizon if expert == "mpc" else 0,
-        "decomposed": expert == "bidprice",  # its catalog solve
+        "catalog_solve": expert == "bidprice" or config.plan_inputs,  # the catalog solve
         "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
         if config.eval_every
         else 0,

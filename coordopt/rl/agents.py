@@ -26,13 +26,13 @@ from torch.nn import functional as F
 
 from coordopt.rl import distributions as D
 from coordopt.rl.features import (
-    CRITIC_DIM,
     GLOBAL,
     PAIR,
     SEGMENT,
     Context,
     Observation,
     build_context,
+    critic_dim,
     mkt_dim,
     observe,
     ops_dim,
@@ -186,10 +186,19 @@ def unroll(gru: nn.GRUCell, inputs: Tensor, h: Tensor) -> Tensor:
 
 
 class ReplenishmentActor(nn.Module):
-    """Orders: shared per-product MLP + catalog mean + GRU memory -> order-bin logits."""
+    """Orders: shared per-product MLP + catalog mean + GRU memory -> order-bin logits.
 
-    def __init__(self, in_dim: int, hidden: int, bins: int) -> None:
+    ``skip`` adds a linear map of the features to the logits (a wide-and-deep head): with the
+    plan's order in bins among the features, ``a_g x + b_g`` with ``a_g`` linear and ``b_g``
+    quadratic in ``g`` peaks at the bin ``x`` names, which the deep part alone learns slowly.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, bins: int, skip: bool = False) -> None:
         super().__init__()
+        self.skip = nn.Linear(in_dim, bins) if skip else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         self.hidden = hidden
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
         self.gru = nn.GRUCell(hidden + GLOBAL, hidden)
@@ -205,6 +214,8 @@ class ReplenishmentActor(nn.Module):
         pooled = e.mean(-2)
         h_seq = unroll(self.gru, torch.cat([pooled, obs.glob], -1), h)
         logits = broadcast_mlp(self.head, e, torch.cat([pooled, h_seq], -1))
+        if self.skip is not None:
+            logits = logits + self.skip(obs.ops)
         return D.masked_order_logits(logits, ctx.order_valid), h_seq
 
 
@@ -353,22 +364,22 @@ class Agents(nn.Module):
         allow_short: bool,
         independent: bool,
         scorer: str = "additive",
+        plan: bool = False,
     ) -> None:
         super().__init__()
         self.information = information
         self.bins = bins
         self.hidden = hidden
-        self.replenishment = ReplenishmentActor(ops_dim(information), hidden, bins)
-        self.recommendation = RecommendationActor(mkt_dim(information), hidden, allow_short, scorer)
+        self.plan = plan
+        ops, mkt = ops_dim(information, plan), mkt_dim(information, plan)
+        self.replenishment = ReplenishmentActor(ops, hidden, bins, skip=plan)
+        self.recommendation = RecommendationActor(mkt, hidden, allow_short, scorer)
         if independent:
             self.critics = nn.ModuleDict(
-                {
-                    "replenishment": Critic(ops_dim(information), hidden),
-                    "recommendation": Critic(mkt_dim(information), hidden),
-                }
+                {"replenishment": Critic(ops, hidden), "recommendation": Critic(mkt, hidden)}
             )
         else:
-            self.critics = nn.ModuleDict({"firm": Critic(CRITIC_DIM, hidden)})
+            self.critics = nn.ModuleDict({"firm": Critic(critic_dim(plan), hidden)})
 
     def actor(self, name: str) -> nn.Module:
         return self.replenishment if name == "replenishment" else self.recommendation
@@ -480,7 +491,7 @@ class AgentPolicy:
     ) -> None:
         self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
         self.params = params
-        self.ctx = build_context(params, agents.bins)
+        self.ctx = build_context(params, agents.bins, plan=agents.plan)
         self.deterministic = deterministic
         self.seed = seed
         self.name = name
@@ -520,6 +531,7 @@ def build_agents(config: Any, params: SimParams | None = None) -> Agents:
         allow_short=config.allow_short_slates,
         independent=config.timescales == "independent",
         scorer=scorer,
+        plan=config.plan_inputs,
     )
 
 

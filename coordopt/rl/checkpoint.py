@@ -55,6 +55,7 @@ ARCHITECTURE = (
     "allow_short_slates",
     "timescales",
     "scorer",
+    "plan_inputs",
 )
 """Config fields that shape the networks (``--init`` takes them from the source run)."""
 

@@ -68,6 +68,9 @@ class TrainConfig:
     """Let the recommendation agent stop a slate early (a learned stop item in the PL draw)."""
     scorer: Literal["auto", "factorised", "additive"] = "auto"
     """Slate scores: factorised (segment-memory x product inner product + a pair term; no B x M x N x hidden tensor), additive (an MLP of summed segment, product, pair and memory terms; builds that tensor) or auto (factorised from 1,000 product-segment pairs up, additive below)."""
+    plan_inputs: bool = False
+    """The agents observe the bid-price teacher's plan (target positions and stock-adjusted
+    margins of its initial solve; one catalog solve per instance trained or evaluated on)."""
     # --- PPO
     num_envs: int = ranged(64, positive_int)
     """Environments simulated in parallel (batch size B of the rollouts)."""
@@ -179,12 +182,13 @@ SCALE_DEFAULTS: dict[str, Any] = {
     "minibatch_envs": 8,
     "eval_episodes": 32,
     "bc_envs": 8,
-    "bc_epochs": 15,
+    "bc_epochs": 40,
     "bc_minibatch_envs": 4,
     "critic_pretrain_epochs": 30,
     "expert_label_envs": 8,
     "expert_reoptimize": 0,
     "time_budget": 45.0,
+    "plan_inputs": True,
 }
 """Defaults at catalog scale (:func:`at_catalog_scale`), sized for two CPU cores and a
 45-minute budget: a training iteration on ``large`` costs about 20 ms per env-period, so 8

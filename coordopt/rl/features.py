@@ -14,6 +14,12 @@ Information structure (``information``):
 The critic always sees the whole firm (the coordinated operations features plus
 segment data): centralised training, decentralised execution.
 
+The optimiser's plan (``plan``, optional): the replenishment agent and the critic see the
+bid-price teacher's target inventory position of the period and the gap from the current
+position to it, the recommendation agent each product's stock-adjusted margin (price less the
+teacher's stock value, the margin its slates maximise) -- the "regularisation target" as an
+input, from the teacher's initial solve (:func:`teacher_plan`).
+
 Seasonal demand: both agents see each product's expected demand of the current period
 relative to its horizon mean (operations also the next period's), from the per-period arrival
 rates ``lambda_kt``; with constant rates these features are constant.
@@ -41,19 +47,55 @@ MKT_COORD = 3
 SEGMENT = 3
 PAIR = 4
 GLOBAL = 2
+OPS_PLAN = 2  # the plan's target position, the order (in bins) that reaches it
+MKT_PLAN = 1  # the stock-adjusted margin
 
 
-def ops_dim(information: str) -> int:
+def ops_dim(information: str, plan: bool = False) -> int:
     """Per-product feature width of the replenishment agent."""
-    return STATIC_PRODUCT + OPS_DYNAMIC + (OPS_COORD if information == "coordinated" else 0)
+    coord = OPS_COORD if information == "coordinated" else 0
+    return STATIC_PRODUCT + OPS_DYNAMIC + coord + (OPS_PLAN if plan else 0)
 
 
-def mkt_dim(information: str) -> int:
+def mkt_dim(information: str, plan: bool = False) -> int:
     """Per-product feature width of the recommendation agent."""
-    return STATIC_PRODUCT + MKT_DYNAMIC + (MKT_COORD if information == "coordinated" else 0)
+    coord = MKT_COORD if information == "coordinated" else 0
+    return STATIC_PRODUCT + MKT_DYNAMIC + coord + (MKT_PLAN if plan else 0)
 
 
-CRITIC_DIM = STATIC_PRODUCT + OPS_DYNAMIC + OPS_COORD + MKT_DYNAMIC
+def critic_dim(plan: bool = False) -> int:
+    """Per-product feature width of the centralised critic."""
+    return STATIC_PRODUCT + OPS_DYNAMIC + OPS_COORD + MKT_DYNAMIC + (OPS_PLAN if plan else 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The teacher's plan per period, ``(T + 1, N)`` each (row ``T``, after the horizon, 0)."""
+
+    target: Tensor  # target inventory position / ((L + 1) mu)
+    margin: Tensor  # (g_t p_i - stock value_ti) / mean price
+
+
+def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
+    """The bid-price teacher's target positions and stock-adjusted margins from its initial
+    catalog solve (the same targets and values its decisions use with ``reoptimize_every=0``).
+
+    ``teacher``: a bid-price policy of ``params`` already built (its initial solve is reused);
+    any other value builds one."""
+    from coordopt.solvers.bidprice import BidPricePolicy  # the solver layer, only when asked
+
+    if isinstance(teacher, BidPricePolicy) and teacher.params is params:
+        teacher.reset(0)  # back to the initial solve
+    else:
+        teacher = BidPricePolicy(params, reoptimize_every=0)
+    if teacher.t0 != 0:
+        raise ValueError(f"the teacher's plan starts at period {teacher.t0}, not 0")
+    mu = demand_scale(params).double()
+    cover = (params.lead_time.double() + 1) * mu
+    pscale = float(params.price.mean().clamp(min=1e-6))
+    margin = teacher.g[:, None] * teacher.price[None] - teacher.mu
+    rows = [teacher.target.double() / cover, margin / pscale]
+    return Plan(*(torch.cat([x, torch.zeros_like(x[:1])]).to(params.dtype) for x in rows))
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +113,12 @@ class Context:
     uplift_demand: Tensor  # (M, N) lambda_k (rec share - base share) / mu_i
     season: Tensor  # (T + 1, N) expected demand of period t / its horizon mean; 0 after T
     reward_scale: float
+    plan: Plan | None = None  # the teacher's plan, when the agents observe it
+
+    @property
+    def bins(self) -> int:
+        """Order bins per product (``G``)."""
+        return int(self.order_valid.shape[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,8 +183,11 @@ def season(arrivals: Tensor, share: Tensor) -> Tensor:
     return torch.cat([rel, torch.zeros_like(rel[:1])])
 
 
-def build_context(params: SimParams, bins: int) -> Context:
-    """Demand scale, order bins and the static features of an instance."""
+def build_context(
+    params: SimParams, bins: int, plan: bool = False, teacher: object = None
+) -> Context:
+    """Demand scale, order bins and the static features of an instance (``plan``: with the
+    teacher's plan, :func:`teacher_plan`, from ``teacher`` if it is a bid-price policy)."""
     mu = demand_scale(params)
     lead = params.lead_time.to(params.dtype)
     cover = (lead + 1) * mu
@@ -198,6 +249,7 @@ def build_context(params: SimParams, bins: int) -> Context:
         uplift_demand=lam * (rec_share - base_share) / mu,
         season=season(arrivals, rec_share),
         reward_scale=reward_scale(params),
+        plan=teacher_plan(params, teacher) if plan else None,
     )
 
 
@@ -255,9 +307,18 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
         [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1
     )
     coordinated = information == "coordinated"
-    ops = torch.cat([static, ops_dyn] + ([ops_coord] if coordinated else []), dim=-1)
-    mkt = torch.cat([static, mkt_dyn] + ([mkt_coord] if coordinated else []), dim=-1)
-    critic = torch.cat([static, ops_dyn, ops_coord, mkt_dyn], dim=-1)
+    ops_parts = [static, ops_dyn] + ([ops_coord] if coordinated else [])
+    mkt_parts = [static, mkt_dyn] + ([mkt_coord] if coordinated else [])
+    critic_parts = [static, ops_dyn, ops_coord, mkt_dyn]
+    if ctx.plan is not None:
+        target = ctx.plan.target[state.t].expand(b, n)
+        # the order that reaches the target, in order bins (/ the last bin): the teacher's bin
+        gap = (target * (lead + 1) * mu - position) / (ctx.order_step * (ctx.bins - 1))
+        ops_plan = torch.stack([target, gap], dim=-1)
+        ops_parts.append(ops_plan)
+        critic_parts.append(ops_plan)
+        mkt_parts.append(ctx.plan.margin[state.t].expand(b, n).unsqueeze(-1))
+    ops, mkt, critic = (torch.cat(x, dim=-1) for x in (ops_parts, mkt_parts, critic_parts))
     glob = torch.tensor(
         [[togo, state.t / max(p.horizon - 1, 1)]], device=p.device, dtype=p.dtype
     ).expand(b, GLOBAL)

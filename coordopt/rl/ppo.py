@@ -392,7 +392,6 @@ def train(
     keep_freed_memory()  # no page faults on every large activation (coordopt.rl.allocator)
     torch.manual_seed(config.seed)
     params = SimParams.from_instance(instance, device)
-    ctx = build_context(params, config.order_bins)
     gamma = params.discount if config.gamma < 0 else config.gamma
     agents = build_agents(config).to(device)
     optimisers = _optimisers(agents)
@@ -414,6 +413,8 @@ def train(
     cloning = saved is None and init is None and config.warm_start != "none"
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
         expert = make_expert(config.warm_start, params, config.expert_reoptimize)
+    # the plan the agents observe comes from a bid-price expert's own solve where there is one
+    ctx = build_context(params, config.order_bins, plan=config.plan_inputs, teacher=expert)
 
     if saved is None:
         began = time.perf_counter()

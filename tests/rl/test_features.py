@@ -38,3 +38,40 @@ def test_season_is_one_for_constant_arrivals_and_follows_a_peak() -> None:
     # the context of a constant-rate instance: ones, and zero after the horizon
     ctx = build_context(SimParams.from_instance(load_instance("tiny")), 8)
     assert torch.allclose(ctx.season[:-1], torch.ones_like(ctx.season[:-1]))
+
+
+def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
+    """With the plan among the features, the replenishment agent sees the bid-price teacher's
+    own order (in bins) for the state it is in, and marketing its stock-adjusted margins."""
+    from coordopt.rl.distributions import order_bins
+    from coordopt.rl.features import OPS_PLAN, mkt_dim, observe, ops_dim
+    from coordopt.simulator import Action, empty_slates, reset, step
+    from coordopt.solvers.bidprice import BidPricePolicy
+
+    params = SimParams.from_instance(load_instance("small"))
+    ctx = build_context(params, 16, plan=True)
+    assert ctx.plan is not None and build_context(params, 16).plan is None
+    teacher = BidPricePolicy(params, reoptimize_every=0)
+    teacher.reset(4)
+    state, gen = reset(params, 4), torch.Generator().manual_seed(3)
+    checked = same = 0
+    for t in range(params.horizon):
+        obs = observe(ctx, state, empty_slates(params, 4), "coordinated")
+        assert obs.ops.shape[-1] == ops_dim("coordinated", True) == ops_dim("coordinated") + 2
+        assert obs.mkt.shape[-1] == mkt_dim("coordinated", True)
+        action = teacher.act(state)
+        named = torch.round(obs.ops[..., -1] * (ctx.bins - 1))
+        want = order_bins(action.orders, ctx.order_step, ctx.n_valid_bins)
+        # the teacher orders round(max(0, target - position)), then its bin is rounded again:
+        # the feature's bin where it is positive, up to that double rounding
+        positive = named > 0
+        named = named[positive].long().clamp(max=ctx.bins - 1)
+        assert torch.all((named - want[positive]).abs() <= 1)
+        assert torch.all(want[~positive] == 0)
+        checked += int(positive.sum())
+        same += int((named == want[positive]).sum())
+        margin = (teacher.g[t] * teacher.price - teacher.mu[t]) / params.price.mean()
+        assert torch.allclose(obs.mkt[..., -1], margin.to(obs.mkt.dtype).expand(4, -1))
+        state, _ = step(state, action, params, gen)
+    assert checked > 100 and same > 0.95 * checked  # many orders, nearly all the same bin
+    assert OPS_PLAN == 2

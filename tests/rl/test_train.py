@@ -160,5 +160,28 @@ def test_catalog_scale_defaults_come_from_the_instance_size(
     # the bid-price teacher's catalog solve counts in the size guard's estimate
     from coordopt.commands.train import training_work
 
-    assert training_work(config, large)["decomposed"]
-    assert not training_work(dataclasses.replace(config, warm_start="none"), large)["decomposed"]
+    assert config.plan_inputs and not TrainConfig().plan_inputs
+    assert training_work(config, large)["catalog_solve"]
+    cold = dataclasses.replace(config, warm_start="none")
+    assert training_work(cold, large)["catalog_solve"]  # the plan the agents observe
+    assert not training_work(dataclasses.replace(cold, plan_inputs=False), large)["catalog_solve"]
+
+
+def test_agents_that_observe_the_plan_train_and_run_on_another_instance(tmp_path: Path) -> None:
+    """A run with --plan-inputs saves agents with the wide-and-deep order head; loaded on
+    another instance they observe that instance's own plan; --init into agents without the
+    plan inputs is refused, naming the flag."""
+    from coordopt.rl.checkpoint import CheckpointError
+
+    config = TrainConfig(iterations=1, plan_inputs=True, warm_start="bidprice", **FAST)
+    train(load_instance("tiny"), config, tmp_path / "run", progress=False)
+    assert "replenishment.skip.weight" in _params(tmp_path / "run")
+    params = SimParams.from_instance(load_instance("small"))
+    policy = make_policy(str(tmp_path / "run"), params)
+    ctx = policy.ctx  # type: ignore[attr-defined]
+    assert ctx.plan is not None and ctx.plan.target.shape == (params.horizon + 1, 10)
+    ev = evaluate(params, policy, episodes=4, seed=0)
+    assert bool(torch.isfinite(torch.tensor(ev.profit)).all())
+    plain = TrainConfig(iterations=1, warm_start="none", **FAST)
+    with pytest.raises(CheckpointError, match="plan_inputs: source True, this run False"):
+        train(load_instance("tiny"), plain, tmp_path / "b", init=tmp_path / "run", progress=False)
