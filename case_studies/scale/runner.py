@@ -6,7 +6,8 @@ and, on one stream of customers (common random numbers, paired against the siloe
 the siloed firm, the season-aware siloed firm, bid-price control, agents trained on a small
 instance and run unchanged (zero-shot: their networks are shared across products and
 segments), and agents trained on the catalog itself -- from their own warm start
-(``tune = "train"``) or fine-tuned from the small instance's agents (``tune = "init"``)
+(``tune = "train"``) or fine-tuned (``tune = "init"``) from the small instance's agents or,
+with ``init_from = "CATALOG"``, from agents trained on that catalog with its defaults --
 within a wall-clock budget. The report gives each policy's fraction of the bound.
 """
 
@@ -39,7 +40,8 @@ def catalog(spec: dict[str, Any]) -> Instance:
 
     Per-catalog options: ``train_envs`` (environments of the training-throughput cell)
     overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog
-    (with the catalog-scale defaults of ``coordopt train``, ``tune_config`` over the grid's).
+    (with the catalog-scale defaults of ``coordopt train``, ``tune_config`` over the grid's;
+    ``init_from`` names the catalog the fine-tuned agents are first trained on).
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
@@ -95,6 +97,8 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "kind": "tuned",
                     "catalog": spec,
                     "tune": spec["tune"],
+                    "init_from": spec.get("init_from"),
+                    "source_train": config["tune_config"],
                     "zero_shot": zero_shot,
                     "train": config["tune_config"] | spec.get("tune_config", {}),
                     **shared,
@@ -130,6 +134,15 @@ def _against_siloed(inst: Instance, policies: dict[str, Any], p: dict[str, Any])
             "eval_seconds": time.perf_counter() - began,
         }
     return out
+
+
+def _train(inst: Instance, settings: dict[str, Any], out: Path, init: Path | None = None) -> Any:
+    """``coordopt train`` on ``inst`` with its size's defaults under ``settings`` (from the
+    agents of ``init`` if given), resumed where ``out`` holds a checkpoint."""
+    settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **settings}
+    config = init_config(init, settings) if init else TrainConfig(**settings)
+    resume = (out / CHECKPOINT).exists()
+    return train(inst, config, out, progress=False, init=None if resume else init, resume=resume)
 
 
 def _zero_shot(spec: dict[str, Any], workdir: Path) -> tuple[Path, dict[str, Any]]:
@@ -194,17 +207,13 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         policies = {name: name for name in p["policies"]} | {"agents (zero-shot)": str(run)}
         return {**size, "policies": _against_siloed(inst, policies, p), "zero_shot": info}
     if p["kind"] == "tuned":
-        init = _zero_shot(p["zero_shot"], workdir)[0] if p["tune"] == "init" else None
-        settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **p["train"]}
-        config = init_config(init, settings) if init else TrainConfig(**settings)
-        res = train(
-            inst,
-            config,
-            workdir / "tuned",
-            progress=False,
-            init=init,
-            resume=(workdir / "tuned" / CHECKPOINT).exists(),
-        )
+        init = None
+        if p["tune"] == "init" and p.get("init_from"):
+            init = workdir / "source"  # trained on that catalog with its own defaults here
+            _train(catalog({"name": p["init_from"]}), p["source_train"], init)
+        elif p["tune"] == "init":
+            init = _zero_shot(p["zero_shot"], workdir)[0]
+        res = _train(inst, p["train"], workdir / "tuned", init)
         label = "agents (fine-tuned)" if init else "agents (trained here)"
         return {
             **size,

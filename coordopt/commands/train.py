@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--init",
         metavar="RUN_DIR",
         help="start from the agents of an earlier run (any instance) and fine-tune them: "
-        "network weights only (architecture flags default to the run's), fresh optimisers, "
-        "no cloning (the imitation penalty toward --warm-start still applies; none: off)",
+        "network weights only (architecture flags default to the run's), fresh optimisers; "
+        "with a --warm-start expert, DAgger continues from them on this catalog's states "
+        "(--bc-rounds 0: no cloning, only the imitation penalty; --warm-start none: neither)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p, "train into a non-empty --out folder (a folder holding a run needs --resume)")

@@ -317,8 +317,8 @@ def _warm_start(
     run: RunState,
     expert: Policy | None,
 ) -> None:
-    """Clone ``expert`` (DAgger) unless ``None`` (``--init``: the agents come from another
-    run), then fit the critic to the agents' returns on this instance.
+    """Clone ``expert`` (DAgger; after ``--init``, from the loaded agents) unless ``None``,
+    then fit the critic to the agents' returns on this instance.
 
     The budget (``run.env_steps``) counts these simulations; the report goes to
     ``run.warm_start`` (cloning) or ``run.init`` (the critic's fit after ``--init``).
@@ -364,9 +364,9 @@ def train(
     :data:`~coordopt.rl.checkpoint.RESUMABLE`) matches, else refuses naming what differs; the
     result equals that of an uninterrupted run with the same seed, and a finished run is
     returned as it is, its files untouched. ``init`` starts from the agents' weights of
-    another run directory (any instance; the networks are size-agnostic) instead of cloning
-    an expert; the optimisers and counters start fresh and the critic is refitted to this
-    instance. ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a
+    another run directory (any instance; the networks are size-agnostic); with a warm-start
+    expert and ``bc_rounds > 0`` cloning continues from them on this instance's states; the
+    optimisers and counters start fresh and the critic is refitted to this instance. ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a
     cheap one).
     """
     started = time.perf_counter()  # --time-budget counts from here
@@ -410,7 +410,11 @@ def train(
         ckpt.save(path, config, agents, optimisers, run, identity)
 
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    cloning = saved is None and init is None and config.warm_start != "none"
+    # after --init, cloning goes on from the loaded agents on this instance's states unless
+    # --bc-rounds 0 (fine-tuning toward the teacher where the catalog differs)
+    cloning = (
+        saved is None and config.warm_start != "none" and (init is None or config.bc_rounds > 0)
+    )
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
         expert = make_expert(config.warm_start, params, config.expert_reoptimize)
     # the plan the agents observe comes from a bid-price expert's own solve where there is one

@@ -120,6 +120,28 @@ def test_init_fine_tunes_the_agents_of_another_run(
     assert json.loads(capsys.readouterr().out)["iterations"] == 1
     assert main(["evaluate", "small", "--policy", str(tuned), "--episodes", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
+    # with an expert, cloning continues from the loaded agents (the first round's NLL starts
+    # where they are, not at a fresh network's); --bc-rounds 0 skips it
+    cloned = train(
+        load_instance("small"),
+        TrainConfig(iterations=0, warm_start="siloed", **{**FAST, "hidden_size": 16}),
+        tmp_path / "cloned",
+        init=source,
+        progress=False,
+    )
+    report = json.loads((cloned.out_dir / "summary.json").read_text())
+    assert report["init"]["run"] == str(source) and report["warm_start"]["expert"] == "siloed"
+    fresh = train(
+        load_instance("small"),
+        TrainConfig(iterations=0, warm_start="siloed", **{**FAST, "hidden_size": 16}),
+        tmp_path / "fresh",
+        progress=False,
+    )
+    before = json.loads((fresh.out_dir / "summary.json").read_text())["warm_start"]["nll_before"]
+    assert report["warm_start"]["nll_before"] != before  # started from the loaded weights
+    skipped = TrainConfig(iterations=0, warm_start="siloed", **{**FAST, "bc_rounds": 0})
+    kept = train(load_instance("small"), skipped, tmp_path / "ppo-only", init=source, progress=False)
+    assert json.loads((kept.out_dir / "summary.json").read_text())["warm_start"] is None
     # incompatible networks, and --init with --resume, are refused
     bad = [*argv[:5], str(tmp_path / "bad"), "--hidden-size", "32", "--iterations", "1"]
     assert main(bad) == 2
