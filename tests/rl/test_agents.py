@@ -13,13 +13,19 @@ from coordopt.rl.rollout import collect_rollout
 from coordopt.simulator import SimParams
 
 
-@pytest.mark.parametrize("scorer", ["additive", "factorised"])
-def test_sequence_evaluation_equals_period_by_period_steps(scorer: str) -> None:
-    """PPO re-scores a chunk in one pass; it must match stepping the memories period by period."""
+@pytest.mark.parametrize(
+    ("scorer", "plan"), [("additive", False), ("factorised", False), ("factorised", True)]
+)
+def test_sequence_evaluation_equals_period_by_period_steps(scorer: str, plan: bool) -> None:
+    """PPO re-scores a chunk in one pass; it must match stepping the memories period by period
+    (also with the plan inputs and the order head's linear skip)."""
     params = SimParams.from_instance(load_instance("small"), dtype=torch.float64)
     torch.manual_seed(0)
-    agents = build_agents(TrainConfig(hidden_size=16, scorer=scorer), params).double()
-    ctx = build_context(params, agents.bins)
+    config = TrainConfig(hidden_size=16, scorer=scorer, plan_inputs=plan)
+    agents = build_agents(config, params).double()
+    if plan:  # a skip that matters (it starts at zero)
+        torch.nn.init.normal_(agents.replenishment.skip.weight)
+    ctx = build_context(params, agents.bins, plan=plan)
     gen = torch.Generator().manual_seed(0)
     ro = collect_rollout(agents, ctx, 4, gen, gen)
     s, e = 3, 9
