@@ -49,7 +49,7 @@ def part(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             began = time.perf_counter()
             try:
                 REPORT[name] = fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - reported, the next part still runs
+            except Exception as exc:  # reported; the next part still runs
                 traceback.print_exc()
                 REPORT[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"[{name}] {time.perf_counter() - began:.1f} s: {REPORT[name]}", flush=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,17 +85,16 @@ def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
     any other value builds one."""
     from coordopt.solvers.bidprice import BidPricePolicy  # the solver layer, only when asked
 
-    if isinstance(teacher, BidPricePolicy) and teacher.params is params:
-        teacher.reset(0)  # back to the initial solve
-    else:
-        teacher = BidPricePolicy(params, reoptimize_every=0)
-    if teacher.t0 != 0:
-        raise ValueError(f"the teacher's plan starts at period {teacher.t0}, not 0")
+    reuse = isinstance(teacher, BidPricePolicy) and getattr(teacher, "params", None) is params
+    bp: Any = teacher if reuse else BidPricePolicy(params, reoptimize_every=0)
+    bp.reset(0)  # back to the initial solve
+    if bp.t0 != 0:
+        raise ValueError(f"the teacher's plan starts at period {bp.t0}, not 0")
     mu = demand_scale(params).double()
     cover = (params.lead_time.double() + 1) * mu
     pscale = float(params.price.mean().clamp(min=1e-6))
-    margin = teacher.g[:, None] * teacher.price[None] - teacher.mu
-    rows = [teacher.target.double() / cover, margin / pscale]
+    margin = bp.g[:, None] * bp.price[None] - bp.mu
+    rows = [bp.target.double() / cover, margin / pscale]
     return Plan(*(torch.cat([x, torch.zeros_like(x[:1])]).to(params.dtype) for x in rows))
 
 

@@ -44,8 +44,8 @@ def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
     """With the plan among the features, the replenishment agent sees the bid-price teacher's
     own order (in bins) for the state it is in, and marketing its stock-adjusted margins."""
     from coordopt.rl.distributions import order_bins
-    from coordopt.rl.features import OPS_PLAN, mkt_dim, observe, ops_dim
-    from coordopt.simulator import Action, empty_slates, reset, step
+    from coordopt.rl.features import mkt_dim, observe, ops_dim
+    from coordopt.simulator import empty_slates, reset, step
     from coordopt.solvers.bidprice import BidPricePolicy
 
     params = SimParams.from_instance(load_instance("small"))
@@ -74,4 +74,3 @@ def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
         assert torch.allclose(obs.mkt[..., -1], margin.to(obs.mkt.dtype).expand(4, -1))
         state, _ = step(state, action, params, gen)
     assert checked > 100 and same > 0.95 * checked  # many orders, nearly all the same bin
-    assert OPS_PLAN == 2

@@ -140,7 +140,9 @@ def test_init_fine_tunes_the_agents_of_another_run(
     before = json.loads((fresh.out_dir / "summary.json").read_text())["warm_start"]["nll_before"]
     assert report["warm_start"]["nll_before"] != before  # started from the loaded weights
     skipped = TrainConfig(iterations=0, warm_start="siloed", **{**FAST, "bc_rounds": 0})
-    kept = train(load_instance("small"), skipped, tmp_path / "ppo-only", init=source, progress=False)
+    kept = train(
+        load_instance("small"), skipped, tmp_path / "ppo-only", init=source, progress=False
+    )
     assert json.loads((kept.out_dir / "summary.json").read_text())["warm_start"] is None
     # incompatible networks, and --init with --resume, are refused
     bad = [*argv[:5], str(tmp_path / "bad"), "--hidden-size", "32", "--iterations", "1"]
