@@ -194,10 +194,10 @@ SCALE_DEFAULTS: dict[str, Any] = {
 """Defaults at catalog scale (:func:`at_catalog_scale`), sized for two CPU cores and a
 45-minute budget: a training iteration on ``large`` costs about 20 ms per env-period, so 8
 environments and bid-price labels from the initial solve only; the agents observe the teacher's
-plan, which made their clone of it 2.2% better on ``large`` (825,081 against 807,328, the
-same 15-epoch cloning), and cloning gets the time PPO could not use (155 PPO iterations moved
-a clone by under 0.2%). Flags given on the command line win; below catalog scale the dataclass
-defaults hold."""
+plan, which made their greedy clone of it 1.8% better on ``large`` (825,081 against 810,499,
+the same 15-epoch cloning), and cloning gets the time PPO could not use (40 epochs a round:
+828,929; 155 PPO iterations had moved a clone by under 0.2%). Flags given on the command line
+win; below catalog scale the dataclass defaults hold."""
 
 
 def at_catalog_scale(inst: Instance) -> bool:

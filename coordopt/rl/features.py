@@ -15,10 +15,11 @@ The critic always sees the whole firm (the coordinated operations features plus
 segment data): centralised training, decentralised execution.
 
 The optimiser's plan (``plan``, optional): the replenishment agent and the critic see the
-bid-price teacher's target inventory position of the period and the gap from the current
-position to it, the recommendation agent each product's stock-adjusted margin (price less the
-teacher's stock value, the margin its slates maximise) -- the "regularisation target" as an
-input, from the teacher's initial solve (:func:`teacher_plan`).
+bid-price teacher's target inventory position of the period and the order that reaches it from
+the current position, in order bins (the teacher's own order bin, up to rounding); the
+recommendation agent each product's stock-adjusted margin (price less the teacher's stock
+value, the margin its slates maximise) -- the "regularisation target" as an input, from the
+teacher's initial solve (:func:`teacher_plan`).
 
 Seasonal demand: both agents see each product's expected demand of the current period
 relative to its horizon mean (operations also the next period's), from the per-period arrival

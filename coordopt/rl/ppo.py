@@ -366,8 +366,8 @@ def train(
     returned as it is, its files untouched. ``init`` starts from the agents' weights of
     another run directory (any instance; the networks are size-agnostic); with a warm-start
     expert and ``bc_rounds > 0`` cloning continues from them on this instance's states; the
-    optimisers and counters start fresh and the critic is refitted to this instance. ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a
-    cheap one).
+    optimisers and counters start fresh and the critic is refitted to this instance.
+    ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a cheap one).
     """
     started = time.perf_counter()  # --time-budget counts from here
     out = Path(out_dir)
