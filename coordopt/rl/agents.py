@@ -488,10 +488,12 @@ class AgentPolicy:
         deterministic: bool = True,
         seed: int = 0,
         name: str = "rl",
+        ctx: Context | None = None,
     ) -> None:
         self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
         self.params = params
-        self.ctx = build_context(params, agents.bins, plan=agents.plan)
+        # ctx: the instance's context already built (training passes its own: no second plan)
+        self.ctx = ctx or build_context(params, agents.bins, plan=agents.plan)
         self.deterministic = deterministic
         self.seed = seed
         self.name = name

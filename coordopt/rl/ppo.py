@@ -284,17 +284,24 @@ def ppo_update(
 
 
 def _evaluate_agents(
-    agents: Agents, params: SimParams, config: TrainConfig, iteration: int, env_steps: int
+    agents: Agents, ctx: Context, config: TrainConfig, iteration: int, env_steps: int
 ) -> dict[str, float]:
-    """Greedy agents on the fixed evaluation stream (``iteration`` -1: before any PPO update)."""
+    """Greedy agents on the fixed evaluation stream (``iteration`` -1: before any PPO update);
+    ``seconds``: how long it took."""
     ev = evaluate(
-        params,
-        AgentPolicy(agents, params, deterministic=True),
+        ctx.params,
+        AgentPolicy(agents, ctx.params, deterministic=True, ctx=ctx),
         config.eval_episodes,
         seed=config.eval_seed,
     )
     agents.train()
-    return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
+    return {
+        "mean": ev.mean,
+        "ci95": ev.ci95,
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "seconds": ev.seconds,
+    }
 
 
 def _is_best(run: RunState, ev: dict[str, float]) -> bool:
@@ -430,7 +437,7 @@ def train(
                 run.baselines[name] = evaluate(
                     params, name, config.eval_episodes, seed=config.eval_seed
                 ).mean
-            run.initial_eval = _evaluate_agents(agents, params, config, -1, run.env_steps)
+            run.initial_eval = _evaluate_agents(agents, ctx, config, -1, run.env_steps)
             if _is_best(run, run.initial_eval):
                 save(out / ckpt.BEST)
         save(out / ckpt.CHECKPOINT)
@@ -445,6 +452,7 @@ def train(
     )
     history: list[dict[str, float]] = []
     final_eval: dict[str, float] = {}
+    eval_seconds = run.initial_eval.get("seconds", 0.0)
     while run.iteration < config.iterations:
         it = run.iteration
         t0 = time.perf_counter()
@@ -497,9 +505,12 @@ def train(
             "siloed_profit": run.baselines.get("siloed", math.nan),
             "null_profit": run.baselines.get("null", math.nan),
         }
-        last = run.iteration >= config.iterations or _out_of_time(config, started, dt)
+        # the budget leaves room for the last iteration's evaluation too
+        evaluating = dt + (eval_seconds if config.eval_every > 0 else 0.0)
+        last = run.iteration >= config.iterations or _out_of_time(config, started, evaluating)
         if config.eval_every > 0 and (run.iteration % config.eval_every == 0 or last):
-            final_eval = _evaluate_agents(agents, params, config, it, run.env_steps)
+            final_eval = _evaluate_agents(agents, ctx, config, it, run.env_steps)
+            eval_seconds = final_eval["seconds"]
             row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
             if run.baselines.get("siloed"):
                 row["gap_vs_siloed"] = (final_eval["mean"] - run.baselines["siloed"]) / abs(
