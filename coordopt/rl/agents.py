@@ -493,7 +493,7 @@ class AgentPolicy:
         self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
         self.params = params
         # ctx: the instance's context already built (training passes its own: no second plan)
-        self.ctx = ctx or build_context(params, agents.bins, plan=agents.plan)
+        self.ctx = ctx if ctx is not None else build_context(params, agents.bins, plan=agents.plan)
         self.deterministic = deterministic
         self.seed = seed
         self.name = name
