@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -60,11 +61,20 @@ def add_instance_arg(p: argparse.ArgumentParser) -> None:
 
 
 def guard_size(
-    args: argparse.Namespace, inst: Any, *, what: str, way_out: str, **work: Any
+    args: argparse.Namespace,
+    inst: Any,
+    *,
+    what: str,
+    way_out: str,
+    budget_seconds: float = 0.0,
+    **work: Any,
 ) -> None:
     """Refuse (unless ``--force``) work on ``inst`` whose estimate is beyond the limits;
-    ``work``: the workload keywords of :func:`coordopt.guards.estimate`."""
+    ``work``: the workload keywords of :func:`coordopt.guards.estimate`; ``budget_seconds``
+    (> 0): a budget that stops the work in time caps its time estimate."""
     est = estimate(inst.horizon, inst.n_segments, inst.n_products, **work)
+    if budget_seconds > 0:
+        est = dataclasses.replace(est, seconds=min(est.seconds, budget_seconds))
     check_size(est, force=getattr(args, "force", False), what=what, way_out=way_out)
 
 

@@ -13,7 +13,6 @@ The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -21,11 +20,12 @@ from coordopt.commands.common import (
     add_instance_arg,
     add_json_flag,
     emit_json,
+    guard_size,
     log,
     table,
 )
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
-from coordopt.guards import add_force_flag, check_out, check_size, estimate
+from coordopt.guards import add_force_flag, check_out
 from coordopt.instance import Instance, load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args, size_defaults
 
@@ -105,15 +105,14 @@ def run(args: argparse.Namespace) -> int:
         config = init_config(args.init, {**size_defaults(inst), **flags})
     else:
         config = TrainConfig(**{**size_defaults(inst), **flags})
-    est = estimate(inst.horizon, inst.n_segments, inst.n_products, **training_work(config, inst))
-    if config.time_budget > 0:  # the budget stops the run in time
-        est = dataclasses.replace(est, seconds=min(est.seconds, 60 * config.time_budget))
-    check_size(
-        est,
-        force=args.force,
+    guard_size(
+        args,
+        inst,
         what=f"to train on {inst.name}",
         way_out="use fewer --iterations or --num-envs, a --time-budget, a smaller --hidden-size, "
         "--scorer factorised, --warm-start siloed or none, or a smaller instance",
+        budget_seconds=60 * config.time_budget,
+        **training_work(config, inst),
     )
     log(
         f"training on {inst.summary()}; warm start: {config.warm_start}, "

@@ -546,14 +546,15 @@ def train(
 
 
 def _out_of_time(config: TrainConfig, started: float, iteration_seconds: float) -> bool:
-    """Whether another iteration (as long as the last) would overrun ``--time-budget``."""
+    """Whether another iteration and its evaluation (``iteration_seconds``, as long as the
+    last ones) would overrun ``--time-budget``."""
     budget = 60.0 * config.time_budget
     if budget <= 0 or time.perf_counter() - started + iteration_seconds <= budget:
         return False
     print(
         f"coordopt train: the time budget of {config.time_budget:g} minutes leaves less than one "
-        f"more iteration ({iteration_seconds:.0f} s); stopping after this one. Continue with "
-        "--resume --time-budget MINUTES",
+        f"more iteration and its evaluation ({iteration_seconds:.0f} s); stopping after this "
+        "one. Continue with --resume --time-budget MINUTES",
         file=sys.stderr,
     )
     return True
