@@ -57,6 +57,8 @@ def catalog(spec: dict[str, Any]) -> Instance:
 
 
 def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grid's cells, queued longest first so a pool of workers finishes soonest: catalogs
+    from the last listed (the config lists them smallest first), each one's tuned cell first."""
     out = []
     shared = {k: config[k] for k in ("eval_seed", "episodes")}
     zero_shot = {
@@ -64,7 +66,20 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
         "iterations": config["agent_iterations"],
         "scorer": config["agent_scorer"],
     }
-    for spec in config["catalogs"]:
+    for spec in reversed(config["catalogs"]):
+        if "tune" in spec:
+            out.append(
+                {
+                    "kind": "tuned",
+                    "catalog": spec,
+                    "tune": spec["tune"],
+                    "init_from": spec.get("init_from"),
+                    "source_train": config["tune_config"],
+                    "zero_shot": zero_shot,
+                    "train": config["tune_config"] | spec.get("tune_config", {}),
+                    **shared,
+                }
+            )
         out.append(
             {
                 "kind": "sim",
@@ -91,19 +106,6 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                 **shared,
             }
         )
-        if "tune" in spec:
-            out.append(
-                {
-                    "kind": "tuned",
-                    "catalog": spec,
-                    "tune": spec["tune"],
-                    "init_from": spec.get("init_from"),
-                    "source_train": config["tune_config"],
-                    "zero_shot": zero_shot,
-                    "train": config["tune_config"] | spec.get("tune_config", {}),
-                    **shared,
-                }
-            )
     return out
 
 
