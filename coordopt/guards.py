@@ -191,6 +191,12 @@ TRAIN_STEP_SECONDS = 0.1
 TRAIN_CELLS_PER_SECOND = 1.3e7
 """Environment x segment x product x hidden-unit periods trained per second (additive scorer,
 ``large``: 2.07 env-periods/s); the factorised scorer is 10x faster."""
+STORED_BYTES_PER_PRODUCT_PERIOD = 300
+"""A stored training environment-period, per product: its observations (about 70 floats)
+and order bins (rollouts, and the warm start's labelled states)."""
+GRAPH_BYTES_PER_CELL = 46
+"""Autograd memory per period x environment x segment x product cell of a backward pass
+(factorised scorer; measured while cloning on a 2,500 x 100 x 52 catalog)."""
 BYTES_PER_PRODUCT = 5_000
 """Python objects of one product while an instance is built, validated and written (10^5
 products: 470 MB peak)."""
@@ -230,6 +236,8 @@ def estimate(
     catalog_solve: bool = False,
     train_iterations: int = 0,
     train_envs: int = 0,
+    stored_envs: int = 0,
+    graph_cells: int = 0,
     hidden: int = 0,
     factorised: bool = False,
 ) -> Estimate:
@@ -241,7 +249,9 @@ def estimate(
     (the fluid plan: 1; MPC: one per period and episode); ``catalog_solve``: the fluid program
     solved by the catalog solver (``solve --method decompose``, bid-price control, the plan
     agents observe); ``train_iterations`` PPO iterations
-    over ``train_envs`` environments with ``hidden``-wide networks. Every count is a Python
+    over ``train_envs`` environments with ``hidden``-wide networks, besides ``stored_envs``
+    labelled warm-start episodes kept, and backward passes of at most ``graph_cells`` cells
+    (default: one period of every environment). Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
     """
     t, m, n = int(horizon), int(segments), int(products)
@@ -271,7 +281,9 @@ def estimate(
         parts.append("the catalog solver")
     if train_iterations:
         per_cell = 1 if factorised else max(1, int(hidden))
-        memory += 4 * 8 * int(train_envs) * m * n * per_cell
+        graph = int(graph_cells) or int(train_envs) * m * n
+        memory += GRAPH_BYTES_PER_CELL * per_cell * graph
+        memory += STORED_BYTES_PER_PRODUCT_PERIOD * t * n * (int(train_envs) + int(stored_envs))
         rate = TRAIN_CELLS_PER_SECOND * (10 if factorised else 1)
         seconds += int(train_iterations) * t * TRAIN_STEP_SECONDS
         seconds += int(train_iterations) * int(train_envs) * cells * max(1, int(hidden)) / rate

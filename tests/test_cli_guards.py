@@ -131,6 +131,28 @@ def test_estimates_of_absurd_sizes_are_exact_arithmetic():
     assert est.lp_cells == 10**19 and est.seconds > 1e9 and est.memory > 1e12
 
 
+def test_training_memory_counts_the_warm_start_and_the_largest_backward_pass(monkeypatch):
+    from coordopt.commands.train import training_work
+    from coordopt.rl import warmstart
+    from coordopt.rl.config import size_defaults
+
+    inst = load_instance("large")  # catalog scale: 3 DAgger rounds of 8, groups of 4
+    episode = inst.horizon * inst.n_segments * inst.n_products
+    config = TrainConfig(**size_defaults(inst))
+    work = training_work(config, inst)
+    assert work["stored_envs"] == 24 and work["graph_cells"] == 4 * episode
+    monkeypatch.setattr(warmstart, "GRAPH_CELLS", episode)  # cloned one environment at a time
+    work = training_work(config, inst)
+    assert work["graph_cells"] == config.minibatch_envs * config.seq_len * episode // inst.horizon
+    cold = training_work(dataclasses.replace(config, warm_start="none"), inst)
+    assert cold["stored_envs"] == 0
+    sizes = inst.horizon, inst.n_segments, inst.n_products
+    # the same graph and catalog solve (the plan the agents observe): the labelled states differ
+    assert estimate(*sizes, **work).memory - estimate(*sizes, **cold).memory == pytest.approx(
+        guards.STORED_BYTES_PER_PRODUCT_PERIOD * 24 * inst.horizon * inst.n_products
+    )
+
+
 def test_debug_shows_the_traceback_and_the_same_exit_code(capsys):
     argv = ["evaluate", "tiny", "--policy", "nope", "--episodes", "2"]
     assert main(argv) == ExitCode.USAGE

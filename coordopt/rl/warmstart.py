@@ -29,6 +29,21 @@ from coordopt.solvers.dp import reference_method
 
 Tensor = torch.Tensor
 
+GRAPH_CELLS = 50_000_000
+"""The most period x environment x product x segment cells one backward pass holds: a group
+of environments beyond it is cloned (or its critic fitted) in parts whose gradients add up
+to the group's. Measured on a 2,500 x 100 x 52 catalog, a cloning graph holds about 46 bytes a
+cell (1.5 GB for 4 environments), so the cap keeps a graph near 2.3 GB: on ``large`` (5.2 M
+cells an environment) nothing splits; at 10,000 products each environment is its own part."""
+
+
+def graph_parts(envs: Tensor, params: SimParams) -> list[Tensor]:
+    """``envs`` split into the fewest equal-as-possible parts of at most :data:`GRAPH_CELLS`
+    cells each (always at least one environment a part)."""
+    cells = params.horizon * params.n_products * params.n_segments
+    per_part = max(1, GRAPH_CELLS // max(cells, 1))
+    return list(envs.tensor_split(-(-len(envs) // per_part)))
+
 
 @dataclass
 class WarmStartReport:
@@ -116,21 +131,20 @@ class ImitationData:
         return int(self.bins.shape[0] * self.bins.shape[1])
 
     @classmethod
-    def from_rollouts(cls, rollouts: list[Rollout]) -> ImitationData:
-        """The expert-labelled environments of every rollout, concatenated over environments."""
-        obs, bins, slates = [], [], []
-        for r in rollouts:
-            if r.expert_bins is None or r.expert_slates is None:
-                raise ValueError("rollout has no expert labels")
-            e = r.expert_bins.shape[1]
-            obs.append(
-                Observation(
-                    r.obs.ops[:, :e], r.obs.mkt[:, :e], r.obs.critic[:, :e], r.obs.glob[:, :e]
-                )
-            )
-            bins.append(r.expert_bins)
-            slates.append(r.expert_slates)
-        return cls(_cat_obs(obs), torch.cat(bins, 1), torch.cat(slates, 1))
+    def from_rollout(cls, r: Rollout, before: ImitationData | None = None) -> ImitationData:
+        """The expert-labelled environments of ``r``, after those of ``before`` if given (the
+        aggregate of earlier rounds; ``r`` itself need not be kept)."""
+        if r.expert_bins is None or r.expert_slates is None:
+            raise ValueError("rollout has no expert labels")
+        e = r.expert_bins.shape[1]
+        new = cls(r.obs.map(lambda x: x[:, :e]), r.expert_bins, r.expert_slates)
+        if before is None:
+            return new
+        return cls(
+            _cat_obs([before.obs, new.obs]),
+            torch.cat([before.bins, new.bins], 1),
+            torch.cat([before.slates, new.slates], 1),
+        )
 
 
 def imitation_nll(
@@ -168,22 +182,24 @@ def behaviour_clone(
     start = copy.deepcopy(agents)
     params = [p for a in AGENTS for p in agents.actor(a).parameters()]
     opt = torch.optim.Adam(params, lr=config.bc_lr)
-    rollouts: list[Rollout] = []
     data: ImitationData | None = None
-    for r in range(max(config.bc_rounds, 1)):
-        rollouts.append(
-            collect_rollout(
-                agents,
-                ctx,
-                config.bc_envs,
-                env_gen,
-                pol_gen,
-                expert,
-                label_envs=min(config.bc_label_envs, config.bc_envs),
-                expert_prob=config.bc_beta**r,
-            )
+    rounds = max(config.bc_rounds, 1)
+    expert_profit = float("nan")
+    for r in range(rounds):
+        ro = collect_rollout(
+            agents,
+            ctx,
+            config.bc_envs,
+            env_gen,
+            pol_gen,
+            expert,
+            label_envs=min(config.bc_label_envs, config.bc_envs),
+            expert_prob=config.bc_beta**r,
         )
-        data = ImitationData.from_rollouts(rollouts)
+        if r == 0:  # beta^0 = 1: the expert's own rollout
+            expert_profit = float(ro.profit[: config.bc_envs].mean())
+        data = ImitationData.from_rollout(ro, data)  # the aggregate, not every rollout kept
+        del ro
         began, last = time.perf_counter(), float("nan")
         batch = data.bins.shape[1]
         size = config.bc_minibatch_envs or batch
@@ -195,22 +211,24 @@ def behaviour_clone(
                 else torch.arange(batch)
             )
             for idx in order.split(size):
-                ent: dict[str, Tensor] = {}
-                nll = imitation_nll(agents, ctx, data.take(idx), ent)
-                # a small entropy bonus keeps the clone from collapsing onto one action, so
-                # PPO still explores after the warm start
-                loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
-                    )
                 opt.zero_grad()
-                loss.backward()
+                last = 0.0
+                for part in graph_parts(idx, ctx.params):  # the group's gradient, in parts
+                    ent: dict[str, Tensor] = {}
+                    nll = imitation_nll(agents, ctx, data.take(part), ent)
+                    # a small entropy bonus keeps the clone from collapsing onto one action,
+                    # so PPO still explores after the warm start
+                    loss = sum(nll[a] - config.bc_entropy * ent[a] for a in AGENTS)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"behaviour cloning diverged in round {r} (loss {loss}); lower --bc-lr"
+                        )
+                    (loss * (len(part) / len(idx))).backward()
+                    last += float(loss.detach()) * len(part) / len(idx)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
-                last = float(loss.detach())
         print(
-            f"DAgger round {r + 1}/{max(config.bc_rounds, 1)}: {data.states:,} labelled states, "
+            f"DAgger round {r + 1}/{rounds}: {data.states:,} labelled states, "
             f"NLL {last:.3f} after {config.bc_epochs} epochs "
             f"({time.perf_counter() - began:.0f} s)",
             file=sys.stderr,
@@ -219,15 +237,14 @@ def behaviour_clone(
     with torch.no_grad():
         before = {a: float(v) for a, v in imitation_nll(start, ctx, data).items()}
         after = {a: float(v) for a, v in imitation_nll(agents, ctx, data).items()}
-    expert_runs = [r.profit[: config.bc_envs] for r in rollouts[:1]]
     return WarmStartReport(
         expert=getattr(expert, "name", "expert"),
         nll_before=before,
         nll_after=after,
-        rounds=len(rollouts),
+        rounds=rounds,
         states=data.states,
-        expert_profit=float(torch.cat(expert_runs).mean()),
-        env_steps=sum(r.horizon * r.batch_size for r in rollouts),
+        expert_profit=expert_profit,
+        env_steps=rounds * config.bc_envs * ctx.params.horizon,
     )
 
 
@@ -254,12 +271,16 @@ def pretrain_critic(
         targets[name] = normalisers[name].normalise(ret)
     opt = torch.optim.Adam(agents.critics.parameters(), lr=config.bc_lr)
     losses = {name: float("nan") for name in agents.critics}
+    everyone = torch.arange(ro.batch_size, device=ctx.params.device)
     for _ in range(config.critic_pretrain_epochs):
-        values = agents.values(ro.obs, ctx)
-        terms = {n: 0.5 * ((values[n] - targets[n]) ** 2).mean() for n in values}
-        loss = sum(terms.values())
         opt.zero_grad()
-        loss.backward()  # type: ignore[union-attr]
+        losses = dict.fromkeys(agents.critics, 0.0)
+        for part in graph_parts(everyone, ctx.params):  # the full batch's gradient, in parts
+            values = agents.values(ro.obs.map(lambda x: x[:, part]), ctx)
+            share = len(part) / ro.batch_size
+            terms = {n: 0.5 * ((values[n] - targets[n][:, part]) ** 2).mean() for n in values}
+            (sum(terms.values()) * share).backward()  # type: ignore[union-attr]
+            for n, v in terms.items():
+                losses[n] += float(v.detach()) * share
         opt.step()
-        losses = {n: float(v.detach()) for n, v in terms.items()}
     return losses

@@ -11,7 +11,14 @@ from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import GLOBAL, Observation, build_context, ops_dim
 from coordopt.rl.rollout import RunningMeanStd
-from coordopt.rl.warmstart import behaviour_clone, expert_name, make_expert, pretrain_critic
+from coordopt.rl import warmstart
+from coordopt.rl.warmstart import (
+    behaviour_clone,
+    expert_name,
+    graph_parts,
+    make_expert,
+    pretrain_critic,
+)
 from coordopt.simulator import SimParams
 
 
@@ -41,6 +48,44 @@ def test_behaviour_cloning_halves_the_imitation_loss_on_tiny(group: int) -> None
     norms = {n: RunningMeanStd() for n in agents.critics}
     losses = pretrain_critic(agents, ctx, cfg, 1.0, norms, *gens)
     assert losses["firm"] < 0.5  # normalised targets have variance ~1: the fit explains most
+
+
+def test_graph_parts_cap_the_cells_of_one_backward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = SimParams.from_instance(load_instance("tiny"))
+    cells = params.horizon * params.n_products * params.n_segments
+    envs = torch.arange(7)
+    assert [len(p) for p in graph_parts(envs, params)] == [7]
+    monkeypatch.setattr(warmstart, "GRAPH_CELLS", 3 * cells)
+    parts = graph_parts(envs, params)
+    assert [len(p) for p in parts] == [3, 2, 2] and torch.equal(torch.cat(parts), envs)
+    monkeypatch.setattr(warmstart, "GRAPH_CELLS", 1)  # never fewer than one environment a part
+    assert [len(p) for p in graph_parts(envs, params)] == [1] * 7
+
+
+def test_cloning_in_parts_takes_the_same_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splitting a group's backward pass into parts (memory) leaves cloning and the critic's
+    fit unchanged: the parts' gradients add up to the group's."""
+    cfg = TrainConfig(
+        hidden_size=16, bc_rounds=2, bc_envs=6, bc_epochs=3, bc_minibatch_envs=3,
+        critic_pretrain_epochs=3,
+    )  # fmt: skip
+    params = SimParams.from_instance(load_instance("tiny"))
+    ctx = build_context(params, cfg.order_bins)
+    trained = []
+    for cap in (warmstart.GRAPH_CELLS, params.horizon * params.n_products * params.n_segments):
+        monkeypatch.setattr(warmstart, "GRAPH_CELLS", cap)
+        torch.manual_seed(0)
+        agents = build_agents(cfg, params)
+        gens = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+        report = behaviour_clone(agents, ctx, make_policy("siloed", params), cfg, *gens)
+        norms = {n: RunningMeanStd() for n in agents.critics}
+        losses = pretrain_critic(agents, ctx, cfg, 1.0, norms, *gens)
+        trained.append((agents.state_dict(), report.nll_after, losses))
+    (whole, nll_whole, loss_whole), (parts, nll_parts, loss_parts) = trained
+    for key, value in whole.items():
+        torch.testing.assert_close(parts[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    assert nll_parts == pytest.approx(nll_whole, rel=1e-4)
+    assert loss_parts == pytest.approx(loss_whole, rel=1e-4)
 
 
 def test_order_head_learns_a_state_dependent_rule() -> None:
