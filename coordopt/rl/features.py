@@ -139,6 +139,10 @@ class Observation:
         """The observations of a subset of environments."""
         return self.map(lambda x: x[idx])
 
+    def over_time(self, idx: Tensor) -> Observation:
+        """The same, of time-major fields ``(T, B, ...)``: environments ``idx`` of every period."""
+        return self.map(lambda x: x[:, idx])
+
 
 def expected_arrivals(params: SimParams) -> Tensor:
     """``lambda_kt``, ``(T, M)``: expected customers of every segment in every period (a rate

@@ -122,8 +122,7 @@ class ImitationData:
 
     def take(self, envs: Tensor) -> ImitationData:
         """The data of environments ``envs`` (indices along the batch axis)."""
-        obs = self.obs.map(lambda x: x[:, envs])
-        return ImitationData(obs, self.bins[:, envs], self.slates[:, envs])
+        return ImitationData(self.obs.over_time(envs), self.bins[:, envs], self.slates[:, envs])
 
     @property
     def states(self) -> int:
@@ -137,7 +136,7 @@ class ImitationData:
         if r.expert_bins is None or r.expert_slates is None:
             raise ValueError("rollout has no expert labels")
         e = r.expert_bins.shape[1]
-        new = cls(r.obs.map(lambda x: x[:, :e]), r.expert_bins, r.expert_slates)
+        new = cls(r.obs.map(lambda x: x[:, :e]), r.expert_bins, r.expert_slates)  # views
         if before is None:
             return new
         return cls(
@@ -276,7 +275,7 @@ def pretrain_critic(
         opt.zero_grad()
         losses = dict.fromkeys(agents.critics, 0.0)
         for part in graph_parts(everyone, ctx.params):  # the full batch's gradient, in parts
-            values = agents.values(ro.obs.map(lambda x: x[:, part]), ctx)
+            values = agents.values(ro.obs.over_time(part), ctx)
             share = len(part) / ro.batch_size
             terms = {n: 0.5 * ((values[n] - targets[n][:, part]) ** 2).mean() for n in values}
             (sum(terms.values()) * share).backward()  # type: ignore[union-attr]

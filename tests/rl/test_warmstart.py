@@ -7,11 +7,11 @@ import torch
 
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy
+from coordopt.rl import warmstart
 from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import GLOBAL, Observation, build_context, ops_dim
 from coordopt.rl.rollout import RunningMeanStd
-from coordopt.rl import warmstart
 from coordopt.rl.warmstart import (
     behaviour_clone,
     expert_name,
