@@ -239,3 +239,21 @@ def test_cell_keys_are_stable_and_distinct():
     a = {"factor": "lead_time", "level": 2, "seed": 0}
     assert cell_key(a) == cell_key(dict(reversed(list(a.items()))))
     assert cell_key(a) != cell_key({**a, "seed": 1})
+
+
+def test_scale_cells_run_longest_first_and_fine_tune_from_a_generated_catalog():
+    from case_studies.scale.runner import cells
+    from coordopt.studies import load_config
+
+    config = load_config("scale", quick=True)
+    generated = {"name": "synthetic-50", "n_products": 50, "n_segments": 5, "horizon": 6}
+    config["catalogs"] = [
+        generated,
+        {"name": "medium", "tune": "init", "init_from": "synthetic-50"},
+    ]
+    grid = cells(config)
+    assert [(c["kind"], c["catalog"]["name"]) for c in grid[:2]] == [
+        ("tuned", "medium"),
+        ("sim", "medium"),
+    ]
+    assert grid[0]["init_from"] == generated  # the grid's generated catalog, not a bundled name

@@ -41,7 +41,8 @@ def catalog(spec: dict[str, Any]) -> Instance:
     Per-catalog options: ``train_envs`` (environments of the training-throughput cell)
     overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog
     (with the catalog-scale defaults of ``coordopt train``, ``tune_config`` over the grid's;
-    ``init_from`` names the catalog the fine-tuned agents are first trained on).
+    ``init_from`` names the catalog the fine-tuned agents are first trained on: one of the
+    grid's, or a bundled instance).
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
@@ -66,6 +67,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
         "iterations": config["agent_iterations"],
         "scorer": config["agent_scorer"],
     }
+    by_name = {spec["name"]: spec for spec in config["catalogs"]}
     for spec in reversed(config["catalogs"]):
         if "tune" in spec:
             out.append(
@@ -73,7 +75,10 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
                     "kind": "tuned",
                     "catalog": spec,
                     "tune": spec["tune"],
-                    "init_from": spec.get("init_from"),
+                    # the source catalog: one of the grid's (generated ones too) or bundled
+                    "init_from": by_name.get(spec["init_from"], {"name": spec["init_from"]})
+                    if "init_from" in spec
+                    else None,
                     "source_train": config["tune_config"],
                     "zero_shot": zero_shot,
                     "train": config["tune_config"] | spec.get("tune_config", {}),
@@ -212,7 +217,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         init = None
         if p["tune"] == "init" and p.get("init_from"):
             init = workdir / "source"  # trained on that catalog with its own defaults here
-            _train(catalog({"name": p["init_from"]}), p["source_train"], init)
+            _train(catalog(p["init_from"]), p["source_train"], init)
         elif p["tune"] == "init":
             init = _zero_shot(p["zero_shot"], workdir)[0]
         res = _train(inst, p["train"], workdir / "tuned", init)
