@@ -249,8 +249,8 @@ def estimate(
     (the fluid plan: 1; MPC: one per period and episode); ``catalog_solve``: the fluid program
     solved by the catalog solver (``solve --method decompose``, bid-price control, the plan
     agents observe); ``train_iterations`` PPO iterations
-    over ``train_envs`` environments with ``hidden``-wide networks, besides ``stored_envs``
-    labelled warm-start episodes kept, and backward passes of at most ``graph_cells`` cells
+    over ``train_envs`` environments with ``hidden``-wide networks, after a warm start that
+    keeps ``stored_envs`` labelled episodes, with backward passes of at most ``graph_cells`` cells
     (default: one period of every environment). Every count is a Python
     int, so absurd sizes are estimated exactly and refused at once.
     """
@@ -283,7 +283,8 @@ def estimate(
         per_cell = 1 if factorised else max(1, int(hidden))
         graph = int(graph_cells) or int(train_envs) * m * n
         memory += GRAPH_BYTES_PER_CELL * per_cell * graph
-        memory += STORED_BYTES_PER_PRODUCT_PERIOD * t * n * (int(train_envs) + int(stored_envs))
+        # the warm start's labelled states are freed before the first PPO rollout
+        memory += STORED_BYTES_PER_PRODUCT_PERIOD * t * n * max(int(train_envs), int(stored_envs))
         rate = TRAIN_CELLS_PER_SECOND * (10 if factorised else 1)
         seconds += int(train_iterations) * t * TRAIN_STEP_SECONDS
         seconds += int(train_iterations) * int(train_envs) * cells * max(1, int(hidden)) / rate

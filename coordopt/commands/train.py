@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         args,
         inst,
         what=f"to train on {inst.name}",
-        way_out="use fewer --iterations or --num-envs, a --time-budget, a smaller --hidden-size, "
+        way_out="use fewer --iterations, --num-envs or --minibatch-envs, a --time-budget, a "
+        "smaller --hidden-size, "
         "--scorer factorised, --warm-start siloed or none, or a smaller instance",
         budget_seconds=60 * config.time_budget,
         **training_work(config, inst),
