@@ -68,14 +68,15 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     expert's labels (one fluid solve per labelled period with an MPC expert; the catalog
     solve of a bid-price expert or of the plan the agents observe) and the greedy evaluations."""
     from coordopt.rl.agents import choose_scorer
-    from coordopt.rl.warmstart import GRAPH_CELLS, expert_name
+    from coordopt.rl.warmstart import envs_per_part, expert_name
 
     cloned = config.bc_rounds * min(config.bc_label_envs, config.bc_envs)
     labelled = cloned + config.expert_label_envs * min(config.iterations, config.bc_anneal_iters)
     expert = expert_name(config.warm_start, inst)
     scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
     episode = inst.horizon * inst.n_segments * inst.n_products  # cells of one environment
-    clone_part = min(config.bc_minibatch_envs or config.bc_envs, max(1, GRAPH_CELLS // episode))
+    sizes = inst.horizon, inst.n_segments, inst.n_products
+    clone_part = min(config.bc_minibatch_envs or config.bc_envs, envs_per_part(*sizes))
     chunk = min(config.seq_len, inst.horizon) * inst.n_segments * inst.n_products
     clone = clone_part * episode if expert != "none" else 0
     return {

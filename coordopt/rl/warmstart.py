@@ -37,11 +37,15 @@ cell (1.5 GB for 4 environments), so the cap keeps a graph near 2.3 GB: on ``lar
 cells an environment) nothing splits; at 10,000 products each environment is its own part."""
 
 
+def envs_per_part(horizon: int, segments: int, products: int) -> int:
+    """Whole episodes one backward pass may hold under :data:`GRAPH_CELLS` (at least one)."""
+    return max(1, GRAPH_CELLS // max(horizon * segments * products, 1))
+
+
 def graph_parts(envs: Tensor, params: SimParams) -> list[Tensor]:
-    """``envs`` split into the fewest equal-as-possible parts of at most :data:`GRAPH_CELLS`
-    cells each (always at least one environment a part)."""
-    cells = params.horizon * params.n_products * params.n_segments
-    per_part = max(1, GRAPH_CELLS // max(cells, 1))
+    """``envs`` split into the fewest equal-as-possible parts of at most
+    :func:`envs_per_part` environments each."""
+    per_part = envs_per_part(params.horizon, params.n_segments, params.n_products)
     return list(envs.tensor_split(-(-len(envs) // per_part)))
 
 
