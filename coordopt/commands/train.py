@@ -74,16 +74,17 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     labelled = cloned + config.expert_label_envs * min(config.iterations, config.bc_anneal_iters)
     expert = expert_name(config.warm_start, inst)
     scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
-    episode = inst.horizon * inst.n_segments * inst.n_products  # cells of one environment
-    sizes = inst.horizon, inst.n_segments, inst.n_products
-    clone_part = min(config.bc_minibatch_envs or config.bc_envs, envs_per_part(*sizes))
-    chunk = min(config.seq_len, inst.horizon) * inst.n_segments * inst.n_products
-    clone = clone_part * episode if expert != "none" else 0
+    cloning = expert != "none"
+    period = inst.n_segments * inst.n_products  # cells of one environment-period
+    # the largest backward pass: a PPO minibatch (a time chunk) or a part of a cloning group
+    ppo_graph = config.minibatch_envs * min(config.seq_len, inst.horizon) * period
+    part = envs_per_part(inst.horizon, inst.n_segments, inst.n_products)
+    clone_graph = min(config.bc_minibatch_envs or config.bc_envs, part) * inst.horizon * period
     return {
         "train_iterations": max(1, config.iterations),
         "train_envs": config.num_envs,
-        "stored_envs": cloned if expert != "none" else 0,
-        "graph_cells": max(config.minibatch_envs * chunk, clone),
+        "stored_envs": cloned if cloning else 0,
+        "graph_cells": max(ppo_graph, clone_graph if cloning else 0),
         "hidden": config.hidden_size,
         "factorised": scorer == "factorised",
         "lp_solves": labelled * inst.horizon if expert == "mpc" else 0,

@@ -86,7 +86,7 @@ def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
     any other value builds one."""
     from coordopt.solvers.bidprice import BidPricePolicy  # the solver layer, only when asked
 
-    reuse = isinstance(teacher, BidPricePolicy) and getattr(teacher, "params", None) is params
+    reuse = isinstance(teacher, BidPricePolicy) and teacher.params is params
     bp: Any = teacher if reuse else BidPricePolicy(params, reoptimize_every=0)
     bp.reset(0)  # back to the initial solve
     if bp.t0 != 0:
