@@ -8,8 +8,9 @@ through mean-pooled summaries and a GRU memory. The same weights therefore act o
 - :class:`ReplenishmentActor`: per-product MLP on ``[product embedding, catalog mean,
   GRU state]`` -> ``G`` order-bin logits (see :mod:`coordopt.rl.distributions`).
 - :class:`RecommendationActor`: a score for every (segment, product) from additive
-  segment / product / pair / memory embeddings and a second layer, plus a per-segment stop
-  score; slates are Plackett-Luce top-K draws.
+  segment / product / pair / memory embeddings and a second layer (or their factorised
+  inner product), plus a per-segment stop score; slates are Plackett-Luce top-K draws.
+  With the teacher's plan, a learned multiple of the teacher's own slate gains is added.
 - :class:`Critic`: pooled product and segment embeddings -> one value (centralised when fed
   the whole firm's features).
 """
@@ -36,11 +37,16 @@ from coordopt.rl.features import (
     mkt_dim,
     observe,
     ops_dim,
+    teacher_gain,
 )
 from coordopt.simulator import Action, SimParams, SimState, empty_slates
 
 Tensor = torch.Tensor
 AGENTS = ("replenishment", "recommendation")
+GAIN_LOGITS = 30.0
+"""Logits per unit of the teacher's normalised slate gain per unit of the recommendation
+actor's ``gain_weight``: Adam moves a weight by about its learning rate a step, so at unit
+scale a few hundred cloning steps could not make the gain decisive."""
 FACTORISED_FROM = 1_000
 """Product-segment pairs from which ``scorer="auto"`` picks the factorised scorer. Below it the
 additive scorer, whose tiny and small targets are measured; at ``large`` (100,000 pairs) the
@@ -220,10 +226,22 @@ class ReplenishmentActor(nn.Module):
 
 
 class RecommendationActor(nn.Module):
-    """Slates: a score per (segment, product) from shared weights, Plackett-Luce top-K."""
+    """Slates: a score per (segment, product) from shared weights, Plackett-Luce top-K.
+
+    ``gain`` (with the teacher's plan among the observations) adds ``GAIN_LOGITS *
+    gain_weight`` times the teacher's normalised slate gain (:func:`teacher_gain`) to the
+    scores: a wide part whose greedy top-K is the teacher's slate once the weight is large,
+    which the factorised scorer cannot represent (the gain is bilinear in state-dependent
+    margins and thresholds). The weight starts at zero: the initial scores are the network's.
+    """
 
     def __init__(
-        self, in_dim: int, hidden: int, allow_short: bool, scorer: str = "additive"
+        self,
+        in_dim: int,
+        hidden: int,
+        allow_short: bool,
+        scorer: str = "additive",
+        gain: bool = False,
     ) -> None:
         super().__init__()
         if scorer not in ("additive", "factorised"):
@@ -243,6 +261,7 @@ class RecommendationActor(nn.Module):
         self.w_mem = nn.Linear(hidden, hidden, bias=False)
         self.score = nn.Linear(hidden, 1)
         self.stop = mlp([3 * hidden, hidden, 1])
+        self.gain_weight = nn.Parameter(torch.zeros(())) if gain else None
 
     def forward(
         self, obs: Observation, ctx: Context, h: Tensor
@@ -276,6 +295,11 @@ class RecommendationActor(nn.Module):
                 (query / self.hidden**0.5).flatten(0, -3),
                 keys.flatten(0, -3).transpose(1, 2),
             ).unflatten(0, lead)
+        if self.gain_weight is not None:
+            if ctx.plan is None or obs.margin is None or obs.threshold is None:
+                raise ValueError("the slate-gain skip needs the teacher's plan in the context")
+            gain = teacher_gain(ctx.plan, obs.margin, obs.threshold)
+            scores = scores + gain.mul_(GAIN_LOGITS) * self.gain_weight
         stop = None
         if self.allow_short:
             stop = broadcast_mlp(self.stop, s, torch.cat([pooled, h_seq], -1)).squeeze(-1)
@@ -373,7 +397,7 @@ class Agents(nn.Module):
         self.plan = plan
         ops, mkt = ops_dim(information, plan), mkt_dim(information, plan)
         self.replenishment = ReplenishmentActor(ops, hidden, bins, skip=plan)
-        self.recommendation = RecommendationActor(mkt, hidden, allow_short, scorer)
+        self.recommendation = RecommendationActor(mkt, hidden, allow_short, scorer, gain=plan)
         if independent:
             self.critics = nn.ModuleDict(
                 {"replenishment": Critic(ops, hidden), "recommendation": Critic(mkt, hidden)}

@@ -58,6 +58,9 @@ ARCHITECTURE = (
     "plan_inputs",
 )
 """Config fields that shape the networks (``--init`` takes them from the source run)."""
+ZERO_IF_ABSENT = frozenset({"recommendation.gain_weight"})
+"""Weights that start at zero and leave the network as it was without them: a checkpoint
+written before they existed loads with them at zero (the same agents)."""
 
 
 class CheckpointError(ValueError):
@@ -163,13 +166,21 @@ class Checkpoint:
         return CheckpointError(f"{self.path}: {what}; refusing this checkpoint")
 
     def load_agents(self, agents: Agents) -> None:
-        """Copy the saved weights into ``agents`` (every name and shape must match)."""
+        """Copy the saved weights into ``agents`` (every name and shape must match; only the
+        :data:`ZERO_IF_ABSENT` weights may be missing, and are then zero)."""
         try:
-            agents.load_state_dict(self.tensors["agents"])
+            missing, unexpected = agents.load_state_dict(self.tensors["agents"], strict=False)
+            absent = set(missing) - ZERO_IF_ABSENT
+            if absent or unexpected:
+                raise RuntimeError(f"missing {sorted(absent)}, unexpected {sorted(unexpected)}")
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise self._refuse(
                 f"its weights do not fit the networks its config describes ({_first_line(exc)})"
             ) from None
+        with torch.no_grad():
+            for name, weight in agents.named_parameters():
+                if name in missing:
+                    weight.zero_()
 
     def agents(self) -> Agents:
         """The agents the checkpoint holds, built from its own configuration."""

@@ -19,7 +19,11 @@ bid-price teacher's target inventory position of the period and the order that r
 the current position, in order bins (the teacher's own order bin, up to rounding); the
 recommendation agent each product's stock-adjusted margin (price less the teacher's stock
 value, the margin its slates maximise) -- the "regularisation target" as an input, from the
-teacher's initial solve (:func:`teacher_plan`).
+teacher's initial solve (:func:`teacher_plan`). The recommendation agent also gets, per
+environment, the two things the teacher's slates are made of (:func:`teacher_slate_inputs`):
+every product's margin at the current stock (a product without stock is worth its lost sale)
+and every segment's Dinkelbach threshold ``R*_k`` at those margins, from which
+:func:`teacher_gain` rebuilds the gains whose top-``K`` positive entries are the teacher's slate.
 
 Seasonal demand: both agents see each product's expected demand of the current period
 relative to its horizon mean (operations also the next period's), from the per-period arrival
@@ -29,8 +33,8 @@ rates ``lambda_kt``; with constant rates these features are constant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -76,6 +80,11 @@ class Plan:
 
     target: Tensor  # target inventory position / ((L + 1) mu)
     margin: Tensor  # (g_t p_i - stock value_ti) / mean price
+    lost: Tensor  # -g_t b_i / mean price: the margin of a product without stock
+    wr: Tensor  # (M, N) float64 attraction of a recommended product
+    wn: Tensor  # (M, N) float64 attraction of a product only offered
+    w0: Tensor  # (M,) float64 no-purchase attraction
+    hidden: bool  # stock-outs hidden (a product without stock is not offered)
 
 
 def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
@@ -95,8 +104,33 @@ def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
     cover = (params.lead_time.double() + 1) * mu
     pscale = float(params.price.mean().clamp(min=1e-6))
     margin = bp.g[:, None] * bp.price[None] - bp.mu
-    rows = [bp.target.double() / cover, margin / pscale]
-    return Plan(*(torch.cat([x, torch.zeros_like(x[:1])]).to(params.dtype) for x in rows))
+    lost = -bp.g[:, None] * bp.penalty[None].expand_as(margin)
+    rows = [bp.target.double() / cover, margin / pscale, lost / pscale]
+    target, margin, lost = (torch.cat([x, torch.zeros_like(x[:1])]).to(params.dtype) for x in rows)
+    return Plan(target, margin, lost, bp.wr, bp.wn, bp.w0, bool(params.hidden))
+
+
+def teacher_slate_inputs(plan: Plan, margin: Tensor, slate_size: int) -> Tensor:
+    """Each segment's threshold ``R*_k``, ``(B, M)``, of the teacher's best-revenue slates at
+    ``margin (B, N)`` (:func:`~coordopt.solvers.catalog.best_slates`, in float64)."""
+    from coordopt.solvers.catalog import best_slates  # the solver layer, only with a plan
+
+    m = margin.double()
+    rate = m.new_zeros(m.shape[0], plan.w0.shape[0])  # unused: thresholds only
+    choice = best_slates(m, rate, plan.wr, plan.wn, plan.w0, slate_size, plan.hidden)
+    return choice.rate.to(margin.dtype)
+
+
+def teacher_gain(plan: Plan, margin: Tensor, threshold: Tensor) -> Tensor:
+    """The teacher's gain of recommending each product to each segment, ``(..., M, N)``, from
+    margins ``(..., N)`` and thresholds ``(..., M)``, scaled so that each segment's largest
+    gain in absolute value is 1. Its top-``K`` positive entries are the teacher's slate:
+    ``(m_i - R*_k)(w^R_ki - w^N_ki)`` (stock-outs shown), or in hidden mode
+    ``(m_i - R*_k) w^R_ki - ((m_i - R*_k) w^N_ki)^+`` (the gain over offering it or not)."""
+    diff = margin.unsqueeze(-2) - threshold.unsqueeze(-1)
+    wr, wn = plan.wr.to(diff.dtype), plan.wn.to(diff.dtype)
+    gain = diff * wr - (diff * wn).clamp_(min=0.0) if plan.hidden else diff * (wr - wn)
+    return gain / gain.abs().amax(-1, keepdim=True).clamp(min=1e-12)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,14 +164,31 @@ class Observation:
     mkt: Tensor  # (B, N, mkt_dim)
     critic: Tensor  # (B, N, CRITIC_DIM)
     glob: Tensor  # (B, GLOBAL)
+    # with the teacher's plan (else None): what its slates are made of (teacher_gain)
+    margin: Tensor | None = None  # (B, N) margins at the current stock / mean price
+    threshold: Tensor | None = None  # (B, M) Dinkelbach thresholds R*_k at those margins
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """``fn`` applied to every field (indexing, slicing, adding a time dimension)."""
-        return Observation(fn(self.ops), fn(self.mkt), fn(self.critic), fn(self.glob))
+        return Observation(*(None if x is None else fn(x) for x in self._fields()))
+
+    def _fields(self) -> tuple[Tensor | None, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @staticmethod
+    def join(parts: Sequence[Observation], how: Callable[..., Tensor], dim: int) -> Observation:
+        """The observations of ``parts`` joined field by field with ``how`` (``torch.stack``
+        or ``torch.cat``) along ``dim``."""
+        columns = zip(*(o._fields() for o in parts), strict=True)
+        return Observation(*(None if c[0] is None else how(c, dim=dim) for c in columns))
 
     def index(self, idx: Tensor) -> Observation:
         """The observations of a subset of environments."""
         return self.map(lambda x: x[idx])
+
+    def period(self, t: int) -> Observation:
+        """Period ``t`` of time-major observations ``(T, B, ...)``."""
+        return self.map(lambda x: x[t])
 
     def over_time(self, idx: Tensor) -> Observation:
         """The same, of time-major fields ``(T, B, ...)``: environments ``idx`` of every period."""
@@ -315,16 +366,24 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     ops_parts = [static, ops_dyn] + ([ops_coord] if coordinated else [])
     mkt_parts = [static, mkt_dyn] + ([mkt_coord] if coordinated else [])
     critic_parts = [static, ops_dyn, ops_coord, mkt_dyn]
+    margin = threshold = None
     if ctx.plan is not None:
-        target = ctx.plan.target[state.t].expand(b, n)
+        plan = ctx.plan
+        target = plan.target[state.t].expand(b, n)
         # the order that reaches the target, in order bins (/ the last bin): the teacher's bin
-        gap = (target * (lead + 1) * mu - position) / (ctx.order_step * (ctx.bins - 1))
-        ops_plan = torch.stack([target, gap], dim=-1)
+        order = target * (lead + 1) * mu - position
+        ops_plan = torch.stack([target, order / (ctx.order_step * (ctx.bins - 1))], dim=-1)
         ops_parts.append(ops_plan)
         critic_parts.append(ops_plan)
-        mkt_parts.append(ctx.plan.margin[state.t].expand(b, n).unsqueeze(-1))
+        mkt_parts.append(plan.margin[state.t].expand(b, n).unsqueeze(-1))
+        # the teacher's margins: a product is in stock if it arrives in time to be sold,
+        # the teacher's own order of this period included where the lead time is 0
+        order = torch.minimum(order.clamp(min=0.0), p.max_order).round()
+        stocked = incoming + order * p.zero_lead > 0
+        margin = torch.where(stocked, plan.margin[state.t], plan.lost[state.t])
+        threshold = teacher_slate_inputs(plan, margin, p.slate_size)
     ops, mkt, critic = (torch.cat(x, dim=-1) for x in (ops_parts, mkt_parts, critic_parts))
     glob = torch.tensor(
         [[togo, state.t / max(p.horizon - 1, 1)]], device=p.device, dtype=p.dtype
     ).expand(b, GLOBAL)
-    return Observation(ops=ops, mkt=mkt, critic=critic, glob=glob)
+    return Observation(ops, mkt, critic, glob, margin, threshold)

@@ -39,7 +39,7 @@ from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose
 from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
-from coordopt.rl.features import Context, Observation, build_context
+from coordopt.rl.features import Context, build_context
 from coordopt.rl.rollout import Rollout, collect_rollout, gae
 from coordopt.rl.runlog import TrainLog
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
@@ -138,12 +138,6 @@ def _learner_params(agents: Agents, name: str) -> list[torch.nn.Parameter]:
     return list(module.parameters())
 
 
-def _obs_chunk(obs: Observation, s: int, e: int, idx: Tensor) -> Observation:
-    return Observation(
-        obs.ops[s:e, idx], obs.mkt[s:e, idx], obs.critic[s:e, idx], obs.glob[s:e, idx]
-    )
-
-
 def _check_finite(value: Tensor, what: str, iteration: int) -> None:
     if not bool(torch.isfinite(value).all()):
         raise _diverged(f"{what} is NaN/inf", iteration)
@@ -191,7 +185,7 @@ def ppo_update(
         order = rng.permutation(len(chunks) * len(groups))
         for job in order:
             (s, e), idx = chunks[job // len(groups)], groups[job % len(groups)]
-            obs = _obs_chunk(ro.obs, s, e, idx)
+            obs = ro.obs.map(lambda x: x[s:e, idx])  # noqa: B023 (applied at once)
             out = agents.evaluate(
                 obs,
                 ctx,

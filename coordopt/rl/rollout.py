@@ -72,15 +72,6 @@ def head(state: SimState, n: int) -> SimState:
     )
 
 
-def _stack_obs(obs: list[Observation]) -> Observation:
-    return Observation(
-        ops=torch.stack([o.ops for o in obs]),
-        mkt=torch.stack([o.mkt for o in obs]),
-        critic=torch.stack([o.critic for o in obs]),
-        glob=torch.stack([o.glob for o in obs]),
-    )
-
-
 def _pad_slates(slates: Tensor, k: int) -> Tensor:
     """Expert slates with exactly ``k`` slots."""
     if slates.shape[-1] >= k:
@@ -155,7 +146,7 @@ def collect_rollout(
         last_slates = slates
     st = {key: torch.stack(v) for key, v in rec.items()}
     return Rollout(
-        obs=_stack_obs(obs_list),
+        obs=Observation.join(obs_list, torch.stack, 0),
         order_bins=st["bins"],
         slates=st["slates"],
         logp={a: st[f"logp_{a}"] for a in AGENTS},

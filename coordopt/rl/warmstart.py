@@ -107,15 +107,6 @@ def make_expert(name: str, params: SimParams, reoptimize: int = -1) -> Policy:
         ) from exc
 
 
-def _cat_obs(parts: list[Observation]) -> Observation:
-    return Observation(
-        *(
-            torch.cat([getattr(o, f) for o in parts], dim=1)
-            for f in ("ops", "mkt", "critic", "glob")
-        )
-    )
-
-
 @dataclass
 class ImitationData:
     """Visited states (time-major) with the expert's order bins and slates."""
@@ -144,7 +135,7 @@ class ImitationData:
         if before is None:
             return new
         return cls(
-            _cat_obs([before.obs, new.obs]),
+            Observation.join([before.obs, new.obs], torch.cat, 1),
             torch.cat([before.bins, new.bins], 1),
             torch.cat([before.slates, new.slates], 1),
         )
@@ -161,7 +152,7 @@ def imitation_nll(
     hidden = agents.initial_hidden(batch, ctx.params.device)
     total = {a: torch.zeros((), device=ctx.params.device) for a in AGENTS}
     for t in range(horizon):
-        obs = Observation(data.obs.ops[t], data.obs.mkt[t], data.obs.critic[t], data.obs.glob[t])
+        obs = data.obs.period(t)
         out = agents.step(obs, ctx, hidden, order_bins=data.bins[t], slates=data.slates[t])
         nll = out.imitation_nll(data.bins[t], data.slates[t])
         for a in AGENTS:

@@ -10,7 +10,7 @@ from coordopt.rl.agents import FACTORISED_FROM, build_agents, choose_scorer
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context
 from coordopt.rl.rollout import collect_rollout
-from coordopt.simulator import SimParams
+from coordopt.simulator import Action, SimParams
 
 
 @pytest.mark.parametrize(
@@ -18,13 +18,14 @@ from coordopt.simulator import SimParams
 )
 def test_sequence_evaluation_equals_period_by_period_steps(scorer: str, plan: bool) -> None:
     """PPO re-scores a chunk in one pass; it must match stepping the memories period by period
-    (also with the plan inputs and the order head's linear skip)."""
+    (also with the plan inputs, the order head's linear skip and the slate-gain skip)."""
     params = SimParams.from_instance(load_instance("small"), dtype=torch.float64)
     torch.manual_seed(0)
     config = TrainConfig(hidden_size=16, scorer=scorer, plan_inputs=plan)
     agents = build_agents(config, params).double()
-    if plan:  # a skip that matters (it starts at zero)
+    if plan:  # skips that matter (they start at zero)
         torch.nn.init.normal_(agents.replenishment.skip.weight)
+        torch.nn.init.constant_(agents.recommendation.gain_weight, 0.3)
     ctx = build_context(params, agents.bins, plan=plan)
     gen = torch.Generator().manual_seed(0)
     ro = collect_rollout(agents, ctx, 4, gen, gen)
@@ -56,6 +57,30 @@ def test_sequence_evaluation_equals_period_by_period_steps(scorer: str, plan: bo
     )
     assert set(only.logp) == {"recommendation"} and only.order_logits is None
     assert torch.equal(only.logp["recommendation"], seq.logp["recommendation"])
+
+
+def test_a_large_gain_weight_makes_the_greedy_slates_the_teachers() -> None:
+    """The slate-gain skip can represent the bid-price teacher's slates exactly: with its
+    weight large, the greedy slates along the agents' own trajectory are the teacher's."""
+    from coordopt.rl.features import observe
+    from coordopt.simulator import empty_slates, reset, step
+    from coordopt.solvers.bidprice import BidPricePolicy
+
+    params = SimParams.from_instance(load_instance("small"))
+    torch.manual_seed(0)
+    agents = build_agents(TrainConfig(hidden_size=16, plan_inputs=True), params)
+    teacher = BidPricePolicy(params, reoptimize_every=0)
+    ctx = build_context(params, agents.bins, plan=True, teacher=teacher)
+    state, gen = reset(params, 4), torch.Generator().manual_seed(1)
+    hidden, last = agents.initial_hidden(4, params.device), empty_slates(params, 4)
+    with torch.no_grad():
+        agents.recommendation.gain_weight.fill_(1e3)
+        for _ in range(params.horizon):
+            out = agents.step(observe(ctx, state, last, "coordinated"), ctx, hidden, greedy=True)
+            # on the agents' states: the teacher's availability counts its own orders (lead 0)
+            assert torch.equal(out.slates, teacher.act(state).slates)
+            hidden, last = out.hidden, out.slates
+            state, _ = step(state, Action(orders=out.orders, slates=out.slates), params, gen)
 
 
 def test_auto_scorer_is_factorised_from_the_threshold_and_runs_name_it() -> None:

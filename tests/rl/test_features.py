@@ -40,11 +40,12 @@ def test_season_is_one_for_constant_arrivals_and_follows_a_peak() -> None:
     assert torch.allclose(ctx.season[:-1], torch.ones_like(ctx.season[:-1]))
 
 
-def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
+def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates() -> None:
     """With the plan among the features, the replenishment agent sees the bid-price teacher's
-    own order (in bins) for the state it is in, and marketing its stock-adjusted margins."""
+    own order (in bins) for the state it is in, and marketing its stock-adjusted margins and
+    the gains whose top-K positive entries are the teacher's slates."""
     from coordopt.rl.distributions import order_bins
-    from coordopt.rl.features import mkt_dim, observe, ops_dim
+    from coordopt.rl.features import mkt_dim, observe, ops_dim, teacher_gain
     from coordopt.simulator import empty_slates, reset, step
     from coordopt.solvers.bidprice import BidPricePolicy
 
@@ -54,7 +55,7 @@ def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
     teacher = BidPricePolicy(params, reoptimize_every=0)
     teacher.reset(4)
     state, gen = reset(params, 4), torch.Generator().manual_seed(3)
-    checked = same = 0
+    checked = same = slots = 0
     for t in range(params.horizon):
         obs = observe(ctx, state, empty_slates(params, 4), "coordinated")
         assert obs.ops.shape[-1] == ops_dim("coordinated", True) == ops_dim("coordinated") + 2
@@ -72,5 +73,11 @@ def test_the_plan_inputs_name_the_teachers_order_bin_and_margin() -> None:
         same += int((named == want[positive]).sum())
         margin = (teacher.g[t] * teacher.price - teacher.mu[t]) / params.price.mean()
         assert torch.allclose(obs.mkt[..., -1], margin.to(obs.mkt.dtype).expand(4, -1))
+        assert obs.margin is not None and obs.threshold is not None
+        top = teacher_gain(ctx.plan, obs.margin, obs.threshold).topk(params.slate_size, -1)
+        slates = torch.where(top.values > 0, top.indices, -1)
+        assert torch.equal(slates, action.slates)  # the same products in the same order
+        slots += int((slates >= 0).sum())
         state, _ = step(state, action, params, gen)
     assert checked > 100 and same > 0.95 * checked  # many orders, nearly all the same bin
+    assert slots > 0.5 * params.horizon * 4 * params.n_segments * params.slate_size
