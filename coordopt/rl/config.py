@@ -70,7 +70,8 @@ class TrainConfig:
     """Slate scores: factorised (segment-memory x product inner product + a pair term; no B x M x N x hidden tensor), additive (an MLP of summed segment, product, pair and memory terms; builds that tensor) or auto (factorised from 1,000 product-segment pairs up, additive below)."""
     plan_inputs: bool = False
     """The agents observe the bid-price teacher's plan (target positions and stock-adjusted
-    margins of its initial solve; one catalog solve per instance trained or evaluated on)."""
+    margins of its initial solve; one catalog solve per instance trained or evaluated on) and
+    the gains of its slates at the current stock (one slate search per period)."""
     # --- PPO
     num_envs: int = ranged(64, positive_int)
     """Environments simulated in parallel (batch size B of the rollouts)."""

@@ -156,3 +156,22 @@ def test_checkpoint_option_is_confined_to_the_run_files(run_dir: Path, tmp_path:
     (run / "best.pt").symlink_to(outside)
     with pytest.raises(CheckpointError, match=re.escape("links out of the run directory")):
         make_policy(str(run), params)
+
+
+def test_runs_from_before_the_slate_gain_skip_load_with_it_at_zero(tmp_path: Path) -> None:
+    """A plan-input run written before ``recommendation.gain_weight`` existed loads with the
+    weight at zero (the same agents); any other missing weight is still refused."""
+    out = tmp_path / "run"
+    config = TrainConfig(iterations=1, plan_inputs=True, **{**FAST, "eval_every": 0})
+    train(load_instance("tiny"), config, out, progress=False)
+    blob = torch.load(out / "final.pt", weights_only=True)
+    old = {k: v for k, v in blob["agents"].items() if k != "recommendation.gain_weight"}
+    assert len(old) == len(blob["agents"]) - 1
+    torch.save({**blob, "agents": old}, out / "final.pt")
+    params = SimParams.from_instance(load_instance("tiny"))
+    policy = make_policy(str(out), params)
+    assert policy.agents.recommendation.gain_weight.detach().item() == 0.0
+    del old["recommendation.score.bias"]
+    torch.save({**blob, "agents": old}, out / "final.pt")
+    with pytest.raises(CheckpointError, match=re.escape("recommendation.score.bias")):
+        make_policy(str(out), params)

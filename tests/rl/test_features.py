@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from coordopt.instance import load_instance
@@ -40,7 +41,8 @@ def test_season_is_one_for_constant_arrivals_and_follows_a_peak() -> None:
     assert torch.allclose(ctx.season[:-1], torch.ones_like(ctx.season[:-1]))
 
 
-def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates() -> None:
+@pytest.mark.parametrize("stockout", ["lost", "hidden"])
+def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates(stockout: str) -> None:
     """With the plan among the features, the replenishment agent sees the bid-price teacher's
     own order (in bins) for the state it is in, and marketing its stock-adjusted margins and
     the gains whose top-K positive entries are the teacher's slates."""
@@ -49,10 +51,10 @@ def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates() -> None
     from coordopt.simulator import empty_slates, reset, step
     from coordopt.solvers.bidprice import BidPricePolicy
 
-    params = SimParams.from_instance(load_instance("small"))
-    ctx = build_context(params, 16, plan=True)
-    assert ctx.plan is not None and build_context(params, 16).plan is None
+    params = SimParams.from_instance(load_instance("small").replace(stockout=stockout))
     teacher = BidPricePolicy(params, reoptimize_every=0)
+    ctx = build_context(params, 16, plan=True, teacher=teacher)
+    assert ctx.plan is not None and build_context(params, 16).plan is None
     teacher.reset(4)
     state, gen = reset(params, 4), torch.Generator().manual_seed(3)
     checked = same = slots = 0
