@@ -58,6 +58,19 @@ def test_evaluate_several_policies_prints_a_paired_table(capsys):
     assert "siloed" in out and "null" in out and "vs siloed (paired)" in out
 
 
+def test_evaluate_takes_each_policys_own_options_and_names_it_by_them(capsys):
+    """``NAME:KEY=VALUE;...`` (the studies' policy specs): one policy under two option sets
+    is two rows; an option a policy does not take is a clear error naming the spec."""
+    spec = "bidprice:reoptimize_every=0;safety_stock=false"
+    argv = ["evaluate", "tiny", "--episodes", "6", "--json", "--policy", "bidprice"]
+    res = run_json(capsys, [*argv, "--policy", spec])
+    assert [r["policy"] for r in res["results"]] == ["bidprice", spec]
+    assert res["results"][1]["mean"] != res["results"][0]["mean"]
+    assert main(["evaluate", "tiny", "--policy", "siloed:colour=1"]) == 2
+    err = capsys.readouterr().err
+    assert "'siloed:colour=1'" in err and "colour" in err and "Traceback" not in err
+
+
 def test_bench_sim_json(capsys):
     res = run_json(
         capsys,

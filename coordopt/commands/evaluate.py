@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,18 +20,27 @@ from coordopt.commands.common import (
 from coordopt.evaluation import compare, evaluate
 from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
 from coordopt.instance import load_instance
-from coordopt.policies import make_policy, parse_options, policy_names
+from coordopt.policies import make_policy, parse_options, policy_names, policy_spec
 from coordopt.simulator import SimParams
 
 
-def make_policy_with_options(name: str, params: SimParams, options: dict[str, Any]) -> Any:
-    """:func:`make_policy`, with an option the policy does not take reported as bad input."""
+def make_policy_with_options(spec: str, params: SimParams, options: dict[str, Any]) -> Any:
+    """:func:`make_policy` of ``NAME[:KEY=VALUE;...]`` (a run directory is taken as it is),
+    the spec's options over ``options``; one the policy does not take is reported as bad input.
+    A policy with options of its own is named by its spec, so that two option sets of one
+    policy stay apart in the results."""
+    name, own = (spec, {}) if Path(spec).is_dir() else policy_spec(spec)
+    options = {**options, **own}
     try:
-        return make_policy(name, params, **options)
+        policy = make_policy(name, params, **options)
+        if own:
+            policy.name = spec
+        return policy
     except TypeError as exc:
         if options and "argument" in str(exc):
             raise ValueError(
-                f"--option {', '.join(options)}: not accepted by policy {name!r} ({exc})"
+                f"policy {spec!r}: options {', '.join(options)} (its own and --option) "
+                f"not all accepted by {name!r} ({exc})"
             ) from exc
         raise
 
@@ -46,9 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--policy",
         action="append",
         default=None,
-        metavar="NAME|DIR",
+        metavar="NAME[:KEY=VALUE;...]|DIR",
         help=f"policy to evaluate, repeatable ({', '.join(policy_names())}, or a trained "
-        "agent's run directory); default: siloed",
+        "agent's run directory), with its own options after a colon, e.g. "
+        "bidprice:reoptimize_every=0; default: siloed",
     )
     p.add_argument(
         "--episodes", type=positive_int, default=100, help="episodes per policy (default: 100)"
