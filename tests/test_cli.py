@@ -65,7 +65,9 @@ def test_evaluate_takes_each_policys_own_options_and_names_it_by_them(capsys):
     argv = ["evaluate", "tiny", "--episodes", "6", "--json", "--policy", "bidprice"]
     res = run_json(capsys, [*argv, "--policy", spec])
     assert [r["policy"] for r in res["results"]] == ["bidprice", spec]
-    assert res["results"][1]["mean"] != res["results"][0]["mean"]
+    first, second = res["results"]
+    assert second["mean"] != first["mean"] and second["vs"]["bidprice"] == second["vs_first"]
+    assert first["vs"][spec]["mean"] == pytest.approx(-second["vs_first"]["mean"])
     assert main(["evaluate", "tiny", "--policy", "siloed:colour=1"]) == 2
     err = capsys.readouterr().err
     assert "'siloed:colour=1'" in err and "colour" in err and "Traceback" not in err

@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     base = results[0]
     for r, s in zip(results[1:], summaries[1:], strict=True):
         s["vs_first"] = compare(r, base)
+    if len(results) > 1:  # every paired difference (JSON): this policy minus each other one
+        for r, s in zip(results, summaries, strict=True):
+            s["vs"] = {o.policy: compare(r, o) for o in results if o is not r}
     if args.json:
         emit_json(
             summaries[0]
