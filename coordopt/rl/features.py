@@ -170,24 +170,24 @@ class Observation:
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """``fn`` applied to every field (indexing, slicing, adding a time dimension)."""
-        return Observation(*(None if x is None else fn(x) for x in self._fields()))
-
-    def _fields(self) -> tuple[Tensor | None, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return self.join([self], lambda xs, dim: fn(xs[0]), 0)
 
     @staticmethod
     def join(parts: Sequence[Observation], how: Callable[..., Tensor], dim: int) -> Observation:
         """The observations of ``parts`` joined field by field with ``how`` (``torch.stack``
-        or ``torch.cat``) along ``dim``."""
-        columns = zip(*(o._fields() for o in parts), strict=True)
-        return Observation(*(None if c[0] is None else how(c, dim=dim) for c in columns))
+        or ``torch.cat``) along ``dim``; a field that is ``None`` stays ``None``."""
+        values: dict[str, Any] = {}
+        for f in fields(Observation):
+            column = [getattr(o, f.name) for o in parts]
+            values[f.name] = None if column[0] is None else how(column, dim=dim)
+        return Observation(**values)
 
     def index(self, idx: Tensor) -> Observation:
         """The observations of a subset of environments."""
         return self.map(lambda x: x[idx])
 
-    def period(self, t: int) -> Observation:
-        """Period ``t`` of time-major observations ``(T, B, ...)``."""
+    def period(self, t: int | slice) -> Observation:
+        """Period ``t`` (or periods, a slice) of time-major observations ``(T, B, ...)``."""
         return self.map(lambda x: x[t])
 
     def over_time(self, idx: Tensor) -> Observation:

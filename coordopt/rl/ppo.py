@@ -185,7 +185,7 @@ def ppo_update(
         order = rng.permutation(len(chunks) * len(groups))
         for job in order:
             (s, e), idx = chunks[job // len(groups)], groups[job % len(groups)]
-            obs = ro.obs.map(lambda x: x[s:e, idx])  # noqa: B023 (applied at once)
+            obs = ro.obs.period(slice(s, e)).over_time(idx)
             out = agents.evaluate(
                 obs,
                 ctx,
