@@ -38,9 +38,9 @@ def make_policy_with_options(spec: str, params: SimParams, options: dict[str, An
         return policy
     except TypeError as exc:
         if options and "argument" in str(exc):
+            where = f"policy {spec!r}: options" if own else "--option"
             raise ValueError(
-                f"policy {spec!r}: options {', '.join(options)} (its own and --option) "
-                f"not all accepted by {name!r} ({exc})"
+                f"{where} {', '.join(options)}: not accepted by policy {name!r} ({exc})"
             ) from exc
         raise
 
