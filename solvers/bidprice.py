@@ -39,6 +39,26 @@ from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data,
 _FAST_PLAN = {"exact_flows": False, "final_exact": False, "plan_share": 0.0}
 
 
+def order_up_to(
+    target: torch.Tensor, position: torch.Tensor, max_order: torch.Tensor
+) -> torch.Tensor:
+    """Whole units that raise the inventory ``position`` to ``target`` (none above it), capped."""
+    return torch.minimum((target - position).clamp(min=0.0), max_order).round()
+
+
+def stock_margins(
+    params: SimParams,
+    state: SimState,
+    orders: torch.Tensor,
+    margin: torch.Tensor,
+    lost: torch.Tensor,
+) -> torch.Tensor:
+    """The slates' margins: ``margin`` where a product can be sold this period (on hand, due
+    now, or ordered now with lead time 0), else ``lost`` (the lost sale's)."""
+    available = state.on_hand + state.pipeline[..., 0] + orders * params.zero_lead
+    return torch.where(available > 0, margin, lost)
+
+
 class BidPricePolicy:
     """Best-revenue slates at stock-adjusted margins; order-up-to the plan or the newsvendor.
 
@@ -170,11 +190,9 @@ class BidPricePolicy:
             self._install(self._solve(start, gap=1e-4, **options, **_FAST_PLAN), start)
         u = t - self.t0
         p = self.params
-        orders = (self.target[u] - state.inventory_position()).clamp(min=0.0)
-        orders = torch.minimum(orders, p.max_order).round()
-        available = state.on_hand + state.pipeline[..., 0] + orders * p.zero_lead
+        orders = order_up_to(self.target[u], state.inventory_position(), p.max_order)
         g = self.g[t]
-        margin = torch.where(available.double() > 0, g * self.price - self.mu[u], -g * self.penalty)
+        margin = stock_margins(p, state, orders, g * self.price - self.mu[u], -g * self.penalty)
         rate = self.rate[t].expand(state.batch_size, -1)
         choice = best_slates(margin, rate, self.wr, self.wn, self.w0, p.slate_size, p.hidden)
         self.decision_seconds.append(time.perf_counter() - began)

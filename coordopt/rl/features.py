@@ -110,15 +110,22 @@ def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
     return Plan(target, margin, lost, bp.wr, bp.wn, bp.w0, bool(params.hidden))
 
 
-def teacher_slate_inputs(plan: Plan, margin: Tensor, slate_size: int) -> Tensor:
-    """Each segment's threshold ``R*_k``, ``(B, M)``, of the teacher's best-revenue slates at
-    ``margin (B, N)`` (:func:`~coordopt.solvers.catalog.best_slates`, in float64)."""
-    from coordopt.solvers.catalog import best_slates  # the solver layer, only with a plan
+def teacher_slate_inputs(
+    plan: Plan, params: SimParams, state: SimState, target: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The teacher's margins ``(B, N)`` at the state's stock, its own orders up to ``target``
+    (units) counted, and each segment's threshold ``R*_k``, ``(B, M)``, of its best-revenue
+    slates at those margins (:func:`~coordopt.solvers.catalog.best_slates`, in float64): the
+    rules of :meth:`~coordopt.solvers.bidprice.BidPricePolicy.act`."""
+    from coordopt.solvers.bidprice import order_up_to, stock_margins  # only with a plan
+    from coordopt.solvers.catalog import best_slates
 
+    orders = order_up_to(target, state.inventory_position(), params.max_order)
+    margin = stock_margins(params, state, orders, plan.margin[state.t], plan.lost[state.t])
     m = margin.double()
     rate = m.new_zeros(m.shape[0], plan.w0.shape[0])  # unused: thresholds only
-    choice = best_slates(m, rate, plan.wr, plan.wn, plan.w0, slate_size, plan.hidden)
-    return choice.rate.to(margin.dtype)
+    choice = best_slates(m, rate, plan.wr, plan.wn, plan.w0, params.slate_size, plan.hidden)
+    return margin, choice.rate.to(margin.dtype)
 
 
 def teacher_gain(plan: Plan, margin: Tensor, threshold: Tensor) -> Tensor:
@@ -371,17 +378,13 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
         plan = ctx.plan
         target = plan.target[state.t].expand(b, n)
         # the order that reaches the target, in order bins (/ the last bin): the teacher's bin
-        order = target * (lead + 1) * mu - position
-        ops_plan = torch.stack([target, order / (ctx.order_step * (ctx.bins - 1))], dim=-1)
+        units = target * (lead + 1) * mu
+        gap = (units - position) / (ctx.order_step * (ctx.bins - 1))
+        ops_plan = torch.stack([target, gap], dim=-1)
         ops_parts.append(ops_plan)
         critic_parts.append(ops_plan)
         mkt_parts.append(plan.margin[state.t].expand(b, n).unsqueeze(-1))
-        # the teacher's margins: a product is in stock if it arrives in time to be sold,
-        # the teacher's own order of this period included where the lead time is 0
-        order = torch.minimum(order.clamp(min=0.0), p.max_order).round()
-        stocked = incoming + order * p.zero_lead > 0
-        margin = torch.where(stocked, plan.margin[state.t], plan.lost[state.t])
-        threshold = teacher_slate_inputs(plan, margin, p.slate_size)
+        margin, threshold = teacher_slate_inputs(plan, p, state, units)
     ops, mkt, critic = (torch.cat(x, dim=-1) for x in (ops_parts, mkt_parts, critic_parts))
     glob = torch.tensor(
         [[togo, state.t / max(p.horizon - 1, 1)]], device=p.device, dtype=p.dtype
