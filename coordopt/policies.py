@@ -128,16 +128,19 @@ class SiloedPolicy(StaticSlatePolicy):
     ignoring stock); operations orders up to the base-stock level of the demand that this
     slate induces (critical fractile on lead-time demand; with seasonal arrivals, each
     period's level from the demand of the periods its orders cover), ignoring that
-    recommendations could move demand. As a firm without an end date, it keeps ordering in
-    the last ``L`` periods, orders that arrive after the horizon; ``season_end=True`` stops
-    them (a stronger baseline, which separates the value of knowing the season's end from
-    the value of coordination).
+    recommendations could move demand. The firm knows its horizon: it places no order that
+    would arrive after the last period (what it lacks is coordination between its
+    departments, not a calendar). ``season_end=False`` keeps ordering in the last ``L``
+    periods as a firm without an end date would: the weaker baseline of earlier figures,
+    named ``siloed:season_end=false`` wherever it appears.
     """
 
     name = "siloed"
 
-    def __init__(self, params: SimParams, *, season_end: bool = False) -> None:
+    def __init__(self, params: SimParams, *, season_end: bool = True) -> None:
         check_options(self.name, {"season_end": bool}, {"season_end": season_end})
+        if not season_end:
+            self.name = "siloed:season_end=false"
         inst = params.instance
         slates, self.revenue_per_customer = best_revenue_slates(inst)
         super().__init__(params, slates)

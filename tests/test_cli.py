@@ -73,6 +73,18 @@ def test_evaluate_takes_each_policys_own_options_and_names_it_by_them(capsys):
     assert "'siloed:colour=1'" in err and "colour" in err and "Traceback" not in err
 
 
+def test_the_siloed_firm_knows_the_season_and_the_old_one_is_named(capsys):
+    """``siloed`` is the season-aware firm; the firm that orders past the horizon is only the
+    named option ``siloed:season_end=false`` (and earns less on ``small``, lead times 0-2)."""
+    argv = ["evaluate", "small", "--episodes", "8", "--seed", "1", "--json"]
+    specs = ["siloed", "siloed:season_end=true", "siloed:season_end=false"]
+    res = run_json(capsys, [*argv, *(f"--policy={s}" for s in specs)])
+    by = {r["policy"]: r for r in res["results"]}
+    assert by["siloed"]["mean"] == by["siloed:season_end=true"]["mean"]
+    old = by["siloed:season_end=false"]
+    assert old["vs"]["siloed"]["mean"] + old["vs"]["siloed"]["ci95"] < 0
+
+
 def test_bench_sim_json(capsys):
     res = run_json(
         capsys,

@@ -471,9 +471,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             body.append(f"- {r['catalog']} {r['products']}: " + "; ".join(parts) + ".")
     body += [
         "",
-        "The siloed firm's base-stock rule ignores the horizon: its orders of the last "
-        "lead-time weeks arrive after the season and are lost (cost of those orders, and its "
-        "share of the siloed profit):",
+        "Orders that would arrive after the season (cost of those orders, and its share of "
+        "the siloed profit; the siloed firm knows its horizon and places none):",
         "",
         *(
             f"- {r['catalog']} {r['products']}: {r['siloed_late_order_cost']:,.0f} "

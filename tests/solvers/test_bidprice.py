@@ -116,8 +116,13 @@ def test_bidprice_slates_skip_products_out_of_stock() -> None:
 def test_siloed_season_end_stops_only_the_late_orders() -> None:
     params = small_params()
     inst = params.instance
-    plain, aware = SiloedPolicy(params), SiloedPolicy(params, season_end=True)
-    assert (plain.base_stock.numpy()[late(inst)] > 0).any()  # the baseline as defined
+    plain, aware = SiloedPolicy(params, season_end=False), SiloedPolicy(params)
+    assert plain.name == "siloed:season_end=false" and aware.name == "siloed"
+    assert (plain.base_stock.numpy()[late(inst)] > 0).any()  # the old baseline, named
+    assert (aware.base_stock.numpy()[late(inst)] == 0).all()  # the default knows the season
+    np.testing.assert_array_equal(
+        SiloedPolicy(params, season_end=True).base_stock.numpy(), aware.base_stock.numpy()
+    )
     assert (aware.base_stock.numpy()[late(inst)] == 0).all()
     np.testing.assert_array_equal(
         aware.base_stock.numpy()[~late(inst)], plain.base_stock.numpy()[~late(inst)]
@@ -127,7 +132,7 @@ def test_siloed_season_end_stops_only_the_late_orders() -> None:
 def test_bidprice_beats_both_siloed_firms_on_small() -> None:
     params = small_params()
     bid = evaluate(params, make_policy("bidprice", params), episodes=8, seed=3)
-    for options in ({}, {"season_end": True}):
+    for options in ({}, {"season_end": False}):
         siloed = evaluate(params, make_policy("siloed", params, **options), episodes=8, seed=3)
         diff = compare(bid, siloed)
         assert diff["mean"] > diff["ci95"] > 0, (options, diff)

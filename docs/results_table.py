@@ -1,0 +1,258 @@
+"""The README's results table, generated from the case studies' committed CSV files.
+
+One row per study: the question it answers, its headline figure, the same against the
+season-aware siloed firm, and a link to its report. ``python docs/results_table.py`` prints
+the table; ``--write`` puts it between the README's ``results-table`` markers; ``--check``
+exits 1 when the README and the CSV files disagree (``tests/test_results_table.py`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results-table:begin -->", "<!-- results-table:end -->"
+
+Rows = list[dict[str, str]]
+
+BEFORE_SEASON_AWARE = {"peers"}
+"""Studies whose committed run compares with the siloed firm that ordered past the season's
+end (the default before December 2026), so their "vs siloed" figures are not shown; a name
+leaves this set when its study is rerun."""
+
+
+def read(study: str, name: str) -> Rows:
+    with open(RESULTS / study / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def num(row: dict[str, str], key: str) -> float:
+    value = row.get(key, "")
+    return float(value) if value not in ("", None) else math.nan
+
+
+def pct_range(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.1f}%" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}–{hi:.1f}%"
+
+
+def signed_pct(value: float) -> str:
+    return f"{value:+.1f}%"
+
+
+def pick(rows: Rows, **where: str) -> Rows:
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+# --------------------------------------------------------------------------- one row a study
+
+
+def exact_benchmark() -> tuple[str, str, str]:
+    rows = read("exact-benchmark", "exact_benchmark.csv")
+    variants = sorted({r["variant"] for r in rows})
+    agents = [num(r, "pct_of_optimum") for r in pick(rows, method="rl-multi-warm")]
+    mpc = [num(r, "pct_of_optimum") for r in pick(rows, method="mpc")]
+    siloed = [num(r, "pct_of_optimum") for r in pick(rows, method="siloed")]
+    return (
+        "How close does each method get to the true (DP) optimum on tiny instances?",
+        f"warm-started multi-timescale agents {pct_range(agents)} of the optimum on "
+        f"{len(variants)} variants; fluid MPC {pct_range(mpc)}",
+        f"siloed firm {pct_range(siloed)} of the optimum",
+    )
+
+
+def coordination_value() -> tuple[str, str, str]:
+    rows = read("coordination-value", "coordination_value.csv")
+    coord = [num(r, "coord_gain_pct") for r in rows]
+    total = [num(r, "gain_pct") for r in rows]
+    best = max(rows, key=lambda r: num(r, "coord_gain_pct"))
+    return (
+        "When does coordinating slates with stock pay (one factor at a time)?",
+        f"coordinated MPC vs MPC with the siloed slates: {signed_pct(min(coord))} to "
+        f"{signed_pct(max(coord))}, largest at {best['factor']} = {best['level']}",
+        f"coordinated MPC {signed_pct(min(total))} to {signed_pct(max(total))}"
+        + (
+            f"; bid-price control {signed_pct(min(bid))} to {signed_pct(max(bid))}"
+            if (bid := [num(r, "bidprice_gain_pct") for r in rows if "bidprice_gain_pct" in r])
+            else ""
+        ),
+    )
+
+
+def synchronised_adjustments() -> tuple[str, str, str]:
+    rows = read("synchronised-adjustments", "synchronised_adjustments.csv")
+    mpc = pick(rows, instance="small", source="mpc")[0]
+    warm = pick(rows, instance="small", source="rl-multi-warm")[0]
+    return (
+        "Do recommendations move with stock, for the optimiser and the agents?",
+        f"on small, slate intensity vs stock cover: MPC r = {num(mpc, 'intensity_cover_corr'):+.2f}, "
+        f"warm agents r = {num(warm, 'intensity_cover_corr'):+.2f}; agents' alignment with "
+        f"the optimiser r = {num(warm, 'align_intensity_corr'):.2f}",
+        f"share of slates on covered stock in the run-down: MPC "
+        f"{num(mpc, 'end_cover_vs_siloed'):+.2f}, agents {num(warm, 'end_cover_vs_siloed'):+.2f}",
+    )
+
+
+def timescales() -> tuple[str, str, str]:
+    rows = read("timescales", "timescales.csv")
+    best = max(rows, key=lambda r: num(r, "final_mean"))
+    rest = ", ".join(
+        f"{r['config']} {num(r, 'final_mean'):,.0f} (sd {num(r, 'final_sd'):,.0f})"
+        for r in rows
+        if r is not best
+    )
+    return (
+        "Is learning on two timescales faster or more stable (cold start, small)?",
+        f"best: {best['config']} {num(best, 'final_mean'):,.0f} (sd {num(best, 'final_sd'):,.0f} "
+        f"over {best['seeds']} seeds); {rest}",
+        "—",
+    )
+
+
+def scale() -> tuple[str, str, str]:
+    """A run from before December 2026 measured its differences against the siloed firm that
+    orders past the season (then ``siloed``) and has the season-aware one as the row
+    ``siloed:season_end=true`` on the same stream: against it only the difference of the
+    means is known (no paired interval), and the row says so."""
+    rows = read("scale", "scale.csv")
+    old = any(r["policy"] == "siloed:season_end=true" for r in rows)
+    parts, versus = [], []
+    for catalog in dict.fromkeys(r["catalog"] for r in rows):
+        here = [r for r in pick(rows, catalog=catalog) if not r["policy"].startswith("siloed")]
+        best = max(here, key=lambda r: num(r, "mean"))
+        siloed = pick(rows, catalog=catalog, policy="siloed:season_end=true" if old else "siloed")
+        base = num(siloed[0], "mean")
+        parts.append(
+            f"{catalog}: {best['policy']} {100 * num(best, 'fraction_of_bound'):.1f}% of the "
+            "fluid bound"
+        )
+        gain = signed_pct(100 * (num(best, "mean") - base) / base)
+        ci = "" if old else f" (± {100 * num(best, 'diff_ci') / base:.1f}%)"
+        versus.append(f"{catalog}: {best['policy']} {gain}{ci}")
+    if old:
+        versus.append("differences of means on one stream, not rerun since the season-aware default")
+    return (
+        "How do the solvers, policies and agents hold up at 1,000 and 10,000 products?",
+        "; ".join(parts),
+        "; ".join(versus),
+    )
+
+
+def peers() -> tuple[str, str, str]:
+    rows = read("peers", "peers.csv")
+    parts, versus = [], []
+    for inst in dict.fromkeys(r["instance"] for r in rows):
+        warm = pick(rows, instance=inst, method="rl-multi-warm")[0]
+        peer = max(
+            (r for r in pick(rows, instance=inst) if r["method"] in ("mappo", "ippo")),
+            key=lambda r: num(r, "mean"),
+        )
+        siloed = pick(rows, instance=inst, method="siloed")[0]
+        parts.append(
+            f"{inst}: warm agents {num(warm, 'pct_of_reference'):.1f}% of the reference, "
+            f"best TorchRL peer ({peer['method']}) {num(peer, 'pct_of_reference'):.1f}%"
+        )
+        versus.append(
+            f"{inst}: warm agents "
+            f"{signed_pct(100 * num(warm, 'vs_siloed') / num(siloed, 'mean'))}"
+        )
+    if "peers" in BEFORE_SEASON_AWARE:
+        versus = ["not rerun since the season-aware default: its siloed firm orders past the season"]
+    return (
+        "Do coordopt's agents learn better than TorchRL's MAPPO and IPPO at equal budgets?",
+        "; ".join(parts),
+        "; ".join(versus),
+    )
+
+
+def tafeng() -> tuple[str, str, str]:
+    rows = read("tafeng", "tafeng.csv")
+    real = [r for r in rows if r["catalog"] != "synthetic"]
+    gains = [num(r, "fluid_gain_pct") for r in real]
+    versus = []
+    for r in real:
+        best = max(
+            (m for m in ("mpc", "bidprice") if not math.isnan(num(r, m))),
+            key=lambda m: num(r, m),
+            default=None,
+        )
+        if best is not None:
+            gain = 100 * (num(r, best) - num(r, "siloed")) / abs(num(r, "siloed"))
+            versus.append(f"{r['products']} products: {best} {signed_pct(gain)}")
+    return (
+        "Does coordination pay on a real assortment (Ta-Feng grocery data)?",
+        f"fluid gain of coordination {signed_pct(min(gains))} to {signed_pct(max(gains))} on "
+        f"{len(real)} real catalogs",
+        "; ".join(versus),
+    )
+
+
+STUDIES: dict[str, tuple[Callable[[], tuple[str, str, str]], str]] = {
+    "exact-benchmark": (exact_benchmark, "exact-benchmark/report.md"),
+    "coordination-value": (coordination_value, "coordination-value/report.md"),
+    "synchronised-adjustments": (synchronised_adjustments, "synchronised-adjustments/report.md"),
+    "timescales": (timescales, "timescales/report.md"),
+    "scale": (scale, "scale/report.md"),
+    "peers": (peers, "peers/report.md"),
+    "tafeng": (tafeng, "tafeng/report.md"),
+}
+"""Study -> (its row from its CSV, its report under docs/results/)."""
+
+
+def table() -> str:
+    lines = [
+        "| study | question | headline | against the siloed firm | report |",
+        "|---|---|---|---|---|",
+    ]
+    for study, (row, report) in STUDIES.items():
+        question, headline, versus = row()
+        lines.append(
+            f"| `{study}` | {question} | {headline} | {versus} | "
+            f"[report](docs/results/{report}) |"
+        )
+    return "\n".join(lines)
+
+
+def readme_table(text: str) -> str:
+    """The table between the README's markers."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{README}: the markers {BEGIN} and {END} are missing")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+
+
+def write(text: str) -> str:
+    """``text`` (the README) with the generated table between its markers."""
+    head, rest = text.split(BEGIN, 1)
+    return f"{head}{BEGIN}\n{table()}\n{END}{rest.split(END, 1)[1]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="update the README's table")
+    mode.add_argument("--check", action="store_true", help="exit 1 if the README disagrees")
+    args = parser.parse_args(argv)
+    if args.write:
+        README.write_text(write(README.read_text()))
+    elif args.check:
+        if readme_table(README.read_text()) != table():
+            print(
+                "README.md: the results table differs from docs/results/*.csv; "
+                "run python docs/results_table.py --write",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
