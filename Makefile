@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh machine with Python and pip:
 #   make demo   set up .venv, then run the main job on the bundled default instance
 #   make test   set up .venv, then run the test suite
+# and for CI: make wheel-check  build a wheel, install it in a fresh venv, run the commands
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint wheel-check bench clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
@@ -23,6 +24,9 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy coordopt models solvers case_studies
+
+wheel-check:  # its own fresh venv in a temporary folder; .venv is not used
+	PYTHON=$(PYTHON) bash .ci/wheel-check
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_all.py

@@ -34,6 +34,7 @@ FAILURES: tuple[tuple[str, str, ExitCode], ...] = (
     ("coordopt.guards", "SizeError", ExitCode.TOO_LARGE),
     ("coordopt.guards", "OutputError", ExitCode.OUTPUT),
     ("coordopt.guards", "DeviceError", ExitCode.DEVICE),
+    ("coordopt.guards", "MissingExtra", ExitCode.USAGE),
     ("coordopt.solution", "SolveError", ExitCode.SOLVER),
     ("coordopt.solvers.dp", "DPError", ExitCode.SOLVER),
     ("coordopt.studies", "CellFailed", ExitCode.SOLVER),

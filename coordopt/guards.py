@@ -15,9 +15,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordopt.sizes import FULL_LP_CELLS
+
+if TYPE_CHECKING:
+    import torch
 
 INT64_MAX = 2**63 - 1
 
@@ -57,6 +60,11 @@ class OutputError(Exception):
 
 class DeviceError(Exception):
     """A torch device that is unknown or not available."""
+
+
+class MissingExtra(ImportError):
+    """An optional dependency (an extra such as ``coordopt[torchrl]``) is not installed; the
+    message says how to install it. Bad input to the command, like a bad flag."""
 
 
 # --------------------------------------------------------------------------- flag types
@@ -141,20 +149,30 @@ finite_float = Range(float)
 """Any finite number."""
 
 
-def device_type(text: str) -> str:
-    """A torch device that exists here (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+DEVICE_TYPES = ("cpu", "cuda")
+"""The torch device types coordopt runs on. Not ``mps``: evaluations compute in float64,
+which MPS does not support, and training runs on cpu or cuda only."""
 
-    An unknown name is a usage error; a known one that is not available raises
-    :class:`DeviceError` (its own exit code).
+
+def resolve_device(text: str) -> torch.device:
+    """The torch device ``text`` names, if coordopt runs on it here: ``cpu``, ``cuda`` or
+    ``cuda:N`` (:data:`DEVICE_TYPES`). The one rule for every ``--device`` flag and for
+    training.
+
+    A name that is not such a device is bad input (``ValueError``); a supported device that
+    is not available here raises :class:`DeviceError` (its own exit code).
     """
     import torch
 
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"unknown device {text!r}; use cpu, cuda, cuda:N or mps"
-        ) from None
+        raise ValueError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"device {text!r} is not supported; use cpu, cuda or cuda:N"
+            + (" (evaluations compute in float64, which MPS lacks)" if dev.type == "mps" else "")
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {text}: CUDA is not available to torch here; use cpu")
@@ -162,10 +180,16 @@ def device_type(text: str) -> str:
             raise DeviceError(
                 f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here"
             )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"--device {text}: MPS is not available to torch here; use cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"device {text!r} is not supported; use cpu, cuda or mps")
+    return dev
+
+
+def device_type(text: str) -> str:
+    """The argparse type of ``--device``: :func:`resolve_device`'s rule (argparse names the
+    flag in a usage error; an unavailable device raises :class:`DeviceError`)."""
+    try:
+        resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from coordopt.guards import check_size, estimate
+from coordopt.policies import policy_spec
 from coordopt.text import table
 
 __all__ = [
@@ -78,9 +79,17 @@ def guard_size(
     check_size(est, force=getattr(args, "force", False), what=what, way_out=way_out)
 
 
-def policy_work(policy: str, episodes: int, horizon: int) -> dict[str, int]:
-    """What a policy adds to a simulation's workload: full fluid solves (fluid plan: one;
-    MPC: one per period and episode), or a trained run's network width (its additive scorer)."""
+def split_policy(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:KEY=VALUE;...]`` -> ``(NAME, options)``; a run directory is taken whole (its
+    path may hold a colon). What ``--policy`` means, for the policy and for its workload."""
+    return (spec, {}) if Path(spec).is_dir() else policy_spec(spec)
+
+
+def policy_work(spec: str, episodes: int, horizon: int) -> dict[str, int]:
+    """What a policy (``NAME[:KEY=VALUE;...]`` or a run directory) adds to a simulation's
+    workload: full fluid solves (fluid plan: one; MPC: one per period and episode), or a
+    trained run's network width (its additive scorer)."""
+    policy, _ = split_policy(spec)
     if policy == "mpc":
         return {"lp_solves": episodes * horizon}
     if policy == "fluid":

@@ -16,6 +16,7 @@ import torch
 
 from coordopt.commands.common import add_json_flag, emit_json, log, table
 from coordopt.evaluation import Evaluation, compare, evaluate
+from coordopt.guards import nonneg_int, positive_int, seed_int
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.simulator import SimParams
@@ -28,9 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "instance", nargs="?", default="tiny", help="instance (default: the bundled tiny)"
     )
-    p.add_argument("--episodes", type=int, default=1000, help="evaluation episodes per policy")
-    p.add_argument("--iterations", type=int, default=30, help="PPO iterations after the warm start")
-    p.add_argument("--seed", type=int, default=0, help="training seed and demand stream")
+    p.add_argument(
+        "--episodes", type=positive_int, default=1000, help="evaluation episodes per policy"
+    )
+    p.add_argument(
+        "--iterations", type=nonneg_int, default=30, help="PPO iterations after the warm start"
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="training seed and demand stream")
     p.add_argument(
         "--out",
         default="results/demo",
@@ -43,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from coordopt.instance import content_hash
     from coordopt.rl.runs import train_agents
+    from coordopt.rl.warmstart import expert_name
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
 
@@ -57,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
     except DPError as exc:
         optimum = None
         log(f"no exact DP here ({exc}); the fluid bound is the reference")
-    log(
-        f"training the multi-timescale agents, warm-started from {'dp' if optimum is not None else 'mpc'} ..."
-    )
+    # the teacher train_agents warm-starts rl-multi-warm from (--warm-start auto)
+    log(f"training the multi-timescale agents, warm-started from {expert_name('auto', inst)} ...")
     # one run per instance (by content, not only name) and seed: another instance never
     # reuses these agents, and train_agents refuses a run whose identity does not match
     label = "".join(c if c.isalnum() or c in "-_." else "-" for c in inst.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,12 +14,13 @@ from coordopt.commands.common import (
     guard_size,
     log,
     policy_work,
+    split_policy,
     table,
 )
 from coordopt.evaluation import compare, evaluate
 from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
 from coordopt.instance import load_instance
-from coordopt.policies import make_policy, parse_options, policy_names, policy_spec
+from coordopt.policies import make_policy, parse_options, policy_names
 from coordopt.simulator import SimParams
 
 
@@ -29,7 +29,7 @@ def make_policy_with_options(spec: str, params: SimParams, options: dict[str, An
     the spec's options over ``options``; one the policy does not take is reported as bad input.
     A policy with options of its own is named by its spec, so that two option sets of one
     policy stay apart in the results."""
-    name, own = (spec, {}) if Path(spec).is_dir() else policy_spec(spec)
+    name, own = split_policy(spec)
     options = {**options, **own}
     try:
         policy = make_policy(name, params, **options)
@@ -102,16 +102,24 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for name in names:
         policy = make_policy_with_options(name, params, options)
-        results.append(
-            evaluate(
-                params,
-                policy,
-                episodes=args.episodes,
-                seed=args.seed,
-                batch_size=args.batch_size,
-                progress=True,
-            )
+        result = evaluate(
+            params,
+            policy,
+            episodes=args.episodes,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=True,
         )
+        report = getattr(policy, "report", None)  # a solving policy's account of its solves
+        if callable(report):
+            result.extra |= report()
+            if result.extra.get("time_limited_solves"):
+                log(
+                    f"{result.policy}: a time limit stopped {result.extra['time_limited_solves']} "
+                    f"of {result.extra['solves']} solves; its numbers depend on the machine's "
+                    "speed (leave the time limits unset to have the seed fix them)"
+                )
+        results.append(result)
     summaries = [r.summary() for r in results]
     base = results[0]
     for r, s in zip(results[1:], summaries[1:], strict=True):

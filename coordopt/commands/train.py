@@ -13,7 +13,6 @@ The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from coordopt.commands.common import (
@@ -98,7 +97,7 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.checkpoint import init_config, resume_config
-    from coordopt.rl.ppo import TrainingDiverged, train
+    from coordopt.rl.ppo import train
 
     if not args.resume:  # --resume continues the run its --out holds
         check_out(args.out, folder=True, force=args.force)
@@ -126,18 +125,10 @@ def run(args: argparse.Namespace) -> int:
         f"training on {inst.summary()}; warm start: {config.warm_start}, "
         f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
     )
-    try:
-        result = train(
-            inst,
-            config,
-            args.out,
-            resume=args.resume,
-            progress=not args.no_progress,
-            init=args.init,
-        )
-    except (TrainingDiverged, FloatingPointError) as exc:
-        print(f"coordopt train: error: {exc}", file=sys.stderr)
-        return 3
+    # a diverged run raises TrainingDiverged: coordopt.cli's error boundary reports it
+    result = train(
+        inst, config, args.out, resume=args.resume, progress=not args.no_progress, init=args.init
+    )
     if args.json:
         emit_json(result.as_dict())
         return 0

@@ -10,14 +10,14 @@ peers' own flags are added here; a flag of coordopt's agents that means nothing 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import fields
 from typing import Any
 
 from coordopt.commands.common import emit_json, log, table
+from coordopt.guards import MissingExtra
 from coordopt.introspect import add_dataclass_flags, flag
 from coordopt.rl.config import TrainConfig, overrides_from_args
-from coordopt.rl.peers import ALGORITHMS, PeerConfig
+from coordopt.rl.peers import ALGORITHMS, PeerConfig, train_peer
 
 DEFAULT = "coordopt"
 # the training command's own flags, not configuration fields
@@ -75,21 +75,17 @@ def run_peer(args: argparse.Namespace) -> int:
         flag = "--resume" if args.resume else "--init"
         raise ValueError(f"{flag} is not supported with --algorithm {args.algorithm}")
     config = peer_config(args)
-    inst = load_instance(args.instance)
-    try:
-        from coordopt.rl.peers import train_peer
-
-        log(
-            f"training {config.algorithm} (TorchRL) on {inst.summary()}; information: "
-            f"{config.information}, rewards: {config.rewards}, out: {args.out}"
-        )
-        result = train_peer(inst, config, args.out, progress=not args.no_progress)
+    try:  # before any work: the peers need the torchrl extra
+        import coordopt.torchrl_env  # noqa: F401
     except ImportError as exc:
-        print(f"coordopt train: error: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"coordopt train: error: {exc}", file=sys.stderr)
-        return 3
+        raise MissingExtra(str(exc)) from exc
+    inst = load_instance(args.instance)
+    log(
+        f"training {config.algorithm} (TorchRL) on {inst.summary()}; information: "
+        f"{config.information}, rewards: {config.rewards}, out: {args.out}"
+    )
+    # non-finite values raise FloatingPointError: coordopt.cli's error boundary reports them
+    result = train_peer(inst, config, args.out, progress=not args.no_progress)
     if args.json:
         emit_json(result.as_dict())
         return 0
