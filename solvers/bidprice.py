@@ -16,8 +16,11 @@ the fractile with overage ``c - v + h``). The larger, not the sum: a plan re-opt
 state that holds safety stock already carries it in its position. No order is placed that
 would arrive after the last period. Every ``reoptimize_every`` periods the stock values and
 the plan are re-optimised from the current state (the batch mean: one solve serves every
-environment), warm-started from the last stock values, for a few iterations with the fast
-(greedy-flow) plan recovery, so that a decision stays well under two seconds at 1,000 x 100.
+environment), warm-started from the last stock values, for ``iterations`` iterations with the
+fast (greedy-flow) plan recovery (``benchmarks/bench_catalog.py bidprice`` times the decisions).
+Iteration counts, not the clock, end every solve, so a seed fixes every decision; a time
+limit, where one is given, only stops a solve early, and the policy records each one it
+stopped (:attr:`BidPricePolicy.time_limited`).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from coordopt.policies import check_options, critical_fractile
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data, solve_catalog
 
-#: a re-optimisation recovers its plan twice (first and last iteration) by greedy flows
-_FAST_PLAN = {"exact_flows": False, "final_exact": False, "plan_share": 0.0}
+#: a re-optimisation recovers its plan twice (first iteration and after the last) by greedy flows
+_FAST_PLAN = {"exact_flows": False, "final_exact": False, "plan_every": 0}
 
 
 def order_up_to(
@@ -64,11 +67,13 @@ class BidPricePolicy:
 
     Options: ``reoptimize_every`` periods between re-optimisations (0: never, the plan of
     the first solve is followed open loop), ``warm_start`` (re-optimise from the last stock
-    values, else from scratch), ``gap`` and ``time_limit`` of the first solve, ``iterations``
-    and ``reopt_time_limit`` (seconds) of each re-optimisation, ``safety_stock`` (order up to
-    at least the newsvendor level), ``end_fractile`` (the last order's newsvendor level
-    prices leftovers at cost less salvage). ``decision_seconds`` and ``solve_seconds`` record
-    the time of every decision and solve.
+    values, else from scratch), ``gap`` of the first solve, ``iterations`` of each
+    re-optimisation, ``time_limit`` and ``reopt_time_limit`` (seconds; default none) an early
+    stop of the first solve and of each re-optimisation, ``safety_stock`` (order up to at least
+    the newsvendor level), ``end_fractile`` (the last order's newsvendor level prices leftovers
+    at cost less salvage). ``decision_seconds`` and ``solve_seconds`` record the time of every
+    decision and solve; ``time_limited`` the period of every solve that a time limit stopped
+    (the decisions then depend on the machine's speed: :meth:`report` says so).
     """
 
     name = "bidprice"
@@ -80,9 +85,9 @@ class BidPricePolicy:
         reoptimize_every: int = 4,
         warm_start: bool = True,
         gap: float = 0.005,
-        time_limit: float | None = 120.0,
+        time_limit: float | None = None,
         iterations: int = 10,
-        reopt_time_limit: float | None = 1.0,
+        reopt_time_limit: float | None = None,
         safety_stock: bool = True,
         end_fractile: bool = True,
         seed: int = 0,
@@ -112,6 +117,7 @@ class BidPricePolicy:
         self.end_fractile = end_fractile
         self.decision_seconds: list[float] = []
         self.solve_seconds: list[float] = []
+        self.time_limited: list[int] = []
         inst = self.inst
         dev = params.device
         self.rate = torch.tensor(
@@ -136,7 +142,14 @@ class BidPricePolicy:
         mu0 = self.solution.mu if self.warm_start and hasattr(self, "solution") else None
         sol = solve_catalog(self.inst, start=start, mu0=mu0, **options)
         self.solve_seconds.append(time.perf_counter() - began)
+        if sol.stop == "time_limit":
+            self.time_limited.append(sol.t0)
         return sol
+
+    def report(self) -> dict[str, int]:
+        """What ``coordopt evaluate --json`` reports of the policy's solves: how many, and how
+        many a time limit stopped (0 unless ``time_limit`` or ``reopt_time_limit`` is set)."""
+        return {"solves": len(self.solve_seconds), "time_limited_solves": len(self.time_limited)}
 
     def _install(self, sol: CatalogSolution, start: FluidStart | None) -> None:
         """Stock values and target positions ``(H,N)`` of a solution from ``start``."""

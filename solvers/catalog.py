@@ -636,6 +636,9 @@ EXACT_FLOW_CELLS = 100_000
 """Up to this many (period, product) cells the plan's flows come from the exact inventory LP
 (:func:`plan_flows`); above, from :func:`greedy_flows` (and the LP once at the end)."""
 
+PLAN_EVERY = 10
+"""Dual iterations between plan recoveries in :func:`solve_catalog` (and one at iteration 0)."""
+
 
 def recover_plan(
     cd: CatalogData, rec: np.ndarray, offered: np.ndarray | None, exact: bool = True
@@ -814,7 +817,7 @@ def solve_catalog(
     rho0: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
-    plan_share: float = 0.25,
+    plan_every: int = PLAN_EVERY,
     step_scale: float = 1.0,
     patience: int = 8,
     exact_flows: bool | None = None,
@@ -827,14 +830,17 @@ def solve_catalog(
     stock value moves in proportion to its price), ``target`` the best plan value; the
     step scale halves, and the iterate returns to the best one, when the bound has not
     improved for ``patience`` steps. A plan is recovered from the weighted average of the
-    iterates' slates whenever that keeps plan recovery under ``plan_share`` of the time
-    spent. Stops at relative gap ``gap``, after ``time_limit`` seconds or
-    ``max_iterations``, or when the step scale has collapsed (``stalled``); ``mu0``,
+    iterates' slates at iteration 0 and every ``plan_every`` iterations after it (0: only
+    then and after the last), so that the iterations, not the clock, decide every number.
+    Stops at relative gap ``gap`` or after ``max_iterations``, when the step scale has
+    collapsed (``stalled``), or early after ``time_limit`` seconds (``time_limit``); ``mu0``,
     ``rho0`` warm-start the multipliers (e.g. from an earlier solve). ``exact_flows``: the
     plans' flows from the exact inventory LP (default: up to :data:`EXACT_FLOW_CELLS`
     period-product cells) or the greedy ones; ``final_exact``: the last plan's flows from
     the LP in any case.
     """
+    if plan_every < 0:
+        raise ValueError(f"plan_every must be >= 0 (0: first and last plan only), got {plan_every}")
     began = time.perf_counter()
     with torch.no_grad():
         cd = catalog_data(inst, start, device=device)
@@ -862,7 +868,7 @@ def solve_catalog(
         timings = {"dual": 0.0, "plan": 0.0}
         stop = "iterations"
         bar = _progress(progress, max_iterations)
-        it = 0
+        it, planned_at = 0, -1
         for it in range(max_iterations):
             ts = time.perf_counter()
             dv = dual_value(cd, mu, rho, warm)
@@ -873,11 +879,11 @@ def solve_catalog(
             else:
                 since_best += 1
             average.add(dv, float(it + 1))
-            elapsed = time.perf_counter() - began
-            if best_plan is None or timings["plan"] < plan_share * elapsed:
+            if it == 0 or (plan_every > 0 and it % plan_every == 0):
                 ts = time.perf_counter()
                 plan = recover_plan(cd, *average.frequencies(), exact=exact_flows)
                 timings["plan"] += time.perf_counter() - ts
+                planned_at = it
                 if plan.objective > best_value:
                     best_plan, best_value = plan, plan.objective
             rel = (best_bound - best_value) / max(abs(best_bound), 1e-12)
@@ -918,7 +924,10 @@ def solve_catalog(
                 rho = (rho - step * metric_rho * g_rho).clamp(min=0.0)
                 lo, hi = stock_value_box(cd, rho)
         bar.close()
-        if best_plan is None or (it > 0 and stop != "gap") or not exact_flows:
+        # the plan of the last average (unless the loop has just recovered it), with the LP's
+        # flows where the loop used greedy ones
+        fresh = planned_at == it and (exact_flows or not final_exact)
+        if best_plan is None or (not fresh and (stop != "gap" or not exact_flows)):
             ts = time.perf_counter()
             plan = recover_plan(cd, *average.frequencies(), exact=final_exact)
             timings["plan"] += time.perf_counter() - ts

@@ -225,6 +225,34 @@ def test_stops_and_says_why():
     assert C.solve_catalog(inst, max_iterations=3).stop == "iterations"
     assert C.solve_catalog(inst, gap=0.5).stop == "gap"
     assert C.solve_catalog(inst, gap=0.0, time_limit=0.0).stop == "time_limit"
+    assert C.solve_catalog(inst, gap=0.0, time_limit=0.0).result().status.value == "time_limit"
+
+
+@pytest.mark.parametrize(("plan_every", "plans"), [(10, [0, 10, 20, 24]), (0, [0, 24])])
+def test_plans_are_recovered_on_an_iteration_schedule(monkeypatch, plan_every, plans):
+    """A plan at iteration 0, every ``plan_every`` iterations, and from the last average:
+    the iterations, not the clock, decide when (so a solve's numbers never depend on the
+    machine's speed); ``timings`` still reports where the time went."""
+    seen: list[int] = []
+    dual, recover = C.dual_value, C.recover_plan
+    calls = {"dual": 0}
+
+    def counted_dual(*args, **kwargs):
+        calls["dual"] += 1
+        return dual(*args, **kwargs)
+
+    def logged_recover(*args, **kwargs):
+        seen.append(calls["dual"] - 1)
+        return recover(*args, **kwargs)
+
+    monkeypatch.setattr(C, "dual_value", counted_dual)
+    monkeypatch.setattr(C, "recover_plan", logged_recover)
+    sol = C.solve_catalog(load_instance("small"), gap=0.0, max_iterations=25, plan_every=plan_every)
+    assert sol.stop == "iterations" and sol.iterations == 25
+    assert seen == plans
+    assert set(sol.timings) == {"dual", "plan"}
+    with pytest.raises(ValueError, match="plan_every"):
+        C.solve_catalog(load_instance("tiny"), plan_every=-1)
 
 
 def test_refuses_salvage_above_cost():
