@@ -5,7 +5,8 @@ The calibration turns transaction lines into the data of MODEL.md:
 - **weeks**: period t is the 7 days from ``first day + 7t``; a trailing partial week is
   dropped;
 - **products**: the N best sellers by units (optionally within chosen subclasses), named by
-  their product ID; price and unit cost are the medians of the per-line unit values; a product
+  their product ID, with their PRODUCT_SUBCLASS as ``category`` (the subclass most of their
+  units were sold under); price and unit cost are the medians of the per-line unit values; a product
   whose median unit cost is not below its median unit price is skipped (the next best seller
   takes its place), since every unit of it loses money;
 - **segments**: age groups (or age group x residence area); customers without an age group
@@ -345,6 +346,22 @@ def _bincount2(index: np.ndarray, weights: np.ndarray | None, shape: tuple[int, 
     return np.bincount(index, weights=weights, minlength=math.prod(shape)).reshape(shape)
 
 
+def _subclasses(pd: Any, subclass: Any, idx: np.ndarray, units: np.ndarray, n: int) -> list[str]:
+    """Each catalog product's PRODUCT_SUBCLASS: the one most of its units were sold under
+    (ties: the first code in sort order), for the lines with catalog index ``idx >= 0``."""
+    codes = pd.Categorical(subclass.astype(str))
+    inc = idx >= 0
+    key = idx[inc].astype(np.int64) * len(codes.categories) + codes.codes[inc]
+    pairs, inverse = np.unique(key, return_inverse=True)
+    sold = np.bincount(inverse, weights=units[inc])
+    product, code = np.divmod(pairs, len(codes.categories))
+    order = np.lexsort((code, -sold, product))  # per product: most units first
+    first = order[np.r_[True, product[order][1:] != product[order][:-1]]]
+    out = np.empty(n, dtype=object)
+    out[product[first]] = codes.categories[code[first]].astype(str)
+    return [str(x) for x in out]
+
+
 def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibration:
     """Calibrate an instance from transaction lines (the frame of :func:`load_tafeng`).
 
@@ -437,6 +454,7 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
         (seg[inc] * horizon + week[inc]) * n + idx[inc], units[inc], (m, horizon, n)
     )
     per_day = _bincount2(day[inc] * n + idx[inc], units[inc], (n_days, n))
+    category = _subclasses(pd, df["subclass"], idx, units, n)
     store_units = _bincount2(seg * horizon + week, units, (m, horizon))
     actual = counts.sum(axis=0)
     offered = actual > 0  # (T, N): a product is offered in a week when anyone bought it
@@ -481,6 +499,7 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
         "product": [
             {
                 "name": str(prod_ids[j]),
+                "category": category[i],
                 "price": float(price[i]),
                 "unit_cost": float(cost[i]),
                 "holding_cost": round(cfg.holding_rate * float(cost[i]), 6),
@@ -512,7 +531,8 @@ def calibrate(lines: Any, config: CalibrationConfig | None = None) -> Calibratio
         "New Taiwan dollars.",
         f"Products: the {n} best sellers by units"
         + (f" in subclasses {cfg.subclasses}" if cfg.subclasses else "")
-        + ", named by PRODUCT_ID. price = median of SALES_PRICE / AMOUNT over the product's "
+        + ", named by PRODUCT_ID; category = the PRODUCT_SUBCLASS most of the product's units "
+        "were sold under. price = median of SALES_PRICE / AMOUNT over the product's "
         "lines; unit_cost = median of ASSET / AMOUNT.",
         f"Products whose median unit cost is not below their median unit price are skipped (the "
         f"next best seller takes their place): {len(excluded)} skipped"

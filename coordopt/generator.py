@@ -5,6 +5,8 @@ tastes come from a low-rank latent-factor model, so products close in latent spa
 real substitutes; the recommendation uplift varies by segment (some segments follow
 recommendations, others ignore them) and a little by product. An optional seasonal profile
 (``seasonality``, ``peak``) makes arrival rates swing over the horizon around their mean.
+Optional planted categories (``clusters``) label the products and make every segment favour
+one of them, so the substitution structure is known in advance.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ class GeneratorConfig:
     """Holding cost per period as a fraction of unit cost."""
     penalty_rate: float = ranged(0.1, nonneg_float)
     """Lost-sale penalty as a fraction of price (goodwill)."""
-    salvage_rate: float = ranged(0.3, nonneg_float)
-    """Salvage value as a fraction of unit cost."""
+    salvage_rate: float = ranged(0.3, unit_interval)
+    """Salvage value as a fraction of unit cost (at most 1: above it, ordering to salvage pays
+    without customers and the fluid program is unbounded)."""
     discount: float = ranged(1.0, Range(float, 0.0, 1.0, lo_open=True))
     """Per-period discount factor gamma."""
     stockout: Literal["lost", "hidden"] = "lost"
@@ -66,9 +69,20 @@ class GeneratorConfig:
     """Seasonal amplitude a in [0, 1): arrivals ~ mean * (1 + a cos(2 pi (t - peak) / T))."""
     peak: float = ranged(0.5, unit_interval)
     """Where the seasonal peak falls, as a fraction of the horizon (0 first, 1 last period)."""
+    clusters: int = ranged(0, nonneg_int)
+    """Planted product categories C (0: none): the i-th product (from 0) is in category
+    'C<i mod C + 1>' and the k-th segment favours category 'C<k mod C + 1>' (C <= n_segments)."""
+    cluster_affinity: float = ranged(4.0, nonneg_float)
+    """Utility bonus of a segment's favoured category (0: category labels, no structure)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.clusters > self.n_segments:
+            raise ValueError(
+                f"--clusters {self.clusters} needs at least as many segments, got --n-segments "
+                f"{self.n_segments}: each category is favoured by its own segments; use more "
+                "segments or fewer clusters"
+            )
 
 
 def seasonal_profile(horizon: int, amplitude: float, peak: float) -> np.ndarray:
@@ -109,6 +123,10 @@ def generate_instance(
     quality = 0.6 * tier + rng.normal(0, 0.3, n)
     sensitivity = rng.uniform(0.3, 1.2, m)
     util = u @ v.T + quality[None, :] - sensitivity[:, None] * np.log(price)[None, :]
+    category = np.arange(n) % max(cfg.clusters, 1)  # planted categories (no random draw)
+    if cfg.clusters:
+        favoured = (np.arange(m) % cfg.clusters)[:, None] == category[None, :]
+        util += cfg.cluster_affinity * favoured
     util -= util.max(axis=1, keepdims=True)
     base = np.exp(util)
     # Scale so that, with nothing recommended, purchase_share of customers buy.
@@ -135,6 +153,7 @@ def generate_instance(
         slate_size=min(cfg.slate_size, n),
         stockout=cfg.stockout,
         product_names=tuple(f"P{i + 1}" for i in range(n)),
+        category=tuple(f"C{c + 1}" for c in category) if cfg.clusters else None,
         price=price,
         unit_cost=unit_cost,
         holding_cost=np.round(cfg.holding_rate * unit_cost, 4),

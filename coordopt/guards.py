@@ -3,16 +3,23 @@
 Every command validates its flags with the type functions here (argparse then names the flag
 and the rule), estimates the memory and time of its work from the instance's size with
 :func:`estimate` before starting and refuses with :func:`check_size` beyond the limits,
-checks ``--out`` with :func:`check_out` before any work, and ends with one of the
-:class:`ExitCode` values; ``coordopt.cli`` turns every known failure into one line on stderr.
+checks ``--out`` before any work and holds its lock for the whole run with :func:`claim_out`
+(one writer per output), and ends with one of the :class:`ExitCode` values; ``coordopt.cli``
+turns every known failure into one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
+import json
 import math
 import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,8 +373,10 @@ def check_out(path: str | Path, *, folder: bool, force: bool, flag: str = "--out
     """Check before any work that ``path`` can be written; return it.
 
     Refused (:class:`OutputError`): a path under a file; a file where a folder is wanted or
-    the reverse; an existing file, or a non-empty folder, unless ``force``; a location whose
-    nearest existing folder is not writable. Nothing is created.
+    the reverse; an existing file, or a non-empty folder (coordopt's lock files, named
+    ``*``:data:`LOCK_NAME`, do not count), unless ``force``; a location whose nearest existing folder is not
+    writable. Nothing is created; commands call :func:`claim_out`, which checks under the
+    output's lock.
     """
     path = Path(path)
     if path.exists():
@@ -375,7 +384,9 @@ def check_out(path: str | Path, *, folder: bool, force: bool, flag: str = "--out
             raise OutputError(f"{flag} {path}: is a file, not a folder")
         if not folder and path.is_dir():
             raise OutputError(f"{flag} {path}: is a folder, not a file")
-        if not force and (not folder or any(path.iterdir())):
+        if not force and (
+            not folder or any(not p.name.endswith(LOCK_NAME) for p in path.iterdir())
+        ):
             what = "the folder is not empty" if folder else "the file exists"
             fix = "write into it" if folder else "replace it"
             raise OutputError(f"{flag} {path}: {what}; pass --force to {fix}")
@@ -396,3 +407,224 @@ def add_force_flag(p: argparse.ArgumentParser, what: str) -> None:
         action="store_true",
         help=f"run beyond the size guard's limits and {what}",
     )
+
+
+# --------------------------------------------------------------------------- one writer per output
+
+LOCK_NAME = ".coordopt.lock"
+"""The lock file of a folder output, inside it (a file output's is ``.NAME.coordopt.lock``
+beside it)."""
+
+
+def lock_file(path: str | Path, *, folder: bool) -> Path:
+    """Where the lock of the output ``path`` lives: ``DIR/.coordopt.lock`` for a folder, the
+    sibling ``.NAME.coordopt.lock`` for a file. It depends on the path only, so every writer of one
+    output meets at one lock whether or not the output exists yet."""
+    path = Path(path)
+    return path / LOCK_NAME if folder else path.with_name(f".{path.name}{LOCK_NAME}")
+
+
+def _holder() -> dict[str, Any]:
+    """Who writes: recorded in the lock file for a refused second writer to print."""
+    import shlex
+    import socket
+    import time
+
+    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "command": shlex.join(argv),
+    }
+
+
+def _describe_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode())
+        return (
+            f"pid {int(info['pid'])} on {info['host']}, started {info['started']}: "
+            f"{info['command']}"
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return "its pid and command are not recorded yet"
+
+
+@dataclass
+class OutputLock:
+    """An exclusive ``flock`` on an output's lock file, held by this process until
+    :meth:`release` (or until the process ends, when the kernel drops it: the lock file a
+    crash leaves behind holds no lock, and the next writer takes it over).
+
+    Claims of one output in one thread nest (a study claimed by ``reproduce`` and again by
+    ``run_study``): the lock goes when the outermost claim ends. Another thread, like another
+    process, is a second writer.
+    """
+
+    output: Path
+    file: Path
+    fd: int
+    made: list[Path]
+    """Folders created to hold the lock file (outermost first); removed again if still empty
+    when the lock goes, so a refused or failed run leaves nothing behind."""
+    thread: int
+    """The thread that holds it (claims nest within it)."""
+    claims: int = 1
+
+    def release(self) -> None:
+        """End one claim; the last removes the lock file, drops the lock and the folders made
+        for it that are still empty."""
+        self.claims -= 1
+        if self.claims > 0 or self.fd < 0:
+            return
+        _HELD.pop((self.thread, self.file), None)
+        try:  # unlinked while still locked: a writer that opened it re-checks and retries
+            if os.path.samestat(os.fstat(self.fd), os.stat(self.file)):
+                self.file.unlink()
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+        _remove_empty(self.made)
+
+
+_HELD: dict[tuple[int, Path], OutputLock] = {}
+"""This process's output locks, by thread and lock file."""
+
+
+def _cannot_create(flag: str, path: Path, where: Path, exc: OSError) -> OutputError:
+    """The refusal of an output whose location takes no new files or folders."""
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and where.parent.is_dir():
+        reason = "the file system there takes no new files"  # /proc, /sys
+    return OutputError(f"{flag} {path}: cannot create {where} ({reason}); choose another location")
+
+
+def _make_folders(folder: Path, flag: str, output: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            _remove_empty(made)
+            raise _cannot_create(flag, output, f, exc) from None
+        made.append(f)
+    return made
+
+
+def lock_output(path: str | Path, *, folder: bool, flag: str = "--out") -> OutputLock:
+    """Take the exclusive lock of the output ``path`` (:func:`lock_file`) at once, or refuse
+    (:class:`OutputError`) naming the run that holds it: its pid, host, start and command,
+    which the holder writes into the lock file."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no flock
+        fcntl = None  # type: ignore[assignment]
+    path = Path(path)
+    target = lock_file(path, folder=folder)
+    key = target.absolute()
+    held = _HELD.get((threading.get_ident(), key))
+    if held is not None:
+        held.claims += 1
+        return held
+    made: list[Path] = []
+    for _ in range(20):  # retries only while a releasing holder removes the file under us
+        made += _make_folders(target.parent, flag, path)
+        try:
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError as exc:
+            if not target.parent.is_dir():
+                continue  # the folder went with a holder that just finished
+            _remove_empty(made)
+            raise _cannot_create(flag, path, target, exc) from None
+        except OSError as exc:
+            _remove_empty(made)
+            raise _cannot_create(flag, path, target, exc) from None
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(fd)
+            os.close(fd)
+            _remove_empty(made)
+            raise OutputError(
+                f"{flag} {path}: another coordopt run is writing it ({holder}); wait for it "
+                f"to end or choose another {flag} (its lock file: {target})"
+            ) from None
+        except OSError as exc:  # a file system without locks: write unprotected, say so
+            print(
+                f"coordopt: note: {flag} {path}: cannot lock {target} "
+                f"({exc.strerror}); a second writer would not be stopped",
+                file=sys.stderr,
+            )
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(target))
+        except FileNotFoundError:
+            same = False
+        if not same:  # a finishing holder unlinked it after we opened it: take the new one
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)  # a crashed holder's record is replaced by ours
+        os.write(fd, (json.dumps(_holder()) + "\n").encode())
+        lock = OutputLock(path, key, fd, made, threading.get_ident())
+        _HELD[lock.thread, key] = lock
+        return lock
+    raise OutputError(f"{flag} {path}: its lock file {target} keeps changing; try again")
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+_CLAIMS: ContextVar[list[OutputLock] | None] = ContextVar("coordopt_claims", default=None)
+
+
+@contextmanager
+def output_claims() -> Iterator[None]:
+    """The scope of a command's run: every output claimed inside (:func:`claim_out`) is
+    released when it ends, however it ends. A claim outside any scope is held until the
+    process ends."""
+    claims: list[OutputLock] = []
+    token = _CLAIMS.set(claims)
+    try:
+        yield
+    finally:
+        _CLAIMS.reset(token)
+        for lock in reversed(claims):
+            lock.release()
+
+
+def claim_out(
+    path: str | Path, *, folder: bool, force: bool, flag: str = "--out", reuse: bool = False
+) -> Path:
+    """:func:`check_out` under the output's exclusive lock, held for the rest of the run
+    (:func:`output_claims`): one writer per output. A second run writing the same output is
+    refused at once, naming the first; an existing output is judged under the lock, so two
+    runs started together cannot both find it absent. ``reuse``: an existing output is
+    continued (``train --resume``, a study's folder, ``demo``'s runs), not refused.
+    Before the lock, the path is checked for what would make the lock fail (under a file, a
+    file where a folder is wanted, not writable), so those keep their messages."""
+    path = check_out(path, folder=folder, force=True, flag=flag)
+    lock = lock_output(path, folder=folder, flag=flag)
+    scope = _CLAIMS.get()
+    if scope is not None:
+        scope.append(lock)
+    try:
+        return check_out(path, folder=folder, force=force or reuse, flag=flag)
+    except BaseException:
+        if scope is not None:
+            scope.remove(lock)
+        lock.release()
+        raise

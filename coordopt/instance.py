@@ -22,6 +22,8 @@ import enum
 import hashlib
 import io
 import math
+import stat
+import sys
 import tomllib
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -74,7 +76,7 @@ class Kind(enum.StrEnum):
 
     REAL = "real"  # finite float
     WHOLE = "whole"  # whole number (stored int64, or float64 where it may be unbounded)
-    TEXT = "text"  # a non-empty string (names)
+    TEXT = "text"  # a non-empty string (names; optional per-product labels: categories)
     STOCKOUT = "stockout"  # a :class:`Stockout` mode
 
 
@@ -87,6 +89,20 @@ REQUIRED: Any = _Required()
 """Default of a field that every instance must give."""
 MAX_WHOLE = 2**53
 """Largest whole number accepted (exact in float64)."""
+MAX_MONEY = 1e9
+"""Largest price or cost per unit (or per order) accepted: far above any real price, and it
+keeps every profit, its square (the variance of an evaluation) and the fluid program's
+objective coefficients finite and within HiGHS's tolerances."""
+MIN_POSITIVE = 1e-6
+"""Smallest value of a quantity that must be positive (price, arrival rate)."""
+MAX_RATE = 1e9
+"""Most customers per segment and period."""
+WEIGHT_RANGE = (1e-3, 1e3)
+"""The no-purchase weight's range; product weights lie in [0, 1e3]. Choice weights are
+relative (multiplying a segment's weights by one factor changes no probability), so this
+loses nothing: it bounds a product's weight at 10^6 times the no-purchase weight, within which
+the fluid program solves to HiGHS's tolerances (measured on ``small``: at 10^9 its bound
+was off by up to 0.1%, at 10^15 by up to 9%). Rescale a segment's weights together to bring them inside."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,8 @@ class FieldSpec:
     """One field of the model: how it is indexed, what it holds, its default and its rule.
 
     ``lo`` / ``hi`` bound the values (``lo_open``: strictly above ``lo``); ``at_least`` names
-    a field of the same shape that bounds this one from below; ``default_from`` names the
+    a field of the same shape that bounds this one from below, ``at_most`` a global field
+    that bounds it from above (``why``: the reason, ending the message); ``default_from`` names the
     field whose value is the default; ``optional`` fields may be absent (``None`` globally,
     ``inf`` per product: no limit); ``key`` is the name in a TOML table when it differs.
     """
@@ -107,6 +124,8 @@ class FieldSpec:
     lo_open: bool = False
     hi: float = math.inf
     at_least: str | None = None
+    at_most: str | None = None
+    why: str = ""
     default_from: str | None = None
     optional: bool = False
     key: str | None = None
@@ -147,7 +166,8 @@ class Instance:
 
     Product arrays have shape ``(N,)``; segment arrays ``(M,)``; attractions ``(M, N)``;
     ``arrival_rate`` ``(T, M)`` (a constant rate is repeated). ``max_order`` is ``inf``
-    where a product has no order cap; ``warehouse_capacity`` is ``None`` when there is none.
+    where a product has no order cap; ``warehouse_capacity`` is ``None`` when there is none;
+    ``category`` is ``None`` when no product has one (a label: no decision reads it).
     Build one with :func:`make_instance` or :func:`load_instance`, never directly.
     """
 
@@ -159,19 +179,47 @@ class Instance:
     slate_size: int = field(metadata=_spec(_G, _W, "Slots K per segment", default=1, lo=1))
     stockout: Stockout = field(metadata=_spec(_G, Kind.STOCKOUT, "Mode", default=Stockout.LOST))
     warehouse_capacity: float | None = field(
-        metadata=_spec(_G, _R, "On-hand units after arrivals", default=None, optional=True)
+        metadata=_spec(
+            _G, _R, "On-hand units after arrivals", default=None, optional=True, hi=MAX_WHOLE
+        )
     )
     product_names: tuple[str, ...] = field(
         metadata=_spec(_P, _TXT, "Product name", default="P{}", key="name")
     )
-    price: np.ndarray = field(metadata=_spec(_P, _R, "Price p_i", lo_open=True))
-    unit_cost: np.ndarray = field(metadata=_spec(_P, _R, "Unit cost c_i"))
-    holding_cost: np.ndarray = field(metadata=_spec(_P, _R, "Per unit held", default=0.0))
-    lost_sale_penalty: np.ndarray = field(metadata=_spec(_P, _R, "Per lost unit", default=0.0))
-    lead_time: np.ndarray = field(metadata=_spec(_P, _W, "Periods L_i to arrival", default=0))
+    category: tuple[str, ...] | None = field(
+        metadata=_spec(
+            _P,
+            _TXT,
+            "Product category (a label; every product or none)",
+            default=None,
+            optional=True,
+        )
+    )
+    price: np.ndarray = field(metadata=_spec(_P, _R, "Price p_i", lo=MIN_POSITIVE, hi=MAX_MONEY))
+    unit_cost: np.ndarray = field(metadata=_spec(_P, _R, "Unit cost c_i", hi=MAX_MONEY))
+    holding_cost: np.ndarray = field(
+        metadata=_spec(_P, _R, "Per unit held", default=0.0, hi=MAX_MONEY)
+    )
+    lost_sale_penalty: np.ndarray = field(
+        metadata=_spec(_P, _R, "Per lost unit", default=0.0, hi=MAX_MONEY)
+    )
+    lead_time: np.ndarray = field(
+        metadata=_spec(
+            _P,
+            _W,
+            "Periods L_i to arrival",
+            default=0,
+            at_most="horizon",
+            why="an order with a longer lead time would never arrive before the end",
+        )
+    )
     initial_inventory: np.ndarray = field(metadata=_spec(_P, _W, "Start stock", default=0))
-    salvage_value: np.ndarray = field(metadata=_spec(_P, _R, "Per unit left", default=0.0))
-    fixed_order_cost: np.ndarray = field(metadata=_spec(_P, _R, "Per order", default=0.0))
+    salvage_value: np.ndarray = field(
+        metadata=_spec(_P, _R, "Per unit left", default=0.0, hi=MAX_MONEY)
+    )
+    fixed_order_cost: np.ndarray = field(
+        metadata=_spec(_P, _R, "Per order", default=0.0, hi=MAX_MONEY)
+    )
     max_order: np.ndarray = field(
         metadata=_spec(_P, _W, "Order cap (absent: inf)", default=math.inf, optional=True)
     )
@@ -179,10 +227,17 @@ class Instance:
         metadata=_spec(_S, _TXT, "Segment name", default="S{}", key="name")
     )
     arrival_rate: np.ndarray = field(
-        metadata=_spec(Scope.PERIOD_SEGMENT, _R, "Customers per period", lo_open=True)
+        metadata=_spec(
+            Scope.PERIOD_SEGMENT, _R, "Customers per period", lo=MIN_POSITIVE, hi=MAX_RATE
+        )
     )
     base_attraction: np.ndarray = field(
-        metadata=_spec(Scope.SEGMENT_PRODUCT, _R, "MNL weight w^N_ki, not recommended")
+        metadata=_spec(
+            Scope.SEGMENT_PRODUCT,
+            _R,
+            "MNL weight w^N_ki, not recommended",
+            hi=WEIGHT_RANGE[1],
+        )
     )
     rec_attraction: np.ndarray = field(
         metadata=_spec(
@@ -191,9 +246,12 @@ class Instance:
             "MNL weight w^R_ki, recommended",
             default_from="base_attraction",
             at_least="base_attraction",
+            hi=WEIGHT_RANGE[1],
         )
     )
-    no_purchase: np.ndarray = field(metadata=_spec(_S, _R, "w_k0", default=1.0, lo_open=True))
+    no_purchase: np.ndarray = field(
+        metadata=_spec(_S, _R, "w_k0", default=1.0, lo=WEIGHT_RANGE[0], hi=WEIGHT_RANGE[1])
+    )
 
     @property
     def n_products(self) -> int:
@@ -253,6 +311,8 @@ class Instance:
         data: dict[str, Any] = {}
         for spec in FIELDS:
             value = getattr(self, spec.name)
+            if spec.scope is Scope.PRODUCT and value is None:
+                continue  # an absent optional label stays absent
             if spec.scope is Scope.PRODUCT:
                 data[spec.name] = [value[i] for i in idx] if spec.kind is _TXT else value[idx]
             elif spec.scope is Scope.SEGMENT_PRODUCT:
@@ -297,13 +357,18 @@ MISSING: Any = _Missing()
 """Marks an absent value (a key left out of one TOML table, say)."""
 
 
+UNHASHED = ("name", "category")
+"""Labels that no decision reads, left out of :func:`content_hash`: the instance's name and
+the product categories (annotating a catalog does not make it another problem)."""
+
+
 def content_hash(inst: Instance) -> str:
-    """SHA-256 of the instance's data: every field but its name, numbers as float64, so equal
-    data hash equal whatever object, name or dtype holds them (run directories record it;
-    the DP cache keys on it)."""
+    """SHA-256 of the instance's data: every field but the labels of :data:`UNHASHED`, numbers
+    as float64, so equal data hash equal whatever object, name or dtype holds them (run
+    directories record it; the DP cache keys on it)."""
     h = hashlib.sha256()
     for f in dataclasses.fields(inst):
-        if f.name == "name":
+        if f.name in UNHASHED:
             continue
         value = getattr(inst, f.name)
         h.update(f.name.encode() + b"\0")
@@ -496,6 +561,14 @@ def _check_values(
                 f"must be >= {spec.at_least} ({floor[index]:g}): a recommendation cannot "
                 "lower a product's weight",
             )
+    if spec.at_most is not None:
+        ceiling = ctx.values[spec.at_most]
+        bad = np.argwhere(arr > ceiling)
+        if bad.size:
+            index = tuple(int(j) for j in bad[0])
+            raise ctx.fail(
+                spec, index, arr[index], f"must be <= {spec.at_most} ({ceiling:g}): {spec.why}"
+            )
 
 
 def _names(ctx: _Context, spec: FieldSpec, value: Any) -> tuple[str, ...]:
@@ -529,6 +602,36 @@ def _names(ctx: _Context, spec: FieldSpec, value: Any) -> tuple[str, ...]:
         seen[x] = j
         names.append(str(x))
     return tuple(names)
+
+
+def _labels(ctx: _Context, spec: FieldSpec, value: Any) -> tuple[str, ...] | None:
+    """Optional per-product labels (categories): ``None`` when absent from every product,
+    else one non-empty string per product (labels may repeat)."""
+    if value is MISSING or value is None:
+        return None
+    n = len(ctx.values["product_names"])
+    table = _as_table(_scalar(value))
+    if table is None or isinstance(table, np.ndarray) or len(table) != n:
+        got = "a single value" if table is None else f"{len(table)}"
+        raise _fail(
+            ctx.source,
+            "top level",
+            spec.name,
+            value,
+            f"expected {n} entries (one string per product), got {got}",
+        )
+    if all(x is MISSING for x in table):
+        return None
+    for j, x in enumerate(table):
+        item = ctx.item(spec.scope, (j,))
+        if x is MISSING:
+            raise InstanceError(
+                f"{_where(ctx.source)}{item}: missing key '{spec.file_key}'; give every product "
+                f"a {spec.file_key} or none"
+            )
+        if not isinstance(_scalar(x), str) or not x:
+            raise _fail(ctx.source, item, spec.file_key, x, spec.rule)
+    return tuple(str(_scalar(x)) for x in table)
 
 
 def _global(ctx: _Context, spec: FieldSpec, value: Any) -> Any:
@@ -638,7 +741,7 @@ def make_instance(*, source: str | None = None, **fields: Any) -> Instance:
         if spec.scope is Scope.GLOBAL:
             out = _global(ctx, spec, value)
         elif spec.kind is Kind.TEXT:
-            out = _names(ctx, spec, value)
+            out = _labels(ctx, spec, value) if spec.optional else _names(ctx, spec, value)
         elif spec.scope is Scope.PERIOD_SEGMENT:
             out = _arrival_rates(ctx, spec, value)
         else:
@@ -728,7 +831,8 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
         return x.value if isinstance(x, Stockout) else x if isinstance(x, str) else float(x)
 
     def present(spec: FieldSpec, x: Any) -> bool:
-        return not (spec.optional and (x is None or (np.ndim(x) == 0 and np.isposinf(x))))
+        absent = x is None or (isinstance(x, (float, np.floating)) and np.isposinf(x))
+        return not (spec.optional and absent)
 
     out: dict[str, Any] = {}
     for spec in FIELDS:
@@ -739,6 +843,8 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
         rows: list[dict[str, Any]] = [{} for _ in range(count)]
         for spec in _table_specs(table):
             value = getattr(inst, spec.name)
+            if value is None:
+                continue  # an absent optional label (no categories)
             for j, row in enumerate(rows):
                 if spec.scope is Scope.PERIOD_SEGMENT:
                     entry = value[0, j] if constant[j] else value[:, j]
@@ -752,14 +858,20 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
 
 NPZ_MAX_BYTES = 2**31
 """Largest decompressed ``.npz`` instance read (a guard against decompression bombs)."""
+TOML_MAX_BYTES = 256 * 2**20
+"""Largest TOML instance file read: its parsed Python objects take several times its size
+(within the 8 GiB memory guard at this cap); a larger catalog belongs in a ``.npz`` file."""
 
 
 def _npz_arrays(inst: Instance) -> dict[str, np.ndarray]:
     """The compact layout: one array per field, by attribute name. No order cap is ``inf``,
-    no warehouse ``nan``; ``arrival_rate`` is ``(M,)`` when no segment is seasonal."""
+    no warehouse ``nan``, no categories no array; ``arrival_rate`` is ``(M,)`` when no
+    segment is seasonal."""
     out: dict[str, np.ndarray] = {}
     for spec in FIELDS:
         value = getattr(inst, spec.name)
+        if value is None and spec.scope is Scope.PRODUCT:
+            continue
         if spec.name == "warehouse_capacity" and value is None:
             value = np.nan
         elif spec.scope is Scope.PERIOD_SEGMENT and not inst.seasonal:
@@ -817,7 +929,35 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_file(path: Path, limit: int) -> None:
+    """Refuse, before reading, what cannot be an instance file: anything but a regular file
+    (a device such as ``/dev/zero`` or a FIFO would never end) and files over ``limit`` bytes."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise InstanceError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+        raise InstanceError(f"{path}: {kind}, not an instance file (.toml or .npz)")
+    if info.st_size > limit:
+        raise InstanceError(
+            f"{path}: {info.st_size:,} bytes, more than an instance file may have "
+            f"({limit:,}); write large catalogs as .npz"
+        )
+
+
+def _read_text(path: Path, limit: int) -> str:
+    """The text of a regular file of at most ``limit`` bytes (checked before and while reading)."""
+    _check_file(path, limit)
+    with path.open("rb") as fh:
+        raw = fh.read(limit + 1)
+    if len(raw) > limit:  # it grew, or its size was not known (a /proc file)
+        raise InstanceError(f"{path}: more than {limit:,} bytes; not an instance file")
+    return raw.decode()
+
+
 def _load_npz(path: Path) -> Instance:
+    _check_file(path, NPZ_MAX_BYTES)
     try:
         data = _read_npz(path)
     except Exception as exc:  # an untrusted file: any decoding failure is a bad file
@@ -845,7 +985,15 @@ def load_instance(spec: str | Path | Instance) -> Instance:
     if isinstance(spec, Instance):
         return spec
     path = Path(spec)
-    if not path.exists() and path.suffix == "" and str(spec) in named_instances():
+    if path.suffix == "" and str(spec) in named_instances():
+        if path.exists():  # a bare bundled name means the bundled instance: say what it hides
+            kind = "folder" if path.is_dir() else "file"
+            read = "" if path.is_dir() else f" (to read it, pass ./{spec})"
+            print(
+                f"coordopt: note: {spec!r} names the bundled instance; the {kind} ./{spec} "
+                f"here is not read{read}",
+                file=sys.stderr,
+            )
         folder = resources.files("coordopt.data") / "instances"
         for ext in (".toml", ".npz"):
             cand = folder / f"{spec}{ext}"
@@ -860,7 +1008,7 @@ def load_instance(spec: str | Path | Instance) -> Instance:
     if path.suffix == ".npz":
         return _load_npz(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(_read_text(path, TOML_MAX_BYTES))
     except tomllib.TOMLDecodeError as exc:
         raise InstanceError(f"{path}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:

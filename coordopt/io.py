@@ -13,20 +13,41 @@ from pathlib import Path
 from typing import Any
 
 
+class WriteError(OSError):
+    """A file could not be written: the message names the destination (not the temporary
+    file beside it) and the system's reason, without the raw errno."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then move it into place."""
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then move it into place.
+
+    A file-system failure (no such folder, no permission, a full disk, a read-only or
+    special file system) raises :class:`WriteError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp"
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp"
+        )
+    except OSError as exc:
+        raise WriteError(exc.errno, exc.strerror or type(exc).__name__, str(path)) from exc
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if (  # about this file
+            isinstance(exc, OSError)
+            and not isinstance(exc, WriteError)
+            and exc.filename in (None, tmp, str(path))
+            and exc.errno
+        ):
+            raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return path
 

@@ -177,6 +177,7 @@ POLICY_ENTRY_POINTS: dict[str, str] = {
     "dp": "coordopt.solvers.dp:DPPolicy",
     "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
     "bidprice": "coordopt.solvers.bidprice:BidPricePolicy",
+    "lagrangian": "coordopt.solvers.lagrangian:LagrangianPolicy",
 }
 """Policy name -> ``"module:factory"``, ``factory(params, **options) -> Policy``.
 

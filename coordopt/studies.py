@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import os
+import socket
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -32,6 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from coordopt.guards import claim_out, output_claims
 from coordopt.io import atomic_write_text
 
 STUDIES_PACKAGE = "coordopt.case_studies"
@@ -80,6 +82,30 @@ def cell_key(params: dict[str, Any]) -> str:
     return f"{label}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+def read_cell(path: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """The finished cell ``params`` stored in ``path`` by an earlier run. Cells are written
+    atomically, so one that does not read back as this cell's record (not JSON, another
+    cell's parameters, fields missing) was damaged or put there by something else: it is
+    refused (``ValueError``) naming the file, never silently recomputed or reported."""
+    try:
+        rec = json.loads(path.read_bytes().decode())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problem = f"not a readable JSON cell record ({type(exc).__name__})"
+    else:
+        if not isinstance(rec, dict) or not {"params", "result", "seconds"} <= set(rec):
+            problem = "not a cell record (expected the fields params, result and seconds)"
+        elif rec["params"] != json.loads(json.dumps(params)):
+            problem = "the record of another cell (its params differ from this cell's)"
+        elif isinstance(rec["seconds"], bool) or not isinstance(rec["seconds"], (int, float)):
+            problem = f"its 'seconds' is {rec['seconds']!r}, not a number"
+        else:
+            return rec
+    raise ValueError(
+        f"study cell {path}: {problem}; delete the file to recompute the cell "
+        "(the study's other finished cells are kept)"
+    )
+
+
 def _run_cell(module_name: str, params: dict[str, Any], workdir: str) -> dict[str, Any]:
     import torch
 
@@ -121,6 +147,57 @@ def _run_pool(
                 done(fut.result())
 
 
+RAY_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a Ray head to answer at ``--address`` (Ray itself retries forever)."""
+RAY_CONNECT_ATTEMPTS = 2
+"""Attempts of ``ray.init`` to reach an existing head's GCS (about 30 s each; Ray's default
+of 20 suits a head still starting, not one that should be running)."""
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Refuse (``ValueError``), within ``timeout`` seconds, an ``--address`` where no Ray head
+    answers: ``HOST:PORT`` (the head's GCS port) or ``ray://HOST:PORT`` (Ray Client) must
+    accept a connection; ``auto`` and ``local`` are Ray's own to resolve."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"--address {address!r}: expected HOST:PORT of a Ray head (or ray://HOST:PORT, auto)"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"--address {address}: no Ray head answers there within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__}); start one with `ray start --head`, check "
+            "the address, or run without --address (a local cluster)"
+        ) from None
+
+
+def _connect_ray(ray: Any, address: str) -> None:
+    """``ray.init(address=...)`` that gives up with a clear error (``ValueError``) instead of
+    retrying for minutes: the head must answer (:func:`check_ray_address`) and its GCS within
+    :data:`RAY_CONNECT_ATTEMPTS` attempts (unless ``RAY_gcs_server_port_wait_time_s`` is set)."""
+    check_ray_address(address)
+    key = "RAY_gcs_server_port_wait_time_s"
+    given = os.environ.get(key)
+    if given is None:
+        os.environ[key] = str(RAY_CONNECT_ATTEMPTS)
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        raise ValueError(
+            f"--address {address}: cannot connect to a Ray cluster there "
+            f"({' '.join(str(exc).split())[:200]}); check that it is a Ray head's address "
+            "(`ray status` on the head prints it)"
+        ) from None
+    finally:
+        if given is None:
+            os.environ.pop(key, None)
+
+
 def _run_ray(
     module_name: str,
     todo: list[tuple[dict[str, Any], str]],
@@ -135,7 +212,7 @@ def _run_ray(
     started = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            _connect_ray(ray, address)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
@@ -161,7 +238,27 @@ def run_study(
     progress: bool = True,
     only: Iterable[str] = (),
 ) -> Path:
-    """Run (or resume) study ``name`` into ``out`` and write its report; returns the report path."""
+    """Run (or resume) study ``name`` into ``out`` and write its report; returns the report path.
+
+    One writer per study folder: ``out`` is locked while the study runs (:func:`claim_out`;
+    ``reproduce`` holds the same lock), so a second run into it is refused at once
+    (:class:`~coordopt.guards.OutputError`, naming the first) instead of doubling its logs.
+    """
+    with output_claims():
+        claim_out(out, folder=True, force=True, flag="study folder")
+        return _run_study(name, Path(out), quick, backend, workers, address, progress, only)
+
+
+def _run_study(
+    name: str,
+    out: Path,
+    quick: bool,
+    backend: str,
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+    only: Iterable[str],
+) -> Path:
     module = _module(name)
     config = load_config(name, quick)
     out = Path(out)
@@ -174,11 +271,8 @@ def run_study(
         key = cell_key(params)
         path = cell_dir / f"{key}.json"
         if path.exists():
-            try:
-                results[key] = json.loads(path.read_text())
-                continue
-            except json.JSONDecodeError:
-                path.unlink()  # a foreign partial file: recompute the cell
+            results[key] = read_cell(path, params)
+            continue
         todo.append((params, str((out / "work" / key).resolve())))
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
     bar = tqdm(

@@ -137,7 +137,9 @@ def scale() -> tuple[str, str, str]:
         ci = "" if old else f" (± {100 * num(best, 'diff_ci') / base:.1f}%)"
         versus.append(f"{catalog}: {best['policy']} {gain}{ci}")
     if old:
-        versus.append("differences of means on one stream, not rerun since the season-aware default")
+        versus.append(
+            "differences of means on one stream, not rerun since the season-aware default"
+        )
     return (
         "How do the solvers, policies and agents hold up at 1,000 and 10,000 products?",
         "; ".join(parts),
@@ -160,11 +162,12 @@ def peers() -> tuple[str, str, str]:
             f"best TorchRL peer ({peer['method']}) {num(peer, 'pct_of_reference'):.1f}%"
         )
         versus.append(
-            f"{inst}: warm agents "
-            f"{signed_pct(100 * num(warm, 'vs_siloed') / num(siloed, 'mean'))}"
+            f"{inst}: warm agents {signed_pct(100 * num(warm, 'vs_siloed') / num(siloed, 'mean'))}"
         )
     if "peers" in BEFORE_SEASON_AWARE:
-        versus = ["not rerun since the season-aware default: its siloed firm orders past the season"]
+        versus = [
+            "not rerun since the season-aware default: its siloed firm orders past the season"
+        ]
     return (
         "Do coordopt's agents learn better than TorchRL's MAPPO and IPPO at equal budgets?",
         "; ".join(parts),
@@ -214,8 +217,7 @@ def table() -> str:
     for study, (row, report) in STUDIES.items():
         question, headline, versus = row()
         lines.append(
-            f"| `{study}` | {question} | {headline} | {versus} | "
-            f"[report](docs/results/{report}) |"
+            f"| `{study}` | {question} | {headline} | {versus} | [report](docs/results/{report}) |"
         )
     return "\n".join(lines)
 

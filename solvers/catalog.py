@@ -539,7 +539,13 @@ def plan_flows(cd: CatalogData, demand: np.ndarray) -> tuple[tuple[np.ndarray, .
     """
     import highspy
 
-    from coordopt.solvers.highs_bulk import Layout, assemble_fluid_lp, new_highs, to_highs
+    from coordopt.solvers.highs_bulk import (
+        Layout,
+        assemble_fluid_lp,
+        new_highs,
+        run_highs,
+        to_highs,
+    )
 
     d = cd.fluid
     n = d.n_products
@@ -578,7 +584,7 @@ def plan_flows(cd: CatalogData, demand: np.ndarray) -> tuple[tuple[np.ndarray, .
     )
     h = new_highs()
     to_highs(sub, h)
-    h.run()
+    run_highs(h)
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise CatalogError(

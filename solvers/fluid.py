@@ -17,8 +17,11 @@ so duals are exact and :class:`BulkFluidLP` re-solves warm-start dual simplex fr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +48,9 @@ from coordopt.solvers.highs_bulk import (
     FluidLPArrays,
     assemble_fluid_lp,
     new_highs,
+    run_highs,
     state_bounds,
+    stop_on_interrupt,
     to_highs,
 )
 
@@ -268,13 +273,14 @@ def _highs_status(h: Any) -> tuple[SolveStatus, str]:
 
 
 def _run_highs(h: Any) -> tuple[SolveStatus, str]:
-    """Run HiGHS; when presolve cannot tell infeasible from unbounded, ask simplex."""
-    h.run()
+    """Run HiGHS; when presolve cannot tell infeasible from unbounded, ask simplex. Ctrl-C
+    stops either run within moments and raises ``KeyboardInterrupt`` (:func:`run_highs`)."""
+    run_highs(h)
     status, message = _highs_status(h)
     if status is SolveStatus.ERROR and "kUnboundedOrInfeasible" in message:
         h.setOptionValue("presolve", "off")
         h.setOptionValue("solver", "simplex")
-        h.run()
+        run_highs(h)
         h.setOptionValue("presolve", "choose")
         status, message = _highs_status(h)
     return status, message
@@ -454,6 +460,22 @@ _PYOMO_STATUS = {
 }
 
 
+@contextmanager
+def _quiet_interrupt() -> Iterator[None]:
+    """Drop Pyomo's warning that HiGHS ended with an unhandled status when that status is
+    kInterrupt (Ctrl-C: the caller raises ``KeyboardInterrupt``, reported by the command line)."""
+    log = logging.getLogger("pyomo.contrib.solver.solvers.highs")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "kInterrupt" not in record.getMessage()
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
 def _solve_pyomo(
     inst: Instance,
     program: FluidOptions,
@@ -496,12 +518,16 @@ def _solve_pyomo(
     }
     if time_limit is not None:
         kwargs["time_limit"] = float(time_limit)
-    res = opt.solve(model, **kwargs)
-    term = res.termination_condition.name
-    if term == "infeasibleOrUnbounded":
-        options.update(presolve="off", solver="simplex")
+    # load the model first, so that Ctrl-C can reach the HiGHS object Pyomo solves with
+    opt.set_instance(model)
+    highs = getattr(opt, "_solver_model", None)  # Pyomo's highspy.Highs (no public accessor)
+    with stop_on_interrupt(*([highs] if highs is not None else [])), _quiet_interrupt():
         res = opt.solve(model, **kwargs)
         term = res.termination_condition.name
+        if term == "infeasibleOrUnbounded":
+            options.update(presolve="off", solver="simplex")
+            res = opt.solve(model, **kwargs)
+            term = res.termination_condition.name
     status = _PYOMO_STATUS.get(term, SolveStatus.ERROR)
     message = (
         "optimal"

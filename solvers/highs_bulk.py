@@ -13,6 +13,10 @@ to a new start state by changing bounds only (periods already past are fixed to 
 on-hand stock and pipeline enter the right-hand sides), so a re-solve starts from the
 previous optimal basis. That is what model-predictive control needs.
 
+Every HiGHS run stops within moments of Ctrl-C (:func:`stop_on_interrupt`, :func:`run_highs`)
+and the interruption reaches the caller as ``KeyboardInterrupt`` (the command line's exit 130),
+never as a solver error.
+
 Column layout (0-based period t, segment k, product i), each block flattened C-order::
 
     alpha (H,M,N) | beta (H,M,N) | y (H,M) | q (H,N) | s (H,N) | l (H,N) | I (H,N) | z (H,N)
@@ -27,7 +31,11 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +70,63 @@ def new_highs() -> Any:
         os.close(saved)
     highs.setOptionValue("output_flag", False)
     return highs
+
+
+class _Interrupt:
+    """Ctrl-C while HiGHS runs: the signal handler only records it (an exception raised inside
+    HiGHS's callback would unwind through its C++ and end the solve as an error); HiGHS's
+    interrupt callbacks -- every simplex, interior-point and MIP iteration -- then stop it."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+
+    def check(self, event: Any) -> None:
+        if self.pressed:
+            event.interrupt()
+
+
+_INTERRUPT_CALLBACKS = ("cbSimplexInterrupt", "cbIpmInterrupt", "cbMipInterrupt")
+
+
+@contextmanager
+def stop_on_interrupt(*highs: Any) -> Iterator[None]:
+    """Run HiGHS (the ``highs`` objects) in the block so that Ctrl-C stops it at its next
+    iteration and raises ``KeyboardInterrupt`` when the block ends.
+
+    Python runs a signal handler only between bytecodes of the main thread, never while HiGHS
+    computes; the interrupt callbacks subscribed here give it those moments, thousands of
+    times a second. Elsewhere (another thread; Ctrl-C ignored, or handled by someone else)
+    the block runs unchanged.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    state = _Interrupt()
+    for h in highs:
+        for name in _INTERRUPT_CALLBACKS:
+            getattr(h, name).subscribe(state.check)
+    previous = signal.signal(signal.SIGINT, state.handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for h in highs:
+            for name in _INTERRUPT_CALLBACKS:
+                getattr(h, name).unsubscribe(state.check)
+    if state.pressed:
+        raise KeyboardInterrupt
+
+
+def run_highs(h: Any) -> None:
+    """``h.run()``, stopped by Ctrl-C within moments (:func:`stop_on_interrupt`)."""
+    with stop_on_interrupt(h):
+        h.run()
 
 
 def add_inventory_flow(

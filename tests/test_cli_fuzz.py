@@ -11,7 +11,11 @@ import contextlib
 import io
 import itertools
 import json
+import shutil
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,7 +161,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-def run(argv: list[str]) -> tuple[int, str, str]:
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
@@ -173,7 +177,7 @@ def run(argv: list[str]) -> tuple[int, str, str]:
 def test_every_flag_value_ends_in_a_result_or_a_clear_error(tmp_path, argv):
     path = str(tmp_path / f"out{next(_counter)}")
     argv = [a.replace("{out}", path) for a in argv]
-    rc, out, err = run(argv)
+    rc, out, err = run_cli(argv)
     assert "Traceback" not in err, (argv, err)
     assert rc in DOCUMENTED, (argv, rc, err)
     values = dict(itertools.pairwise(argv))
@@ -196,3 +200,91 @@ def test_every_flag_value_ends_in_a_result_or_a_clear_error(tmp_path, argv):
         assert any(f in errors[0] for f in values if f.startswith("--")), (argv, err)
     if rc == ExitCode.TOO_LARGE:  # the size, the limit and the way out
         assert "limit" in errors[0] and "--force" in errors[0], (argv, err)
+
+
+# --------------------------------------------------------------------------- hostile run directories
+
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(-3, 3), max_size=2),
+    st.integers(1, 40).map(lambda d: json.loads("[" * d + "]" * d)),
+)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished run of coordopt's agents (best.pt, final.pt, checkpoint.pt, JSON)."""
+    from rl_budget import FAST
+
+    from coordopt.instance import load_instance
+    from coordopt.rl.config import TrainConfig
+    from coordopt.rl.ppo import train
+
+    out = tmp_path_factory.mktemp("fuzzrun") / "run"
+    config = TrainConfig(iterations=1, **{**FAST, "eval_every": 1, "eval_episodes": 2})
+    train(load_instance("tiny"), config, out, progress=False)
+    return out
+
+
+def _mutate_json(data: Any, draw: st.DrawFn) -> Any:
+    """``data`` with one value somewhere (or a key) replaced by an arbitrary JSON value."""
+    if not isinstance(data, (dict, list)) or not data or draw(st.integers(0, 3)) == 0:
+        return draw(JSON_VALUES)
+    keys = sorted(data) if isinstance(data, dict) else list(range(len(data)))
+    key = draw(st.sampled_from(keys))
+    data[key] = _mutate_json(data[key], draw)
+    return data
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_mutated_run_directories_load_or_fail_clearly(trained_run, tmp_path, data):
+    """A run directory changed anywhere -- checkpoint bytes, its JSON metadata, the summary,
+    the config -- loads as a policy (or resumes) or is refused in one line with a documented
+    exit code naming the file; never a traceback or an internal error."""
+    import torch
+
+    run = tmp_path / f"run{next(_counter)}"
+    shutil.copytree(trained_run, run)
+    target = data.draw(st.sampled_from(["best.pt", "checkpoint.pt", "meta", "summary.json"]))
+    if target.endswith(".pt"):
+        raw = bytearray((run / target).read_bytes())
+        at = data.draw(st.integers(0, len(raw) - 1))
+        how = data.draw(st.sampled_from(["flip", "truncate", "junk"]))
+        if how == "flip":
+            raw[at] ^= data.draw(st.integers(1, 255))
+        elif how == "truncate":
+            del raw[at:]
+        else:
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=64))
+        (run / target).write_bytes(bytes(raw))
+    elif target == "meta":
+        name = data.draw(st.sampled_from(["best.pt", "checkpoint.pt"]))
+        blob = torch.load(run / name, weights_only=True)
+        blob["meta"] = json.dumps(_mutate_json(json.loads(blob["meta"]), data.draw))
+        torch.save(blob, run / name)
+    else:
+        summary = json.loads((run / target).read_text())
+        (run / target).write_text(json.dumps(_mutate_json(summary, data.draw)))
+    if data.draw(st.booleans()):
+        argv = ["evaluate", "tiny", "--policy", str(run), "--episodes", "2", "--json"]
+    else:
+        argv = ["train", "tiny", "--out", str(run), "--resume", "--no-progress", "--json"]
+    rc, out, err = run_cli(argv)
+    assert "Traceback" not in err, (argv, err)
+    assert rc in DOCUMENTED, (argv, rc, err)
+    if rc == 0:
+        json.loads(out.strip().splitlines()[-1])
+        return
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("coordopt"), (argv, err)
+    assert str(run) in errors[0], (argv, err)  # names the file (or the run directory)

@@ -268,3 +268,126 @@ def test_exit_codes_are_documented_in_help_and_readme(capsys):
         assert f"{int(code)} {code.name.lower().replace('_', ' ')}" in out
         if text:
             assert f"| {int(code)} |" in text, code
+
+
+@pytest.fixture
+def no_solving(monkeypatch):
+    """The work of ``demo`` and ``generate`` starts with a fluid solve or a generation."""
+    from coordopt.commands import generate
+    from coordopt.solvers import fluid
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(fluid, "solve_fluid", started)
+    monkeypatch.setattr(generate, "generate_instance", started)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "text"),
+    [
+        (["demo", "--out", "{f}", "--episodes", "2"], ExitCode.OUTPUT, "is a file, not a folder"),
+        (["demo", "--out", "{f}/runs"], ExitCode.OUTPUT, "is a file, not a folder"),
+        (["generate", "--out", "{tmp}/cat.txt"], ExitCode.USAGE, ".toml or .npz"),
+        (["generate", "--out", "{tmp}/cat"], ExitCode.USAGE, ".toml or .npz"),
+    ],
+)
+def test_out_is_checked_before_any_work(tmp_path, capsys, no_solving, argv, code, text):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = [a.replace("{f}", str(blocker)).replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == code
+    (line,) = errors(capsys)
+    assert "--out" in line and text in line
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_calibrate_checks_its_out_name_before_reading_the_data(tmp_path, monkeypatch, capsys):
+    import coordopt.calibrate
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(coordopt.calibrate, "calibrate_tafeng", started)
+    assert main(["calibrate", "tafeng", "--out", str(tmp_path / "tf.npz")]) == ExitCode.USAGE
+    assert ".toml" in errors(capsys)[0]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["generate", "--out", "/proc/x.toml"],
+        ["solve", "tiny", "--out", "/proc/x.npz"],
+        ["insights", "tiny", "--out", "/proc/x", "--no-plots"],
+        ["train", "tiny", "--out", "/proc/x/run"],
+    ],
+)
+def test_out_where_no_file_can_be_made_is_a_clear_output_error(capsys, argv):
+    code = main(argv)
+    (line,) = errors(capsys)
+    assert code == ExitCode.OUTPUT, line
+    assert "/proc" in line and "--out" in line and "Errno" not in line
+
+
+def test_a_failed_write_names_its_file_not_a_temporary_one(tmp_path):
+    from coordopt.cli import exit_code
+    from coordopt.io import WriteError, atomic_write_text
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(WriteError) as info:
+        atomic_write_text(blocker / "x.txt", "x")
+    assert str(info.value).startswith(f"cannot write {blocker / 'x.txt'}: ")
+    assert "Errno" not in str(info.value) and ".tmp" not in str(info.value)
+    assert exit_code(info.value) == ExitCode.FILESYSTEM
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_bundled_name_says_what_it_hides(tmp_path, monkeypatch, capsys, kind):
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / "tiny").mkdir()  # e.g. a run directory named like the instance
+    else:
+        (tmp_path / "tiny").write_text("not an instance")
+    assert main(["solve", "tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["instance"] == "tiny"
+    assert main(["solve", "tiny", "--json"]) == 0
+    err = capsys.readouterr().err
+    (note,) = [line for line in err.splitlines() if "note:" in line]
+    assert "'tiny'" in note and "bundled instance" in note and f"{kind} ./tiny" in note
+    if kind == "file":
+        assert "pass ./tiny" in note  # how to pick the file instead
+        assert main(["solve", "./tiny"]) == ExitCode.USAGE  # ... which is not an instance
+
+
+@pytest.mark.parametrize(
+    ("argv", "text"),
+    [
+        (["evaluate", "tiny", "--policy", "siloed", "--policy", "bogus"], "'bogus'"),
+        (["evaluate", "tiny", "--policy", "siloed", "--policy", "mpc:foo=1"], "foo"),
+        (["insights", "tiny", "--method", "bogus", "--out", "{tmp}/i"], "--method"),
+        (["insights", "tiny", "--episodes", "1", "--out", "{tmp}/i"], "--episodes"),
+        (
+            ["insights", "tiny", "--network", "--agents", "{tmp}/none", "--out", "{tmp}/i"],
+            "--agents",
+        ),
+    ],
+)
+def test_every_policy_is_checked_before_the_first_is_simulated(
+    tmp_path, monkeypatch, capsys, argv, text
+):
+    from coordopt.commands import evaluate, insights
+    from coordopt.insights import network
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started before the flags were checked")
+
+    monkeypatch.setattr(evaluate, "evaluate", started)
+    monkeypatch.setattr(insights, "simulate", started)
+    monkeypatch.setattr(insights, "fluid_plan", started)
+    monkeypatch.setattr(network, "optimiser_response", started)
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == ExitCode.USAGE
+    (line,) = errors(capsys)
+    assert text in line and "internal" not in line
+    assert list(tmp_path.iterdir()) == []

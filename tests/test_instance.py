@@ -21,7 +21,15 @@ from coordopt import (
     save_instance,
 )
 from coordopt.generator import seasonal_profile
-from coordopt.instance import FIELDS, Instance, Scope, instance_to_dict, make_instance
+from coordopt.instance import (
+    FIELD,
+    FIELDS,
+    Instance,
+    Scope,
+    content_hash,
+    instance_to_dict,
+    make_instance,
+)
 
 MODEL_EXAMPLE = textwrap.dedent("""
     name = "tiny"
@@ -240,7 +248,7 @@ def test_generator_reaches_catalog_scale():
 def test_every_field_is_declared_once_and_drives_the_formats(tmp_path):
     assert [s.name for s in FIELDS] == [f.name for f in dataclasses.fields(Instance)]
     assert all(s.doc for s in FIELDS)
-    inst = load_instance("tiny")
+    inst = load_instance("tiny").replace(category=["fruit", "fruit"])  # every optional field
     d = instance_to_dict(inst)
     top = {s.file_key for s in FIELDS if s.scope is Scope.GLOBAL} | {"product", "segment"}
     assert set(d) <= top
@@ -274,10 +282,11 @@ def _columns(**changes):
 def _three_sources(tmp_path, columns):
     """The same (possibly invalid) data as a TOML file, an .npz file and Python keywords;
     returns each source's error message with its file prefix removed."""
+    columns = {k: v for k, v in columns.items() if v is not None or FIELD[k].scope is Scope.GLOBAL}
     top = {s.file_key: columns[s.name] for s in FIELDS if s.scope is Scope.GLOBAL}
     top = {k: v.value if isinstance(v, Stockout) else v for k, v in top.items() if v is not None}
     for table, count in (("product", len(columns["product_names"])), ("segment", 1)):
-        specs = [s for s in FIELDS if s.scope.table == table]
+        specs = [s for s in FIELDS if s.scope.table == table and s.name in columns]
         top[table] = [
             {
                 s.file_key: (
@@ -318,11 +327,11 @@ def _three_sources(tmp_path, columns):
     [
         (
             {"price": [10.0, -7.0]},
-            r"^product 2 \(B\): field 'price' = -7.0 is invalid; expected a finite number > 0$",
+            r"^product 2 \(B\): field 'price' = -7.0 is invalid; expected a finite number in \[1e-06, 1e\+09\]$",
         ),
         (
             {"unit_cost": [6.0, np.inf]},
-            r"^product 2 \(B\): field 'unit_cost' = inf is invalid; expected a finite number >= 0$",
+            r"^product 2 \(B\): field 'unit_cost' = inf is invalid; expected a finite number in \[0, 1e\+09\]$",
         ),
         (
             {"holding_cost": [np.nan, 0.2]},
@@ -467,7 +476,7 @@ def test_seasonal_arrival_rate_loads_as_periods_by_segments(tmp_path):
         ),
         (
             "[1.0, 2.0, 3.0, 0.0, 5.0, 4.0, 3.0, 2.0]",
-            r"segment 1 \(bargain\), period 4: field 'arrival_rate' = 0.0 is invalid; expected a finite number > 0",
+            r"segment 1 \(bargain\), period 4: field 'arrival_rate' = 0.0 is invalid; expected a finite number in \[1e-06, 1e\+09\]",
         ),
         (
             '[1.0, 2.0, 3.0, "x", 5.0, 4.0, 3.0, 2.0]',
@@ -535,3 +544,36 @@ def test_an_infinite_warehouse_capacity_means_none(tmp_path) -> None:
     inst = load_instance(write(tmp_path, text))
     assert inst.warehouse_capacity is None
     assert load_instance(write(tmp_path, text.replace("= inf", "= 5.0"))).warehouse_capacity == 5.0
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".npz"])
+def test_categories_are_optional_labels_in_both_formats(tmp_path, suffix) -> None:
+    small = load_instance("small")
+    assert small.category is None
+    labelled = small.replace(category=[f"c{i % 3}" for i in range(small.n_products)])
+    again = load_instance(save_instance(labelled, tmp_path / f"c{suffix}"))
+    assert again.category == labelled.category
+    assert load_instance(save_instance(small, tmp_path / f"n{suffix}")).category is None
+    assert labelled.take_products([4, 1]).category == ("c1", "c1")
+    assert content_hash(labelled) == content_hash(small)  # a label, not another problem
+
+
+@pytest.mark.parametrize(
+    ("category", "expected"),
+    [
+        (["fruit"], r"field 'category' .* expected 2 entries \(one string per product\), got 1"),
+        (["fruit", ""], r"product 2 \(B\): field 'category' = '' is invalid"),
+        (["fruit", 3], r"product 2 \(B\): field 'category' = 3 is invalid"),
+    ],
+)
+def test_bad_categories_are_named(category, expected) -> None:
+    with pytest.raises(InstanceError, match=expected):
+        load_instance("tiny").replace(category=category)
+
+
+def test_a_category_on_some_products_only_is_refused(tmp_path) -> None:
+    text = MODEL_EXAMPLE.replace('name = "A"', 'name = "A"\ncategory = "fruit"')
+    with pytest.raises(InstanceError, match=r"product 2 \(B\): missing key 'category'"):
+        load_instance(write(tmp_path, text))
+    both = text.replace('name = "B"', 'name = "B"\ncategory = "veg"')
+    assert load_instance(write(tmp_path, both)).category == ("fruit", "veg")

@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordopt.instance import (
+    FIELD,
     FIELDS,
+    MAX_MONEY,
     Instance,
     InstanceError,
     Kind,
@@ -59,12 +61,17 @@ def assert_passes_the_checks(inst: Instance) -> None:
         finite = value[np.isfinite(value)]
         assert spec.optional or finite.size == value.size, spec.name
         assert (finite >= spec.lo).all() and (finite <= spec.hi).all(), spec.name
+        if spec.at_most is not None:  # lead times within the horizon
+            assert (finite <= getattr(inst, spec.at_most)).all(), spec.name
         if spec.kind is Kind.WHOLE:
             assert (np.floor(finite) == finite).all(), spec.name
     assert (inst.price > 0).all() and (inst.arrival_rate > 0).all()
     assert (inst.rec_attraction >= inst.base_attraction).all()
     if inst.warehouse_capacity is not None:
         assert math.isfinite(inst.warehouse_capacity) and inst.warehouse_capacity >= 0
+        assert inst.warehouse_capacity <= FIELD["warehouse_capacity"].hi
+    money = [inst.price, inst.unit_cost, inst.holding_cost, inst.salvage_value]
+    assert all((m <= MAX_MONEY).all() for m in money)  # finite arithmetic (issue 22)
     again = make_instance(**inst.fields())  # re-validates
     np.testing.assert_array_equal(again.arrival_rate, inst.arrival_rate)
 
@@ -89,6 +96,9 @@ ODD_VALUES = st.sampled_from(
         0.5,
         1.5,
         2**70,
+        10**12,
+        1e300,
+        1e-300,
         True,
         "x",
         "",

@@ -257,3 +257,56 @@ def test_scale_cells_run_longest_first_and_fine_tune_from_a_generated_catalog():
         ("sim", "medium"),
     ]
     assert grid[0]["init_from"] == generated  # the grid's generated catalog, not a bundled name
+
+
+@pytest.fixture
+def toy_study(monkeypatch):
+    """A two-cell study that runs in no time, standing in for ``timescales``."""
+    import sys
+    import types
+
+    from coordopt import studies
+
+    runner = types.ModuleType("toy_study_runner")
+    runner.cells = lambda config: [{"seed": 0}, {"seed": 1}]
+    runner.run_cell = lambda params, workdir: {"value": params["seed"] + 1}
+
+    def report(results, config, out):
+        path = Path(out) / "report.md"
+        path.write_text(f"total {sum(r['result']['value'] for r in results)}")
+        return path
+
+    runner.report = report
+    monkeypatch.setitem(sys.modules, runner.__name__, runner)
+    monkeypatch.setattr(studies, "_module", lambda name: runner)
+    monkeypatch.setattr(studies, "load_config", lambda name, quick: {"study": name})
+    return runner
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\xffgarbage",  # not text
+        b"{not json",  # not JSON (was deleted and recomputed without a word)
+        b"[]",  # JSON, not a record (was an internal error)
+        b'{"params": {"seed": 0}, "result": {"value": 1}}',  # no seconds
+        b'{"params": {"seed": 1}, "result": {"value": 2}, "seconds": 0.1}',  # another cell's
+    ],
+)
+def test_a_corrupt_cell_is_refused_naming_the_file(tmp_path, capsys, toy_study, content):
+    out = tmp_path / "toy"
+    argv = ["reproduce", "timescales", "--quick", "--out", str(out), "--backend", "serial"]
+    assert main(argv) == 0
+    assert (out / "report.md").read_text() == "total 3"
+    victim = out / "cells" / f"{cell_key({'seed': 0})}.json"
+    assert victim.exists()
+    victim.write_bytes(content)
+    capsys.readouterr()
+    assert main(argv) == 2  # bad input, not an internal error
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(victim) in err and "delete the file" in err
+    assert victim.read_bytes() == content  # left for the user to look at
+    with pytest.raises(ValueError, match="delete the file"):
+        run_study("timescales", out, backend="serial", progress=False)
+    victim.unlink()  # as the message says: the cell is recomputed, the others kept
+    assert main(argv) == 0 and (out / "report.md").read_text() == "total 3"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coordopt.commands.common import add_json_flag, emit_json, log, table
-from coordopt.guards import add_force_flag, check_out
+from coordopt.commands.common import add_json_flag, command, emit_json, log, table
+from coordopt.guards import add_force_flag, claim_out
 from coordopt.introspect import add_dataclass_flags, from_flags
 
 
@@ -32,15 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     from coordopt.calibrate import CalibrationConfig, calibrate_tafeng, write_report
     from coordopt.data.tafeng import MissingDataDependency
 
     cfg = from_flags(CalibrationConfig, args)
     if args.out:  # checked before any work, as every command does
-        check_out(args.out, folder=False, force=args.force)
+        if Path(args.out).suffix != ".toml":
+            raise ValueError(f"--out {args.out}: the calibrated instance is TOML; use a .toml name")
+        claim_out(args.out, folder=False, force=args.force)
     if args.report:
-        check_out(args.report, folder=True, force=args.force, flag="--report")
+        claim_out(args.report, folder=True, force=args.force, flag="--report")
     try:
         cal = calibrate_tafeng(cfg)
     except MissingDataDependency as exc:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coordopt.guards import check_size, estimate
-from coordopt.policies import policy_spec
+from coordopt.guards import check_size, estimate, output_claims
+from coordopt.policies import policy_names, policy_spec
 from coordopt.text import table
 
 __all__ = [
+    "FlagRule",
     "_plain",
     "add_instance_arg",
     "add_json_flag",
+    "applies_with",
+    "command",
+    "declare_flag_rules",
     "emit_json",
     "log",
     "table",
@@ -85,6 +91,20 @@ def split_policy(spec: str) -> tuple[str, dict[str, Any]]:
     return (spec, {}) if Path(spec).is_dir() else policy_spec(spec)
 
 
+def check_policy(spec: str, flag: str, *, options: bool = True) -> None:
+    """Refuse at once (``ValueError``) a policy that is neither a registered name (with
+    ``NAME:KEY=VALUE`` options where ``options``) nor a run directory: before any work, not
+    after the policies before it have been simulated."""
+    name = split_policy(spec)[0] if options else spec
+    if name in policy_names() or Path(name).is_dir():
+        return
+    raise ValueError(
+        f"{flag}: unknown policy '{spec}': expected one of {', '.join(policy_names())}"
+        + (" (NAME:KEY=VALUE;... for options)" if options else "")
+        + " or the directory of a trained agent (coordopt train --out DIR)"
+    )
+
+
 def policy_work(spec: str, episodes: int, horizon: int) -> dict[str, int]:
     """What a policy (``NAME[:KEY=VALUE;...]`` or a run directory) adds to a simulation's
     workload: full fluid solves (fluid plan: one; MPC: one per period and episode), or a
@@ -94,10 +114,102 @@ def policy_work(spec: str, episodes: int, horizon: int) -> dict[str, int]:
         return {"lp_solves": episodes * horizon}
     if policy == "fluid":
         return {"lp_solves": 1}
-    try:  # a run directory: its saved training configuration
-        saved = json.loads((Path(policy) / "config.json").read_text())
+    try:  # a run directory: its saved training configuration, read as untrusted input
+        from coordopt.rl.rundir import AGENTS_RUN, CONFIG, read_json
+
+        saved = read_json(Path(policy), CONFIG, dict, AGENTS_RUN)
         if saved.get("scorer", "additive") == "additive":
             return {"agent_hidden": int(saved.get("hidden_size", 64))}
     except (OSError, ValueError, TypeError, AttributeError):
         pass
     return {}
+
+
+# --------------------------------------------------------------------------- flags that apply
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagRule:
+    """A flag that means something only in some settings of the others: ``applies(args)``
+    says whether it does, ``where`` says when (\"with --method fluid\"), ``actual(args)``
+    what was given instead. Given where it does not apply, it is refused, not ignored."""
+
+    dest: str
+    applies: Callable[[argparse.Namespace], bool]
+    where: str
+    actual: Callable[[argparse.Namespace], str] = lambda args: ""
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def applies_with(
+    selector: str,
+    table: dict[str, Collection[Any]],
+    *,
+    default: Any = None,
+    label: Callable[[Any], str] | None = None,
+) -> list[FlagRule]:
+    """The rules of a table ``{flag dest: the values of the selector flag it applies to}``,
+    e.g. ``applies_with("method", {"gap": ["decompose"]})``; ``default``: the selector's value
+    when it is absent from the parsed flags; ``label``: a selector value in words (default
+    ``with --SELECTOR VALUE``)."""
+    say = label or (lambda value: f"with {_flag(selector)} {value}")
+
+    def value(args: argparse.Namespace) -> Any:
+        return vars(args).get(selector, default)
+
+    def where(allowed: Collection[Any]) -> str:
+        if label is not None:
+            return " or ".join(say(v) for v in allowed)
+        *most, last = [str(v) for v in allowed]
+        return f"with {_flag(selector)} " + (f"{', '.join(most)} or {last}" if most else last)
+
+    def given(args: argparse.Namespace) -> str:
+        return say(value(args))
+
+    def rule(dest: str, allowed: tuple[Any, ...]) -> FlagRule:
+        return FlagRule(dest, lambda args: value(args) in allowed, where(allowed), given)
+
+    return [rule(dest, tuple(allowed)) for dest, allowed in table.items()]
+
+
+def declare_flag_rules(p: argparse.ArgumentParser, rules: Sequence[FlagRule]) -> None:
+    """Attach a command's :class:`FlagRule` list to its parser (after its flags are added);
+    :func:`command` checks it before any work. A flag counts as given when it is present and
+    differs from its default."""
+    defaults = {rule.dest: p.get_default(rule.dest) for rule in rules}
+    p.set_defaults(_flag_rules=(tuple(rules), defaults))
+
+
+def check_flag_rules(args: argparse.Namespace) -> None:
+    """Refuse (``ValueError``, naming the flag, where it applies and what was given) every
+    flag given where its :class:`FlagRule` says it does not apply."""
+    rules, defaults = vars(args).get("_flag_rules", ((), {}))
+    for rule in rules:
+        given = vars(args).get(rule.dest, defaults[rule.dest])
+        if given == defaults[rule.dest] or given is argparse.SUPPRESS:
+            continue
+        if not rule.applies(args):
+            actual = rule.actual(args)
+            raise ValueError(
+                f"{_flag(rule.dest)}: applies only {rule.where}"
+                + (f", not {actual}" if actual else "")
+                + "; leave it out"
+            )
+
+
+def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The frame of every command's ``run``: before any work, the flags that do not apply
+    (:func:`declare_flag_rules`) are refused; while it runs, the outputs it claims
+    (:func:`coordopt.guards.claim_out`) stay locked against a second writer, and they are
+    released however it ends."""
+
+    @functools.wraps(run)
+    def framed(args: argparse.Namespace) -> int:
+        check_flag_rules(args)
+        with output_claims():
+            return run(args)
+
+    return framed

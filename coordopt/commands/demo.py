@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from coordopt.commands.common import add_json_flag, emit_json, log, table
+from coordopt.commands.common import add_json_flag, command, emit_json, log, table
 from coordopt.evaluation import Evaluation, compare, evaluate
-from coordopt.guards import nonneg_int, positive_int, seed_int
+from coordopt.guards import claim_out, nonneg_int, positive_int, seed_int
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.simulator import SimParams
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     from coordopt.instance import content_hash
     from coordopt.rl.runs import train_agents
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
 
+    # before any work, and locked for the whole run: its runs are reused, not refused
+    claim_out(args.out, folder=True, force=False, reuse=True)
     inst = load_instance(args.instance)
     log(inst.summary())
     t0 = time.perf_counter()

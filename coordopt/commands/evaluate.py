@@ -10,6 +10,7 @@ import torch
 from coordopt.commands.common import (
     add_instance_arg,
     add_json_flag,
+    check_policy,
     emit_json,
     guard_size,
     log,
@@ -84,9 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    inst = load_instance(args.instance)
     options = parse_options(args.option)
     names = args.policy or ["siloed"]
+    for name in names:
+        check_policy(name, "--policy")
+    inst = load_instance(args.instance)
     works = [policy_work(n, args.episodes, inst.horizon) for n in names]
     guard_size(
         args,
@@ -99,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
         agent_hidden=max((work.get("agent_hidden", 0) for work in works), default=0),
     )
     params = SimParams.from_instance(inst, device=args.device, dtype=torch.float64)
+    # every policy is built (its options checked) before the first is simulated
+    policies = [make_policy_with_options(name, params, options) for name in names]
     results = []
-    for name in names:
-        policy = make_policy_with_options(name, params, options)
+    for policy in policies:
         result = evaluate(
             params,
             policy,

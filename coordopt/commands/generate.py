@@ -5,15 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from coordopt.commands.common import add_json_flag, emit_json, guard_size, log
+from coordopt.commands.common import (
+    FlagRule,
+    add_json_flag,
+    command,
+    declare_flag_rules,
+    emit_json,
+    guard_size,
+    log,
+)
 from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.guards import (
     add_force_flag,
-    check_out,
+    claim_out,
     seed_int,
 )
 from coordopt.instance import save_instance
 from coordopt.introspect import add_dataclass_flags, from_flags
+
+FLAG_RULES = [
+    FlagRule("peak", lambda args: args.seasonality > 0, "with --seasonality above 0"),
+    FlagRule("cluster_affinity", lambda args: args.clusters > 0, "with --clusters above 0"),
+]
+"""Knobs that mean something only with another one set (refused, not ignored, without it)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,12 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataclass_flags(p, GeneratorConfig)
     add_force_flag(p, "replace an existing --out")
     add_json_flag(p)
+    declare_flag_rules(p, FLAG_RULES)
     p.set_defaults(func=run)
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     cfg = from_flags(GeneratorConfig, args)
-    out = check_out(args.out, folder=False, force=args.force)
+    if Path(args.out).suffix not in (".toml", ".npz"):
+        raise ValueError(f"--out {args.out}: expected a .toml or .npz file name")
+    out = claim_out(args.out, folder=False, force=args.force)
     guard_size(
         args,
         cfg,
@@ -50,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
                 "n_products": inst.n_products,
                 "n_segments": inst.n_segments,
                 "horizon": inst.horizon,
+                "categories": sorted(set(inst.category)) if inst.category else [],
                 "seed": args.seed,
             }
         )
     else:
-        log(f"wrote {path}: {inst.summary()}")
+        planted = f", {cfg.clusters} planted categories" if cfg.clusters else ""
+        log(f"wrote {path}: {inst.summary()}{planted}")
     return 0

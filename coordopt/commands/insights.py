@@ -7,26 +7,47 @@ as the baseline of the run-down pattern, and the optimum (the reference of
 :func:`coordopt.solvers.dp.reference_method`: the DP where it fits the instance, else the
 fluid plan) says whether it confirms each pattern's expected sign. Writes PNG plots,
 ``insights.json`` and ``insights.md`` into ``--out``.
+
+``--network`` measures the substitution network instead: for every product, the demand the
+optimiser moves to every other product when that product runs short (``--method fluid``:
+the exact DP or MPC where they fit, the catalog solver's stock values beyond; or ``dp``,
+``mpc``, ``bidprice``), its communities, the products that back up the most demand, the
+communities' agreement with the instance's categories and, with ``--agents RUNDIR``, how much
+of the shift trained agents reproduce. Writes ``network.graphml``, ``network_nodes.csv``,
+``network_edges.csv``, ``network.png`` and ``network.json`` into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from coordopt.commands.common import (
+    FlagRule,
     _plain,
     add_instance_arg,
     add_json_flag,
+    applies_with,
+    check_policy,
+    command,
+    declare_flag_rules,
     emit_json,
     guard_size,
     log,
     policy_work,
     table,
 )
-from coordopt.guards import add_force_flag, check_out, positive_int, seed_int
+from coordopt.guards import (
+    Range,
+    add_force_flag,
+    claim_out,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from coordopt.insights import (
     PATTERNS,
     alignment_score,
@@ -41,6 +62,21 @@ from coordopt.insights.report import metric_cell
 from coordopt.instance import load_instance
 from coordopt.io import atomic_write
 from coordopt.solvers.dp import reference_method
+
+FLAG_RULES = [
+    *applies_with(
+        "network",
+        {"bootstrap": [False], "no_plots": [False]},
+        label=lambda network: "with --network" if network else "without --network",
+    ),
+    FlagRule(
+        "episodes",
+        lambda args: not args.network or args.agents is not None,
+        "without --network, or with --network --agents (the agents' episodes)",
+        lambda args: "with --network and no --agents",
+    ),
+]
+"""Flags that apply only in one of the two measurements (refused, not ignored, in the other)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,8 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--episodes",
         type=positive_int,
-        default=64,
-        help="simulated episodes per policy (default: 64)",
+        default=None,
+        help="simulated episodes per policy (default: 64; with --network, of the agents: 4)",
     )
     p.add_argument("--seed", type=seed_int, default=0, help="demand stream and bootstrap seed")
     p.add_argument(
@@ -71,16 +107,52 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output folder (default: results/insights/INSTANCE-METHOD)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    net = p.add_argument_group("substitution network (--network)")
+    net.add_argument(
+        "--network",
+        action="store_true",
+        help="the substitution network: where the optimiser moves demand when a product runs short",
+    )
+    net.add_argument(
+        "--agents",
+        metavar="RUNDIR",
+        default=None,
+        help="a trained agents' run directory: measure how much of the shift they reproduce",
+    )
+    net.add_argument(
+        "--period",
+        type=Range(int, lo=1),
+        default=None,
+        help="the representative period, 1..T (default: the middle of the horizon)",
+    )
+    net.add_argument(
+        "--resolution",
+        type=positive_float,
+        default=None,
+        help="Louvain resolution of the communities (default: 0.5; modularity's own is 1)",
+    )
     add_force_flag(p, "write into a non-empty --out folder")
     add_json_flag(p)
+    declare_flag_rules(p, FLAG_RULES)
     p.set_defaults(func=run)
 
 
+@command
 def run(args: argparse.Namespace) -> int:
-    inst = load_instance(args.instance)
+    if args.network:
+        return run_network(args)
+    for flag in ("agents", "period", "resolution"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag} belongs to --network; add --network or leave it out")
+    args.episodes = args.episodes or 64
+    if args.episodes < 2:
+        raise ValueError(f"--episodes {args.episodes}: must be >= 2 (bootstrap intervals)")
     method = str(args.method)
+    if method != "fluid":
+        check_policy(method, "--method", options=False)
+    inst = load_instance(args.instance)
     out = args.out or Path("results") / "insights" / f"{inst.name}-{Path(method).name}"
-    check_out(out, folder=True, force=args.force)
+    claim_out(out, folder=True, force=args.force)
     simulated = 1 if method == "fluid" else 2
     work = {} if method == "fluid" else policy_work(method, args.episodes, inst.horizon)
     work["lp_solves"] = work.get("lp_solves", 0) + 1  # the fluid plan
@@ -155,4 +227,92 @@ def run(args: argparse.Namespace) -> int:
     if alignment is not None:
         print("alignment with fluid: " + ", ".join(f"{k} {v:.3f}" for k, v in alignment.items()))
     log(f"wrote {', '.join(summary['files'])}")
+    return 0
+
+
+def run_network(args: argparse.Namespace) -> int:
+    """``--network``: the substitution network of the optimiser (module docstring)."""
+    from coordopt.insights.network import (
+        METHODS,
+        RESOLUTION,
+        agents_agreement,
+        analyse_network,
+        build_network,
+        network_method,
+        optimiser_response,
+        simulated_response,
+        write_network,
+    )
+
+    inst = load_instance(args.instance)
+    method = str(args.method)
+    if method not in METHODS:
+        raise ValueError(
+            f"--method {method}: the network takes the optimiser's decisions ({', '.join(METHODS)}); "
+            "a trained agents' run directory goes in --agents"
+        )
+    if args.agents is not None:
+        check_policy(args.agents, "--agents", options=False)
+    if args.period is not None and args.period > inst.horizon:
+        raise ValueError(f"--period {args.period}: the horizon of {inst.name} is {inst.horizon}")
+    period = None if args.period is None else args.period - 1
+    episodes = args.episodes or 4
+    resolution = args.resolution or RESOLUTION
+    out = args.out or Path("results") / "insights" / f"{inst.name}-network"
+    claim_out(out, folder=True, force=args.force)
+    chosen = network_method(inst) if method == "fluid" else method
+    work: dict[str, Any] = (
+        {"catalog_solve": True} if chosen == "bidprice" else {"lp_solves": inst.n_products + 1}
+    )
+    if args.agents is not None:
+        work.update(policy_work(args.agents, episodes, inst.horizon))
+        work.update(episodes=episodes * (inst.n_products + 1), batch=256)
+    guard_size(
+        args,
+        inst,
+        what=f"to measure the substitution network of {inst.name}",
+        way_out="use a smaller instance" + (" or fewer --episodes" if args.agents else ""),
+        **work,
+    )
+    log(f"insights --network: {inst.summary()}; method {chosen}")
+    began = time.perf_counter()
+    response = optimiser_response(inst, chosen, period=period, seed=args.seed)
+    graph = build_network(inst, response)
+    agreement = None
+    if args.agents is not None:
+        agents = simulated_response(
+            inst,
+            args.agents,
+            sorted(set(response.edge_source.tolist())),
+            response.period,
+            episodes=episodes,
+            seed=args.seed,
+        )
+        agreement = agents_agreement(response, agents)
+    summary = analyse_network(graph, seed=args.seed, resolution=resolution, agreement=agreement)
+    summary["agents"] = args.agents
+    summary["seconds"] = time.perf_counter() - began
+    files = write_network(graph, summary, out)
+    summary["files"] = [str(f) for f in files]
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(
+        table(
+            ["backs up", "category", "demand/period", "from products", "pagerank"],
+            [
+                [b["product"], b.get("category", ""), b["demand"], b["sources"], b["pagerank"]]
+                for b in summary["backups"][:10]
+            ],
+        )
+    )
+    sizes = ", ".join(str(len(c)) for c in summary["communities"][:12])
+    ari = summary["category_ari"]
+    print(
+        f"{len(summary['communities'])} communities (sizes {sizes or 'none'}); "
+        f"{summary['covered']} of {summary['n_products']} products move or take demand; "
+        f"category ARI {'n/a' if ari is None else f'{ari:.3f}'}; agents agreement "
+        f"{'n/a' if agreement is None else f'{agreement:.3f}'}"
+    )
+    log(f"wrote {', '.join(summary['files'])} in {summary['seconds']:.1f} s")
     return 0

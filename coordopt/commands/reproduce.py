@@ -12,9 +12,19 @@ import json
 import time
 from pathlib import Path
 
-from coordopt.commands.common import add_json_flag, emit_json, log
-from coordopt.guards import OutputError, add_force_flag, check_out, positive_int
+from coordopt.commands.common import (
+    add_json_flag,
+    applies_with,
+    command,
+    declare_flag_rules,
+    emit_json,
+    log,
+)
+from coordopt.guards import OutputError, add_force_flag, check_out, claim_out, positive_int
 from coordopt.studies import CellFailed, run_study, study_names
+
+FLAG_RULES = applies_with("backend", {"address": ["ray"], "workers": ["process", "ray"]})
+"""Which flags apply to which ``--backend`` (the others are refused, not ignored)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_force_flag(p, "write into a non-empty --out that is not this study's folder")
     add_json_flag(p)
+    declare_flag_rules(p, FLAG_RULES)
     p.set_defaults(func=run)
 
 
@@ -57,8 +68,11 @@ def study_folder(out: Path, study: str) -> bool:
     return True
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/{args.study}{'-quick' if args.quick else ''}")
+    # locked for the whole run (one writer per study folder); its content judged under the lock
+    claim_out(out, folder=True, force=args.force, reuse=True)
     if study_folder(out, args.study):
         log(f"resuming the study in {out} (finished cells are kept)")
     else:

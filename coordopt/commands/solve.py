@@ -1,12 +1,14 @@
-"""``coordopt solve INSTANCE --method fluid|dp|decompose``: fluid bound and plan, exact DP,
-or the catalog-scale solver (a valid bound, an exactly feasible plan and their gap).
+"""``coordopt solve INSTANCE --method fluid|dp|decompose|lagrangian``: fluid bound and plan,
+exact DP, the catalog-scale solver (a valid bound, an exactly feasible plan and their gap), or
+the stochastic bound (Lagrangian relaxation with one dynamic program per product).
 
 With ``--json`` one object on stdout: the fields of the shared solution contract
 (:class:`coordopt.solution.Solution`): ``method``, ``status``, ``message``, ``objective``,
 ``bound``, ``plan_value``, ``gap``, ``seconds``, ``first_orders`` (one number per product,
 period 1) and ``first_slates`` (per segment, the product indices recommended in period 1),
 plus the method's ``details`` (fluid: ``variant``, ``path``, ``mip_gap``; decompose:
-``iterations``, ``stop``, ``residual``; dp: ``n_states``, ``reachable_states``). ``--out FILE.npz`` saves
+``iterations``, ``stop``, ``residual``; dp: ``n_states``, ``reachable_states``; lagrangian:
+``fluid_bound``, ``first_bound``, ``iterations``, ``stop``, ``states``, ``postponed_products``). ``--out FILE.npz`` saves
 the plan's arrays where the method has them, the first decisions and the values.
 """
 
@@ -19,18 +21,45 @@ from typing import Any
 import numpy as np
 
 from coordopt.commands.common import (
+    FlagRule,
     add_instance_arg,
     add_json_flag,
+    applies_with,
+    command,
+    declare_flag_rules,
     emit_json,
     guard_size,
     log,
     table,
 )
-from coordopt.guards import check_out, nonneg_float
+from coordopt.guards import claim_out, nonneg_float
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
 from coordopt.sizes import FULL_LP_CELLS
 from coordopt.solution import Solution
+
+FLAG_RULES = [
+    *applies_with(
+        "method",
+        {
+            "variant": ["fluid"],
+            "path": ["fluid"],
+            "integer_orders": ["fluid"],
+            "integer_quantities": ["fluid"],
+            "mip_gap": ["fluid"],
+            "time_limit": ["fluid", "decompose", "lagrangian"],
+            "gap": ["decompose"],
+            "iterations": ["lagrangian"],
+            "device": ["lagrangian"],
+        },
+    ),
+    FlagRule(
+        "mip_gap",
+        lambda args: args.integer_orders or args.integer_quantities,
+        "with --integer-orders or --integer-quantities (a MILP)",
+    ),
+]
+"""Which flags apply to which ``--method`` (the others are refused, not ignored)."""
 
 
 def register(subparsers: Any) -> None:
@@ -43,10 +72,20 @@ def register(subparsers: Any) -> None:
     add_instance_arg(p)
     p.add_argument(
         "--method",
-        choices=("fluid", "dp", "decompose"),
+        choices=("fluid", "dp", "decompose", "lagrangian"),
         default="fluid",
         help="fluid: sales-based LP bound and plan; dp: exact dynamic program; decompose: "
-        "Lagrangian dual on stock values + feasible plan, for large catalogs",
+        "Lagrangian dual on stock values + feasible plan, for large catalogs; lagrangian: "
+        "stochastic bound (one dynamic program per product, below the fluid bound)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=30,
+        help="lagrangian: subgradient iterations on the multipliers (default 30)",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="lagrangian: torch device (cpu, cuda, ...; default cpu)"
     )
     p.add_argument(
         "--force",
@@ -84,14 +123,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", type=Path, default=None, help="save the solution arrays (.npz)")
     add_json_flag(p)
+    declare_flag_rules(p, FLAG_RULES)
     p.set_defaults(func=run)
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out}: expected a .npz file name")
     if args.out is not None:
-        check_out(args.out, folder=False, force=args.force)
+        claim_out(args.out, folder=False, force=args.force)
     inst = load_instance(args.instance)
     guard_size(
         args,
@@ -101,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         if args.method == "fluid"
         else "use a smaller instance",
         lp_solves=int(args.method == "fluid"),
-        catalog_solve=args.method == "decompose",
+        catalog_solve=args.method in ("decompose", "lagrangian"),
     )
     if args.method == "dp":
         sol = _solve_dp(inst)
@@ -115,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
             inst, gap=args.gap, time_limit=args.time_limit, progress=not args.json
         ).result()
         log(sol.message)
+    elif args.method == "lagrangian":
+        sol = _solve_lagrangian(args, inst)
+        if sol is None:
+            return 2
     else:
         sol = _solve_fluid(args, inst)
     if args.out is not None and sol.has_solution:
@@ -152,6 +197,27 @@ def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
         integer_quantities=args.integer_quantities,
         raise_on_failure=False,
     ).result()
+
+
+def _solve_lagrangian(args: argparse.Namespace, inst: Instance) -> Solution | None:
+    from coordopt.solvers.lagrangian import LagrangianError, solve_lagrangian
+
+    if args.iterations < 1:
+        raise ValueError(f"--iterations {args.iterations}: expected at least 1")
+    log(f"computing the stochastic bound of {inst.summary()}")
+    try:
+        sol = solve_lagrangian(
+            inst,
+            iterations=args.iterations,
+            time_limit=args.time_limit,
+            device=args.device,
+            progress=not args.json,
+        ).result()
+    except LagrangianError as exc:
+        log(f"coordopt solve: error: {exc}")
+        return None
+    log(sol.message)
+    return sol
 
 
 def _solve_dp(inst: Instance) -> Solution | None:

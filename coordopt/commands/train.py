@@ -16,17 +16,45 @@ import argparse
 from typing import Any
 
 from coordopt.commands.common import (
+    FlagRule,
     add_instance_arg,
     add_json_flag,
+    command,
+    declare_flag_rules,
     emit_json,
     guard_size,
     log,
     table,
 )
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
-from coordopt.guards import add_force_flag, check_out
+from coordopt.guards import add_force_flag, claim_out
 from coordopt.instance import Instance, load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args, size_defaults
+
+EXPERT_FLAGS = (
+    "bc_rounds",
+    "bc_beta",
+    "bc_label_envs",
+    "bc_epochs",
+    "bc_minibatch_envs",
+    "bc_entropy",
+    "bc_coef",
+    "bc_anneal_iters",
+    "expert_label_envs",
+    "expert_reoptimize",
+)
+"""The settings of cloning and imitating an expert: they mean nothing without one."""
+
+FLAG_RULES = [
+    FlagRule(
+        name,
+        lambda args: vars(args).get("warm_start", "auto") != "none",
+        "with a --warm-start expert",
+        lambda args: "with --warm-start none",
+    )
+    for name in EXPERT_FLAGS
+]
+"""Training flags that apply only with others (refused, not ignored, without them)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     add_config_arguments(p)
     add_peer_arguments(p)
+    declare_flag_rules(p, FLAG_RULES)
     p.set_defaults(func=run)
 
 
@@ -95,12 +124,13 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     }
 
 
+@command
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.checkpoint import init_config, resume_config
     from coordopt.rl.ppo import train
 
-    if not args.resume:  # --resume continues the run its --out holds
-        check_out(args.out, folder=True, force=args.force)
+    # locked for the whole run; --resume continues the run its --out holds
+    claim_out(args.out, folder=True, force=args.force, reuse=args.resume)
     if args.algorithm != DEFAULT or peer_flags_given(args):
         return run_peer(args)
     inst = load_instance(args.instance)

@@ -567,22 +567,26 @@ def load_policy(
     deterministic: bool = True,
     seed: int = 0,
     checkpoint: str | None = None,
-    **_: Any,
 ) -> AgentPolicy:
     """The policy of a training run directory (``coordopt train --out DIR``).
 
     Loads ``DIR/best.pt`` (the agents of the best greedy evaluation during training, written
     when training evaluates), else ``DIR/final.pt``, else the latest ``DIR/checkpoint.pt``;
-    ``checkpoint`` picks one of those three files (never another path). The file is read as
-    tensors and plain data only (:mod:`coordopt.rl.checkpoint`); anything else is refused.
-    ``deterministic`` picks greedy actions (argmax order bins, top-K scores); otherwise
-    actions are sampled from a generator seeded with ``seed`` at every reset. The agents are
-    size-agnostic, so ``params`` may describe a different instance than the one trained on.
+    ``checkpoint`` picks one of those three files (never another path). The run directory is
+    read by :mod:`coordopt.rl.rundir` (tensors and plain data only, every file checked);
+    anything else is refused. ``deterministic`` picks greedy actions (argmax order bins,
+    top-K scores); otherwise actions are sampled from a generator seeded with ``seed`` at
+    every reset. The agents are size-agnostic, so ``params`` may describe a different
+    instance than the one trained on. Options are checked like any policy's
+    (:func:`coordopt.policies.check_options`); one it does not take is a ``TypeError``.
     """
+    from coordopt.guards import seed_int
+    from coordopt.policies import check_options
     from coordopt.rl.checkpoint import load, run_file
 
     path = Path(path)
+    name = f"rl:{path.name}"
+    rules = {"deterministic": bool, "seed": seed_int}
+    check_options(name, rules, {"deterministic": deterministic, "seed": seed})
     agents = load(run_file(path, checkpoint)).agents()
-    return AgentPolicy(
-        agents, params, deterministic=deterministic, seed=seed, name=f"rl:{path.name}"
-    )
+    return AgentPolicy(agents, params, deterministic=deterministic, seed=seed, name=name)

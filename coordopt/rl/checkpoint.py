@@ -4,9 +4,11 @@ A checkpoint holds tensors and plain data only -- the state dicts of the agents 
 optimisers, the random-number states (tensors) and one JSON string of metadata (the
 training configuration, the instance's identity, counters, normalisers, evaluations) -- and
 is read with ``torch.load(weights_only=True)``, which never runs code from the file. Run
-directories are what users share, so anything else (a pickle payload, a truncated file,
-missing keys, tensors of the wrong shape) is refused with a :class:`CheckpointError`
-naming the file.
+directories are what users share, so they are read by the one run-directory reader
+(:mod:`coordopt.rl.rundir`): anything else (a pickle payload, a truncated file, a zip bomb,
+missing keys, weights of the wrong shape or dtype or not finite, metadata of the wrong type
+or range, a configuration describing networks too large to build) is refused with a
+:class:`CheckpointError` (or a :class:`~coordopt.guards.SizeError`) naming the file.
 
 A run's identity is the instance's content hash (its data, not its name) and the training
 configuration; resuming checks both (:func:`open_run`).
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,33 @@ from coordopt.io import atomic_write
 from coordopt.rl.agents import Agents, build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.rollout import RunningMeanStd
+from coordopt.rl.rundir import (
+    AGENTS_RUN,
+    BEST,
+    CHECKPOINT,
+    CHECKPOINT_META,
+    CONFIG,
+    FINAL,
+    SUMMARY,
+    CheckpointError,
+    check_finite,
+    check_json,
+    check_network_size,
+    check_weights,
+    check_widths,
+    choose_checkpoint,
+    first_line,
+    meta_state,
+    parse_json,
+    read_checkpoint,
+    read_json,
+    reading,
+)
+
+__all__ = ["BEST", "CHECKPOINT", "FINAL", "CheckpointError", "load", "run_file"]
 
 FORMAT = "coordopt-rl/2"
-CHECKPOINT = "checkpoint.pt"
-FINAL = "final.pt"
-BEST = "best.pt"
-RUN_FILES = (BEST, FINAL, CHECKPOINT)
+RUN_FILES = AGENTS_RUN.checkpoints
 """The checkpoints a run directory names, in the order a policy is loaded from them."""
 RESUMABLE = frozenset(
     {
@@ -61,10 +86,6 @@ ARCHITECTURE = (
 ZERO_IF_ABSENT = frozenset({"recommendation.gain_weight"})
 """Weights that start at zero and leave the network as it was without them: a checkpoint
 written before they existed loads with them at zero (the same agents)."""
-
-
-class CheckpointError(ValueError):
-    """A file that is not a coordopt checkpoint, or a run that does not match the request."""
 
 
 # --------------------------------------------------------------------------- identity
@@ -166,8 +187,9 @@ class Checkpoint:
         return CheckpointError(f"{self.path}: {what}; refusing this checkpoint")
 
     def load_agents(self, agents: Agents) -> None:
-        """Copy the saved weights into ``agents`` (every name and shape must match; only the
-        :data:`ZERO_IF_ABSENT` weights may be missing, and are then zero)."""
+        """Copy the saved weights into ``agents`` (every name, shape and dtype must match --
+        :func:`load` checked them against the networks of the checkpoint's own config; only
+        the :data:`ZERO_IF_ABSENT` weights may be missing, and are then zero)."""
         try:
             missing, unexpected = agents.load_state_dict(self.tensors["agents"], strict=False)
             absent = set(missing) - ZERO_IF_ABSENT
@@ -175,7 +197,7 @@ class Checkpoint:
                 raise RuntimeError(f"missing {sorted(absent)}, unexpected {sorted(unexpected)}")
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise self._refuse(
-                f"its weights do not fit the networks its config describes ({_first_line(exc)})"
+                f"its weights do not fit the networks its config describes ({first_line(exc)})"
             ) from None
         with torch.no_grad():
             for name, weight in agents.named_parameters():
@@ -210,7 +232,7 @@ class Checkpoint:
             run.initial_eval, run.best_eval = dict(meta["initial_eval"]), dict(meta["best_eval"])
             run.init = meta["init"]
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-            raise self._refuse(f"its training state is malformed ({_first_line(exc)})") from None
+            raise self._refuse(f"its training state is malformed ({first_line(exc)})") from None
 
     def mismatches(self, instance: Instance, config: TrainConfig) -> list[str]:
         """What differs between this run's identity and ``instance`` + ``config``."""
@@ -233,65 +255,74 @@ class Checkpoint:
 
 
 def load(path: Path) -> Checkpoint:
-    """Read a checkpoint with ``weights_only=True`` and check its layout; refuse anything else."""
+    """Read a checkpoint with the run-directory reader and check every part of it: its
+    layout; its metadata's fields (types and ranges); its configuration; its weights against
+    the networks that configuration describes (names, shapes, dtypes, finite), those networks
+    within the size limit before any is built; finite optimiser states; byte random states.
+    Anything else is refused naming the file."""
     path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure to unpickle safely means "not a checkpoint"
-        raise CheckpointError(
-            f"{path}: not a coordopt checkpoint, refused without running anything from it "
-            f"({_first_line(exc)}); checkpoints hold tensors and plain data only"
-        ) from None
+    blob = read_checkpoint(path)
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt != FORMAT:
         raise CheckpointError(
-            f"{path}: not a coordopt checkpoint (format {fmt!r}, expected {FORMAT!r}"
+            f"{path}: not a coordopt checkpoint (format {fmt!r:.40}, expected {FORMAT!r}"
             + ("; written by an older coordopt: train again" if fmt == "coordopt-rl/1" else "")
             + ")"
         )
     missing = {"meta", "agents", "optimisers", "rng"} - set(blob)
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(sorted(missing))}")
-    try:
-        meta = json.loads(blob["meta"])
-        config = TrainConfig.from_dict(meta["config"])
-        if not isinstance(meta["instance"], dict) or not all(
-            isinstance(v, torch.Tensor) for v in blob["agents"].values()
-        ):
-            raise TypeError("instance identity or agent weights of the wrong type")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: malformed checkpoint ({_first_line(exc)})") from None
+    if not isinstance(blob["meta"], str):
+        raise CheckpointError(f"{path}: malformed checkpoint (its metadata is not JSON text)")
+    meta = parse_json(blob["meta"], path)
+    check_json(path, meta, CHECKPOINT_META, "its metadata's ")
+    config = train_config(path, meta["config"])
+    expected = agents_shapes(path, config)
+    check_weights(path, blob["agents"], expected, may_lack=ZERO_IF_ABSENT)
+    if not isinstance(blob["optimisers"], dict) or not isinstance(blob["rng"], dict):
+        raise CheckpointError(f"{path}: malformed checkpoint (optimisers or rng not a mapping)")
+    check_finite(path, blob["optimisers"], "optimiser state")
+    for name, state in blob["rng"].items():
+        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1:
+            raise CheckpointError(f"{path}: malformed checkpoint (random state '{name}')")
     return Checkpoint(path, config, meta, blob)
+
+
+def train_config(path: Path, data: Any) -> TrainConfig:
+    """The :class:`TrainConfig` saved in ``path`` (metadata or ``config.json``), every field
+    checked; the device it trained on is kept without requiring it here (a policy moves to
+    the device it is evaluated on; a resume checks it)."""
+    with reading(path, "its training configuration is malformed"):
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
+        device = data.get("device", "cpu")
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string, got {device!r:.40}")
+        config = TrainConfig.from_dict({**data, "device": "cpu"})
+        torch.device(device)  # a device name, available or not
+        config.device = device
+    return config
+
+
+def agents_shapes(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights (as ``meta`` tensors: names, shapes, dtypes) of the agents ``config``
+    describes, refused beyond the size limit before anything is allocated."""
+    check_widths(path, {"hidden_size": config.hidden_size, "order_bins": config.order_bins})
+    with reading(path, "its configuration describes no agents coordopt can build"):
+        expected = meta_state(lambda: build_agents(config))
+    check_network_size(
+        path, expected, f"hidden_size {config.hidden_size}, order_bins {config.order_bins}"
+    )
+    return expected
 
 
 def run_file(run_dir: Path, name: str | None = None) -> Path:
     """The checkpoint of a run directory: ``name`` (one of :data:`RUN_FILES`) or the first present.
 
-    Only the files the run directory names are loaded, never another path.
+    Only the files the run directory names are loaded, never another path, and never one
+    that links out of the directory (:func:`coordopt.rl.rundir.choose_checkpoint`).
     """
-    run_dir = Path(run_dir)
-    if name is not None and name not in RUN_FILES:
-        raise CheckpointError(
-            f"checkpoint={name!r}: must be one of {', '.join(RUN_FILES)} "
-            f"(a checkpoint of the run directory {run_dir}); other paths are not loaded"
-        )
-    names = [name] if name else list(RUN_FILES)
-    for fname in names:
-        file = run_dir / fname
-        if file.is_file():
-            if file.resolve().parent != run_dir.resolve():
-                raise CheckpointError(f"{file}: links out of the run directory; refused")
-            return file
-    raise FileNotFoundError(
-        f"{run_dir}: no {' or '.join(names)}; is this a `coordopt train --out` "
-        "directory, and did training save a checkpoint?"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
+    return choose_checkpoint(Path(run_dir), name, AGENTS_RUN)
 
 
 def _check_optimiser(opt: torch.optim.Optimizer) -> None:
@@ -317,14 +348,21 @@ def open_run(out: Path, instance: Instance, config: TrainConfig, resume: bool) -
     """
     path = Path(out) / CHECKPOINT
     if not resume:
-        if path.is_file():
+        if os.path.lexists(path):
             raise ValueError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         return None
-    if not path.is_file():
+    if not os.path.lexists(path):
+        if interrupted_before_checkpoint(Path(out)):
+            print(
+                f"coordopt train: {out} was stopped before its first checkpoint (during the "
+                f"warm start); starting it again from its {CONFIG}",
+                file=sys.stderr,
+            )
+            return None
         raise FileNotFoundError(f"{path}: nothing to resume (run without --resume first)")
-    ckpt = load(path)
+    ckpt = load(choose_checkpoint(Path(out), CHECKPOINT, AGENTS_RUN))
     diff = ckpt.mismatches(instance, config)
     if diff:
         raise CheckpointError(
@@ -337,9 +375,24 @@ def open_run(out: Path, instance: Instance, config: TrainConfig, resume: bool) -
 def resume_config(out: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The saved configuration of the run in ``out`` with the flags given on the command line."""
     path = Path(out) / CHECKPOINT
-    if not path.is_file():
+    if not os.path.lexists(path):
+        if interrupted_before_checkpoint(Path(out)):
+            saved = read_json(Path(out), CONFIG, dict, AGENTS_RUN)
+            return dataclasses.replace(train_config(Path(out) / CONFIG, saved), **overrides)
         raise FileNotFoundError(f"{path}: nothing to resume (run without --resume first)")
-    return dataclasses.replace(load(path).config, **overrides)
+    return dataclasses.replace(
+        load(choose_checkpoint(Path(out), CHECKPOINT, AGENTS_RUN)).config, **overrides
+    )
+
+
+def interrupted_before_checkpoint(out: Path) -> bool:
+    """Whether ``out`` holds a run stopped (Ctrl-C, a crash) after writing its ``config.json``
+    but before its first checkpoint -- during the warm start or the first evaluation. Nothing
+    of it can be resumed, and nothing is lost by starting it again from that configuration,
+    which ``--resume`` does (the same seed gives the same run)."""
+    return (out / CONFIG).is_file() and not any(
+        os.path.lexists(out / name) for name in (CHECKPOINT, FINAL, SUMMARY)
+    )
 
 
 def init_config(source: Path, overrides: dict[str, Any]) -> TrainConfig:
@@ -360,7 +413,7 @@ def init_agents(agents: Agents, source: Path, config: TrainConfig) -> dict[str, 
         ]
         raise CheckpointError(
             f"--init {source}: its networks do not fit this run's "
-            f"({'; '.join(diff) or _first_line(exc)}); use the source run's architecture flags"
+            f"({'; '.join(diff) or first_line(exc)}); use the source run's architecture flags"
         ) from None
     return {
         "run": str(source),

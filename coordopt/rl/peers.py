@@ -34,19 +34,43 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Independent
 
-from coordopt.guards import Range, nonneg_int, positive_float, positive_int
+from coordopt.guards import (
+    MissingExtra,
+    Range,
+    SizeError,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from coordopt.instance import Instance
 from coordopt.introspect import check_fields, ranged
 from coordopt.io import atomic_write, atomic_write_text
 from coordopt.marl import AGENTS, decode_actions, observation_dims, observe, order_caps
 from coordopt.marl import slate_indicator as _slate_indicator
-from coordopt.rl.checkpoint import BEST, FINAL
+from coordopt.rl.rundir import (
+    BEST,
+    FINAL,
+    MAX_LAYERS,
+    PEER_META,
+    PEER_METADATA,
+    PEER_RUN,
+    CheckpointError,
+    check_network_size,
+    check_weights,
+    check_widths,
+    choose_checkpoint,
+    meta_state,
+    read_checkpoint,
+    read_json,
+    reading,
+    show,
+)
 from coordopt.rl.runlog import LOG
 from coordopt.simulator import Action, SimParams, SimState
 
 Tensor = torch.Tensor
 ALGORITHMS = ("mappo", "ippo")
-META = "peer.json"
+META = PEER_META
 FORMAT = "coordopt-torchrl-peer/1"
 COLUMNS = (
     "iteration",
@@ -351,42 +375,94 @@ def load_peer_policy(
     deterministic: bool = True,
     seed: int = 0,
     checkpoint: str | None = None,
-    **_: Any,
 ) -> PeerPolicy:
     """The policy of a peer run directory: ``best.pt`` (best greedy evaluation), else
-    ``final.pt``; ``checkpoint`` names another file. The actors are sized for the instance they
-    were trained on; another instance must have the same products, segments, slate size,
-    pipeline width and order caps."""
+    ``final.pt``; ``checkpoint`` names one of those two (never another path). The actors are
+    sized for the instance they were trained on; another instance must have the same
+    products, segments, slate size, pipeline width and order caps. The directory is read by
+    :mod:`coordopt.rl.rundir` like an agents' run (:func:`read_peer_run`); options are
+    checked like any policy's (one it does not take is a ``TypeError``)."""
+    from coordopt.guards import seed_int
+    from coordopt.policies import check_options
+
     path = Path(path)
-    meta = json.loads((path / META).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path / META}: format {meta.get('format')!r} is not {FORMAT!r}")
-    config = PeerConfig.from_dict(meta["config"])
-    names = [checkpoint] if checkpoint else [BEST, FINAL]
-    file = next((path / f for f in names if (path / f).is_file()), None)
-    if file is None:
-        raise FileNotFoundError(f"{path}: no {' or '.join(names)} (did training finish?)")
-    blob = torch.load(file, map_location=params.device, weights_only=True)
+    config = read_peer_config(path)
+    name = f"{config.algorithm}:{path.name}"
+    rules = {"deterministic": bool, "seed": seed_int}
+    check_options(name, rules, {"deterministic": deterministic, "seed": seed})
+    actors, layout = read_peer_run(path, params, config, checkpoint)
+    for a in AGENTS:
+        actors[a].to(params.device)
+    return PeerPolicy(
+        actors, params, layout, config, deterministic=deterministic, seed=seed, name=name
+    )
+
+
+def read_peer_config(path: Path) -> PeerConfig:
+    """The :class:`PeerConfig` of a peer run directory's ``peer.json``, every field checked."""
+    meta = read_json(path, META, PEER_METADATA, PEER_RUN)
+    where = Path(path) / META
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{where}: format {show(meta['format'])} is not {FORMAT!r}; refused")
+    with reading(where, "its config is malformed"):
+        config = PeerConfig.from_dict(meta["config"])
+        for name, value in dataclasses.asdict(config).items():  # the fields without a range
+            default = getattr(PeerConfig, name, None)
+            if isinstance(default, (int, float)) and not (
+                type(value) in (int, float) and math.isfinite(value)
+            ):
+                raise TypeError(f"{name} must be a finite number, got {show(value)}")
+            if isinstance(default, str) and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {show(value)}")
+    return config
+
+
+def read_peer_run(
+    path: Path, params: SimParams, config: PeerConfig, checkpoint: str | None = None
+) -> tuple[dict[str, Any], Layout]:
+    """The trained actors of a peer run on ``params``' instance, from its checkpoint checked
+    by the run-directory reader: the layout it was trained for, then its actors' weights
+    against the networks its config describes (names, shapes, dtypes, finite), those networks
+    within the size limit before any is built."""
+    file = choose_checkpoint(path, checkpoint, PEER_RUN)
+    blob = read_checkpoint(file)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        fmt = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{file}: not a peer checkpoint (format {show(fmt)}); refused")
+    if not isinstance(blob.get("layout"), dict) or not isinstance(blob.get("actors"), dict):
+        raise CheckpointError(f"{file}: not a peer checkpoint (no layout or actors); refused")
     layout = Layout.of(params, config)
     if layout.as_dict() != blob["layout"]:
         raise ValueError(
-            f"{file}: trained for layout {blob['layout']}, but instance "
-            f"'{params.instance.name}' gives {layout.as_dict()}; evaluate it on the instance it "
-            "was trained on (peer networks are sized to the catalog)"
+            f"{file}: trained for layout {show(blob['layout'], 300)}, but instance "
+            f"'{params.instance.name}' gives {show(layout.as_dict(), 300)}; evaluate it on the "
+            "instance it was trained on (peer networks are sized to the catalog)"
         )
+    check_widths(file, {"hidden_size": config.hidden_size})
+    if config.depth > MAX_LAYERS:
+        raise SizeError(
+            f"{file}: its configuration's depth = {config.depth:,} is beyond the limit of "
+            f"{MAX_LAYERS} layers; refused before building them"
+        )
+    try:  # imported before the meta device (tensordict computes at import)
+        import tensordict.nn  # noqa: F401
+        import torchrl.modules  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra(
+            f"{path}: a TorchRL peer's run needs the torchrl extra "
+            f"(pip install 'coordopt[torchrl]'): {exc}"
+        ) from None
+
+    with reading(file, "its config describes no networks TorchRL can build"):
+        expected = meta_state(lambda: build_networks(params, layout, config)[0])
+    check_network_size(file, expected, f"hidden_size {config.hidden_size}, depth {config.depth}")
+    for a in AGENTS:
+        shapes = {k.removeprefix(f"{a}."): v for k, v in expected.items() if k.startswith(f"{a}.")}
+        check_weights(file, blob["actors"].get(a), shapes, what=f"{a} weight")
     actors, _ = build_networks(params, layout, config)
     for a in AGENTS:
         actors[a].load_state_dict(blob["actors"][a])
-        actors[a].to(params.device)
-    return PeerPolicy(
-        actors,
-        params,
-        layout,
-        config,
-        deterministic=deterministic,
-        seed=seed,
-        name=f"{config.algorithm}:{path.name}",
-    )
+    return actors, layout
 
 
 # --------------------------------------------------------------------------- training
@@ -452,7 +528,7 @@ def train_peer(
     from tqdm import tqdm
 
     from coordopt.evaluation import evaluate
-    from coordopt.rl.ppo import resolve_device
+    from coordopt.guards import resolve_device
     from coordopt.torchrl_env import CoordoptEnv
 
     out = Path(out_dir)

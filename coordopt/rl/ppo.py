@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from coordopt.evaluation import evaluate
+from coordopt.guards import resolve_device
 from coordopt.instance import Instance
 from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
@@ -100,9 +101,14 @@ class TrainResult:
 
     @classmethod
     def read(cls, out: Path) -> TrainResult:
-        """The result a finished run wrote to ``OUT/summary.json``."""
+        """The result a finished run wrote to ``OUT/summary.json`` (every field checked by the
+        run-directory reader)."""
+        from coordopt.rl.rundir import AGENTS_RUN, AGENTS_SUMMARY, CheckpointError, read_json
+
         try:
-            return cls(**{**json.loads((out / SUMMARY).read_text()), "out_dir": out})
+            return cls(**{**read_json(out, SUMMARY, AGENTS_SUMMARY, AGENTS_RUN), "out_dir": out})
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (delete it and resume to rewrite it)") from None
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(
                 f"{out / SUMMARY}: not a training summary ({exc}); delete it and resume to "
@@ -111,18 +117,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- set-up helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda[:i]``; a clear error when CUDA is asked for but absent."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {name} requested but CUDA is not available on this machine "
-            "(torch.cuda.is_available() is False); use --device cpu"
-        )
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ValueError(f"--device must be cpu or cuda[:index], got {name!r}")
-    return torch.device(name)
 
 
 def _optimisers(agents: Agents) -> dict[str, torch.optim.Optimizer]:
