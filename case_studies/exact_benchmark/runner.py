@@ -181,6 +181,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, out / "exact_benchmark.png")
     atomic_write_text(out / "exact_benchmark.csv", to_csv(rows))
+    pct = {(r["variant"], r["method"]): r["pct_of_optimum"] for r in rows}
+    above = [v for v in variants if pct.get((v, "siloed"), -1) > pct.get((v, "mpc"), np.inf)]
     body = [
         "# Case study: exact-benchmark",
         "",
@@ -188,6 +190,13 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         f"{config['eval_seed']}); RL methods trained for {config['iterations']} iterations, seeds "
         f"{config['seeds']} (their mean and spread over seeds are shown). Paired differences are "
         "against the simulated DP policy on the same customers.",
+        "",
+        "The siloed firm knows the season's end (it places no order that would arrive after "
+        f"it); it earns more than fluid MPC on {len(above)} of {len(variants)} variants"
+        + (f" ({', '.join(above)})" if above else "")
+        + ": its base stock holds safety stock, the fluid plan none. Runs before December 2026 "
+        "compared with a siloed firm that also ordered in its last periods and put it below MPC "
+        "everywhere.",
         "",
         "![percent of optimum](exact_benchmark.png)",
         "",
