@@ -181,14 +181,13 @@ def tafeng() -> tuple[str, str, str]:
     gains = [num(r, "fluid_gain_pct") for r in real]
     versus = []
     for r in real:
-        best = max(
-            (m for m in ("mpc", "bidprice") if not math.isnan(num(r, m))),
-            key=lambda m: num(r, m),
-            default=None,
-        )
-        if best is not None:
-            gain = 100 * (num(r, best) - num(r, "siloed")) / abs(num(r, "siloed"))
-            versus.append(f"{r['products']} products: {best} {signed_pct(gain)}")
+        measured = [m for m in ("mpc", "bidprice") if not math.isnan(num(r, f"{m}_vs_siloed_pct"))]
+        if measured:
+            best = max(measured, key=lambda m: num(r, m))
+            versus.append(
+                f"{r['products']} products: {best} {signed_pct(num(r, f'{best}_vs_siloed_pct'))} "
+                f"(± {num(r, f'{best}_vs_siloed_ci_pct'):.1f}%)"
+            )
     return (
         "Does coordination pay on a real assortment (Ta-Feng grocery data)?",
         f"fluid gain of coordination {signed_pct(min(gains))} to {signed_pct(max(gains))} on "
