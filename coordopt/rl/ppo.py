@@ -82,6 +82,10 @@ class TrainResult:
     """The instance trained on: its name and content hash (the run's identity)."""
     init: dict[str, Any] | None = None
     """The run ``--init`` took the agents from (its directory, instance and config)."""
+    stop: str = "iterations"
+    """Why this session of the run ended: ``iterations`` (all of ``--iterations`` done) or
+    ``time_budget`` (``--time-budget`` ran out first: the number of iterations then depends
+    on the machine's speed, not on the seed; ``--resume`` continues)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,7 @@ class TrainResult:
             "warm_start": self.warm_start,
             "instance": self.instance,
             "init": self.init,
+            "stop": self.stop,
         }
 
     @classmethod
@@ -441,6 +446,7 @@ def train(
     history: list[dict[str, float]] = []
     final_eval: dict[str, float] = {}
     eval_seconds = run.initial_eval.get("seconds", 0.0)
+    stop = "iterations"
     while run.iteration < config.iterations:
         it = run.iteration
         t0 = time.perf_counter()
@@ -495,7 +501,9 @@ def train(
         }
         # the budget leaves room for the last iteration's evaluation too
         evaluating = dt + (eval_seconds if config.eval_every > 0 else 0.0)
-        last = run.iteration >= config.iterations or _out_of_time(config, started, evaluating)
+        if run.iteration < config.iterations and _out_of_time(config, started, evaluating):
+            stop = "time_budget"
+        last = run.iteration >= config.iterations or stop == "time_budget"
         if config.eval_every > 0 and (run.iteration % config.eval_every == 0 or last):
             final_eval = _evaluate_agents(agents, ctx, config, it, run.env_steps)
             eval_seconds = final_eval["seconds"]
@@ -528,6 +536,7 @@ def train(
         best_eval=run.best_eval,
         instance=identity,
         init=run.init,
+        stop=stop,
     )
     atomic_write_text(out / SUMMARY, json.dumps(result.as_dict(), indent=2, default=float))
     return result

@@ -510,8 +510,9 @@ AGENTS_SUMMARY = Fields(
         "warm_start": Maybe(dict),
         "instance": MapOf(str),
         "init": Maybe(dict),
+        "stop": str,
     },
-    optional=frozenset({"initial_eval", "best_eval", "instance", "init"}),
+    optional=frozenset({"initial_eval", "best_eval", "instance", "init", "stop"}),
 )
 """``summary.json`` of a finished agents' run (:meth:`coordopt.rl.ppo.TrainResult.read`)."""
 PEER_METADATA = Fields({"format": str, "config": dict, "instance": str})

@@ -16,7 +16,7 @@ from coordopt.evaluation import evaluate
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.rl.config import TrainConfig, field_docs
-from coordopt.rl.ppo import train
+from coordopt.rl.ppo import TrainResult, train
 from coordopt.simulator import SimParams
 
 
@@ -138,8 +138,11 @@ def test_time_budget_stops_after_an_iteration_and_the_run_resumes(tmp_path: Path
     short = TrainConfig(iterations=3, time_budget=1e-9, **FAST)
     result = train(inst, short, tmp_path / "split", progress=False)
     assert result.iterations == 1  # stopped after the first iteration, checkpointed
+    assert result.stop == "time_budget"  # and says why: the clock, not the seed, ended it
+    assert TrainResult.read(tmp_path / "split").stop == "time_budget"
     cont = TrainConfig(iterations=3, time_budget=0.0, **FAST)
-    assert train(inst, cont, tmp_path / "split", resume=True, progress=False).iterations == 3
+    resumed = train(inst, cont, tmp_path / "split", resume=True, progress=False)
+    assert resumed.iterations == 3 and resumed.stop == "iterations"
     full, split = _params(tmp_path / "full"), _params(tmp_path / "split")
     assert all(torch.equal(full[k], split[k]) for k in full)
 
