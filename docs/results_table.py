@@ -93,9 +93,9 @@ def synchronised_adjustments() -> tuple[str, str, str]:
     return (
         "Do recommendations move with stock, for the optimiser and the agents?",
         f"on small, slate intensity vs stock cover: MPC r = {num(mpc, 'intensity_cover_corr'):+.2f}, "
-        f"warm agents r = {num(warm, 'intensity_cover_corr'):+.2f}; agents' alignment with "
-        f"the optimiser r = {num(warm, 'align_intensity_corr'):.2f}",
-        f"share of slates on covered stock in the run-down: MPC "
+        f"warm agents r = {num(warm, 'intensity_cover_corr'):+.2f}; the agents' slate intensity "
+        f"follows the optimiser's plan, r = {num(warm, 'align_intensity_corr'):.2f}",
+        f"cover of the recommended products in the run-down, minus the siloed firm's: MPC "
         f"{num(mpc, 'end_cover_vs_siloed'):+.2f}, agents {num(warm, 'end_cover_vs_siloed'):+.2f}",
     )
 
