@@ -196,6 +196,25 @@ def tafeng() -> tuple[str, str, str]:
     )
 
 
+def substitution() -> tuple[str, str, str]:
+    rows = read("substitution", "substitution.csv")
+    planted = [r for r in rows if r["catalog"].startswith("planted")]
+    unplanted = [r for r in rows if r["catalog"].startswith("labels-only")]
+    real = [r for r in rows if r["catalog"].startswith("tafeng")]
+    biggest = max(rows, key=lambda r: int(r["products"]))
+    ari = [num(r, "category_ari") for r in planted]
+    return (
+        "When stock runs short, which products stand in for which, and do those groups follow "
+        "the categories?",
+        f"planted categories recovered with adjusted Rand index {min(ari):.2f}–{max(ari):.2f} "
+        f"({', '.join(r['products'] for r in planted)} products; "
+        f"{max(abs(num(r, 'category_ari')) for r in unplanted):.2f} at most without planted "
+        f"structure); Ta-Feng subclasses: {max(num(r, 'category_ari') for r in real):.2f}; "
+        f"{biggest['products']} products in {num(biggest, 'network_seconds'):.0f} s",
+        "—",
+    )
+
+
 STUDIES: dict[str, tuple[Callable[[], tuple[str, str, str]], str]] = {
     "exact-benchmark": (exact_benchmark, "exact-benchmark/report.md"),
     "coordination-value": (coordination_value, "coordination-value/report.md"),
@@ -204,6 +223,7 @@ STUDIES: dict[str, tuple[Callable[[], tuple[str, str, str]], str]] = {
     "scale": (scale, "scale/report.md"),
     "peers": (peers, "peers/report.md"),
     "tafeng": (tafeng, "tafeng/report.md"),
+    "substitution": (substitution, "substitution/report.md"),
 }
 """Study -> (its row from its CSV, its report under docs/results/)."""
 
