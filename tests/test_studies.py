@@ -32,6 +32,11 @@ PROMISES = {
             "siloed (MNL slates + base stock)",
         ],
     ),
+    "substitution": (
+        ["category_ari.png"],
+        ["substitution.csv"],
+        ["adjusted Rand index", "## Findings"],
+    ),
     "coordination-value": (
         ["coordination_value.png"],
         ["coordination_value.csv"],
@@ -153,12 +158,23 @@ def _check_scale(rows: list[dict], cells: list[dict], report: str) -> None:
     assert {"siloed", "bidprice", "agents (zero-shot)", "agents (fine-tuned)"} <= policies
 
 
+def _check_substitution(rows: list[dict], cells: list[dict], report: str) -> None:
+    assert len(rows) == len(cells)
+    by_ari = sorted(c["result"]["category_ari"] for c in cells)
+    assert sorted(float(r["category_ari"]) for r in rows) == pytest.approx(by_ari)
+    for row in rows:
+        assert -1.0 <= float(row["category_ari"]) <= 1.0
+        assert int(row["covered"]) <= int(row["products"])
+        assert row["catalog"] in report
+
+
 CSV_CHECKS = {
     "exact-benchmark": _check_exact_benchmark,
     "coordination-value": _check_coordination_value,
     "timescales": _check_timescales,
     "synchronised-adjustments": _check_synchronised,
     "scale": _check_scale,
+    "substitution": _check_substitution,
 }
 
 
