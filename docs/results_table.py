@@ -22,11 +22,6 @@ BEGIN, END = "<!-- results-table:begin -->", "<!-- results-table:end -->"
 
 Rows = list[dict[str, str]]
 
-BEFORE_SEASON_AWARE = {"peers"}
-"""Studies whose committed run compares with the siloed firm that ordered past the season's
-end (the default before December 2026), so their "vs siloed" figures are not shown; a name
-leaves this set when its study is rerun."""
-
 
 def read(study: str, name: str) -> Rows:
     with open(RESULTS / study / name, newline="") as f:
@@ -162,12 +157,9 @@ def peers() -> tuple[str, str, str]:
             f"best TorchRL peer ({peer['method']}) {num(peer, 'pct_of_reference'):.1f}%"
         )
         versus.append(
-            f"{inst}: warm agents {signed_pct(100 * num(warm, 'vs_siloed') / num(siloed, 'mean'))}"
+            f"{inst}: warm agents {signed_pct(100 * num(warm, 'vs_siloed') / num(siloed, 'mean'))} "
+            f"(± {100 * num(warm, 'vs_siloed_ci95') / num(siloed, 'mean'):.1f}%)"
         )
-    if "peers" in BEFORE_SEASON_AWARE:
-        versus = [
-            "not rerun since the season-aware default: its siloed firm orders past the season"
-        ]
     return (
         "Do coordopt's agents learn better than TorchRL's MAPPO and IPPO at equal budgets?",
         "; ".join(parts),

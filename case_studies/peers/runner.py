@@ -1,8 +1,9 @@
 """peers: coordopt's agents against a standard library's multi-agent PPO at equal budgets.
 
 On ``tiny`` and ``small``, four learners get the same number of environment steps:
-coordopt's multi-timescale agents trained cold and warm-started from the optimiser (DP on
-``tiny``, MPC on ``small``; the warm start's simulations count against the budget), and
+coordopt's multi-timescale agents trained cold and warm-started from the optimiser that
+``--warm-start auto`` picks (the DP on ``tiny``, bid-price control on ``small``; the warm
+start's simulations count against the budget), and
 TorchRL's MAPPO (centralised critic) and IPPO (independent critics) on the native batched
 environment (:mod:`coordopt.rl.peers`). Each learner logs its greedy profit on a fixed stream
 during training (learning curves against environment steps and against wall time); its
@@ -33,6 +34,7 @@ from coordopt.io import atomic_write_text, save_figure
 from coordopt.machine import machine
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.peers import PeerConfig, train_peer
+from coordopt.rl.warmstart import expert_name
 from coordopt.solvers.dp import solve_dp
 from coordopt.text import table
 
@@ -347,8 +349,11 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
     body = [
         "# Case study: peers",
         "",
-        "coordopt's multi-timescale agents (cold, and warm-started from the DP on `tiny` / MPC on "
-        "`small`) against TorchRL's MAPPO and IPPO (`coordopt train --algorithm mappo|ippo`, the "
+        "coordopt's multi-timescale agents (cold, and warm-started by `--warm-start auto`: "
+        + ", ".join(
+            f"{expert_name('auto', load_instance(i))} on `{i}`" for i in config["instances"]
+        )
+        + ") against TorchRL's MAPPO and IPPO (`coordopt train --algorithm mappo|ippo`, the "
         f"native batched TorchRL environment) at equal environment-step budgets, seeds {config['seeds']}. "
         "Env steps count the warm start's simulations. Learning curves: greedy profit on "
         f"{config['eval_episodes']} fixed episodes (seed {config['eval_seed']}) every "
