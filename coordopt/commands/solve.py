@@ -32,7 +32,7 @@ from coordopt.commands.common import (
     log,
     table,
 )
-from coordopt.guards import claim_out, nonneg_float
+from coordopt.guards import claim_out, device_type, nonneg_float, positive_int
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
 from coordopt.sizes import FULL_LP_CELLS
@@ -50,6 +50,7 @@ FLAG_RULES = [
             "time_limit": ["fluid", "decompose", "lagrangian"],
             "gap": ["decompose"],
             "iterations": ["lagrangian"],
+            "max_states": ["lagrangian"],
             "device": ["lagrangian"],
         },
     ),
@@ -80,12 +81,22 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--iterations",
-        type=int,
+        type=positive_int,
         default=30,
         help="lagrangian: subgradient iterations on the multipliers (default 30)",
     )
     p.add_argument(
-        "--device", default="cpu", help="lagrangian: torch device (cpu, cuda, ...; default cpu)"
+        "--max-states",
+        type=positive_int,
+        default=2048,
+        help="lagrangian: largest (on hand, pipeline) state space of one product's program; "
+        "longer lead times are decided later, which only loosens the bound (default 2048)",
+    )
+    p.add_argument(
+        "--device",
+        type=device_type,
+        default="cpu",
+        help="lagrangian: torch device (cpu, cuda; default cpu)",
     )
     p.add_argument(
         "--force",
@@ -200,22 +211,17 @@ def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
 
 
 def _solve_lagrangian(args: argparse.Namespace, inst: Instance) -> Solution | None:
-    from coordopt.solvers.lagrangian import LagrangianError, solve_lagrangian
+    from coordopt.solvers.lagrangian import solve_lagrangian
 
-    if args.iterations < 1:
-        raise ValueError(f"--iterations {args.iterations}: expected at least 1")
     log(f"computing the stochastic bound of {inst.summary()}")
-    try:
-        sol = solve_lagrangian(
-            inst,
-            iterations=args.iterations,
-            time_limit=args.time_limit,
-            device=args.device,
-            progress=not args.json,
-        ).result()
-    except LagrangianError as exc:
-        log(f"coordopt solve: error: {exc}")
-        return None
+    sol = solve_lagrangian(  # an instance it does not cover is refused (LagrangianError: exit 2)
+        inst,
+        iterations=args.iterations,
+        max_states=args.max_states,
+        time_limit=args.time_limit,
+        device=args.device,
+        progress=not args.json,
+    ).result()
     log(sol.message)
     return sol
 

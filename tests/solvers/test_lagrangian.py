@@ -232,3 +232,20 @@ def test_policy_follows_the_protocol_and_earns_below_the_bound(lead):
     mean = float(stats.profit.mean())
     assert mean <= pol.solution.bound
     assert mean >= 0.8 * pol.solution.bound  # close to the optimum on tiny
+
+
+def test_cli_refuses_what_the_bound_does_not_cover_as_bad_input(tmp_path, capsys):
+    """Hidden stock-outs are not derived: a clear refusal (exit 2) naming why, not a solver
+    failure; the state budget is a checked flag that only --method lagrangian takes."""
+    from coordopt.cli import main
+    from coordopt.instance import Stockout, save_instance
+
+    path = tmp_path / "hidden.toml"
+    save_instance(tiny_variant(stockout=Stockout.HIDDEN), path)
+    assert main(["solve", str(path), "--method", "lagrangian", "--iterations", "2"]) == 2
+    assert "hidden" in capsys.readouterr().err
+    assert main(["solve", "tiny", "--method", "lagrangian", "--max-states", "0"]) == 2
+    assert main(["solve", "tiny", "--method", "decompose", "--max-states", "64"]) == 2
+    argv = ["solve", "tiny", "--method", "lagrangian", "--json", "--iterations", "2"]
+    assert main([*argv, "--max-states", "64"]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] > 0
