@@ -408,15 +408,15 @@ def slate_demand(
     return demand.scatter_add_(1, idx.reshape(h, -1), lift.reshape(h, m * idx.shape[2]))
 
 
-def dual_value(
-    cd: CatalogData, mu: torch.Tensor, rho: torch.Tensor, warm: torch.Tensor | None = None
-) -> DualValue:
-    """The Lagrangian bound at stock values ``mu (H,N)`` and capacity prices ``rho (H,)``
-    (module docstring), with the choice programs' solution and a subgradient. ``warm (H,M)``
-    starts Dinkelbach's iteration from earlier rates."""
-    margin = cd.g[:, None] * cd.price[None] - mu
+def period_slates(
+    cd: CatalogData, margin: torch.Tensor, warm: torch.Tensor | None = None
+) -> tuple[SlateChoice, torch.Tensor]:
+    """Best-revenue slates of every (period, segment) at ``margin (H,N)`` -- one
+    :func:`best_slates` call per :func:`period_chunks` range, joined -- and the expected
+    demand ``(H,N)`` they induce. ``warm (H,M)`` starts Dinkelbach's iteration from earlier
+    rates."""
     parts: list[SlateChoice] = []
-    demand = torch.empty_like(mu)
+    demand = torch.empty_like(margin)
     for sl in period_chunks(cd):
         ch = best_slates(
             margin[sl],
@@ -430,20 +430,35 @@ def dual_value(
         )
         demand[sl] = slate_demand(cd, ch.slates, ch.y, ch.offered)
         parts.append(ch)
-    upper = torch.cat([c.upper for c in parts])
-    choice_part = (cd.rate * upper).sum()
+    offered = [c.offered for c in parts if c.offered is not None]
+    joined = SlateChoice(
+        slates=torch.cat([c.slates for c in parts]),
+        offered=torch.cat(offered) if offered else None,
+        rate=torch.cat([c.rate for c in parts]),
+        upper=torch.cat([c.upper for c in parts]),
+        y=torch.cat([c.y for c in parts]),
+    )
+    return joined, demand
+
+
+def dual_value(
+    cd: CatalogData, mu: torch.Tensor, rho: torch.Tensor, warm: torch.Tensor | None = None
+) -> DualValue:
+    """The Lagrangian bound at stock values ``mu (H,N)`` and capacity prices ``rho (H,)``
+    (module docstring), with the choice programs' solution and a subgradient. ``warm (H,M)``
+    starts Dinkelbach's iteration from earlier rates."""
+    choice, demand = period_slates(cd, cd.g[:, None] * cd.price[None] - mu, warm)
+    choice_part = (cd.rate * choice.upper).sum()
     bound = choice_part + inventory_bound(cd, mu, rho)
     sales, onhand = inventory_flows(cd, mu, rho, demand)
     g_rho = cd.capacity - onhand.sum(dim=1) if cd.capacity is not None else torch.zeros_like(rho)
     return DualValue(
         bound=float(bound),
         choice_part=float(choice_part),
-        slates=torch.cat([c.slates for c in parts]),
-        rate=torch.cat([c.rate for c in parts]),
-        y=torch.cat([c.y for c in parts]),
-        offered=torch.cat([c.offered for c in parts if c.offered is not None])
-        if cd.hidden
-        else None,
+        slates=choice.slates,
+        rate=choice.rate,
+        y=choice.y,
+        offered=choice.offered,
         demand=demand,
         g_mu=sales - demand,
         g_rho=g_rho,

@@ -111,8 +111,7 @@ from coordopt.solvers.catalog import (
     CatalogData,
     best_slates,
     catalog_data,
-    period_chunks,
-    slate_demand,
+    period_slates,
     solve_catalog,
 )
 
@@ -702,27 +701,9 @@ def evaluate(
 def _evaluate(
     model: LagrangianModel, alpha: torch.Tensor, warm: torch.Tensor | None
 ) -> LagrangianValue:
-    cd = model.cd
-    margin = cd.g[:, None] * alpha
-    demand = torch.empty_like(alpha)
-    uppers, rates, slates0 = [], [], None
-    for sl in period_chunks(cd):
-        ch = best_slates(
-            margin[sl],
-            cd.rate[sl],
-            cd.wr,
-            cd.wn,
-            cd.w0,
-            cd.slate_size,
-            False,
-            None if warm is None else warm[sl],
-        )
-        demand[sl] = slate_demand(cd, ch.slates, ch.y, None)
-        uppers.append(ch.upper)
-        rates.append(ch.rate)
-        if slates0 is None:
-            slates0 = ch.slates[0]
-    slate_part = float((cd.rate * torch.cat(uppers)).sum())
+    cd = model.cd  # "lost" stock-outs only (build_model refuses hidden ones)
+    choice, demand = period_slates(cd, cd.g[:, None] * alpha, warm)
+    slate_part = float((cd.rate * choice.upper).sum())
     n = alpha.shape[1]
     values = torch.zeros(n, dtype=alpha.dtype, device=alpha.device)
     exp_u = torch.zeros_like(alpha)
@@ -733,7 +714,6 @@ def _evaluate(
         exp_u[:, gr.idx] = _expected_rates(model, gr, pol)
         first[gr.idx] = _first_orders(gr, pol)
     product_part = float(values.sum())
-    assert slates0 is not None
     return LagrangianValue(
         bound=slate_part + product_part,
         slate_part=slate_part,
@@ -743,8 +723,8 @@ def _evaluate(
         grad=cd.g[:, None] * (demand - exp_u),
         values=values,
         first_orders=first,
-        first_slates=slates0,
-        warm=torch.cat(rates),
+        first_slates=choice.slates[0],
+        warm=choice.rate,
     )
 
 
