@@ -156,6 +156,26 @@ class SiloedPolicy(StaticSlatePolicy):
         return Action(orders=orders, slates=self.batch_slates(state.batch_size))
 
 
+SILOED_INVENTORY = ("base-stock", "dp")
+"""Values of the siloed firm's option ``inventory``: ``base-stock`` (the newsvendor rule of
+:class:`SiloedPolicy`, the default) or ``dp`` (docs/model.md's best siloed firm: each
+product's exact dynamic program for the demand of the same slates, :data:`BEST_SILOED_ENTRY_POINT`)."""
+
+
+def siloed_policy(params: SimParams, *, inventory: str = "base-stock", **options: Any) -> Policy:
+    """The factory behind ``siloed``: :class:`SiloedPolicy` (``inventory="base-stock"``) or
+    the best siloed firm (``inventory="dp"``, named ``siloed:inventory=dp``), a solver-backed
+    policy reached through :data:`BEST_SILOED_ENTRY_POINT` on first use."""
+    if inventory not in SILOED_INVENTORY:
+        raise ValueError(
+            f"policy 'siloed': option inventory must be one of "
+            f"{', '.join(SILOED_INVENTORY)}, got {inventory!r}"
+        )
+    if inventory == "dp":
+        return _resolve(BEST_SILOED_ENTRY_POINT)(params, **options)
+    return SiloedPolicy(params, **options)
+
+
 class NullPolicy(StaticSlatePolicy):
     """Orders nothing and recommends nothing: the floor every policy must beat."""
 
@@ -171,7 +191,7 @@ class NullPolicy(StaticSlatePolicy):
 
 
 POLICY_ENTRY_POINTS: dict[str, str] = {
-    "siloed": "coordopt.policies:SiloedPolicy",
+    "siloed": "coordopt.policies:siloed_policy",
     "null": "coordopt.policies:NullPolicy",
     "mpc": "coordopt.solvers.mpc:MPCPolicy",
     "dp": "coordopt.solvers.dp:DPPolicy",
@@ -191,6 +211,11 @@ AGENT_ENTRY_POINT = "coordopt.rl.agents:load_policy"
 PEER_ENTRY_POINT = "coordopt.rl.peers:load_peer_policy"
 """``"module:loader"`` of a TorchRL peer's run (``coordopt train --algorithm mappo|ippo``; its
 directory holds ``peer.json``), called like :data:`AGENT_ENTRY_POINT`."""
+
+
+BEST_SILOED_ENTRY_POINT = "coordopt.solvers.lagrangian:BestSiloedPolicy"
+"""``"module:factory"`` of the best siloed firm (``siloed:inventory=dp``), called like the
+factories of :data:`POLICY_ENTRY_POINTS`: its per-product programs are a solver's."""
 
 
 def _resolve(target: str) -> Any:

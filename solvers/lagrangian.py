@@ -116,12 +116,15 @@ from coordopt.solvers.catalog import (
 )
 
 __all__ = [
+    "BestSiloedPolicy",
+    "FixedRatePrograms",
     "LagrangianError",
     "LagrangianModel",
     "LagrangianSolution",
     "LagrangianValue",
     "build_model",
     "max_rates",
+    "solve_fixed_rates",
     "solve_lagrangian",
 ]
 
@@ -253,19 +256,24 @@ def build_model(
     grid: int = 16,
     max_states: int = 2048,
     device: str | torch.device = "cpu",
+    rates: torch.Tensor | None = None,
 ) -> LagrangianModel:
     """Collect the product programs of ``inst`` (module docstring): caps, effective lead
     times (the largest ``L' <= L`` whose ``(H+1)(Q+1)^L'`` states fit ``max_states``; a
-    product that fits at no ``L'`` keeps ``L' = 0``), order costs, corrections, credits."""
+    product that fits at no ``L'`` keeps ``L' = 0``), order costs, corrections, credits.
+
+    ``rates (T,N)``: programs whose demand rate is fixed at ``rates`` (:func:`solve_fixed_rates`)
+    take them in place of :func:`max_rates` as ``umax``: the caps and the truncation terms
+    (5) only need a rate that dominates the demand, and that demand is exactly Poisson(rates)."""
     _check(inst)
     cd = catalog_data(inst, device=device)  # refuses salvage above unit cost
     h, _, n = cd.shape
-    umax = max_rates(cd)
+    umax = max_rates(cd) if rates is None else rates.to(cd.g.device, cd.g.dtype)
     lead = inst.lead_time.astype(int)
     mo = inst.max_order
     x0 = inst.initial_inventory.astype(int)
-    rates = umax.cpu().numpy()
-    cum = np.concatenate([np.zeros((1, n)), np.cumsum(rates, axis=0)])  # Lambda_{s..tau}
+    umax_np = umax.cpu().numpy()
+    cum = np.concatenate([np.zeros((1, n)), np.cumsum(umax_np, axis=0)])  # Lambda_{s..tau}
     plan: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
     for i in range(n):
         choice = None
@@ -891,6 +899,44 @@ def _progress(enabled: bool, total: int) -> Any:
     return tqdm(total=total, desc="lagrangian", disable=not enabled, unit="it", delay=0.5)
 
 
+def _group_orders(
+    gr: _Group, order_tab: torch.Tensor, expected: torch.Tensor, state: SimState
+) -> torch.Tensor:
+    """Orders ``(B,n)`` of the group's order rule ``order_tab`` (``_Policy.order`` stacked
+    over periods) at each environment's own state. A product whose orders are postponed by
+    ``d`` periods (module docstring, (3)) orders now what its program would order ``d``
+    periods on, from its state with the next ``d`` periods' arrivals added and their expected
+    demand (``expected (T+1,N)``, cumulative from period 0) taken off: a heuristic there."""
+    t = state.t
+    h = expected.shape[0] - 1
+    batch = state.on_hand.shape[0]
+    dev = state.on_hand.device
+    width = state.pipeline.shape[2]
+    n, big_h, big_q, lead = gr.n, gr.H, gr.Q, gr.lead
+    x = state.on_hand[:, gr.idx].round().long()  # (B,n)
+    pipe = state.pipeline[:, gr.idx, :].round().long().clamp(0, big_q)  # (B,n,W)
+    d = gr.delay
+    col = torch.arange(width, device=dev)
+    early = (col[None] < d[:, None]).to(pipe.dtype)  # slots arriving before t + d
+    td = (t + d).clamp(max=h)
+    demand = (expected[td, gr.idx] - expected[t, gr.idx]).round().long()
+    x_eff = (x + (pipe * early[None]).sum(2) - demand[None]).clamp(0, big_h)
+    rows = torch.arange(n, device=dev)[None].expand(batch, n)
+    tq = td.clamp(max=h - 1)[None].expand(batch, n)
+    live = (t + d <= h - 1)[None].expand(batch, n)
+    if lead == 0:
+        q = order_tab[tq, rows, x_eff].long()
+    else:
+        slot = (d[:, None] + torch.arange(lead, device=dev)[None]).clamp(max=width - 1)
+        rel = torch.gather(pipe, 2, slot[None].expand(batch, -1, -1))  # (B,n,L')
+        a = (x_eff + rel[..., 0]).clamp(max=big_h)
+        r = torch.zeros_like(a)
+        for j in range(1, lead):
+            r = r * (big_q + 1) + rel[..., j]
+        q = order_tab[tq, rows, a, r].long()
+    return torch.where(live, q, 0)
+
+
 # --------------------------------------------------------------------------- the policy
 
 
@@ -984,25 +1030,8 @@ class LagrangianPolicy:
             x = state.on_hand[:, gr.idx].round().long()  # (B,n)
             pipe = state.pipeline[:, gr.idx, :].round().long().clamp(0, big_q)  # (B,n,W)
             d = gr.delay
-            col = torch.arange(width, device=dev)
-            early = (col[None] < d[:, None]).to(pipe.dtype)  # slots arriving before t + d
-            td = (t + d).clamp(max=h)
-            demand = (self.expected[td, gr.idx] - self.expected[t, gr.idx]).round().long()
-            x_eff = (x + (pipe * early[None]).sum(2) - demand[None]).clamp(0, big_h)
             rows = torch.arange(n, device=dev)[None].expand(batch, n)
-            tq = td.clamp(max=h - 1)[None].expand(batch, n)
-            live = (t + d <= h - 1)[None].expand(batch, n)
-            if lead == 0:
-                q = order_tab[tq, rows, x_eff].long()
-            else:
-                slot = (d[:, None] + torch.arange(lead, device=dev)[None]).clamp(max=width - 1)
-                rel = torch.gather(pipe, 2, slot[None].expand(batch, -1, -1))  # (B,n,L')
-                a = (x_eff + rel[..., 0]).clamp(max=big_h)
-                r = torch.zeros_like(a)
-                for j in range(1, lead):
-                    r = r * (big_q + 1) + rel[..., j]
-                q = order_tab[tq, rows, a, r].long()
-            q = torch.where(live, q, 0)
+            q = _group_orders(gr, order_tab, self.expected, state)
             orders[:, gr.idx] = q.to(orders.dtype)
             # the value of one more unit of rate at the current post-decision state
             now = torch.full_like(x, t)
@@ -1024,3 +1053,177 @@ class LagrangianPolicy:
         slates = torch.full((batch, cd.shape[1], k), -1, dtype=torch.long, device=dev)
         slates[..., : choice.slates.shape[2]] = choice.slates[..., :k]
         return Action(orders=orders.to(p.dtype), slates=slates)
+
+
+# --------------------------------------------------------------------------- fixed rates
+
+
+@dataclass(eq=False)
+class FixedRatePrograms:
+    """Every product's program solved with its demand rate fixed per period (no rate
+    decision, no multiplier): the exact optimal inventory policy of each product under the
+    demand that fixed slates induce. ``values (N,)`` each product's optimal expected
+    discounted profit from the start state (exact, up to the truncation credit (5) of at
+    most a Poisson tail of ``TAIL``, except for postponed products, where it is the value of
+    the relaxation (3), an upper bound); :meth:`orders` the order rule at any state."""
+
+    model: LagrangianModel
+    rates: torch.Tensor  # (T,N)
+    tables: list[tuple[_Group, torch.Tensor]]  # (group, order rule stacked over periods)
+    values: torch.Tensor  # (N,)
+    expected: torch.Tensor  # (T+1,N) cumulative expected demand from period 0
+    seconds: float
+
+    @property
+    def value(self) -> float:
+        """Expected discounted profit of all products together (their sum)."""
+        return float(self.values.sum())
+
+    @property
+    def postponed_products(self) -> int:
+        """Products whose lead time is beyond the state budget (orders postponed, (3))."""
+        return int(self.model.info["postponed_products"])
+
+    def orders(self, state: SimState) -> torch.Tensor:
+        """Orders ``(B,N)`` of every product's program at its own state (a few gathers)."""
+        batch, n_all = state.on_hand.shape
+        out = torch.zeros(batch, n_all, dtype=state.on_hand.dtype, device=state.on_hand.device)
+        for gr, order_tab in self.tables:
+            out[:, gr.idx] = _group_orders(gr, order_tab, self.expected, state).to(out.dtype)
+        return out
+
+
+def solve_fixed_rates(
+    inst: Instance,
+    rates: np.ndarray | torch.Tensor,
+    *,
+    max_states: int = 2048,
+    device: str | torch.device = "cpu",
+) -> FixedRatePrograms:
+    """Each product's exact inventory program with demand Poisson(``rates[t, i]``), ``(T,N)``.
+
+    The bound's own programs (:func:`build_model`, :func:`_solve_group`) with the rate grid
+    reduced to ``{0, rate}`` and the rate priced at ``-A`` (a subsidy large enough that the
+    full rate is taken in every state, as the check below confirms), then ``A sum_t g_t
+    rate_t`` taken off the value again: backward induction with the rate fixed. ``rates``
+    set the caps of :func:`build_model` in place of :func:`max_rates`."""
+    began = time.perf_counter()
+    with torch.no_grad(), _flush_denormals():
+        ref = rates if isinstance(rates, torch.Tensor) else torch.tensor(np.array(rates, float))
+        ref = ref.to(device=device, dtype=torch.float64)
+        h, n = inst.horizon, inst.n_products
+        if ref.shape != (h, n):
+            raise ValueError(f"rates must have shape (T, N) = ({h}, {n}), got {tuple(ref.shape)}")
+        if not bool(torch.isfinite(ref).all()) or bool((ref < 0).any()):
+            raise ValueError("rates must be finite and non-negative")
+        model = build_model(inst, grid=2, max_states=max_states, device=device, rates=ref)
+        cd = model.cd
+        money = (
+            cd.price
+            + cd.penalty
+            + cd.holding
+            + torch.tensor(
+                np.array(inst.unit_cost, dtype=float), dtype=cd.g.dtype, device=cd.g.device
+            )
+        )
+        subsidy = 1e3 * h * max(float(money.max()), 1.0)
+        alpha = torch.full_like(ref, -subsidy)
+        plan = dataclasses.replace(model, row_of=np.arange(h), cache_rows=1)
+        values = torch.zeros(n, dtype=ref.dtype, device=ref.device)
+        tables = []
+        for gr in model.groups:
+            fixed = dataclasses.replace(gr, umax=ref[:, gr.idx], kernels={}, grid=2)
+            pol = _solve_group(plan, fixed, alpha)
+            took_all = all(
+                bool(((r == 1) | (fixed.umax[t][:, None, None] <= 0)).all())
+                for t, r in enumerate(pol.rate_idx)
+            )
+            if not took_all:  # the subsidy was not enough: the rate would not be fixed
+                raise AssertionError("solve_fixed_rates: a program did not take the full rate")
+            paid = subsidy * (cd.g[:, None] * fixed.umax).sum(dim=0)
+            values[gr.idx] = pol.value - paid
+            tables.append((gr, torch.stack(pol.order)))
+        expected = torch.cat([torch.zeros_like(ref[:1]), torch.cumsum(ref, dim=0)])
+    return FixedRatePrograms(
+        model, ref, tables, values, expected, seconds=time.perf_counter() - began
+    )
+
+
+class BestSiloedPolicy:
+    """docs/model.md's best siloed firm (``siloed:inventory=dp``): the siloed firm's slates
+    (each segment's revenue-maximising slate, ignoring stock) and, for the demand those fixed
+    slates induce, each product's exact inventory program (:func:`solve_fixed_rates`; the
+    products are independent once the slates are fixed). Solved once at construction; each
+    decision is a few gathers per product group. Made through
+    ``make_policy("siloed", params, inventory="dp")``.
+
+    ``max_states`` bounds each product's ``(H+1)(Q+1)^L`` states (caps at a Poisson tail of
+    ``TAIL`` of the fixed demand). A product beyond it is solved with its orders postponed
+    (module docstring, (3): decided ``d`` periods later with lead time ``L - d``) and then
+    orders by the heuristic of :func:`_group_orders` (its state ``d`` periods on, projected
+    with expected demand): for that product the policy is no longer the exact optimum, and
+    :attr:`value` is then an upper bound, not the policy's value. :meth:`report` counts them
+    (``postponed_products``): with the default, 2 of 10 on ``small`` and 3 of 50 on
+    ``medium`` (lead time 2, fast movers); ``max_states=4000000`` makes ``small`` exact.
+    """
+
+    name = "siloed:inventory=dp"
+
+    def __init__(
+        self, params: SimParams, *, season_end: bool = True, max_states: int = 1_000_000
+    ) -> None:
+        from coordopt.choice import best_revenue_slates, expected_demand
+        from coordopt.guards import positive_int
+        from coordopt.policies import StaticSlatePolicy, check_options
+
+        check_options(
+            self.name,
+            {"season_end": bool, "max_states": positive_int},
+            {"season_end": season_end, "max_states": max_states},
+        )
+        if not season_end:
+            raise ValueError(
+                f"policy '{self.name}': option season_end=false is the base-stock firm that "
+                "orders past the season; the dynamic program orders optimally for the season "
+                "it knows, so drop season_end (or use inventory=base-stock)"
+            )
+        began = time.perf_counter()
+        self.params = params
+        inst = params.instance
+        slates, self.revenue_per_customer = best_revenue_slates(inst)
+        self._slates = StaticSlatePolicy(params, slates)
+        self.demand_rate = expected_demand(inst, slates)  # (T, N)
+        try:
+            self.programs = solve_fixed_rates(
+                inst, self.demand_rate, max_states=max_states, device=params.device
+            )
+        except LagrangianError as exc:
+            raise ValueError(
+                f"policy '{self.name}': its per-product programs (shared with the stochastic "
+                f"bound) do not cover this instance: {exc}"
+            ) from exc
+        self.setup_seconds = time.perf_counter() - began
+
+    @property
+    def value(self) -> float:
+        """The programs' expected discounted profit from the start state: the best siloed
+        firm's exact value when no product is postponed."""
+        return self.programs.value
+
+    def report(self) -> dict[str, Any]:
+        """What ``coordopt evaluate --json`` reports: set-up seconds, the programs' value and
+        how many products were solved with postponed orders (heuristic there)."""
+        return {
+            "setup_seconds": self.setup_seconds,
+            "program_value": self.value,
+            "postponed_products": self.programs.postponed_products,
+            "program_states": int(self.programs.model.info["states"]),
+        }
+
+    def reset(self, batch_size: int) -> None:
+        self._slates.reset(batch_size)
+
+    def act(self, state: SimState) -> Action:
+        with torch.no_grad():
+            orders = self.programs.orders(state).to(self.params.dtype)
+        return Action(orders=orders, slates=self._slates.batch_slates(state.batch_size))

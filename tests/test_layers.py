@@ -39,7 +39,12 @@ LAYERS: list[tuple[str, int]] = [
 ]
 
 DECLARED_ENTRY_TABLES = {
-    "coordopt.policies": ("POLICY_ENTRY_POINTS", "AGENT_ENTRY_POINT", "PEER_ENTRY_POINT"),
+    "coordopt.policies": (
+        "POLICY_ENTRY_POINTS",
+        "AGENT_ENTRY_POINT",
+        "PEER_ENTRY_POINT",
+        "BEST_SILOED_ENTRY_POINT",
+    ),
     "coordopt.studies": ("STUDIES_PACKAGE",),
     "coordopt.cli": ("COMMANDS",),
 }
@@ -150,9 +155,19 @@ def test_only_declared_entry_tables_import_by_name() -> None:
 
 
 def test_policy_entry_points_resolve() -> None:
-    from coordopt.policies import AGENT_ENTRY_POINT, PEER_ENTRY_POINT, POLICY_ENTRY_POINTS
+    from coordopt.policies import (
+        AGENT_ENTRY_POINT,
+        BEST_SILOED_ENTRY_POINT,
+        PEER_ENTRY_POINT,
+        POLICY_ENTRY_POINTS,
+    )
 
-    entries = {**POLICY_ENTRY_POINTS, "agent": AGENT_ENTRY_POINT, "peer": PEER_ENTRY_POINT}
+    entries = {
+        **POLICY_ENTRY_POINTS,
+        "agent": AGENT_ENTRY_POINT,
+        "peer": PEER_ENTRY_POINT,
+        "best siloed": BEST_SILOED_ENTRY_POINT,
+    }
     for name, target in entries.items():
         module, attr = target.split(":")
         assert callable(getattr(importlib.import_module(module), attr)), name
