@@ -23,20 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from run_dirs import copy_run
 
 from coordopt.cli import main
 from coordopt.instance import InstanceError, load_instance, save_instance
 from coordopt.simulator import SimParams
 
 COORDOPT = [sys.executable, "-m", "coordopt.cli"]
-
-
-def _copy_run(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.is_file():
-            (dst / f.name).write_bytes(f.read_bytes())
-    return dst
 
 
 def _evaluate(
@@ -79,7 +72,7 @@ def test_a_peer_checkpoint_linking_out_is_refused(
 ) -> None:
     outside = tmp_path / "elsewhere.pt"
     outside.write_bytes((peer_run / "best.pt").read_bytes())
-    run = _copy_run(peer_run, tmp_path / "run")
+    run = copy_run(peer_run, tmp_path / "run")
     (run / "best.pt").unlink()
     (run / "best.pt").symlink_to(outside)
     code, err = _evaluate(run, capsys)
@@ -129,7 +122,7 @@ def _deep(depth: int) -> str:
 def test_a_malformed_peer_json_is_refused_naming_it(
     peer_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
 ) -> None:
-    run = _copy_run(peer_run, tmp_path / "run")
+    run = copy_run(peer_run, tmp_path / "run")
     (run / "peer.json").write_bytes(content.encode("latin-1"))
     code, err = _evaluate(run, capsys)
     assert code == 2 and "peer.json" in err, err
@@ -152,7 +145,7 @@ def test_a_malformed_peer_json_is_refused_naming_it(
 def test_a_malformed_peer_checkpoint_is_refused_naming_it(
     peer_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
-    run = _copy_run(peer_run, tmp_path / "run")
+    run = copy_run(peer_run, tmp_path / "run")
     marker = tmp_path / "pwned"
     blob = torch.load(run / "best.pt", weights_only=True)
     actor = blob["actors"]["replenishment"]
@@ -197,7 +190,7 @@ def test_peer_policy_options_are_checked(
 def test_a_peer_config_with_huge_networks_is_refused_before_building(
     peer_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _copy_run(peer_run, tmp_path / "run")
+    run = copy_run(peer_run, tmp_path / "run")
     for sizes in ({"hidden_size": 100_000, "depth": 2}, {"hidden_size": 10**12}, {"depth": 10**9}):
         meta = json.loads((run / "peer.json").read_text())
         meta["config"].update(sizes)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from rl_budget import FAST
+from run_dirs import copy_run
 
 from coordopt.cli import main
 from coordopt.instance import load_instance
@@ -41,19 +42,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _copy_run(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.is_file():
-            (dst / f.name).write_bytes(f.read_bytes())
-    return dst
-
-
 def test_pickle_payload_never_runs(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     marker = tmp_path / "pwned"
-    run = _copy_run(run_dir, tmp_path / "shared")
+    run = copy_run(run_dir, tmp_path / "shared")
     for name in RUN_FILES:
         torch.save({"format": "coordopt-rl/2", "meta": Payload(marker)}, run / name)
     params = SimParams.from_instance(load_instance("tiny"))
@@ -108,7 +101,7 @@ def _mutate(blob: dict, case: str) -> object:
 def test_malformed_checkpoints_are_refused_naming_the_file(
     run_dir: Path, tmp_path: Path, case: str
 ) -> None:
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     blob = torch.load(run / "best.pt", weights_only=True)
     torch.save(_mutate(blob, case), run / "best.pt")
     params = SimParams.from_instance(load_instance("tiny"))
@@ -117,7 +110,7 @@ def test_malformed_checkpoints_are_refused_naming_the_file(
 
 
 def test_truncated_and_empty_files_are_refused(run_dir: Path, tmp_path: Path) -> None:
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     data = (run / "checkpoint.pt").read_bytes()
     for payload in (data[: len(data) // 2], b""):
         (run / "checkpoint.pt").write_bytes(payload)
@@ -130,7 +123,7 @@ def test_truncated_and_empty_files_are_refused(run_dir: Path, tmp_path: Path) ->
 def test_optimiser_state_of_the_wrong_shape_is_refused_on_resume(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     blob = torch.load(run / "checkpoint.pt", weights_only=True)
     state = blob["optimisers"]["critic"]["state"]
     first = next(iter(state))
@@ -153,7 +146,7 @@ def test_checkpoint_option_is_confined_to_the_run_files(run_dir: Path, tmp_path:
     policy = make_policy(str(run_dir), params, checkpoint="final.pt")
     assert policy.name == "rl:run"
     # a run file that links out of the run directory is refused as well
-    run = _copy_run(run_dir, tmp_path / "linked")
+    run = copy_run(run_dir, tmp_path / "linked")
     (run / "best.pt").unlink()
     (run / "best.pt").symlink_to(outside)
     with pytest.raises(CheckpointError, match=re.escape("links out of the run directory")):
@@ -184,7 +177,7 @@ def test_runs_from_before_the_slate_gain_skip_load_with_it_at_zero(tmp_path: Pat
 
 def _with_blob(run_dir: Path, tmp_path: Path, name: str, change: Any) -> Path:
     """A copy of the run whose checkpoint ``name`` went through ``change(blob)``."""
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     blob = torch.load(run / name, weights_only=True)
     torch.save(change(blob) or blob, run / name)
     return run
@@ -262,7 +255,7 @@ def test_a_checkpoint_whose_zip_entries_inflate_too_far_is_refused_unread(
     from coordopt.rl import rundir
 
     # an entry that declares 2 GiB in the central directory: refused from it, never read
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w") as archive:
         archive.writestr("archive/data.pkl", b"x" * 16)
@@ -293,14 +286,14 @@ def test_a_finished_runs_summary_is_checked_on_resume(
     """A malformed summary.json of a finished run was reported as the run's result (exit 0)."""
     argv = ["train", "tiny", "--resume", "--no-progress", "--json"]
     for field, value in (("iterations", "three"), ("seconds", -1.0), ("final_eval", [1])):
-        run = _copy_run(run_dir, tmp_path / f"run-{field}")
+        run = copy_run(run_dir, tmp_path / f"run-{field}")
         summary = json.loads((run / "summary.json").read_text())
         summary[field] = value
         (run / "summary.json").write_text(json.dumps(summary))
         assert main([*argv, "--out", str(run)]) == 2
         err = capsys.readouterr().err
         assert f"summary.json: field '{field}'" in err, err
-    run = _copy_run(run_dir, tmp_path / "run-deep")
+    run = copy_run(run_dir, tmp_path / "run-deep")
     (run / "summary.json").write_text("[" * 100_000 + "]" * 100_000)
     assert main([*argv, "--out", str(run)]) == 2
     assert "nested more than" in capsys.readouterr().err
@@ -388,7 +381,7 @@ def test_json_files_of_a_run_must_not_link_out(run_dir: Path, tmp_path: Path) ->
 
     outside = tmp_path / "summary.json"
     outside.write_text((run_dir / "summary.json").read_text())
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     (run / "summary.json").unlink()
     (run / "summary.json").symlink_to(outside)
     with pytest.raises(CheckpointError, match="links out of the run directory"):
@@ -436,7 +429,7 @@ def test_a_hostile_config_json_is_never_read_whole(
     """``evaluate`` sizes a run's work from its config.json: a link to /dev/zero grew without
     bound, deep nesting was an internal error. It is read by the run reader, and the run's
     checkpoint (which holds the configuration the policy is built from) decides."""
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     for hostile in ("/dev/zero", "deep"):
         (run / "config.json").unlink()
         if hostile == "deep":
@@ -452,7 +445,7 @@ def test_resume_never_follows_a_checkpoint_linking_out(
 ) -> None:
     outside = tmp_path / "elsewhere.pt"
     outside.write_bytes((run_dir / "checkpoint.pt").read_bytes())
-    run = _copy_run(run_dir, tmp_path / "run")
+    run = copy_run(run_dir, tmp_path / "run")
     (run / "checkpoint.pt").unlink()
     (run / "checkpoint.pt").symlink_to(outside)
     argv = ["train", "tiny", "--out", str(run), "--resume", "--no-progress"]
