@@ -888,7 +888,7 @@ def solve_catalog(
         history: list[tuple[float, float, float]] = []
         timings = {"dual": 0.0, "plan": 0.0}
         stop = "iterations"
-        bar = _progress(progress, max_iterations)
+        bar = iteration_bar(progress, max_iterations, "catalog")
         it, planned_at = 0, -1
         for it in range(max_iterations):
             ts = time.perf_counter()
@@ -977,7 +977,8 @@ def solve_catalog(
         )
 
 
-def _progress(enabled: bool, total: int) -> Any:
+def iteration_bar(enabled: bool, total: int, desc: str) -> Any:
+    """The progress bar of an iterative solver (``desc`` names it), shown after half a second."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="catalog", disable=not enabled, unit="it", delay=0.5)
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="it", delay=0.5)

@@ -111,6 +111,7 @@ from coordopt.solvers.catalog import (
     CatalogData,
     best_slates,
     catalog_data,
+    iteration_bar,
     period_slates,
     solve_catalog,
 )
@@ -841,7 +842,7 @@ def solve_lagrangian(
         scale, share, since = step_scale, 0.02, 0
         warm = None
         stop = "iterations"
-        bar = _progress(progress, iterations)
+        bar = iteration_bar(progress, iterations, "lagrangian")
         it = 0
         for it in range(iterations):
             val = evaluate(model, alpha, warm)
@@ -891,12 +892,6 @@ def solve_lagrangian(
             demand=best.demand.cpu().numpy(),
             history=history,
         )
-
-
-def _progress(enabled: bool, total: int) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="lagrangian", disable=not enabled, unit="it", delay=0.5)
 
 
 def _group_orders(
