@@ -157,7 +157,7 @@ def bench_curve(args: argparse.Namespace) -> None:
 
 def bench_bidprice(args: argparse.Namespace) -> None:
     from coordopt.evaluation import compare, evaluate
-    from coordopt.policies import make_policy, policy_spec
+    from coordopt.policies import make_policy
     from coordopt.simulator import SimParams
 
     inst = load_instance(args.instance)
@@ -183,8 +183,7 @@ def bench_bidprice(args: argparse.Namespace) -> None:
         ),
     }
     for other in args.against.split(","):
-        name, options = policy_spec(other)
-        against = make_policy(name, params, **options)
+        against = make_policy(other, params)
         ev = evaluate(
             params, against, episodes=args.episodes, seed=args.seed, batch_size=args.batch
         )

@@ -32,9 +32,9 @@ import torch
 from bench_rl import Iterations, bench_rollout  # the script's own folder
 
 from coordopt.instance import load_instance
-from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context, observe
+from coordopt.rl.networks import build_agents
 from coordopt.rl.ppo import train
 from coordopt.simulator import SimParams, empty_slates, reset
 

@@ -36,10 +36,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from coordopt.instance import load_instance
 from coordopt.rl import distributions as D
-from coordopt.rl.agents import build_agents
 from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context, observe
+from coordopt.rl.networks import build_agents
 from coordopt.rl.ppo import _optimisers, ppo_update, resolve_device, train
 from coordopt.rl.rollout import collect_rollout, gae
 from coordopt.rl.schedules import make_timescales

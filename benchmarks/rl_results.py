@@ -39,12 +39,15 @@ import torch
 from coordopt.evaluation import Evaluation, compare, evaluate
 from coordopt.instance import load_instance
 from coordopt.machine import machine as bench_machine
-from coordopt.rl.agents import choose_scorer, load_policy
 from coordopt.rl.config import TrainConfig
+from coordopt.rl.networks import choose_scorer
+from coordopt.rl.policy import load_policy
 from coordopt.rl.ppo import TrainResult, train
+from coordopt.rl.rundir import AGENTS_RUN, BEST, CONFIG, FINAL, RunDir
 from coordopt.simulator import SimParams
 
 EXPERIMENT = "experiment.json"  # the wall time of a run, beside the summary training writes
+CURVE = "curve.json"  # its learning curve, beside the log training writes
 DP_OPTIMUM_TINY = 61.9692  # exact DP value of `tiny` (solvers/dp.py)
 
 # The budgets of the experiments (every other field: the TrainConfig default).
@@ -64,15 +67,16 @@ def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any
     A finished run is reused only when the ``config.json`` that training wrote there equals
     ``config`` (with ``scorer="auto"`` resolved for the instance, as training saves it).
     """
-    if (out / "final.pt").is_file():
+    run = RunDir(out, AGENTS_RUN)
+    if run.file(FINAL).is_file():
         inst = load_instance(instance)
         wanted = replace(
             config, scorer=choose_scorer(config.scorer, inst.n_products, inst.n_segments)
         )
         try:
-            saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+            saved = TrainConfig.from_dict(run.read_config())
         except (OSError, ValueError, TypeError) as exc:
-            raise SystemExit(f"{out / 'config.json'}: unreadable ({exc}); remove {out}") from None
+            raise SystemExit(f"{run.file(CONFIG)}: unreadable ({exc}); remove {out}") from None
         if saved != wanted:
             diff = sorted(k for k, v in wanted.to_dict().items() if saved.to_dict()[k] != v)
             raise SystemExit(
@@ -81,7 +85,7 @@ def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any
             )
         summary = TrainResult.read(out).as_dict()
         extra = json.loads((out / EXPERIMENT).read_text()) if (out / EXPERIMENT).is_file() else {}
-        curve = json.loads((out / "curve.json").read_text())
+        curve = json.loads((out / CURVE).read_text())
         return {**summary, **extra, "out_dir": str(out), "curve": curve, "reused": True}
     t0 = time.perf_counter()
     res: TrainResult = train(load_instance(instance), config, out, progress=False)
@@ -110,7 +114,7 @@ def run_training(instance: str, config: TrainConfig, out: Path) -> dict[str, Any
         for r in res.history
         if "eval_profit" in r
     ]
-    (out / "curve.json").write_text(json.dumps(curve))
+    (out / CURVE).write_text(json.dumps(curve))
     extra = {"wall_seconds": wall}
     (out / EXPERIMENT).write_text(json.dumps(extra))
     return {**res.as_dict(), **extra, "curve": curve, "reused": False}
@@ -144,9 +148,9 @@ def agent_specs(directory: str) -> dict[str, tuple[str, bool, str]]:
     """The run's selected agents (``best.pt``, chosen on the training evaluation stream, which
     differs from the final one) greedy and sampling, and its last agents (``final.pt``)."""
     return {
-        "rl greedy": (directory, True, "best.pt"),
-        "rl sampling": (directory, False, "best.pt"),
-        "rl greedy (last iteration)": (directory, True, "final.pt"),
+        "rl greedy": (directory, True, BEST),
+        "rl sampling": (directory, False, BEST),
+        "rl greedy (last iteration)": (directory, True, FINAL),
     }
 
 

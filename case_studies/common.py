@@ -50,10 +50,8 @@ def evaluate_method(
     if method in RL_METHODS:
         run, info = train_agents(inst, method, seed, iterations, workdir, **train_overrides)
         policy = make_policy(str(run), params)
-    elif method == "mpc" or method == "fluid":
-        policy = make_policy(method, params, seed=seed)
     else:
-        policy = make_policy(method, params)
+        policy = make_policy(method, params, seed=seed)
     ev: Evaluation = evaluate(params, policy, episodes=episodes, seed=eval_seed)
     return {
         "mean": ev.mean,
@@ -71,9 +69,15 @@ def paired_ci(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV: a column for every scalar field any row has (in order of first
+    appearance; empty where a row lacks it), lists and dicts left out."""
     buf = io.StringIO()
     if rows:
-        keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+        keys = list(
+            dict.fromkeys(
+                k for row in rows for k, v in row.items() if not isinstance(v, (list, dict))
+            )
+        )
         writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from scipy import stats
 
+from coordopt.economics import term_names
 from coordopt.instance import Instance
 from coordopt.policies import Policy, make_policy
 from coordopt.simulator import SimParams, SimState, StepResult, reset, step, step_seed
-
-TERMS = ("revenue", "ordering_cost", "holding_cost", "lost_sale_cost", "salvage")
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +67,7 @@ def rollout(
     disc = 1.0
     f64 = torch.float64
     profit = torch.zeros(batch_size, dtype=f64, device=params.device)
-    terms = {k: torch.zeros_like(profit) for k in TERMS}
+    terms = {k: torch.zeros_like(profit) for k in term_names()}
     units = {k: torch.zeros_like(profit) for k in ("demand", "sales", "lost", "on_hand")}
     rec: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
@@ -78,8 +77,8 @@ def rollout(
             prev = state
             state, res = step(state, action, params, gen)
             profit += disc * res.reward.to(f64)
-            for k in TERMS:
-                terms[k] += disc * getattr(res, k).to(f64)
+            for k, value in res.terms.items():
+                terms[k] += disc * value.to(f64)
             units["demand"] += res.demand.sum(1).to(f64)
             units["sales"] += res.sales.sum(1).to(f64)
             units["lost"] += res.lost.sum(1).to(f64)
@@ -214,7 +213,7 @@ def evaluate(
         episodes=episodes,
         seed=seed,
         profit=cat([p.profit for p in parts]),
-        terms={k: cat([p.terms[k] for p in parts]) for k in TERMS},
+        terms={k: cat([p.terms[k] for p in parts]) for k in term_names()},
         fill_rate=fill,
         on_hand=cat([p.on_hand for p in parts]),
         lost=cat([p.lost for p in parts]),

@@ -14,10 +14,11 @@ import argparse
 import enum
 import json
 import math
+import operator
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -233,6 +234,13 @@ BYTES_PER_PRODUCT = 5_000
 products: 470 MB peak)."""
 SECONDS_PER_PRODUCT = 1.5e-4
 """Building, validating and writing one product (10^5 products: 10-16 s)."""
+PROGRAM_STATE_SECONDS = 1e-8
+"""Seconds per product, state of its program's cap and period of one sweep of the per-product
+programs (the decomposition policy's, the best siloed firm's). Priced at the cap
+(``max_states``), which most products stay well below (``large``: 42% of the decomposition
+policy's 2,048, 3.5% of the best siloed firm's 1,000,000), so an order of magnitude: both run
+on the bundled instances with their defaults; 10,000 products at the best siloed firm's cap
+are refused."""
 MEMORY_LIMIT = 8 * 2**30
 """Bytes a command may plan to use without ``--force``."""
 TIME_LIMIT = 3600.0
@@ -265,6 +273,7 @@ def estimate(
     agent_hidden: int = 0,
     lp_solves: int = 0,
     catalog_solve: bool = False,
+    program_states: int = 0,
     train_iterations: int = 0,
     train_envs: int = 0,
     stored_envs: int = 0,
@@ -279,7 +288,8 @@ def estimate(
     slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
     (the fluid plan: 1; MPC: one per period and episode); ``catalog_solve``: the fluid program
     solved by the catalog solver (``solve --method decompose``, bid-price control, the plan
-    agents observe); ``train_iterations`` PPO iterations
+    agents observe); ``program_states`` states swept per product by per-product programs (a
+    program's state cap times its sweeps, :class:`PolicyWork`); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks, after a warm start that
     keeps ``stored_envs`` labelled episodes, with backward passes of at most ``graph_cells`` cells
     (default: one period of every environment). Every count is a Python
@@ -310,6 +320,9 @@ def estimate(
     if catalog_solve:
         seconds += cells * CATALOG_CELL_SECONDS
         parts.append("the catalog solver")
+    if program_states:
+        seconds += n * int(program_states) * t * PROGRAM_STATE_SECONDS
+        parts.append(f"per-product programs of up to {int(program_states):,} states")
     if train_iterations:
         per_cell = 1 if factorised else max(1, int(hidden))
         graph = int(graph_cells) or int(train_envs) * m * n
@@ -321,6 +334,49 @@ def estimate(
         seconds += int(train_iterations) * int(train_envs) * cells * max(1, int(hidden)) / rate
         parts.append(f"{int(train_iterations):,} iterations x {int(train_envs):,} environments")
     return Estimate(", ".join(parts), memory, seconds, cells if lp_solves else 0)
+
+
+@dataclass(frozen=True)
+class PolicyWork:
+    """What simulating a policy adds to a command's workload: each policy's registry entry
+    declares it (:data:`coordopt.policies.POLICY_ENTRIES`), :func:`estimate` prices it."""
+
+    setup_lp_solves: int = 0
+    """Full fluid solves when the policy is made (the fluid plan: one)."""
+    lp_solves_per_decision: int = 0
+    """Full fluid solves per period of every episode (MPC: one)."""
+    catalog_solve: bool = False
+    """The catalog solver's solve of the fluid program (bid-price control)."""
+    program_states: int = 0
+    """The state cap of each product's program (0: none): per-product programs, solved when
+    the policy is made; their cost grows with products x states."""
+    program_sweeps: int = 1
+    """Times the per-product programs are swept (the decomposition policy: its iterations and
+    the final solve)."""
+    agent_hidden: int = 0
+    """The width of a trained agent's additive slate scorer."""
+
+    def workload(self, episodes: int, horizon: int) -> dict[str, int]:
+        """The keywords of :func:`estimate` for ``episodes`` episodes of ``horizon`` periods,
+        those that are zero left out."""
+        work = {
+            "lp_solves": self.setup_lp_solves + self.lp_solves_per_decision * episodes * horizon,
+            "catalog_solve": int(self.catalog_solve),
+            "program_states": self.program_states * self.program_sweeps,
+            "agent_hidden": self.agent_hidden,
+        }
+        return {key: value for key, value in work.items() if value}
+
+
+def total_workload(works: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The workload of simulating several policies one after another: their solves and
+    programs add up; the memory of the widest agent and of one catalog solve is held once."""
+    total: dict[str, int] = {}
+    for work in works:
+        for key, value in work.items():
+            keep = max if key in ("agent_hidden", "catalog_solve") else operator.add
+            total[key] = keep(total.get(key, 0), value)
+    return total
 
 
 def _amount(value: float, unit: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from coordopt.economics import department_profits
 from coordopt.instance import Instance
 from coordopt.simulator import Action, SimParams, SimState, StepResult
 
@@ -106,12 +107,11 @@ def slate_indicator(slates: Tensor, n_products: int) -> Tensor:
 
 
 def agent_rewards(res: StepResult, rewards: str) -> dict[str, Tensor]:
-    """Each agent's reward ``(B,)``: the firm's profit for both (``"firm"``), or revenue for
-    marketing and salvage minus ordering, holding and lost-sale costs for operations
-    (``"departmental"``; the two add up to the profit)."""
+    """Each agent's reward ``(B,)``: the firm's profit for both (``"firm"``), or its
+    department's share of it (``"departmental"``, :func:`coordopt.economics.department_profits`:
+    revenue for marketing, the rest for operations; the two add up to the profit)."""
     if rewards == "firm":
         return {"replenishment": res.reward, "recommendation": res.reward}
     if rewards != "departmental":
         raise ValueError(f"rewards={rewards!r}: allowed values are {', '.join(REWARDS)}")
-    ops = res.salvage - res.ordering_cost - res.holding_cost - res.lost_sale_cost
-    return {"replenishment": ops, "recommendation": res.revenue}
+    return department_profits(res.terms)

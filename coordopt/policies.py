@@ -6,17 +6,23 @@ Policies with memory clear it in :meth:`Policy.reset`. A policy's own randomness
 sampling, say) must come from its own generator, never the simulator's, so that common
 random numbers keep the customers the same across policies.
 
-Policies are made by name with :func:`make_policy`; the declared entry table
-:data:`POLICY_ENTRY_POINTS` maps names to factories ``factory(params, **options) -> Policy``
-by module path, imported on first use, so solver- and RL-backed policies (higher layers)
-cost nothing until used and this module never imports them.
+Policies are made from a spec, ``NAME[:KEY=VALUE;...]`` or a trained run's directory
+(:class:`PolicySpec`), by :func:`make_policy`. Each name is a declared entry
+(:class:`PolicyEntry`, the table :data:`POLICY_ENTRIES`): its factory by module path,
+imported on first use, so solver- and RL-backed policies (higher layers) cost nothing until
+used and this module never imports them; its options with their rules, checked before the
+factory is called; its workload, which the size guard prices; whether it can teach the
+agents (:func:`teachers`). Every factory takes the keyword ``seed`` (a policy's own
+generator; deterministic policies ignore it), so callers never branch on names.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +31,17 @@ import torch
 from scipy import stats
 
 from coordopt.choice import best_revenue_slates, expected_demand
+from coordopt.economics import Flow, unit_values
+from coordopt.guards import (
+    PolicyWork,
+    Range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    threads_int,
+)
 from coordopt.instance import Instance
 from coordopt.periods import arrives_too_late
 from coordopt.simulator import Action, SimParams, SimState
@@ -68,27 +85,65 @@ class StaticSlatePolicy:
         return self._batch_slates
 
 
-def check_options(policy: str, rules: dict[str, Any], values: dict[str, Any]) -> None:
-    """Reject a policy option (``--option NAME=VALUE``) outside its rule: ``bool`` (true or
-    false) or a :class:`~coordopt.guards.Range` (``None`` allowed where the option takes it)."""
-    for name, rule in rules.items():
-        value = values[name]
-        if rule is bool:
-            problem = None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-        else:
-            problem = None if value is None else rule.problem(value)
+@dataclass(frozen=True)
+class OrNone:
+    """An option's rule that also allows ``None``: the option left unset (no time limit)."""
+
+    rule: Rule
+
+
+Rule = type | Range | tuple[str, ...] | OrNone
+"""The rule of a policy option: ``bool`` (true or false), ``str`` (any text), a
+:class:`~coordopt.guards.Range`, a tuple of allowed words, or :class:`OrNone` of one."""
+
+
+def option_problem(rule: Rule, value: Any) -> str | None:
+    """Why ``value`` breaks ``rule``, naming what is allowed (None when it keeps it)."""
+    if isinstance(rule, OrNone):
+        return None if value is None else option_problem(rule.rule, value)
+    if isinstance(rule, Range):
+        return rule.problem(value)
+    if isinstance(rule, tuple):
+        return None if value in rule else f"must be one of {', '.join(rule)}, got {value!r}"
+    if isinstance(value, rule):
+        return None
+    return ("must be true or false" if rule is bool else "must be text") + f", got {value!r}"
+
+
+def check_options(policy: str, rules: Mapping[str, Rule], values: Mapping[str, Any]) -> None:
+    """Refuse (:class:`PolicyOptionError`) an option of ``policy`` that is not in ``rules`` or
+    breaks its rule (``--option NAME=VALUE``, ``NAME:KEY=VALUE``)."""
+    for name, value in values.items():
+        if name not in rules:
+            raise PolicyOptionError(
+                policy,
+                name,
+                f"is not one it takes, got {value!r} (its options: {', '.join(sorted(rules))})",
+            )
+        problem = option_problem(rules[name], value)
         if problem:
-            raise ValueError(f"policy '{policy}': option {name} {problem}")
+            raise PolicyOptionError(policy, name, problem)
+
+
+class PolicyOptionError(ValueError):
+    """A policy option that its entry does not declare or whose rule it breaks: bad input."""
+
+    def __init__(self, policy: str, option: str, problem: str) -> None:
+        super().__init__(f"policy '{policy}': option {option} {problem}")
+        self.option = option
 
 
 def critical_fractile(inst: Instance, *, last_order: bool = False) -> np.ndarray:
-    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0).
+    """Newsvendor ratio ``(p - c + b) / (p - c + b + h)`` per product (0 where underage <= 0),
+    with the money per unit of each flow (:func:`coordopt.economics.unit_values`): ``p`` a
+    sale, ``-c`` a unit ordered, ``-b`` a lost unit, ``-h`` a unit held, ``v`` one left over.
 
     ``last_order``: the ratio of the last order that arrives before the horizon ends, whose
     unsold units are salvaged instead of carried to a later order: overage ``c - v + h``.
     """
-    under = inst.price - inst.unit_cost + inst.lost_sale_penalty
-    over = inst.holding_cost + (inst.unit_cost - inst.salvage_value if last_order else 0.0)
+    money = unit_values(inst)
+    under = money[Flow.SOLD] + money[Flow.ORDERED] - money[Flow.LOST]
+    over = -money[Flow.HELD] + (-money[Flow.ORDERED] - money[Flow.LEFT_OVER] if last_order else 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(under > 0, under / (under + over), 0.0)
     return np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, 1.0 - 1e-9)
@@ -132,13 +187,13 @@ class SiloedPolicy(StaticSlatePolicy):
     would arrive after the last period (what it lacks is coordination between its
     departments, not a calendar). ``season_end=False`` keeps ordering in the last ``L``
     periods as a firm without an end date would: the weaker baseline of earlier figures,
-    named ``siloed:season_end=false`` wherever it appears.
+    named ``siloed:season_end=false`` wherever it appears. Deterministic: ``seed`` is ignored.
     """
 
     name = "siloed"
 
-    def __init__(self, params: SimParams, *, season_end: bool = True) -> None:
-        check_options(self.name, {"season_end": bool}, {"season_end": season_end})
+    def __init__(self, params: SimParams, *, season_end: bool = True, seed: int = 0) -> None:
+        del seed  # decisions are deterministic given the state
         if not season_end:
             self.name = "siloed:season_end=false"
         inst = params.instance
@@ -159,29 +214,31 @@ class SiloedPolicy(StaticSlatePolicy):
 SILOED_INVENTORY = ("base-stock", "dp")
 """Values of the siloed firm's option ``inventory``: ``base-stock`` (the newsvendor rule of
 :class:`SiloedPolicy`, the default) or ``dp`` (docs/model.md's best siloed firm: each
-product's exact dynamic program for the demand of the same slates, :data:`BEST_SILOED_ENTRY_POINT`)."""
+product's exact dynamic program for the demand of the same slates, :data:`BEST_SILOED_ENTRY`)."""
 
 
-def siloed_policy(params: SimParams, *, inventory: str = "base-stock", **options: Any) -> Policy:
+def siloed_policy(
+    params: SimParams, *, inventory: str = "base-stock", seed: int = 0, **options: Any
+) -> Policy:
     """The factory behind ``siloed``: :class:`SiloedPolicy` (``inventory="base-stock"``) or
     the best siloed firm (``inventory="dp"``, named ``siloed:inventory=dp``), a solver-backed
-    policy reached through :data:`BEST_SILOED_ENTRY_POINT` on first use."""
-    if inventory not in SILOED_INVENTORY:
-        raise ValueError(
-            f"policy 'siloed': option inventory must be one of "
-            f"{', '.join(SILOED_INVENTORY)}, got {inventory!r}"
-        )
+    policy reached through :data:`BEST_SILOED_ENTRY` on first use; ``options`` are checked
+    against the declaration of the one chosen."""
     if inventory == "dp":
-        return _resolve(BEST_SILOED_ENTRY_POINT)(params, **options)
-    return SiloedPolicy(params, **options)
+        BEST_SILOED_ENTRY.check("siloed:inventory=dp", options)
+        return BEST_SILOED_ENTRY.factory(params, seed=seed, **options)
+    check_options("siloed:inventory=base-stock", {"season_end": bool}, options)
+    return SiloedPolicy(params, seed=seed, **options)
 
 
 class NullPolicy(StaticSlatePolicy):
-    """Orders nothing and recommends nothing: the floor every policy must beat."""
+    """Orders nothing and recommends nothing: the floor every policy must beat (``seed`` is
+    ignored)."""
 
     name = "null"
 
-    def __init__(self, params: SimParams) -> None:
+    def __init__(self, params: SimParams, *, seed: int = 0) -> None:
+        del seed  # nothing is drawn
         super().__init__(params, np.full((params.n_segments, 1), -1, dtype=np.int64))
 
     def act(self, state: SimState) -> Action:
@@ -190,47 +247,175 @@ class NullPolicy(StaticSlatePolicy):
         )
 
 
-POLICY_ENTRY_POINTS: dict[str, str] = {
-    "siloed": "coordopt.policies:siloed_policy",
-    "null": "coordopt.policies:NullPolicy",
-    "mpc": "coordopt.solvers.mpc:MPCPolicy",
-    "dp": "coordopt.solvers.dp:DPPolicy",
-    "fluid": "coordopt.solvers.fluid_policy:FluidPlanPolicy",
-    "bidprice": "coordopt.solvers.bidprice:BidPricePolicy",
-    "lagrangian": "coordopt.solvers.lagrangian:LagrangianPolicy",
+@dataclass(frozen=True)
+class PolicyEntry:
+    """A policy's declaration: how it is made, the options it takes, what it costs to
+    simulate and whether the agents may learn from it."""
+
+    target: str
+    """``"module:factory"``, imported on first use: ``factory(params, *, seed, **options)``
+    (a run directory's loader: ``factory(path, params, *, seed, **options)``)."""
+    options: Mapping[str, Rule] = field(default_factory=dict)
+    """Its options besides ``seed`` and their rules; any other option, or a value that breaks
+    its rule, is refused before the factory is called."""
+    work: PolicyWork | Callable[[Mapping[str, Any]], PolicyWork] = field(default_factory=PolicyWork)
+    """What simulating it costs (the size guard prices it), or that as a function of its
+    options, their defaults filled in."""
+    teacher: bool = False
+    """The agents may be warm-started from it (``train --warm-start NAME``)."""
+    marker: str = ""
+    """A run directory's loader: the file whose presence makes a directory this entry's run
+    (the one declaration of that name, which :mod:`coordopt.rl.rundir` reads too)."""
+
+    @property
+    def factory(self) -> Callable[..., Policy]:
+        """The factory of :attr:`target` (its module imported now)."""
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def check(self, label: str, options: Mapping[str, Any]) -> None:
+        """Refuse (:class:`PolicyOptionError`, naming ``label``) an option this entry does
+        not declare, or a value outside its rule."""
+        check_options(label, {"seed": seed_int, **self.options}, options)
+
+    def workload(self, options: Mapping[str, Any]) -> PolicyWork:
+        """What simulating the policy with ``options`` (checked) costs."""
+        if isinstance(self.work, PolicyWork):
+            return self.work
+        given = inspect.signature(self.factory).parameters.values()
+        defaults = {p.name: p.default for p in given if p.default is not p.empty}
+        return self.work({**defaults, **options})
+
+
+FLUID_VARIANTS = ("coordinated", "siloed-slates", "unlimited-stock")
+"""The fluid programs a fluid policy may plan with (:class:`~coordopt.models.fluid.FluidVariant`)."""
+
+
+def _best_siloed_work(options: Mapping[str, Any]) -> PolicyWork:
+    """The best siloed firm's per-product programs, solved once."""
+    return PolicyWork(program_states=int(options["max_states"]))
+
+
+def _siloed_work(options: Mapping[str, Any]) -> PolicyWork:
+    """The siloed firm: nothing beyond simulating it, or the best siloed firm's programs."""
+    if options["inventory"] == "dp":
+        return BEST_SILOED_ENTRY.workload(options)
+    return PolicyWork()
+
+
+def _lagrangian_work(options: Mapping[str, Any]) -> PolicyWork:
+    """The decomposition policy's per-product programs: swept at every iteration of the
+    bound, and once more for the decisions."""
+    return PolicyWork(
+        program_states=int(options["max_states"]), program_sweeps=int(options["iterations"]) + 1
+    )
+
+
+POLICY_ENTRIES: dict[str, PolicyEntry] = {
+    "siloed": PolicyEntry(
+        "coordopt.policies:siloed_policy",
+        {"inventory": SILOED_INVENTORY, "season_end": bool, "max_states": positive_int},
+        _siloed_work,
+        teacher=True,
+    ),
+    "null": PolicyEntry("coordopt.policies:NullPolicy"),
+    "mpc": PolicyEntry(
+        "coordopt.solvers.mpc:MPCPolicy",
+        {
+            "variant": FLUID_VARIANTS,
+            "time_limit": OrNone(positive_float),
+            "threads": OrNone(threads_int),
+        },
+        PolicyWork(lp_solves_per_decision=1),
+        teacher=True,
+    ),
+    "dp": PolicyEntry(
+        "coordopt.solvers.dp:DPPolicy",
+        {
+            "inventory_cap": OrNone(nonneg_int),
+            "order_cap": OrNone(nonneg_int),
+            "tail_tol": positive_float,
+            "max_states": positive_int,
+        },
+        teacher=True,
+    ),
+    "fluid": PolicyEntry(
+        "coordopt.solvers.fluid_policy:FluidPlanPolicy",
+        {
+            "variant": FLUID_VARIANTS,
+            "method": ("auto", "bulk", "pyomo"),
+            "time_limit": OrNone(positive_float),
+            "mip_gap": OrNone(nonneg_float),
+            "integer_orders": bool,
+            "integer_quantities": bool,
+            "threads": OrNone(threads_int),
+        },
+        PolicyWork(setup_lp_solves=1),
+        teacher=True,
+    ),
+    "bidprice": PolicyEntry(
+        "coordopt.solvers.bidprice:BidPricePolicy",
+        {
+            "reoptimize_every": nonneg_int,
+            "warm_start": bool,
+            "gap": nonneg_float,
+            "time_limit": OrNone(positive_float),
+            "iterations": positive_int,
+            "reopt_time_limit": OrNone(positive_float),
+            "safety_stock": bool,
+            "end_fractile": bool,
+        },
+        PolicyWork(catalog_solve=True),
+        teacher=True,
+    ),
+    "lagrangian": PolicyEntry(
+        "coordopt.solvers.lagrangian:LagrangianPolicy",
+        {
+            "iterations": positive_int,
+            "grid": positive_int,
+            "max_states": positive_int,
+            "planned_rates": bool,
+        },
+        _lagrangian_work,
+    ),
 }
-"""Policy name -> ``"module:factory"``, ``factory(params, **options) -> Policy``.
+"""Policy name -> :class:`PolicyEntry`: the declared entry table through which this core
+module reaches policies of higher layers (solvers, RL) without importing them. Extend it with
+:func:`register_policy`; the README's layer rule names this table."""
 
-The declared entry table through which this core module reaches policies of higher layers
-(solvers, RL) without importing them: a factory's module is imported on first use only.
-Extend it with :func:`register_policy`; the README's layer rule names this table."""
+BEST_SILOED_ENTRY = PolicyEntry(
+    "coordopt.solvers.lagrangian:BestSiloedPolicy",
+    {"season_end": bool, "max_states": positive_int},
+    _best_siloed_work,
+)
+"""The best siloed firm (``siloed:inventory=dp``), made by :func:`siloed_policy`: its
+per-product programs are a solver's."""
 
-AGENT_ENTRY_POINT = "coordopt.rl.agents:load_policy"
-"""``"module:loader"`` of trained agents, ``loader(run_dir, params, **options) -> Policy``."""
+RUN_OPTIONS: dict[str, Rule] = {"deterministic": bool, "checkpoint": OrNone(str)}
+"""The options of a trained run's policy: greedy or sampled actions, which checkpoint."""
 
-PEER_ENTRY_POINT = "coordopt.rl.peers:load_peer_policy"
-"""``"module:loader"`` of a TorchRL peer's run (``coordopt train --algorithm mappo|ippo``; its
-directory holds ``peer.json``), called like :data:`AGENT_ENTRY_POINT`."""
+AGENT_ENTRY = PolicyEntry("coordopt.rl.policy:load_policy", RUN_OPTIONS)
+"""Trained agents (``coordopt train --out DIR``): ``loader(run_dir, params, **options)``."""
 
-
-BEST_SILOED_ENTRY_POINT = "coordopt.solvers.lagrangian:BestSiloedPolicy"
-"""``"module:factory"`` of the best siloed firm (``siloed:inventory=dp``), called like the
-factories of :data:`POLICY_ENTRY_POINTS`: its per-product programs are a solver's."""
-
-
-def _resolve(target: str) -> Any:
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+PEER_ENTRY = PolicyEntry("coordopt.rl.peers:load_peer_policy", RUN_OPTIONS, marker="peer.json")
+"""A TorchRL peer's run (``coordopt train --algorithm mappo|ippo``; its directory holds its
+marker, ``peer.json``), loaded like :data:`AGENT_ENTRY`."""
 
 
 def policy_names() -> list[str]:
     """Names accepted by :func:`make_policy` (a trained-agent directory is accepted too)."""
-    return sorted(POLICY_ENTRY_POINTS)
+    return sorted(POLICY_ENTRIES)
 
 
-def register_policy(name: str, target: str) -> None:
-    """Register ``name`` -> ``"module:factory"`` (factory called as ``factory(params, **options)``)."""
-    POLICY_ENTRY_POINTS[name] = target
+def teachers() -> list[str]:
+    """The policies the agents may be warm-started from (``train --warm-start NAME``), in the
+    order of :data:`POLICY_ENTRIES`."""
+    return [name for name, entry in POLICY_ENTRIES.items() if entry.teacher]
+
+
+def register_policy(name: str, entry: PolicyEntry) -> None:
+    """Register ``name`` -> ``entry`` (its factory called as ``factory(params, **options)``)."""
+    POLICY_ENTRIES[name] = entry
 
 
 def parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -247,21 +432,65 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def policy_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """``"NAME[:KEY=VALUE;...]"`` -> ``(NAME, options)``, e.g. ``"siloed:season_end=true"``."""
-    name, _, opts = text.partition(":")
-    return name, parse_options(opts.split(";") if opts else [])
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy as a command line names it: ``NAME[:KEY=VALUE;...]`` (a registered name with
+    options of its own, e.g. ``siloed:season_end=false``) or a trained run's directory."""
+
+    name: str
+    """A registered name (:data:`POLICY_ENTRIES`) or a run directory."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Its own options (over those a caller gives every policy)."""
+    label: str = ""
+    """The name its results carry: its text where it has options of its own (two option sets
+    of one policy stay apart), else the policy's own name (empty)."""
+
+    @classmethod
+    def parse(cls, text: str) -> PolicySpec:
+        """The spec of ``text``; a run directory is taken whole (its path may hold a colon)."""
+        if text in POLICY_ENTRIES or Path(text).is_dir():
+            return cls(text)
+        name, _, opts = text.partition(":")
+        options = parse_options(opts.split(";") if opts else [])
+        return cls(name, options, text if options else "")
+
+    @property
+    def entry(self) -> PolicyEntry:
+        """The declared entry of this policy; an unknown name is refused (``ValueError``)."""
+        if self.name in POLICY_ENTRIES:
+            return POLICY_ENTRIES[self.name]
+        if (Path(self.name) / PEER_ENTRY.marker).is_file():
+            return PEER_ENTRY
+        if Path(self.name).is_dir():
+            return AGENT_ENTRY
+        raise ValueError(
+            f"unknown policy '{self.name}': expected one of {', '.join(policy_names())} "
+            "or the directory of a trained agent (coordopt train --out DIR)"
+        )
+
+    def checked(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Its own options over ``options``, checked against its entry's declaration."""
+        merged = {**options, **self.options}
+        self.entry.check(self.label or self.name, merged)
+        return merged
+
+    def arguments(self, params: SimParams) -> tuple[Any, ...]:
+        """The positional arguments of its factory: a run directory's loader takes the path."""
+        return (params,) if self.name in POLICY_ENTRIES else (Path(self.name), params)
+
+    def workload(self, options: Mapping[str, Any]) -> PolicyWork:
+        """What simulating it costs, with ``options`` beneath its own (a run directory: nothing
+        known here; the commands read its saved configuration)."""
+        return self.entry.workload(self.checked(options))
 
 
-def make_policy(spec: str, params: SimParams, **options: Any) -> Policy:
-    """A policy by registered name, or a trained RL agent from its run directory."""
-    if spec in POLICY_ENTRY_POINTS:
-        return _resolve(POLICY_ENTRY_POINTS[spec])(params, **options)
-    if (Path(spec) / "peer.json").is_file():
-        return _resolve(PEER_ENTRY_POINT)(Path(spec), params, **options)
-    if Path(spec).is_dir():
-        return _resolve(AGENT_ENTRY_POINT)(Path(spec), params, **options)
-    raise ValueError(
-        f"unknown policy '{spec}': expected one of {', '.join(policy_names())} "
-        "or the directory of a trained agent (coordopt train --out DIR)"
-    )
+def make_policy(spec: str | PolicySpec, params: SimParams, **options: Any) -> Policy:
+    """The policy of ``spec`` (text is parsed, :meth:`PolicySpec.parse`), its own options over
+    ``options``, all checked against its entry's declaration first (an option it does not
+    take, or a value outside its rule, is a :class:`PolicyOptionError`). A spec with options
+    of its own names the policy by its text."""
+    spec = PolicySpec.parse(spec) if isinstance(spec, str) else spec
+    policy = spec.entry.factory(*spec.arguments(params), **spec.checked(options))
+    if spec.label:
+        policy.name = spec.label
+    return policy

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coordopt import economics
+from coordopt.economics import Flow
 from coordopt.instance import Instance, Stockout, instance_values
 from coordopt.periods import discount_factors
 
@@ -51,7 +53,7 @@ class SimParams:
     slate_size: int
     hidden: bool
     warehouse_capacity: float | None
-    has_fixed_cost: bool
+    money: dict[str, Tensor]  # (N,) per charged field not zero everywhere: economics.coefficients
 
     @property
     def device(self) -> torch.device:
@@ -103,7 +105,7 @@ class SimParams:
             base_total=t(inst.base_attraction.sum(axis=1)),
             segment_offset=(torch.arange(m, device=device) * n).reshape(m, 1),
             hidden=inst.stockout is Stockout.HIDDEN,
-            has_fixed_cost=bool((inst.fixed_order_cost > 0).any()),
+            money={k: t(v) for k, v in economics.coefficients(inst).items()},
         )
 
 
@@ -143,18 +145,14 @@ class Action:
 
 @dataclass(frozen=True, eq=False)
 class StepResult:
-    """What one period produced; every term ``(B,)`` is undiscounted money of that period.
+    """What one period produced; money is ``(B,)``, undiscounted, of that period.
 
-    ``reward = revenue - ordering_cost - holding_cost - lost_sale_cost + salvage`` (salvage is
-    non-zero only in the last period).
+    ``terms``: every term of :data:`coordopt.economics.TERMS` by name, unsigned (salvage is
+    non-zero only in the last period); ``reward``: their signed sum, the profit.
     """
 
     reward: Tensor
-    revenue: Tensor
-    ordering_cost: Tensor
-    holding_cost: Tensor
-    lost_sale_cost: Tensor
-    salvage: Tensor
+    terms: dict[str, Tensor]
     available: Tensor  # (B, N) on-hand after arrivals, before demand
     orders: Tensor  # (B, N) orders as applied (clamped to [0, max_order])
     arrivals: Tensor  # (B, N) units arriving this period (incl. lead-time-0 orders)
@@ -229,6 +227,25 @@ def demand_rates(available: Tensor, slates: Tensor, params: SimParams, t: int) -
     return rates.scatter_add_(1, slates.clamp(min=0).reshape(b, -1), weights)
 
 
+def period_flows(
+    orders: Tensor, sales: Tensor, lost: Tensor, end: Tensor, t: int, params: SimParams
+) -> dict[Flow, Tensor | None]:
+    """The flows money is paid on in period ``t``, ``(B, N)`` each (:class:`economics.Flow`);
+    None where absent: left-over stock before the last period, order indicators when no
+    charge on them is non-zero (not worth computing)."""
+    placed = None
+    if any(c in params.money for c in economics.coefficients_on(Flow.PLACED)):
+        placed = (orders > 0).to(params.dtype)
+    return {
+        Flow.SOLD: sales,
+        Flow.ORDERED: orders,
+        Flow.HELD: end,
+        Flow.LOST: lost,
+        Flow.PLACED: placed,
+        Flow.LEFT_OVER: end if t == params.horizon - 1 else None,
+    }
+
+
 def advance(
     state: SimState,
     available: Tensor,
@@ -246,21 +263,14 @@ def advance(
     pipeline[..., -1] = 0
     if params.pipeline_width and params.instance.max_lead_time > 0:
         pipeline = pipeline + orders.unsqueeze(-1) * params.lead_onehot
-    revenue = sales @ params.price
-    ordering = orders @ params.unit_cost
-    if params.has_fixed_cost:
-        ordering = ordering + (orders > 0).to(params.dtype) @ params.fixed_order_cost
-    holding = end @ params.holding_cost
-    penalty = lost @ params.lost_sale_penalty
-    last = state.t == params.horizon - 1
-    salvage = end @ params.salvage_value if last else torch.zeros_like(revenue)
+    terms = economics.term_values(
+        period_flows(orders, sales, lost, end, state.t, params),
+        params.money,
+        zero=sales.new_zeros(sales.shape[0]),
+    )
     result = StepResult(
-        reward=revenue - ordering - holding - penalty + salvage,
-        revenue=revenue,
-        ordering_cost=ordering,
-        holding_cost=holding,
-        lost_sale_cost=penalty,
-        salvage=salvage,
+        reward=economics.profit(terms),
+        terms=terms,
         available=available,
         orders=orders,
         arrivals=arrivals,

@@ -24,6 +24,7 @@ import numpy as np
 import pyomo.environ as pyo
 
 from coordopt.choice import best_revenue_slates
+from coordopt.economics import PERIOD_FLOWS, Flow, unit_values
 from coordopt.instance import Instance, Stockout, instance_values
 from coordopt.periods import discount_factors
 
@@ -94,12 +95,7 @@ class FluidData:
     n_segments: int
     slate_size: int  # effective: min(K, N)
     hidden: bool
-    price: np.ndarray
-    unit_cost: np.ndarray
-    holding_cost: np.ndarray
-    lost_sale_penalty: np.ndarray
-    salvage_value: np.ndarray
-    fixed_order_cost: np.ndarray
+    unit_value: dict[Flow, np.ndarray]  # money per unit of each flow (economics.unit_values)
     max_order: np.ndarray  # inf where uncapped
     lead_time: np.ndarray  # int
     on_hand: np.ndarray
@@ -165,6 +161,7 @@ def fluid_data(
         inst.max_order[None, :],
         max_demand_rate(inst)[None, :] * remaining,
     )
+    unit_value = unit_values(inst)
     slate_mask = None
     if variant is FluidVariant.SILOED_SLATES:
         slates, _ = best_revenue_slates(inst)
@@ -185,11 +182,12 @@ def fluid_data(
         n_products=n,
         n_segments=inst.n_segments,
         hidden=inst.stockout is Stockout.HIDDEN,
+        unit_value=unit_value,
         on_hand=on_hand,
         arrivals=arrivals,
         slate_mask=slate_mask,
         big_m=big_m,
-        order_indicators=bool(integer_orders or (inst.fixed_order_cost > 0).any()),
+        order_indicators=bool(integer_orders or unit_value[Flow.PLACED].any()),
         integer_orders=bool(integer_orders),
         integer_quantities=bool(integer_quantities),
     )
@@ -339,33 +337,44 @@ def define_order_indicators(m: pyo.ConcreteModel, d: FluidData) -> None:
     m.order_indicator = pyo.Constraint(m.T, m.I, rule=rule)
 
 
-def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
-    """Discounted profit, maximised:
+FLOW_VARIABLES: dict[Flow, str] = {
+    Flow.SOLD: "s",
+    Flow.ORDERED: "q",
+    Flow.HELD: "inv",
+    Flow.LOST: "l",
+    Flow.PLACED: "z",
+    Flow.LEFT_OVER: "inv",  # in the last period
+}
+"""The variable that carries each money flow of :mod:`coordopt.economics` (the bulk path's
+column blocks have the same names)."""
 
-    ``sum_t gamma^(t-1) sum_i [p s - c q - F z - h I - b l] + gamma^(H-1) sum_i v I[H,i]``.
-    An order placed in t with ``t + L_i > H`` never arrives: it costs and is worth nothing.
-    Without inventory (UNLIMITED_STOCK) it is the discounted revenue
-    ``sum_t gamma^(t-1) sum_{k,i} p_i x[t,k,i]``.
+
+def define_objective(m: pyo.ConcreteModel, d: FluidData) -> None:
+    """Discounted profit, maximised: with ``u_f`` the money per unit of flow f
+    (:func:`coordopt.economics.unit_values`) and :data:`FLOW_VARIABLES`,
+
+    ``sum_t gamma^(t-1) sum_i [u_sold s + u_ordered q + u_held I + u_lost l + u_placed z]
+    + gamma^(H-1) sum_i u_left_over I[H,i]`` (``p s - c q - h I - b l - F z + v I_H``), each
+    period flow where its variable exists and its money is not zero. An order placed in t with
+    ``t + L_i > H`` never arrives: it costs and is worth nothing. Without inventory
+    (UNLIMITED_STOCK) everything demanded is sold: ``sum_t gamma^(t-1) sum_{k,i} u_sold x[t,k,i]``.
     """
-    g = d.discount
+    g, u = d.discount, d.unit_value
     if not d.has_inventory:
-        revenue = sum(g[t - 1] * d.price[i] * m.x[t, k, i] for t in m.T for k in m.K for i in m.I)
+        sold = u[Flow.SOLD]
+        revenue = sum(g[t - 1] * sold[i] * m.x[t, k, i] for t in m.T for k in m.K for i in m.I)
         m.objective = pyo.Objective(expr=revenue, sense=pyo.maximize)
         return
+    flows = [
+        (u[f], var) for f in PERIOD_FLOWS if (var := m.component(FLOW_VARIABLES[f])) is not None
+    ]
     terms = []
     for t in m.T:
         for i in m.I:
-            period = (
-                d.price[i] * m.s[t, i]
-                - d.unit_cost[i] * m.q[t, i]
-                - d.holding_cost[i] * m.inv[t, i]
-                - d.lost_sale_penalty[i] * m.l[t, i]
-            )
-            if d.order_indicators and d.fixed_order_cost[i] > 0:
-                period = period - d.fixed_order_cost[i] * m.z[t, i]
+            period = sum(value[i] * var[t, i] for value, var in flows if value[i] != 0)
             terms.append(g[t - 1] * period)
-    last = d.horizon
-    salvage = g[last - 1] * sum(d.salvage_value[i] * m.inv[last, i] for i in m.I)
+    last, left_over = d.horizon, m.component(FLOW_VARIABLES[Flow.LEFT_OVER])
+    salvage = g[last - 1] * sum(u[Flow.LEFT_OVER][i] * left_over[last, i] for i in m.I)
     m.objective = pyo.Objective(expr=sum(terms) + salvage, sense=pyo.maximize)
 
 

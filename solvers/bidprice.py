@@ -2,7 +2,7 @@
 drive every decision, so it stays affordable at 10,000 products.
 
 Every period, for every environment and segment at once (one tensor pass of
-:func:`~coordopt.solvers.catalog.best_slates` over ``B x M x N``), the slate is the
+:func:`~coordopt.choice.best_slates` over ``B x M x N``), the slate is the
 best-revenue slate at margins ``g_t p_i - mu_ti``: the price less the stock value. A product
 that the environment has no stock of is valued at its lost sale, ``-g_t b_i`` (lost mode: its
 demand only costs the penalty; hidden mode: it cannot be chosen anyway).
@@ -26,17 +26,18 @@ stopped (:attr:`BidPricePolicy.time_limited`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import stats
 
-from coordopt.guards import nonneg_float, nonneg_int, positive_float, positive_int
+from coordopt.choice import best_slates
 from coordopt.models.fluid import FluidStart, fluid_data
 from coordopt.periods import arrives_too_late
-from coordopt.policies import check_options, critical_fractile
+from coordopt.policies import critical_fractile
 from coordopt.simulator import Action, SimParams, SimState
-from coordopt.solvers.catalog import CatalogSolution, best_slates, catalog_data, solve_catalog
+from coordopt.solvers.catalog import CatalogSolution, catalog_data, solve_catalog
 
 #: a re-optimisation recovers its plan twice (first iteration and after the last) by greedy flows
 _FAST_PLAN = {"exact_flows": False, "final_exact": False, "plan_every": 0}
@@ -62,6 +63,23 @@ def stock_margins(
     return torch.where(available > 0, margin, lost)
 
 
+@dataclass(frozen=True, eq=False)
+class BidPricePlan:
+    """What bid-price control decides from, per period ``u`` counted from its solve's start
+    period ``t0`` (``(H, N)`` each, ``H`` the periods left): the target inventory positions,
+    the stock-adjusted margins ``g_t p_i - mu_ti`` of the slates where a product can be sold,
+    and ``lost``, ``-g_t b_i``, where it cannot; ``wr, wn (M, N)``, ``w0 (M,)`` the
+    attractions the slates are scored with (float64). The agents' plan features read it."""
+
+    t0: int
+    target: torch.Tensor
+    margin: torch.Tensor
+    lost: torch.Tensor
+    wr: torch.Tensor
+    wn: torch.Tensor
+    w0: torch.Tensor
+
+
 class BidPricePolicy:
     """Best-revenue slates at stock-adjusted margins; order-up-to the plan or the newsvendor.
 
@@ -73,7 +91,8 @@ class BidPricePolicy:
     the newsvendor level), ``end_fractile`` (the last order's newsvendor level prices leftovers
     at cost less salvage). ``decision_seconds`` and ``solve_seconds`` record the time of every
     decision and solve; ``time_limited`` the period of every solve that a time limit stopped
-    (the decisions then depend on the machine's speed: :meth:`report` says so).
+    (the decisions then depend on the machine's speed: :meth:`report` says so). ``plan``: the
+    :class:`BidPricePlan` of the last solve installed.
     """
 
     name = "bidprice"
@@ -93,20 +112,6 @@ class BidPricePolicy:
         seed: int = 0,
     ) -> None:
         del seed  # decisions are deterministic given the state
-        check_options(
-            self.name,
-            {
-                "reoptimize_every": nonneg_int,
-                "warm_start": bool,
-                "gap": nonneg_float,
-                "time_limit": positive_float,
-                "iterations": positive_int,
-                "reopt_time_limit": positive_float,
-                "safety_stock": bool,
-                "end_fractile": bool,
-            },
-            locals(),
-        )
         self.params = params
         self.inst = params.instance
         self.reoptimize_every = int(reoptimize_every)
@@ -125,11 +130,10 @@ class BidPricePolicy:
             dtype=torch.float64,
             device=dev,
         )
-        cd = catalog_data(inst, device=dev)
-        self.wr, self.wn, self.w0 = cd.wr, cd.wn, cd.w0
-        self.price = cd.price
-        self.penalty = cd.penalty
-        self.g = torch.tensor(inst.discount ** np.arange(inst.horizon), device=dev)
+        self.catalog = catalog_data(inst, device=dev)
+        g = torch.tensor(inst.discount ** np.arange(inst.horizon), device=dev)[:, None]
+        self.sale_value = g * self.catalog.price[None]  # (T, N) a sale's discounted price
+        self.lost_value = -g * self.catalog.penalty[None]  # (T, N) a lost sale's discounted value
         self.fractile = critical_fractile(inst)
         self.last_fractile = critical_fractile(inst, last_order=True)
         self.initial = self._solve(None, gap=gap, time_limit=time_limit)
@@ -152,11 +156,10 @@ class BidPricePolicy:
         return {"solves": len(self.solve_seconds), "time_limited_solves": len(self.time_limited)}
 
     def _install(self, sol: CatalogSolution, start: FluidStart | None) -> None:
-        """Stock values and target positions ``(H,N)`` of a solution from ``start``."""
+        """The :class:`BidPricePlan` of a solution from ``start``: its stock values' margins
+        and its target positions."""
         self.solution = sol
-        self.t0 = sol.t0
         dev = self.params.device
-        self.mu = torch.tensor(sol.mu, device=dev)
         d = fluid_data(self.inst, start=start)
         plan = sol.plan
         h, n = plan.orders.shape
@@ -181,7 +184,16 @@ class BidPricePolicy:
             newsvendor = np.nan_to_num(stats.poisson.ppf(fractile, lead_demand), nan=0.0)
             target = np.maximum(target, newsvendor)
         target = np.where(late, 0.0, target)
-        self.target = torch.tensor(target, dtype=self.params.dtype, device=dev)
+        cd = self.catalog
+        self.plan = BidPricePlan(
+            t0=sol.t0,
+            target=torch.tensor(target, dtype=self.params.dtype, device=dev),
+            margin=self.sale_value[sol.t0 :] - torch.tensor(sol.mu, device=dev),
+            lost=self.lost_value[sol.t0 :],
+            wr=cd.wr,
+            wn=cd.wn,
+            w0=cd.w0,
+        )
 
     def reset(self, batch_size: int) -> None:
         """Start over from the solution for the initial state."""
@@ -192,8 +204,8 @@ class BidPricePolicy:
 
     def act(self, state: SimState) -> Action:
         began = time.perf_counter()
-        t = state.t
-        if self.reoptimize_every > 0 and t > self.t0 and (t - self.t0) % self.reoptimize_every == 0:
+        t, t0 = state.t, self.plan.t0
+        if self.reoptimize_every > 0 and t > t0 and (t - t0) % self.reoptimize_every == 0:
             start = FluidStart(
                 t,
                 state.on_hand.double().mean(0).cpu().numpy(),
@@ -201,12 +213,11 @@ class BidPricePolicy:
             )
             options = {"max_iterations": self.iterations, "time_limit": self.reopt_time_limit}
             self._install(self._solve(start, gap=1e-4, **options, **_FAST_PLAN), start)
-        u = t - self.t0
-        p = self.params
-        orders = order_up_to(self.target[u], state.inventory_position(), p.max_order)
-        g = self.g[t]
-        margin = stock_margins(p, state, orders, g * self.price - self.mu[u], -g * self.penalty)
+        plan, p = self.plan, self.params
+        u = t - plan.t0
+        orders = order_up_to(plan.target[u], state.inventory_position(), p.max_order)
+        margin = stock_margins(p, state, orders, plan.margin[u], plan.lost[u])
         rate = self.rate[t].expand(state.batch_size, -1)
-        choice = best_slates(margin, rate, self.wr, self.wn, self.w0, p.slate_size, p.hidden)
+        choice = best_slates(margin, rate, plan.wr, plan.wn, plan.w0, p.slate_size, p.hidden)
         self.decision_seconds.append(time.perf_counter() - began)
         return Action(orders=orders.to(p.dtype), slates=choice.slates)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from coordopt.economics import Flow, unit_values
 from coordopt.instance import Instance, Stockout, content_hash
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solution import Solution, SolveStatus
@@ -437,6 +438,12 @@ def _resolve_caps(inst: Instance, inventory_cap: Any, order_cap: Any) -> tuple[n
     return q, c, h, reachable
 
 
+def _order_money(money: dict[Flow, np.ndarray], q: np.ndarray) -> np.ndarray:
+    """Money of the orders ``q``, ``(N,)`` or per state ``(S, N)``, at the unit values
+    ``money`` (:func:`coordopt.economics.unit_values`): ``-(c q + F 1{q > 0})``."""
+    return q @ money[Flow.ORDERED] + (q > 0) @ money[Flow.PLACED]
+
+
 def _make_blocks(
     inst: Instance, slates: np.ndarray, h: np.ndarray, ndim: int, period: int
 ) -> list[_Block]:
@@ -446,6 +453,7 @@ def _make_blocks(
     Rewards are shaped to broadcast over the ``ndim`` axes of the state array.
     """
     n = inst.n_products
+    money = unit_values(inst)
     hidden = inst.stockout is Stockout.HIDDEN
     patterns = list(itertools.product((False, True), repeat=n)) if hidden else [(True,) * n]
     blocks = []
@@ -475,15 +483,15 @@ def _make_blocks(
                 a = np.arange(int(h[i]) + 1, dtype=float)
                 end = a - sales
                 r = (
-                    inst.price[i] * sales
-                    - inst.holding_cost[i] * end
-                    - inst.lost_sale_penalty[i] * (mu[j, i] - sales)
+                    money[Flow.SOLD][i] * sales
+                    + money[Flow.HELD][i] * end
+                    + money[Flow.LOST][i] * (mu[j, i] - sales)
                 )
                 shape = [1] * ndim
                 shape[i] = -1
                 mats.append(kernel[rows[i]])
                 parts.append(r[rows[i]].reshape(shape))
-                parts_last.append((r + inst.salvage_value[i] * end)[rows[i]].reshape(shape))
+                parts_last.append((r + money[Flow.LEFT_OVER][i] * end)[rows[i]].reshape(shape))
             block.kernels.append(mats)
             block.reward.append(sum(parts[1:], parts[0]))
             block.reward_last.append(sum(parts_last[1:], parts_last[0]))
@@ -599,6 +607,7 @@ def solve_dp(
     sets = [_make_blocks(inst, slates, h_cap, len(space.shape), int(t)) for t in first]
     blocks = [sets[r] for r in which.reshape(-1)]  # blocks[t]
     step = _OrderStep(inst, space)
+    money = unit_values(inst)
     s_count = space.n_states
     orders_tab = np.zeros((horizon, s_count, n), dtype=np.int16)
     slate_tab = np.zeros((horizon, s_count), dtype=np.int32)
@@ -632,8 +641,7 @@ def solve_dp(
                 idx = step.post_index(q)
             else:
                 idx = step.shifted + sum(terms[i][q[i]] for i in range(n))
-            cost = float(inst.unit_cost @ q + inst.fixed_order_cost @ (q > 0))
-            val = flat_post[idx] - cost
+            val = flat_post[idx] + float(_order_money(money, q))
             val[~ok] = -np.inf
             better = val > best_v
             best_v = np.where(better, val, best_v)
@@ -729,6 +737,7 @@ def _forward(
     Returns ``(expected discounted profit, expected restricted periods, lost mass, reachable
     (period, state) pairs)``; the profit must equal the DP value (a built-in consistency check).
     """
+    money = unit_values(inst)
     dist = np.zeros(space.n_states)
     dist[s0] = 1.0
     total, visits, disc, reach, lost = 0.0, 0.0, 1.0, 0, 0.0
@@ -738,8 +747,7 @@ def _forward(
         reach += int((dist > tail_tol).sum())
         visits += float(dist[restricted[t]].sum())
         q = tables.orders[t].astype(np.int64)
-        cost = q @ inst.unit_cost + (q > 0) @ inst.fixed_order_cost
-        total -= disc * float(dist @ cost)
+        total += disc * float(dist @ _order_money(money, q))
         post_idx = step.post_index(q)
         nxt = np.zeros(space.shape)
         for j in np.unique(tables.slate_ids[t][live]):
@@ -801,12 +809,13 @@ class DPPolicy:
 
     Solves the DP on construction (through :data:`SOLUTIONS`, keyed by the instance's content
     and the options) and answers each batch by one table lookup: state tensors to numpy
-    indices to action tensors.
+    indices to action tensors. Deterministic: ``seed`` is ignored.
     """
 
     name = "dp"
 
-    def __init__(self, params: SimParams, **options: Any) -> None:
+    def __init__(self, params: SimParams, *, seed: int = 0, **options: Any) -> None:
+        del seed  # the optimal policy is deterministic given the state
         self.params = params
         self.solution = SOLUTIONS.solve(params.instance, options)
 

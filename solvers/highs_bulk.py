@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from coordopt.models.fluid import FluidData, FluidStart
+from coordopt.economics import PERIOD_FLOWS, Flow
+from coordopt.models.fluid import FLOW_VARIABLES, FluidData, FluidStart
 from coordopt.periods import order_arrivals
 
 INF = math.inf
@@ -284,9 +285,10 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
         fixed_zero = np.where(d.slate_mask[None], b, a)
         col_up[fixed_zero] = 0.0
 
+    u = d.unit_value
     if not d.has_inventory:
-        cost[a] = g[:, None, None] * d.price[None, None, :] * wr[None]
-        cost[b] = g[:, None, None] * d.price[None, None, :] * wn[None]
+        cost[a] = g[:, None, None] * u[Flow.SOLD][None, None, :] * wr[None]
+        cost[b] = g[:, None, None] * u[Flow.SOLD][None, None, :] * wn[None]
     else:
         q, s, l, inv = lay.col("q"), lay.col("s"), lay.col("l"), lay.col("inv")
         # demand split: s + l - sum_k (wR alpha + wN beta) = 0
@@ -308,11 +310,6 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
             row_up[wh] = warehouse_rhs(d, d.on_hand, d.arrivals)
         col_up[q] = np.broadcast_to(d.max_order, (h, n))
         integer[q] = d.integer_quantities
-        cost[q] = -g[:, None] * d.unit_cost[None, :]
-        cost[s] = g[:, None] * d.price[None, :]
-        cost[l] = -g[:, None] * d.lost_sale_penalty[None, :]
-        cost[inv] = -g[:, None] * d.holding_cost[None, :]
-        cost[inv[-1]] += g[-1] * d.salvage_value
         if d.order_indicators:
             z = lay.col("z")
             oi = lay.row("order_indicator")
@@ -321,7 +318,10 @@ def assemble_fluid_lp(d: FluidData) -> FluidLPArrays:
             row_lo[oi] = -INF
             col_up[z] = 1.0
             integer[z] = d.integer_orders
-            cost[z] = -g[:, None] * d.fixed_order_cost[None, :]
+        for flow in PERIOD_FLOWS:  # the objective: money per unit of each flow
+            if FLOW_VARIABLES[flow] in lay.cols:
+                cost[lay.col(FLOW_VARIABLES[flow])] = g[:, None] * u[flow][None, :]
+        cost[lay.col(FLOW_VARIABLES[Flow.LEFT_OVER])[-1]] += g[-1] * u[Flow.LEFT_OVER]
 
     rows = np.concatenate(ri)
     cols = np.concatenate(ci)

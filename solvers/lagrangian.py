@@ -18,7 +18,7 @@ Poisson(``u``) demand (lost sales, holding, penalty, salvage, unit and fixed ord
 d_it(S_t)`` lies in ``[0, umax_it]``, so adding ``sum_t g_t sum_i alpha_it (d_it(S_t) - u_it) =
 0`` changes nothing. (1) ``sum_i alpha_it d_it(S) = sum_k lambda_kt sum_i alpha_it P_ki(S_k)``,
 and each segment's term is at most its best-revenue slate value at margins alpha -- the
-first term of (*) (:func:`coordopt.solvers.catalog.best_slates` returns a certified upper
+first term of (*) (:func:`coordopt.choice.best_slates` returns a certified upper
 bound on it even before Dinkelbach's iteration has converged). (2) Seen from product i,
 pi is a randomised history-dependent policy of product i's program: given the history up to
 the slate choice, product i's demand is Poisson(``u_it``) and independent of every other
@@ -104,12 +104,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from coordopt.choice import best_slates
+from coordopt.economics import Flow, coefficients_on, unit_values
 from coordopt.instance import Instance, Stockout
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solution import Solution, SolveStatus
 from coordopt.solvers.catalog import (
     CatalogData,
-    best_slates,
     catalog_data,
     iteration_bar,
     period_slates,
@@ -237,17 +238,19 @@ def _check(inst: Instance) -> None:
             f"{where} has warehouse_capacity = {inst.warehouse_capacity}: the stochastic "
             "bound does not price the capacity yet; use --method decompose (the fluid bound)"
         )
-    bad = np.flatnonzero((inst.fixed_order_cost > 0) & ~np.isfinite(inst.max_order))
+    money = unit_values(inst)
+    field = {flow: " + ".join(coefficients_on(flow)) for flow in Flow}
+    bad = np.flatnonzero((money[Flow.PLACED] != 0) & ~np.isfinite(inst.max_order))
     if bad.size:
         raise LagrangianError(
-            f"{where}: product '{inst.product_names[bad[0]]}' has a fixed_order_cost and no "
-            "max_order; the bound's order-cap argument needs one of them; set max_order"
+            f"{where}: product '{inst.product_names[bad[0]]}' has a {field[Flow.PLACED]} and "
+            "no max_order; the bound's order-cap argument needs one of them; set max_order"
         )
-    bad = np.flatnonzero(inst.salvage_value > inst.price + inst.lost_sale_penalty)
+    bad = np.flatnonzero(money[Flow.LEFT_OVER] > money[Flow.SOLD] - money[Flow.LOST])
     if bad.size:
         raise LagrangianError(
-            f"{where}: product '{inst.product_names[bad[0]]}' has salvage_value above "
-            "price + lost_sale_penalty; lower salvage_value"
+            f"{where}: product '{inst.product_names[bad[0]]}' has {field[Flow.LEFT_OVER]} "
+            f"above {field[Flow.SOLD]} + {field[Flow.LOST]}; lower {field[Flow.LEFT_OVER]}"
         )
 
 
@@ -367,16 +370,20 @@ def _make_group(
     delay = torch.tensor([d for _, d in members], dtype=torch.long, device=device)
     n = len(members)
 
-    def prod(x: np.ndarray) -> torch.Tensor:
-        return torch.tensor(np.asarray(x, dtype=float)[idx.cpu().numpy()], dtype=dt, device=device)
+    money = unit_values(inst)
+
+    def prod(flow: Flow, sign: int) -> torch.Tensor:
+        """``sign`` times the money per unit of ``flow`` of the group's products."""
+        x = sign * money[flow][idx.cpu().numpy()]
+        return torch.tensor(x, dtype=dt, device=device)
 
     p, b, hc, v = (
-        prod(inst.price),
-        prod(inst.lost_sale_penalty),
-        prod(inst.holding_cost),
-        prod(inst.salvage_value),
+        prod(Flow.SOLD, 1),
+        prod(Flow.LOST, -1),
+        prod(Flow.HELD, -1),
+        prod(Flow.LEFT_OVER, 1),
     )
-    c, f = prod(inst.unit_cost), prod(inst.fixed_order_cost)
+    c, f = prod(Flow.ORDERED, -1), prod(Flow.PLACED, -1)
     mo = inst.max_order[idx.cpu().numpy()]
     finite = torch.tensor(np.isfinite(mo), device=device)
     qcap = torch.tensor(np.where(np.isfinite(mo), np.minimum(mo, big_q), big_q), device=device)
@@ -942,7 +949,7 @@ class LagrangianPolicy:
 
     Solves :func:`solve_lagrangian` once (``iterations`` steps), then every product's program
     at the best multipliers, keeping the order rules and the rate values; each batch of
-    states is then a few gathers and one :func:`~coordopt.solvers.catalog.best_slates` pass
+    states is then a few gathers and one :func:`~coordopt.choice.best_slates` pass
     over ``B x M x N``. A product whose orders the bound postponed (lead time ``L`` solved as
     ``L' = L - d``) orders now what its program would order ``d`` periods on, from its state
     with the next ``d`` periods' arrivals added and their expected demand taken off.
@@ -963,20 +970,7 @@ class LagrangianPolicy:
         planned_rates: bool = True,
         seed: int = 0,
     ) -> None:
-        from coordopt.guards import positive_int
-        from coordopt.policies import check_options
-
         del seed  # decisions are deterministic given the state
-        check_options(
-            self.name,
-            {
-                "iterations": positive_int,
-                "grid": positive_int,
-                "max_states": positive_int,
-                "planned_rates": bool,
-            },
-            locals(),
-        )
         self.params = params
         inst = params.instance
         dev = params.device
@@ -1113,13 +1107,12 @@ def solve_fixed_rates(
             raise ValueError("rates must be finite and non-negative")
         model = build_model(inst, grid=2, max_states=max_states, device=device, rates=ref)
         cd = model.cd
+        unit_cost = -unit_values(inst)[Flow.ORDERED]
         money = (
             cd.price
             + cd.penalty
             + cd.holding
-            + torch.tensor(
-                np.array(inst.unit_cost, dtype=float), dtype=cd.g.dtype, device=cd.g.device
-            )
+            + torch.tensor(unit_cost, dtype=cd.g.dtype, device=cd.g.device)
         )
         subsidy = 1e3 * h * max(float(money.max()), 1.0)
         alpha = torch.full_like(ref, -subsidy)
@@ -1165,17 +1158,17 @@ class BestSiloedPolicy:
     name = "siloed:inventory=dp"
 
     def __init__(
-        self, params: SimParams, *, season_end: bool = True, max_states: int = 1_000_000
+        self,
+        params: SimParams,
+        *,
+        season_end: bool = True,
+        max_states: int = 1_000_000,
+        seed: int = 0,
     ) -> None:
         from coordopt.choice import best_revenue_slates, expected_demand
-        from coordopt.guards import positive_int
-        from coordopt.policies import StaticSlatePolicy, check_options
+        from coordopt.policies import StaticSlatePolicy
 
-        check_options(
-            self.name,
-            {"season_end": bool, "max_states": positive_int},
-            {"season_end": season_end, "max_states": max_states},
-        )
+        del seed  # decisions are deterministic given the state
         if not season_end:
             raise ValueError(
                 f"policy '{self.name}': option season_end=false is the base-stock firm that "

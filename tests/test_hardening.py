@@ -47,7 +47,8 @@ def _evaluate(
 def peer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A peer run directory as ``train_peer`` writes it (untrained actors: no training)."""
     pytest.importorskip("torchrl")
-    from coordopt.rl.peers import FORMAT, META, Layout, PeerConfig, _blob, _save, build_networks
+    from coordopt.rl.peers import FORMAT, Layout, PeerConfig, _blob, build_networks
+    from coordopt.rl.rundir import PEER_META, PEER_RUN, RunDir
 
     params = SimParams.from_instance(load_instance("tiny"))
     config = PeerConfig(hidden_size=8, depth=1)
@@ -56,9 +57,9 @@ def peer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("peer") / "mappo"
     out.mkdir()
     meta = {"format": FORMAT, "config": dataclasses.asdict(config), "instance": "tiny"}
-    (out / META).write_text(json.dumps(meta))
+    (out / PEER_META).write_text(json.dumps(meta))
     for name in ("best.pt", "final.pt"):
-        _save(_blob(actors, critics, layout), out / name)
+        RunDir(out, PEER_RUN).save(name, _blob(actors, critics, layout))
     return out
 
 

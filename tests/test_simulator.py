@@ -95,17 +95,11 @@ def test_batched_matches_scalar_reference_on_same_draws(label, inst):
             np.testing.assert_allclose(
                 new_ref.pipeline, new_state.pipeline[bi].numpy(), err_msg=label
             )
-            for term in (
-                "reward",
-                "revenue",
-                "ordering_cost",
-                "holding_cost",
-                "lost_sale_cost",
-                "salvage",
-            ):
-                assert out[term] == pytest.approx(
-                    float(getattr(res, term)[bi]), rel=1e-10, abs=1e-9
-                ), (label, term)
+            for term, value in {"reward": res.reward, **res.terms}.items():
+                assert out[term] == pytest.approx(float(value[bi]), rel=1e-10, abs=1e-9), (
+                    label,
+                    term,
+                )
             refs[bi] = new_ref
         state = new_state
     assert state.t == inst.horizon

@@ -55,7 +55,15 @@ PROMISES = {
     "scale": (
         ["scale.png"],
         ["scale.csv"],
-        ["sim speed", "train env-steps/s", "fluid bound", "Machine:", "% of bound"],
+        [
+            "sim speed",
+            "train env-steps/s",
+            "fluid bound",
+            "stochastic bound",
+            "Machine:",
+            "% of tighter bound",
+            "vs best siloed",
+        ],
     ),
 }
 
@@ -149,8 +157,20 @@ def _check_scale(rows: list[dict], cells: list[dict], report: str) -> None:
             **(cell("tuned", row["catalog"]) or {"policies": {}})["policies"],
         }
         r = evaluated[row["policy"]]
-        assert _close(row["mean"], r["mean"]) and _close(row["diff_vs_siloed"], r["diff"])
+        diff = np.asarray(r["profits"]) - np.asarray(evaluated["siloed"]["profits"])
+        assert _close(row["mean"], r["mean"]) and _close(row["mean"], np.mean(r["profits"]))
+        assert _close(row["diff_vs_siloed"], diff.mean())  # paired on the one stream
         assert _close(row["fraction_of_bound"], r["mean"] / bound["bound"])
+        stochastic = [e["stochastic_bound"] for e in evaluated.values() if "stochastic_bound" in e]
+        if stochastic:  # valid: below the fluid bound, above every policy's mean beyond its CI
+            s = stochastic[0]["bound"]
+            assert s <= stochastic[0]["fluid_bound"] * (1 + 1e-9)
+            assert _close(row["stochastic_bound"], s)
+            assert r["mean"] - r["ci"] <= s
+        assert _close(
+            row["tighter_bound"], min([bound["bound"], *(e["bound"] for e in stochastic)])
+        )
+        assert _close(row["fraction_of_tighter_bound"], r["mean"] / float(row["tighter_bound"]))
         assert (
             r["mean"] <= bound["bound"] * 1.05
         )  # a simulated profit does not beat the bound by much

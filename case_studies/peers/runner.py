@@ -14,8 +14,6 @@ siloed firm.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from coordopt.io import atomic_write_text, save_figure
 from coordopt.machine import machine
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.peers import PeerConfig, train_peer
+from coordopt.rl.rundir import AGENTS_RUN, BEST, RunDir
 from coordopt.rl.warmstart import expert_name
 from coordopt.solvers.dp import solve_dp
 from coordopt.text import table
@@ -98,8 +97,7 @@ def warm_start_budget(num_envs: int) -> tuple[int, dict[str, int]]:
 
 def _curve(run: Path, initial: dict[str, Any]) -> dict[str, list[float]]:
     """Greedy-profit learning curve: (env steps, training seconds, profit) per evaluation."""
-    with (run / "log.csv").open() as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("eval_profit")]
+    rows = [r for r in RunDir.at(run).read_log() if r.get("eval_profit")]
     steps = [float(initial.get("env_steps", 0))] if initial else []
     secs = [float(initial.get("seconds", 0.0))] if initial else []
     profit = [float(initial["mean"])] if initial else []
@@ -146,12 +144,12 @@ def _train(p: dict[str, Any], workdir: Path) -> tuple[Path, dict[str, Any]]:
             common.update(sizes)
         common.pop("seed")
         run, info = train_agents(inst, p["method"], p["seed"], iterations, workdir, **common)
-        summary = json.loads((run / "summary.json").read_text())
+        run_dir = RunDir(run, AGENTS_RUN)
+        summary = run_dir.read_summary()
         warm = summary.get("warm_start") or {}
         initial = dict(summary.get("initial_eval") or {})
         # the warm start's wall time: the first logged row's seconds minus its own iteration's
-        with (run / "log.csv").open() as fh:
-            first = next(csv.DictReader(fh), None)
+        first = next(iter(run_dir.read_log()), None)
         if initial and first is not None:
             first_steps = float(first["env_steps"]) - float(initial.get("env_steps", 0))
             first_dt = first_steps / max(float(first["steps_per_second"]), 1e-9)
@@ -357,7 +355,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         f"native batched TorchRL environment) at equal environment-step budgets, seeds {config['seeds']}. "
         "Env steps count the warm start's simulations. Learning curves: greedy profit on "
         f"{config['eval_episodes']} fixed episodes (seed {config['eval_seed']}) every "
-        f"{config['eval_every']} iterations. Final evaluation: each run's selected policy (best.pt) "
+        f"{config['eval_every']} iterations. Final evaluation: each run's selected policy ({BEST}) "
         f"on a separate stream (seed {config['final_seed']}, episodes {final_eps}) with common "
         "random numbers; `% of reference` is the mean over seeds divided by the exact DP optimum "
         "(`tiny`) or MPC's simulated profit (`small`); paired differences are means over seeds of "

@@ -13,25 +13,29 @@ within a wall-clock budget. The report gives each policy's fraction of the bound
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from coordopt.case_studies.common import to_csv
-from coordopt.evaluation import compare, evaluate
+from coordopt.evaluation import ci_halfwidth, evaluate
 from coordopt.generator import generate_instance
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write_text, save_figure
 from coordopt.machine import machine
-from coordopt.policies import SiloedPolicy, make_policy, policy_spec
-from coordopt.rl.checkpoint import CHECKPOINT, init_config
+from coordopt.policies import SiloedPolicy, make_policy
+from coordopt.rl.checkpoint import init_config
 from coordopt.rl.config import TrainConfig, size_defaults
 from coordopt.rl.ppo import train
+from coordopt.rl.rundir import AGENTS_RUN, RunDir
 from coordopt.rl.runs import train_agents
 from coordopt.simulator import SimParams, reset, step
 from coordopt.solvers.catalog import solve_catalog
+from coordopt.solvers.lagrangian import LagrangianPolicy
 from coordopt.text import table
 
 
@@ -42,7 +46,7 @@ def catalog(spec: dict[str, Any]) -> Instance:
     overrides the grid's default; ``tune`` adds the cell of agents trained on the catalog
     (with the catalog-scale defaults of ``coordopt train``, ``tune_config`` over the grid's;
     ``init_from`` names the catalog the fine-tuned agents are first trained on: one of the
-    grid's, or a bundled instance).
+    grid's, or a bundled instance); ``policies`` are evaluated besides the grid's.
     """
     if "n_products" not in spec:
         return load_instance(spec["name"])
@@ -106,7 +110,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "kind": "policies",
                 "catalog": spec,
-                "policies": config["policies"],
+                "policies": config["policies"] + spec.get("policies", []),
                 "zero_shot": zero_shot,
                 **shared,
             }
@@ -114,32 +118,32 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _evaluate(params: SimParams, policy: Any, p: dict[str, Any]) -> Any:
-    batch = max(1, min(p["episodes"], 16 if params.instance.n_products <= 2_000 else 4))
-    if isinstance(policy, str):
-        name, options = policy_spec(policy)
-        policy = make_policy(name, params, **options)
-    return evaluate(params, policy, episodes=p["episodes"], seed=p["eval_seed"], batch_size=batch)
-
-
-def _against_siloed(inst: Instance, policies: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
-    """Each policy's mean, CI and paired difference from the siloed firm (same stream)."""
+def _evaluate_all(inst: Instance, policies: dict[str, str], p: dict[str, Any]) -> dict[str, Any]:
+    """Each policy's mean, CI and per-episode profits on one stream (common random numbers:
+    the report pairs any two rows of a catalog, across cells too). A decomposition policy
+    (``lagrangian``) also leaves the stochastic bound its programs were solved for."""
     params = SimParams.from_instance(inst, dtype=torch.float32)
-    siloed = _evaluate(params, "siloed", p)
-    out: dict[str, Any] = {
-        "siloed": {"mean": siloed.mean, "ci": siloed.ci95, "diff": 0.0, "diff_ci": 0.0}
-    }
-    for label, policy in policies.items():
+    batch = max(1, min(p["episodes"], 16 if inst.n_products <= 2_000 else 4))
+    out: dict[str, Any] = {}
+    for label, spec in policies.items():
         began = time.perf_counter()
-        ev = _evaluate(params, policy, p)
-        diff = compare(ev, siloed)
+        policy = make_policy(spec, params)
+        ev = evaluate(params, policy, episodes=p["episodes"], seed=p["eval_seed"], batch_size=batch)
         out[label] = {
             "mean": ev.mean,
             "ci": ev.ci95,
-            "diff": diff["mean"],
-            "diff_ci": diff["ci95"],
+            "profits": ev.profit.tolist(),
             "eval_seconds": time.perf_counter() - began,
         }
+        if isinstance(policy, LagrangianPolicy):  # the bound its programs were solved for
+            solution = policy.solution
+            out[label]["stochastic_bound"] = {
+                "bound": solution.bound,
+                "fluid_bound": solution.fluid_bound,
+                "iterations": solution.iterations,
+                "seconds": solution.seconds,
+                "stop": solution.stop,
+            }
     return out
 
 
@@ -148,7 +152,7 @@ def _train(inst: Instance, settings: dict[str, Any], out: Path, init: Path | Non
     agents of ``init`` if given), resumed where ``out`` holds a checkpoint."""
     settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **settings}
     config = init_config(init, settings) if init else TrainConfig(**settings)
-    resume = (out / CHECKPOINT).exists()
+    resume = RunDir(out, AGENTS_RUN).resumable
     return train(inst, config, out, progress=False, init=None if resume else init, resume=resume)
 
 
@@ -211,8 +215,9 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         }
     if p["kind"] == "policies":
         run, info = _zero_shot(p["zero_shot"], workdir)
-        policies = {name: name for name in p["policies"]} | {"agents (zero-shot)": str(run)}
-        return {**size, "policies": _against_siloed(inst, policies, p), "zero_shot": info}
+        names = ["siloed", *p["policies"]]
+        policies = {name: name for name in names} | {"agents (zero-shot)": str(run)}
+        return {**size, "policies": _evaluate_all(inst, policies, p), "zero_shot": info}
     if p["kind"] == "tuned":
         init = None
         if p["tune"] == "init" and p.get("init_from"):
@@ -224,7 +229,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         label = "agents (fine-tuned)" if init else "agents (trained here)"
         return {
             **size,
-            "policies": _against_siloed(inst, {label: str(workdir / "tuned")}, p),
+            "policies": _evaluate_all(inst, {label: str(workdir / "tuned")}, p),
             "tuned": {
                 "iterations": res.iterations,
                 "env_steps": res.env_steps,
@@ -235,6 +240,13 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 
 
+def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
+    """Mean paired difference ``a - b`` of two rows evaluated on one stream, and its 95%
+    half-width."""
+    diff = np.asarray(a["profits"]) - np.asarray(b["profits"])
+    return float(diff.mean()), ci_halfwidth(diff)
+
+
 def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
     import matplotlib
 
@@ -243,9 +255,16 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
 
     names = [c["name"] for c in config["catalogs"]]
     one = {(r["params"]["kind"], r["params"]["catalog"]["name"]): r["result"] for r in results}
-    rows, lines, speed = [], [], []
+    rows, lines, speed, notes = [], [], [], []
     for name in names:
         sim, tr, bound = one[("sim", name)], one[("train", name)], one[("bound", name)]
+        evaluated = one[("policies", name)]["policies"] | one.get(("tuned", name), {}).get(
+            "policies", {}
+        )
+        stochastic = next(
+            (r["stochastic_bound"] for r in evaluated.values() if "stochastic_bound" in r), None
+        )
+        tighter = min(bound["bound"], stochastic["bound"]) if stochastic else bound["bound"]
         speed.append(
             [
                 name,
@@ -254,25 +273,40 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 f"{sim['product_steps_per_s'] / 1e6:.1f} M",
                 f"{tr['env_steps_per_s']:.1f}",
                 bound["bound"],
-                bound["plan_value"],
                 f"{bound['gap']:.2%}",
                 f"{bound['seconds']:.0f}",
+                stochastic["bound"] if stochastic else "—",
+                f"{stochastic['iterations']} it, {stochastic['seconds']:.0f}"
+                if stochastic
+                else "—",
             ]
         )
-        evaluated = one[("policies", name)]["policies"] | one.get(("tuned", name), {}).get(
-            "policies", {}
-        )
+        best_siloed = next((k for k in evaluated if k.startswith("siloed:inventory=dp")), None)
+        for policy in ("agents (trained here)", "agents (fine-tuned)"):
+            if policy in evaluated and "bidprice" in evaluated:
+                d, ci = _paired(evaluated[policy], evaluated["bidprice"])
+                notes.append(
+                    f"- {name}: {policy} minus bid-price control (their teacher), paired: "
+                    f"{d:+,.0f} ± {ci:,.0f}."
+                )
         for policy, r in evaluated.items():
+            vs = _paired(r, evaluated["siloed"])
+            vs_best = _paired(r, evaluated[best_siloed]) if best_siloed else (math.nan, math.nan)
             row = {
                 "catalog": name,
                 "products": sim["products"],
                 "policy": policy,
                 "mean": r["mean"],
                 "ci": r["ci"],
-                "diff_vs_siloed": r["diff"],
-                "diff_ci": r["diff_ci"],
+                "diff_vs_siloed": vs[0],
+                "diff_ci": vs[1],
+                "diff_vs_best_siloed": vs_best[0],
+                "diff_vs_best_siloed_ci": vs_best[1],
                 "bound": bound["bound"],
                 "fraction_of_bound": r["mean"] / bound["bound"],
+                "stochastic_bound": stochastic["bound"] if stochastic else math.nan,
+                "tighter_bound": tighter,
+                "fraction_of_tighter_bound": r["mean"] / tighter,
                 "sim_product_steps_per_s": sim["product_steps_per_s"],
                 "train_env_steps_per_s": tr["env_steps_per_s"],
             }
@@ -283,8 +317,9 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                     policy,
                     r["mean"],
                     r["ci"],
-                    f"{r['diff']:+,.0f} ± {r['diff_ci']:,.0f}",
-                    f"{row['fraction_of_bound']:.1%}",
+                    f"{vs[0]:+,.0f} ± {vs[1]:,.0f}",
+                    f"{vs_best[0]:+,.0f} ± {vs_best[1]:,.0f}" if best_siloed else "—",
+                    f"{row['fraction_of_tighter_bound']:.1%}",
                 ]
             )
     labels = list(dict.fromkeys(r["policy"] for r in rows))
@@ -297,16 +332,16 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             if any(r["catalog"] == name and r["policy"] == label for r in rows)
         ]
         ys = [
-            100 * r["fraction_of_bound"]
+            100 * r["fraction_of_tighter_bound"]
             for name in names
             for r in rows
             if r["catalog"] == name and r["policy"] == label
         ]
         ax.bar(xs, ys, w, label=label)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel("% of the fluid upper bound")
-    ax.set_ylim(bottom=min(100 * r["fraction_of_bound"] for r in rows) - 10)
-    ax.set_title("Profit at catalog scale, as a fraction of the catalog-scale bound")
+    ax.set_ylabel("% of the tighter upper bound")
+    ax.set_ylim(bottom=max(0.0, min(100 * r["fraction_of_tighter_bound"] for r in rows) - 10))
+    ax.set_title("Profit at catalog scale, as a fraction of the tighter of the two bounds")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     save_figure(fig, out / "scale.png")
     atomic_write_text(out / "scale.csv", to_csv(rows))
@@ -319,7 +354,11 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         f"warm-started and trained on `{config['agent_instance']}` for "
         f"{config['agent_iterations']} iterations ({config['agent_scorer']} scorer), run unchanged. {config['episodes']} "
         f"evaluation episodes per policy on one stream (seed {config['eval_seed']}), paired "
-        "against the siloed firm.",
+        "against the siloed firm and the best siloed firm (`siloed:inventory=dp`: marketing's "
+        "slates, each product's stock run by its exact program for the demand they bring). The "
+        "stochastic bound is the one the decomposition policy (`lagrangian`) solves its "
+        "per-product programs for (`coordopt solve --method lagrangian`, same options); each "
+        "policy is shown as a fraction of the tighter of the two bounds.",
         "",
         "```",
         table(
@@ -330,9 +369,10 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 "sim speed",
                 "train env-steps/s",
                 "fluid bound",
-                "plan",
                 "gap",
                 "bound s",
+                "stochastic bound",
+                "its cost (s)",
             ],
             speed,
         ),
@@ -340,7 +380,16 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "",
         "```",
         table(
-            ["catalog", "policy", "mean profit", "±95%", "vs siloed (paired)", "% of bound"], lines
+            [
+                "catalog",
+                "policy",
+                "mean profit",
+                "±95%",
+                "vs siloed (paired)",
+                "vs best siloed (paired)",
+                "% of tighter bound",
+            ],
+            lines,
         ),
         "```",
         "",
@@ -349,6 +398,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             f"steps, {t['train_seconds'] / 60:.1f} min ({t['steps_per_second']:.1f} env-periods/s)."
             for name, t in tuned.items()
         ),
+        *notes,
         "",
         "![scale](scale.png)",
         "",

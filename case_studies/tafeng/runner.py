@@ -30,6 +30,7 @@ import numpy as np
 from coordopt.calibrate import LUNAR_NEW_YEAR, CalibrationConfig, calibrate_tafeng, write_report
 from coordopt.case_studies.common import paired_ci, to_csv, train_agents
 from coordopt.choice import choice_probabilities
+from coordopt.economics import Flow, unit_values
 from coordopt.evaluation import ci_halfwidth, rollout
 from coordopt.generator import GeneratorConfig, generate_instance
 from coordopt.instance import Instance
@@ -156,21 +157,20 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
 def weekly_contribution(
     inst: Instance, sales: np.ndarray, lost: np.ndarray, inventory: np.ndarray, orders: np.ndarray
 ) -> np.ndarray:
-    """Profit week by week with each unit's cost charged when it is sold, ``(..., T)``.
+    """Profit week by week with each unit's cost charged when it is sold, ``(..., T)``, from
+    the money per unit of each flow (Ta-Feng catalogs have no fixed order cost).
 
     ``(p - c) s_t - h I_t - b l_t``, the last week adding ``(v - c) I_T`` and each week
     subtracting ``c q_t`` for orders that would arrive after the horizon. Charging the cost at
     the sale rather than at the order keeps a week's figure about that week's customers; the
     weeks sum to the profit less ``c`` times the initial stock, the same for every policy.
     """
-    w = (
-        sales @ (inst.price - inst.unit_cost)
-        - inventory @ inst.holding_cost
-        - lost @ inst.lost_sale_penalty
-    )
-    w[..., -1] += inventory[..., -1, :] @ (inst.salvage_value - inst.unit_cost)
+    money = unit_values(inst)  # p, -c, -h, -b and v per unit (coordopt.economics)
+    p, c, v = money[Flow.SOLD], -money[Flow.ORDERED], money[Flow.LEFT_OVER]
+    w = sales @ (p - c) - inventory @ -money[Flow.HELD] - lost @ -money[Flow.LOST]
+    w[..., -1] += inventory[..., -1, :] @ (v - c)
     late = np.arange(inst.horizon)[:, None] + inst.lead_time[None, :] >= inst.horizon
-    w -= (orders * late) @ inst.unit_cost
+    w -= (orders * late) @ c
     return w * discount_factors(inst.discount, inst.horizon)
 
 
@@ -193,12 +193,8 @@ def simulate(inst: Instance, policy: Any, episodes: int, seed: int) -> dict[str,
     import torch
 
     params = SimParams.from_instance(inst, dtype=torch.float64)
-    if policy == "mpc-siloed-slates":
-        pol = make_policy("mpc", params, seed=0, variant="siloed-slates")
-    elif policy == "mpc":
-        pol = make_policy("mpc", params, seed=0)
-    else:
-        pol = make_policy(policy, params)
+    spec = "mpc:variant=siloed-slates" if policy == "mpc-siloed-slates" else policy
+    pol = make_policy(spec, params, seed=0)
     flows: dict[str, list[np.ndarray]] = {k: [] for k in ("sales", "lost", "inventory", "orders")}
 
     def record(_state: Any, r: Any) -> None:

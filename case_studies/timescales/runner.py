@@ -10,7 +10,6 @@ final profit, its variance across seeds, and how much the curves oscillate.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from coordopt.instance import load_instance
 from coordopt.io import atomic_write_text, save_figure
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
+from coordopt.rl.rundir import AGENTS_RUN, RunDir
 from coordopt.text import table
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -63,16 +63,9 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         threads=1,
         **CONFIGS[p["config"]],
     )
-    run = workdir / "run"
-    res = train(
-        load_instance(p["instance"]),
-        cfg,
-        run,
-        resume=(run / "checkpoint.pt").exists(),
-        progress=False,
-    )
-    with (run / "log.csv").open() as fh:
-        log = [r for r in csv.DictReader(fh) if r.get("eval_profit")]
+    run = RunDir(workdir / "run", AGENTS_RUN)
+    res = train(load_instance(p["instance"]), cfg, run.path, resume=run.resumable, progress=False)
+    log = [r for r in run.read_log() if r.get("eval_profit")]
     return {
         "curve_steps": [float(r["env_steps"]) for r in log],
         "curve_profit": [float(r["eval_profit"]) for r in log],

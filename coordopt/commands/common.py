@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from coordopt.guards import check_size, estimate, output_claims
-from coordopt.policies import policy_names, policy_spec
+from coordopt.guards import PolicyWork, check_size, estimate, output_claims
+from coordopt.policies import PolicySpec, policy_names
 from coordopt.text import table
 
 __all__ = [
@@ -85,44 +85,45 @@ def guard_size(
     check_size(est, force=getattr(args, "force", False), what=what, way_out=way_out)
 
 
-def split_policy(spec: str) -> tuple[str, dict[str, Any]]:
-    """``NAME[:KEY=VALUE;...]`` -> ``(NAME, options)``; a run directory is taken whole (its
-    path may hold a colon). What ``--policy`` means, for the policy and for its workload."""
-    return (spec, {}) if Path(spec).is_dir() else policy_spec(spec)
-
-
-def check_policy(spec: str, flag: str, *, options: bool = True) -> None:
-    """Refuse at once (``ValueError``) a policy that is neither a registered name (with
-    ``NAME:KEY=VALUE`` options where ``options``) nor a run directory: before any work, not
-    after the policies before it have been simulated."""
-    name = split_policy(spec)[0] if options else spec
-    if name in policy_names() or Path(name).is_dir():
-        return
+def check_policy(text: str, flag: str, *, options: bool = True) -> PolicySpec:
+    """The spec of a policy flag (``NAME[:KEY=VALUE;...]`` where ``options``, else a bare
+    name), refused at once (``ValueError``) if it is neither a registered name nor a run
+    directory: before any work, not after the policies before it have been simulated."""
+    spec = PolicySpec.parse(text) if options else PolicySpec(text)
+    if spec.name in policy_names() or Path(spec.name).is_dir():
+        return spec
     raise ValueError(
-        f"{flag}: unknown policy '{spec}': expected one of {', '.join(policy_names())}"
+        f"{flag}: unknown policy '{text}': expected one of {', '.join(policy_names())}"
         + (" (NAME:KEY=VALUE;... for options)" if options else "")
         + " or the directory of a trained agent (coordopt train --out DIR)"
     )
 
 
-def policy_work(spec: str, episodes: int, horizon: int) -> dict[str, int]:
-    """What a policy (``NAME[:KEY=VALUE;...]`` or a run directory) adds to a simulation's
-    workload: full fluid solves (fluid plan: one; MPC: one per period and episode), or a
+def policy_work(
+    spec: str | PolicySpec, episodes: int, horizon: int, options: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """What simulating a policy (``NAME[:KEY=VALUE;...]`` or a run directory) for ``episodes``
+    episodes adds to the workload of :func:`coordopt.guards.estimate`: its entry's declared
+    work with its options over ``options`` (:class:`~coordopt.guards.PolicyWork`), or a
     trained run's network width (its additive scorer)."""
-    policy, _ = split_policy(spec)
-    if policy == "mpc":
-        return {"lp_solves": episodes * horizon}
-    if policy == "fluid":
-        return {"lp_solves": 1}
-    try:  # a run directory: its saved training configuration, read as untrusted input
-        from coordopt.rl.rundir import AGENTS_RUN, CONFIG, read_json
+    spec = PolicySpec.parse(spec) if isinstance(spec, str) else spec
+    if spec.name in policy_names():
+        return spec.workload(options or {}).workload(episodes, horizon)
+    return PolicyWork(agent_hidden=_agent_width(Path(spec.name))).workload(episodes, horizon)
 
-        saved = read_json(Path(policy), CONFIG, dict, AGENTS_RUN)
+
+def _agent_width(run: Path) -> int:
+    """The width of a trained run's additive slate scorer (0: another scorer, or unknown),
+    from its saved training configuration, read as untrusted input."""
+    try:
+        from coordopt.rl.rundir import AGENTS_RUN, RunDir
+
+        saved = RunDir(run, AGENTS_RUN).read_config()
         if saved.get("scorer", "additive") == "additive":
-            return {"agent_hidden": int(saved.get("hidden_size", 64))}
+            return int(saved.get("hidden_size", 64))
     except (OSError, ValueError, TypeError, AttributeError):
         pass
-    return {}
+    return 0
 
 
 # --------------------------------------------------------------------------- flags that apply

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -85,12 +84,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     evals: dict[str, Evaluation] = {}
     for name in names:
-        opts: dict[str, Any] = {"seed": args.seed} if name in ("fluid", "mpc") else {}
         label = "rl-multi-warm" if name == str(run_dir) else name
         log(f"simulating {label} ({args.episodes} episodes) ...")
         evals[label] = evaluate(
             params,
-            make_policy(name, params, **opts),
+            make_policy(name, params, seed=args.seed),
             episodes=args.episodes,
             seed=args.seed,
             progress=True,

@@ -15,34 +15,29 @@ from coordopt.commands.common import (
     guard_size,
     log,
     policy_work,
-    split_policy,
     table,
 )
 from coordopt.evaluation import compare, evaluate
-from coordopt.guards import add_force_flag, device_type, positive_int, seed_int
+from coordopt.guards import add_force_flag, device_type, positive_int, seed_int, total_workload
 from coordopt.instance import load_instance
-from coordopt.policies import make_policy, parse_options, policy_names
+from coordopt.policies import (
+    PolicyOptionError,
+    PolicySpec,
+    make_policy,
+    parse_options,
+    policy_names,
+)
 from coordopt.simulator import SimParams
 
 
-def make_policy_with_options(spec: str, params: SimParams, options: dict[str, Any]) -> Any:
-    """:func:`make_policy` of ``NAME[:KEY=VALUE;...]`` (a run directory is taken as it is),
-    the spec's options over ``options``; one the policy does not take is reported as bad input.
-    A policy with options of its own is named by its spec, so that two option sets of one
-    policy stay apart in the results."""
-    name, own = split_policy(spec)
-    options = {**options, **own}
+def check_policy_options(spec: PolicySpec, options: dict[str, Any]) -> None:
+    """Refuse before any work an option of ``--policy spec`` that it does not take or that
+    breaks its rule; one given by ``--option`` (beneath the spec's own) is named by the flag."""
     try:
-        policy = make_policy(name, params, **options)
-        if own:
-            policy.name = spec
-        return policy
-    except TypeError as exc:
-        if options and "argument" in str(exc):
-            where = f"policy {spec!r}: options" if own else "--option"
-            raise ValueError(
-                f"{where} {', '.join(options)}: not accepted by policy {name!r} ({exc})"
-            ) from exc
+        spec.checked(options)
+    except PolicyOptionError as exc:
+        if exc.option in options and exc.option not in spec.options:
+            raise ValueError(f"--option {exc.option}: {exc}") from None
         raise
 
 
@@ -87,10 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = parse_options(args.option)
     names = args.policy or ["siloed"]
-    for name in names:
-        check_policy(name, "--policy")
+    specs = [check_policy(name, "--policy") for name in names]
+    for spec in specs:
+        check_policy_options(spec, options)
     inst = load_instance(args.instance)
-    works = [policy_work(n, args.episodes, inst.horizon) for n in names]
     guard_size(
         args,
         inst,
@@ -98,12 +93,11 @@ def run(args: argparse.Namespace) -> int:
         way_out="use fewer --episodes or a smaller instance",
         episodes=args.episodes * len(names),
         batch=args.batch_size,
-        lp_solves=sum(work.get("lp_solves", 0) for work in works),
-        agent_hidden=max((work.get("agent_hidden", 0) for work in works), default=0),
+        **total_workload(policy_work(s, args.episodes, inst.horizon, options) for s in specs),
     )
     params = SimParams.from_instance(inst, device=args.device, dtype=torch.float64)
     # every policy is built (its options checked) before the first is simulated
-    policies = [make_policy_with_options(name, params, options) for name in names]
+    policies = [make_policy(spec, params, **options) for spec in specs]
     results = []
     for policy in policies:
         result = evaluate(

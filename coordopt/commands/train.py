@@ -24,12 +24,14 @@ from coordopt.commands.common import (
     emit_json,
     guard_size,
     log,
+    policy_work,
     table,
 )
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
 from coordopt.guards import add_force_flag, claim_out
 from coordopt.instance import Instance, load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args, size_defaults
+from coordopt.rl.rundir import BEST
 
 EXPERT_FLAGS = (
     "bc_rounds",
@@ -93,9 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
-    expert's labels (one fluid solve per labelled period with an MPC expert; the catalog
-    solve of a bid-price expert or of the plan the agents observe) and the greedy evaluations."""
-    from coordopt.rl.agents import choose_scorer
+    expert's labels (its entry's declared work over the labelled episodes: one fluid solve per
+    labelled period with an MPC expert, the catalog solve of a bid-price expert), the catalog
+    solve of the plan the agents observe and the greedy evaluations."""
+    from coordopt.rl.networks import choose_scorer
     from coordopt.rl.warmstart import envs_per_part, expert_name
 
     cloned = config.bc_rounds * min(config.bc_label_envs, config.bc_envs)
@@ -103,6 +106,7 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     expert = expert_name(config.warm_start, inst)
     scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
     cloning = expert != "none"
+    teacher = policy_work(expert, labelled, inst.horizon) if cloning else {}
     period = inst.n_segments * inst.n_products  # cells of one environment-period
     # the largest backward pass: a PPO minibatch (a time chunk) or a part of a cloning group
     ppo_graph = config.minibatch_envs * min(config.seq_len, inst.horizon) * period
@@ -115,8 +119,8 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
         "graph_cells": max(ppo_graph, clone_graph if cloning else 0),
         "hidden": config.hidden_size,
         "factorised": scorer == "factorised",
-        "lp_solves": labelled * inst.horizon if expert == "mpc" else 0,
-        "catalog_solve": expert == "bidprice" or config.plan_inputs,  # the catalog solve
+        **teacher,
+        "catalog_solve": bool(teacher.get("catalog_solve")) or config.plan_inputs,
         "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
         if config.eval_every
         else 0,
@@ -170,11 +174,14 @@ def run(args: argparse.Namespace) -> int:
     for label, ev in (
         ("before PPO", result.initial_eval),
         ("last iteration", result.final_eval),
-        ("best (best.pt)", result.best_eval),
+        (f"best ({BEST})", result.best_eval),
     ):
         if ev:
             rows.append([f"RL profit, greedy, {label}", float(ev["mean"])])
             rows.append(["  95% half-width", float(ev["ci95"])])
+    if "vs_initial" in result.best_eval:  # what PPO added to the clone, paired by episode
+        rows.append(["best minus before PPO (paired)", float(result.best_eval["vs_initial"])])
+        rows.append(["  95% half-width", float(result.best_eval["vs_initial_ci95"])])
     for name, value in result.baselines.items():
         rows.append([f"{name} profit", float(value)])
     print(table(["quantity", "value"], rows))

@@ -18,6 +18,7 @@ from coordopt.guards import MissingExtra
 from coordopt.introspect import add_dataclass_flags, flag
 from coordopt.rl.config import TrainConfig, overrides_from_args
 from coordopt.rl.peers import ALGORITHMS, PeerConfig, train_peer
+from coordopt.rl.rundir import BEST
 
 DEFAULT = "coordopt"
 # the training command's own flags, not configuration fields
@@ -95,7 +96,7 @@ def run_peer(args: argparse.Namespace) -> int:
         ["env steps", result.env_steps],
         ["steps / second", float(result.steps_per_second)],
     ]
-    for label, ev in (("last iteration", result.final_eval), ("best (best.pt)", result.best_eval)):
+    for label, ev in (("last iteration", result.final_eval), (f"best ({BEST})", result.best_eval)):
         if ev:
             rows.append([f"profit, greedy, {label}", float(ev["mean"])])
             rows.append(["  95% half-width", float(ev["ci95"])])

@@ -13,7 +13,7 @@ every choice set). Two ways to the decisions:
 
 - **stock values** (:func:`stock_value_response`, the catalog-scale optimiser): the bid-price
   rule of :class:`~coordopt.solvers.bidprice.BidPricePolicy` -- each segment's best-revenue
-  slate (:func:`~coordopt.solvers.catalog.best_slates`) at margins ``g_t p - mu_t``, a product
+  slate (:func:`~coordopt.choice.best_slates`) at margins ``g_t p - mu_t``, a product
   without stock at its lost-sale value ``-g_t b`` -- with the stock values ``mu`` of
   :func:`~coordopt.solvers.catalog.solve_catalog`. Removing i's stock changes i's margin
   alone, so only the segments whose slate shows i, or whose slate i's lower margin can
@@ -54,6 +54,8 @@ import numpy as np
 import torch
 from scipy.special import comb
 
+from coordopt.choice import SlateChoice, best_slates
+from coordopt.economics import Flow, unit_values
 from coordopt.instance import Instance
 from coordopt.io import atomic_write, atomic_write_text, save_figure
 from coordopt.policies import Policy, make_policy
@@ -69,7 +71,7 @@ from coordopt.simulator import (
 )
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
 from coordopt.solution import Plan, slates_from_frequency
-from coordopt.solvers.catalog import SlateChoice, best_slates, solve_catalog
+from coordopt.solvers.catalog import solve_catalog
 from coordopt.solvers.dp import dp_fits
 from coordopt.solvers.fluid import solve_fluid
 
@@ -197,7 +199,7 @@ def unsettled_pairs(
     the product runs short, given the best slates ``base`` at ``margin (N,)``, and the
     segment's revenue per customer ``R'`` ``(M, N)`` if it kept its slate.
 
-    Dinkelbach's view (:func:`~coordopt.solvers.catalog.best_slates`): the slate S is best at
+    Dinkelbach's view (:func:`~coordopt.choice.best_slates`): the slate S is best at
     rate R = N(S)/D(S) iff it is the top-K choice of the lines ``f_j(R) = (m_j - R) u_j``
     (``u = w^R - w^N``) at R. As R falls from the segment's best rate R_k the top-K set stays
     S down to the first breakpoint ``tau_k``: an outside line overtaking an inside one, an
@@ -270,9 +272,9 @@ def stock_value_response(
     inst = params.instance
     n, m_n = params.n_products, params.n_segments
     dev, dt = params.device, params.dtype
-    g = inst.discount**period
-    margin = torch.as_tensor(g * inst.price - np.asarray(stock_value), dtype=dt, device=dev)
-    lost = torch.as_tensor(-g * inst.lost_sale_penalty, dtype=dt, device=dev)
+    g, money = inst.discount**period, unit_values(inst)
+    margin = torch.as_tensor(g * money[Flow.SOLD] - np.asarray(stock_value), dtype=dt, device=dev)
+    lost = torch.as_tensor(g * money[Flow.LOST], dtype=dt, device=dev)
     wn = torch.tensor(inst.base_attraction, dtype=dt, device=dev)
     wr = torch.tensor(inst.rec_attraction, dtype=dt, device=dev)
     w0 = torch.tensor(inst.no_purchase, dtype=dt, device=dev)

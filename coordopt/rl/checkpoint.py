@@ -1,8 +1,9 @@
 """Training checkpoints: a safe file format, the run's identity, resume and ``--init``.
 
 A checkpoint holds tensors and plain data only -- the state dicts of the agents and the
-optimisers, the random-number states (tensors) and one JSON string of metadata (the
-training configuration, the instance's identity, counters, normalisers, evaluations) -- and
+optimisers, the random-number states (tensors), the names of the features the agents read
+and one JSON string of metadata (the training configuration, the instance's identity,
+counters, normalisers, evaluations) -- and
 is read with ``torch.load(weights_only=True)``, which never runs code from the file. Run
 directories are what users share, so they are read by the one run-directory reader
 (:mod:`coordopt.rl.rundir`): anything else (a pickle payload, a truncated file, a zip bomb,
@@ -11,16 +12,16 @@ or range, a configuration describing networks too large to build) is refused wit
 :class:`CheckpointError` (or a :class:`~coordopt.guards.SizeError`) naming the file.
 
 A run's identity is the instance's content hash (its data, not its name) and the training
-configuration; resuming checks both (:func:`open_run`).
+configuration; resuming checks both (:func:`open_run`). Agents trained on other features than
+this coordopt computes are refused naming the features that differ (:func:`check_features`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ import torch
 
 from coordopt.instance import Instance, content_hash
 from coordopt.io import atomic_write
-from coordopt.rl.agents import Agents, build_agents
 from coordopt.rl.config import TrainConfig
+from coordopt.rl.features import feature_names
+from coordopt.rl.lifecycle import Counters
+from coordopt.rl.networks import Agents, build_agents
 from coordopt.rl.rollout import RunningMeanStd
 from coordopt.rl.rundir import (
     AGENTS_RUN,
@@ -39,20 +42,20 @@ from coordopt.rl.rundir import (
     CHECKPOINT_META,
     CONFIG,
     FINAL,
-    SUMMARY,
     CheckpointError,
+    MapOf,
+    RunDir,
     check_finite,
     check_json,
     check_network_size,
     check_weights,
     check_widths,
-    choose_checkpoint,
     first_line,
     meta_state,
     parse_json,
     read_checkpoint,
-    read_json,
     reading,
+    show,
 )
 
 __all__ = ["BEST", "CHECKPOINT", "FINAL", "CheckpointError", "load", "run_file"]
@@ -81,6 +84,7 @@ ARCHITECTURE = (
     "timescales",
     "scorer",
     "plan_inputs",
+    "credit",
 )
 """Config fields that shape the networks (``--init`` takes them from the source run)."""
 ZERO_IF_ABSENT = frozenset({"recommendation.gain_weight"})
@@ -99,21 +103,17 @@ def instance_identity(inst: Instance) -> dict[str, str]:
 # --------------------------------------------------------------------------- run state
 
 
-@dataclass
-class RunState:
-    """Everything that changes during training (what a checkpoint holds besides the weights)."""
+@dataclass(kw_only=True)
+class RunState(Counters):
+    """Everything that changes during training (what a checkpoint holds besides the weights):
+    the lifecycle's counters and evaluations (:class:`~coordopt.rl.lifecycle.Counters`), the
+    normalisers, the random streams and the warm start's or ``--init``'s report."""
 
-    iteration: int
-    env_steps: int
-    seconds: float
     normalisers: dict[str, RunningMeanStd]
     env_gen: torch.Generator
     pol_gen: torch.Generator
     rng: np.random.Generator
-    baselines: dict[str, float] = field(default_factory=dict)
     warm_start: dict[str, Any] | None = None
-    initial_eval: dict[str, float] = field(default_factory=dict)
-    best_eval: dict[str, float] = field(default_factory=dict)
     init: dict[str, Any] | None = None
     """The identity of the run ``--init`` took the agents from (``None``: none)."""
 
@@ -121,9 +121,6 @@ class RunState:
     def start(cls, config: TrainConfig, critics: list[str], device: torch.device) -> RunState:
         """Iteration 0, with every random stream seeded from ``config.seed``."""
         run = cls(
-            iteration=0,
-            env_steps=0,
-            seconds=0.0,
             normalisers={name: RunningMeanStd() for name in critics},
             env_gen=torch.Generator(device=device),
             pol_gen=torch.Generator(device=device),
@@ -161,6 +158,7 @@ def save(
         "format": FORMAT,
         "meta": json.dumps(meta),
         "agents": agents.state_dict(),
+        "features": agents.features,
         "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
         "rng": {
             "torch": torch.get_rng_state(),
@@ -277,6 +275,7 @@ def load(path: Path) -> Checkpoint:
     meta = parse_json(blob["meta"], path)
     check_json(path, meta, CHECKPOINT_META, "its metadata's ")
     config = train_config(path, meta["config"])
+    check_features(path, blob.get("features"), config)
     expected = agents_shapes(path, config)
     check_weights(path, blob["agents"], expected, may_lack=ZERO_IF_ABSENT)
     if not isinstance(blob["optimisers"], dict) or not isinstance(blob["rng"], dict):
@@ -304,6 +303,37 @@ def train_config(path: Path, data: Any) -> TrainConfig:
     return config
 
 
+def check_features(path: Path, saved: Any, config: TrainConfig) -> None:
+    """Refuse agents trained on other features than this coordopt computes for their
+    ``config``, naming the features that differ, input by input. ``saved`` is the
+    checkpoint's ``features``: ``None`` in one written before checkpoints named them, whose
+    weights' shapes alone are then checked (it loads where the widths are unchanged)."""
+    if saved is None:
+        return
+    check_json(path, saved, MapOf(list), "its feature names' ")
+    expected = feature_names(config.information, config.plan_inputs)
+    differ = []
+    for key in [*expected, *(k for k in saved if k not in expected)]:
+        want, got = expected.get(key, []), saved.get(key, [])
+        if want == got:
+            continue
+        missing = [name for name in want if name not in got]
+        unexpected = [name for name in got if name not in want]
+        parts = [f"expected {len(want)} features, found {len(got)}"]
+        if missing:
+            parts.append(f"not in the checkpoint: {show(missing, 400)}")
+        if unexpected:
+            parts.append(f"not computed here: {show(unexpected, 400)}")
+        if not missing and not unexpected:
+            parts.append(f"in another order: expected {want}, found {show(got, 400)}")
+        differ.append(f"input '{key}' ({'; '.join(parts)})")
+    if differ:
+        raise CheckpointError(
+            f"{path}: its agents read other features than this coordopt computes: "
+            f"{'; '.join(differ)}; train again, or use the coordopt that wrote it"
+        )
+
+
 def agents_shapes(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights (as ``meta`` tensors: names, shapes, dtypes) of the agents ``config``
     describes, refused beyond the size limit before anything is allocated."""
@@ -322,7 +352,7 @@ def run_file(run_dir: Path, name: str | None = None) -> Path:
     Only the files the run directory names are loaded, never another path, and never one
     that links out of the directory (:func:`coordopt.rl.rundir.choose_checkpoint`).
     """
-    return choose_checkpoint(Path(run_dir), name, AGENTS_RUN)
+    return RunDir(Path(run_dir), AGENTS_RUN).checkpoint(name)
 
 
 def _check_optimiser(opt: torch.optim.Optimizer) -> None:
@@ -346,23 +376,21 @@ def open_run(out: Path, instance: Instance, config: TrainConfig, resume: bool) -
     Refuses a new run where one exists, ``--resume`` where none does, and a resume whose
     instance (content hash) or configuration (fields outside :data:`RESUMABLE`) differs.
     """
-    path = Path(out) / CHECKPOINT
+    run_dir = RunDir(Path(out), AGENTS_RUN)
     if not resume:
-        if os.path.lexists(path):
+        if run_dir.holds(CHECKPOINT):
             raise ValueError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         return None
-    if not os.path.lexists(path):
-        if interrupted_before_checkpoint(Path(out)):
-            print(
-                f"coordopt train: {out} was stopped before its first checkpoint (during the "
-                f"warm start); starting it again from its {CONFIG}",
-                file=sys.stderr,
-            )
-            return None
-        raise FileNotFoundError(f"{path}: nothing to resume (run without --resume first)")
-    ckpt = load(choose_checkpoint(Path(out), CHECKPOINT, AGENTS_RUN))
+    ckpt = _resumed(run_dir)
+    if ckpt is None:
+        print(
+            f"coordopt train: {out} was stopped before its first checkpoint (during the "
+            f"warm start); starting it again from its {CONFIG}",
+            file=sys.stderr,
+        )
+        return None
     diff = ckpt.mismatches(instance, config)
     if diff:
         raise CheckpointError(
@@ -373,25 +401,27 @@ def open_run(out: Path, instance: Instance, config: TrainConfig, resume: bool) -
 
 
 def resume_config(out: Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved configuration of the run in ``out`` with the flags given on the command line."""
-    path = Path(out) / CHECKPOINT
-    if not os.path.lexists(path):
-        if interrupted_before_checkpoint(Path(out)):
-            saved = read_json(Path(out), CONFIG, dict, AGENTS_RUN)
-            return dataclasses.replace(train_config(Path(out) / CONFIG, saved), **overrides)
-        raise FileNotFoundError(f"{path}: nothing to resume (run without --resume first)")
-    return dataclasses.replace(
-        load(choose_checkpoint(Path(out), CHECKPOINT, AGENTS_RUN)).config, **overrides
-    )
+    """The saved configuration of the run in ``out`` with the flags given on the command line
+    (a run stopped before its first checkpoint: its ``config.json``)."""
+    run_dir = RunDir(Path(out), AGENTS_RUN)
+    ckpt = _resumed(run_dir)
+    if ckpt is None:
+        saved = train_config(run_dir.file(CONFIG), run_dir.read_config())
+    else:
+        saved = ckpt.config
+    return dataclasses.replace(saved, **overrides)
 
 
-def interrupted_before_checkpoint(out: Path) -> bool:
-    """Whether ``out`` holds a run stopped (Ctrl-C, a crash) after writing its ``config.json``
-    but before its first checkpoint -- during the warm start or the first evaluation. Nothing
-    of it can be resumed, and nothing is lost by starting it again from that configuration,
-    which ``--resume`` does (the same seed gives the same run)."""
-    return (out / CONFIG).is_file() and not any(
-        os.path.lexists(out / name) for name in (CHECKPOINT, FINAL, SUMMARY)
+def _resumed(run_dir: RunDir) -> Checkpoint | None:
+    """The resumable checkpoint of ``run_dir``, read and checked; ``None`` where the run was
+    stopped before its first (:attr:`~coordopt.rl.rundir.RunDir.interrupted_before_checkpoint`:
+    it starts again from its configuration); ``FileNotFoundError`` where no run was started."""
+    if run_dir.holds(CHECKPOINT):
+        return load(run_dir.checkpoint(CHECKPOINT))
+    if run_dir.interrupted_before_checkpoint:
+        return None
+    raise FileNotFoundError(
+        f"{run_dir.file(CHECKPOINT)}: nothing to resume (run without --resume first)"
     )
 
 

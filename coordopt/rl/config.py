@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from coordopt import introspect
 from coordopt.guards import (
@@ -27,7 +27,15 @@ from coordopt.guards import (
 )
 from coordopt.instance import Instance
 from coordopt.introspect import add_dataclass_flags, check_fields, ranged
+from coordopt.policies import teachers
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
+
+if TYPE_CHECKING:
+    WarmStart = str
+else:
+    WarmStart = Literal[("auto", "none", *teachers())]
+"""The values of ``--warm-start``: ``auto``, ``none`` or a teacher's name, derived from the
+policies' entries (:func:`coordopt.policies.teachers`)."""
 
 
 @dataclass
@@ -91,6 +99,11 @@ class TrainConfig:
     """Entropy bonus of the recommendation agent (per-segment mean slate entropy)."""
     max_grad_norm: float = ranged(0.5, positive_float)
     """Gradient-norm clip, per learner."""
+    credit: Literal["joint", "decision"] = "joint"
+    """PPO's unit of credit: joint (one ratio per env-period -- the product of every order's
+    and every slate's ratio -- with the firm's advantage) or decision (a ratio per product's
+    order and per segment's slate, each with the advantage of its own share of the profit, from
+    per-product and per-segment values; coordopt.rl.credit)."""
     # --- timescales
     timescales: Literal["multi", "single", "independent"] = "multi"
     """multi: critic > fast > slow agent; single: all equal; independent: own critics and rewards."""
@@ -123,7 +136,7 @@ class TrainConfig:
     epochs_critic: int = ranged(4, positive_int)
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
-    warm_start: Literal["auto", "none", "mpc", "dp", "bidprice", "fluid", "siloed"] = "auto"
+    warm_start: WarmStart = "auto"
     """Expert to clone and regularise toward (auto: the exact DP if it fits, else bid-price
     control, which beat MPC wherever both were measured; none: cold)."""
     bc_rounds: int = ranged(3, nonneg_int)
@@ -165,6 +178,12 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject values that would make training meaningless, naming the flag and the fix."""
         check_fields(self)
+        if self.credit == "decision" and self.timescales == "independent":
+            raise ValueError(
+                "--credit decision needs the centralised critic (its per-product and per-segment "
+                "values are the firm critic's); use --timescales multi or single, or --credit "
+                "joint"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

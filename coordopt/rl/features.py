@@ -25,6 +25,11 @@ every product's margin at the current stock (a product without stock is worth it
 and every segment's Dinkelbach threshold ``R*_k`` at those margins, from which
 :func:`teacher_gain` rebuilds the gains whose top-``K`` positive entries are the teacher's slate.
 
+Every feature is declared once, by name, in a :class:`Part` (a named list of features computed
+together); each input of the networks concatenates parts (:func:`input_parts`), so its width is
+counted from the names, never written by hand, and checkpoints store the names
+(:func:`feature_names`) so that agents trained on other features are refused naming them.
+
 Seasonal demand: both agents see each product's expected demand of the current period
 relative to its horizon mean (operations also the next period's), from the per-period arrival
 rates ``lambda_kt``; with constant rates these features are constant.
@@ -33,45 +38,127 @@ rates ``lambda_kt``; with constant rates these features are constant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
+from coordopt.choice import best_slates
 from coordopt.simulator import SimParams, SimState
 
 Tensor = torch.Tensor
 
 INFORMATION = ("coordinated", "siloed")
-STATIC_PRODUCT = 9  # economics + scale + lead time
-OPS_DYNAMIC = 11
-OPS_COORD = 2
-MKT_DYNAMIC = 3
-MKT_COORD = 3
-SEGMENT = 3
-PAIR = 4
-GLOBAL = 2
-OPS_PLAN = 2  # the plan's target position, the order (in bins) that reaches it
-MKT_PLAN = 1  # the stock-adjusted margin
 
 
-def ops_dim(information: str, plan: bool = False) -> int:
-    """Per-product feature width of the replenishment agent."""
-    coord = OPS_COORD if information == "coordinated" else 0
-    return STATIC_PRODUCT + OPS_DYNAMIC + coord + (OPS_PLAN if plan else 0)
+@dataclass(frozen=True)
+class Part:
+    """A named list of features computed together; a network's input concatenates parts.
+
+    A feature's full name is ``part.feature``, so the names of an input never repeat (the
+    critic sees both departments' ``last_demand``). A part's width is the length of its list.
+    """
+
+    name: str
+    features: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The full names, ``part.feature``, in order."""
+        return tuple(f"{self.name}.{f}" for f in self.features)
+
+    def ordered(self, values: Mapping[str, Any]) -> list[Any]:
+        """``values`` (keyed by feature) in the declared order; every feature exactly once."""
+        if set(values) != set(self.features):
+            raise ValueError(
+                f"the features of part '{self.name}' computed are {sorted(values)}, "
+                f"declared {sorted(self.features)}"
+            )
+        return [values[f] for f in self.features]
+
+    def stack(self, values: Mapping[str, Tensor]) -> Tensor:
+        """The part's feature tensors ``(...)`` stacked in the declared order, ``(..., width)``."""
+        return torch.stack(self.ordered(values), dim=-1)
 
 
-def mkt_dim(information: str, plan: bool = False) -> int:
-    """Per-product feature width of the recommendation agent."""
-    coord = MKT_COORD if information == "coordinated" else 0
-    return STATIC_PRODUCT + MKT_DYNAMIC + coord + (MKT_PLAN if plan else 0)
+PRODUCT = Part(
+    "product",
+    (
+        "price",
+        "unit_cost",
+        "holding_cost",
+        "lost_sale_penalty",
+        "salvage_value",
+        "fixed_order_cost",
+        "lead_time",
+        "log_demand_scale",
+        "margin_rate",
+    ),
+)
+"""Static per product: the economics (money / mean price), lead time, demand scale."""
+OPS = Part(
+    "ops",
+    (
+        "on_hand",
+        "pipeline",
+        "arriving",
+        "position",
+        "last_sales",
+        "last_demand",
+        "last_orders",
+        "periods_to_go",
+        "arrives_late",
+        "season_now",
+        "season_next",
+    ),
+)
+"""What operations sees of each product every period (stock, orders, sales, time, season)."""
+OPS_COORD = Part("ops_coord", ("shown_share", "shown_uplift"))
+"""Last period's recommendations of each product (coordinated operations, the critic)."""
+MKT = Part("mkt", ("last_demand", "periods_to_go", "season_now"))
+"""What marketing sees of each product every period."""
+MKT_COORD = Part("mkt_coord", ("incoming", "position", "stocked_out"))
+"""Each product's stock (coordinated marketing)."""
+OPS_PLAN = Part("ops_plan", ("target", "order_gap"))
+"""The teacher's target position and the order (in bins) that reaches it (``plan``)."""
+MKT_PLAN = Part("mkt_plan", ("margin",))
+"""The teacher's stock-adjusted margin (``plan``)."""
+SEGMENT = Part("segment", ("relative_arrivals", "no_purchase_share", "slate_size"))
+"""Static per segment."""
+PAIR = Part("pair", ("base_share", "rec_share", "log_uplift", "gain"))
+"""Static per (segment, product): choice shares and the recommendation's gain."""
+GLOBAL = Part("global", ("periods_to_go", "progress"))
+"""The period, once per environment."""
 
 
-def critic_dim(plan: bool = False) -> int:
-    """Per-product feature width of the centralised critic."""
-    return STATIC_PRODUCT + OPS_DYNAMIC + OPS_COORD + MKT_DYNAMIC + (OPS_PLAN if plan else 0)
+def input_parts(information: str, plan: bool = False) -> dict[str, tuple[Part, ...]]:
+    """The parts each input of the agents' networks concatenates, in order: per product
+    ``ops`` (replenishment), ``mkt`` (recommendation) and ``critic`` (the centralised critic:
+    the whole firm, whatever the information structure); ``segment``, ``pair``, ``global``."""
+    coord = information == "coordinated"
+    ops_plan = (OPS_PLAN,) if plan else ()
+    return {
+        "ops": (PRODUCT, OPS) + ((OPS_COORD,) if coord else ()) + ops_plan,
+        "mkt": (PRODUCT, MKT) + ((MKT_COORD,) if coord else ()) + ((MKT_PLAN,) if plan else ()),
+        "critic": (PRODUCT, OPS, OPS_COORD, MKT, *ops_plan),
+        "segment": (SEGMENT,),
+        "pair": (PAIR,),
+        "global": (GLOBAL,),
+    }
+
+
+def feature_names(information: str, plan: bool = False) -> dict[str, list[str]]:
+    """The full names of every input's features, in order (their count is the input's width;
+    checkpoints store them, :mod:`coordopt.rl.checkpoint`)."""
+    return {
+        key: [name for part in parts for name in part.names]
+        for key, parts in input_parts(information, plan).items()
+    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,16 +185,15 @@ def teacher_plan(params: SimParams, teacher: object = None) -> Plan:
     reuse = isinstance(teacher, BidPricePolicy) and teacher.params is params
     bp: Any = teacher if reuse else BidPricePolicy(params, reoptimize_every=0)
     bp.reset(0)  # back to the initial solve
-    if bp.t0 != 0:
-        raise ValueError(f"the teacher's plan starts at period {bp.t0}, not 0")
+    plan = bp.plan  # a BidPricePlan
+    if plan.t0 != 0:
+        raise ValueError(f"the teacher's plan starts at period {plan.t0}, not 0")
     mu = demand_scale(params).double()
     cover = (params.lead_time.double() + 1) * mu
     pscale = float(params.price.mean().clamp(min=1e-6))
-    margin = bp.g[:, None] * bp.price[None] - bp.mu
-    lost = -bp.g[:, None] * bp.penalty[None].expand_as(margin)
-    rows = [bp.target.double() / cover, margin / pscale, lost / pscale]
+    rows = [plan.target.double() / cover, plan.margin / pscale, plan.lost / pscale]
     target, margin, lost = (torch.cat([x, torch.zeros_like(x[:1])]).to(params.dtype) for x in rows)
-    return Plan(target, margin, lost, bp.wr, bp.wn, bp.w0, bool(params.hidden))
+    return Plan(target, margin, lost, plan.wr, plan.wn, plan.w0, bool(params.hidden))
 
 
 def teacher_slate_inputs(
@@ -115,10 +201,9 @@ def teacher_slate_inputs(
 ) -> tuple[Tensor, Tensor]:
     """The teacher's margins ``(B, N)`` at the state's stock, its own orders up to ``target``
     (units) counted, and each segment's threshold ``R*_k``, ``(B, M)``, of its best-revenue
-    slates at those margins (:func:`~coordopt.solvers.catalog.best_slates`, in float64): the
+    slates at those margins (:func:`~coordopt.choice.best_slates`, in float64): the
     rules of :meth:`~coordopt.solvers.bidprice.BidPricePolicy.act`."""
     from coordopt.solvers.bidprice import order_up_to, stock_margins  # only with a plan
-    from coordopt.solvers.catalog import best_slates
 
     orders = order_up_to(target, state.inventory_position(), params.max_order)
     margin = stock_margins(params, state, orders, plan.margin[state.t], plan.lost[state.t])
@@ -149,9 +234,9 @@ class Context:
     order_step: Tensor  # (N,) units per order bin
     order_valid: Tensor  # (N, G) bool: bin within max_order
     n_valid_bins: Tensor  # (N,) long
-    static_product: Tensor  # (N, STATIC_PRODUCT)
-    segment: Tensor  # (M, SEGMENT)
-    pair: Tensor  # (M, N, PAIR)
+    static_product: Tensor  # (N, len(PRODUCT))
+    segment: Tensor  # (M, len(SEGMENT))
+    pair: Tensor  # (M, N, len(PAIR))
     uplift_demand: Tensor  # (M, N) lambda_k (rec share - base share) / mu_i
     season: Tensor  # (T + 1, N) expected demand of period t / its horizon mean; 0 after T
     reward_scale: float
@@ -167,10 +252,11 @@ class Context:
 class Observation:
     """What each agent (and the critic) sees in one period, batched over ``B``."""
 
-    ops: Tensor  # (B, N, ops_dim)
-    mkt: Tensor  # (B, N, mkt_dim)
-    critic: Tensor  # (B, N, CRITIC_DIM)
-    glob: Tensor  # (B, GLOBAL)
+    # the inputs of the networks, their features named by feature_names
+    ops: Tensor  # (B, N, ops width)
+    mkt: Tensor  # (B, N, mkt width)
+    critic: Tensor  # (B, N, critic width)
+    glob: Tensor  # (B, len(GLOBAL))
     # with the teacher's plan (else None): what its slates are made of (teacher_gain)
     margin: Tensor | None = None  # (B, N) margins at the current stock / mean price
     threshold: Tensor | None = None  # (B, M) Dinkelbach thresholds R*_k at those margins
@@ -260,19 +346,18 @@ def build_context(
     grid = torch.arange(bins, device=params.device, dtype=params.dtype)
     valid = grid.unsqueeze(0) * step.unsqueeze(1) <= params.max_order.unsqueeze(1)
     pscale = float(params.price.mean().clamp(min=1e-6))
-    static = torch.stack(
-        [
-            params.price / pscale,
-            params.unit_cost / pscale,
-            params.holding_cost / pscale,
-            params.lost_sale_penalty / pscale,
-            params.salvage_value / pscale,
-            params.fixed_order_cost / (pscale * mu),
-            lead / 4.0,
-            torch.log1p(mu) / 4.0,
-            (params.price - params.unit_cost) / params.price.clamp(min=1e-6),
-        ],
-        dim=-1,
+    static = PRODUCT.stack(
+        {
+            "price": params.price / pscale,
+            "unit_cost": params.unit_cost / pscale,
+            "holding_cost": params.holding_cost / pscale,
+            "lost_sale_penalty": params.lost_sale_penalty / pscale,
+            "salvage_value": params.salvage_value / pscale,
+            "fixed_order_cost": params.fixed_order_cost / (pscale * mu),
+            "lead_time": lead / 4.0,
+            "log_demand_scale": torch.log1p(mu) / 4.0,
+            "margin_rate": (params.price - params.unit_cost) / params.price.clamp(min=1e-6),
+        }
     )
     m, n = params.n_segments, params.n_products
     uplift = params.uplift_flat.reshape(m, n)
@@ -283,22 +368,21 @@ def build_context(
     lam = arrivals.mean(0).unsqueeze(1)
     gain = lam * (rec_share - base_share) * (params.price - params.unit_cost) / pscale
     gain = gain / gain.abs().mean().clamp(min=1e-6)
-    pair = torch.stack(
-        [
-            base_share,
-            rec_share,
-            torch.log1p(uplift / params.base_attraction.clamp(min=1e-6)).clamp(max=5.0),
-            gain,
-        ],
-        dim=-1,
+    log_uplift = torch.log1p(uplift / params.base_attraction.clamp(min=1e-6)).clamp(max=5.0)
+    pair = PAIR.stack(
+        {
+            "base_share": base_share,
+            "rec_share": rec_share,
+            "log_uplift": log_uplift,
+            "gain": gain,
+        }
     )
-    segment = torch.stack(
-        [
-            lam[:, 0] / lam.mean(),
-            params.no_purchase / (params.no_purchase + params.base_total),
-            torch.full_like(lam[:, 0], math.log1p(params.slate_size) / 2),
-        ],
-        dim=-1,
+    segment = SEGMENT.stack(
+        {
+            "relative_arrivals": lam[:, 0] / lam.mean(),
+            "no_purchase_share": params.no_purchase / (params.no_purchase + params.base_total),
+            "slate_size": torch.full_like(lam[:, 0], math.log1p(params.slate_size) / 2),
+        }
     )
     return Context(
         params=params,
@@ -329,7 +413,9 @@ def recommendation_signals(ctx: Context, slates: Tensor) -> Tensor:
     flat = idx.reshape(b, m * k)
     zeros = torch.zeros(b, n, dtype=ctx.params.dtype, device=slates.device)
     share = zeros.scatter_add(1, flat, shown) / m
-    return torch.stack([share, zeros.scatter_add(1, flat, uplift)], dim=-1)
+    return OPS_COORD.stack(
+        {"shown_share": share, "shown_uplift": zeros.scatter_add(1, flat, uplift)}
+    )
 
 
 def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str) -> Observation:
@@ -343,36 +429,41 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     incoming = state.on_hand + state.pipeline[..., 0]
     togo = (p.horizon - state.t) / p.horizon
     late = (state.t + lead >= p.horizon).to(p.dtype).expand(b, n)
-    static = ctx.static_product.expand(b, n, -1)
     # expected demand of this period and the next relative to the mean (seasonal demand)
     now, after = ctx.season[state.t].expand(b, n), ctx.season[state.t + 1].expand(b, n)
-    ops_dyn = torch.stack(
-        [
-            state.on_hand / mu,
-            pipe / mu,
-            state.pipeline[..., 0] / mu,
-            position / ((lead + 1) * mu),
-            state.last_sales / mu,
-            state.last_demand / mu,
-            state.last_orders / mu,
-            torch.full_like(state.on_hand, togo),
-            late,
-            now,
-            after,
-        ],
-        dim=-1,
-    )
-    ops_coord = recommendation_signals(ctx, last_slates)
-    mkt_dyn = torch.stack(
-        [state.last_demand / mu, torch.full_like(state.on_hand, togo), now], dim=-1
-    )
-    mkt_coord = torch.stack(
-        [incoming / mu, position / ((lead + 1) * mu), (incoming <= 0).to(p.dtype)], dim=-1
-    )
-    coordinated = information == "coordinated"
-    ops_parts = [static, ops_dyn] + ([ops_coord] if coordinated else [])
-    mkt_parts = [static, mkt_dyn] + ([mkt_coord] if coordinated else [])
-    critic_parts = [static, ops_dyn, ops_coord, mkt_dyn]
+    parts = {
+        PRODUCT: ctx.static_product.expand(b, n, -1),
+        OPS: OPS.stack(
+            {
+                "on_hand": state.on_hand / mu,
+                "pipeline": pipe / mu,
+                "arriving": state.pipeline[..., 0] / mu,
+                "position": position / ((lead + 1) * mu),
+                "last_sales": state.last_sales / mu,
+                "last_demand": state.last_demand / mu,
+                "last_orders": state.last_orders / mu,
+                "periods_to_go": torch.full_like(state.on_hand, togo),
+                "arrives_late": late,
+                "season_now": now,
+                "season_next": after,
+            }
+        ),
+        OPS_COORD: recommendation_signals(ctx, last_slates),
+        MKT: MKT.stack(
+            {
+                "last_demand": state.last_demand / mu,
+                "periods_to_go": torch.full_like(state.on_hand, togo),
+                "season_now": now,
+            }
+        ),
+        MKT_COORD: MKT_COORD.stack(
+            {
+                "incoming": incoming / mu,
+                "position": position / ((lead + 1) * mu),
+                "stocked_out": (incoming <= 0).to(p.dtype),
+            }
+        ),
+    }
     margin = threshold = None
     if ctx.plan is not None:
         plan = ctx.plan
@@ -380,13 +471,14 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
         # the order that reaches the target, in order bins (/ the last bin): the teacher's bin
         units = target * (lead + 1) * mu
         gap = (units - position) / (ctx.order_step * (ctx.bins - 1))
-        ops_plan = torch.stack([target, gap], dim=-1)
-        ops_parts.append(ops_plan)
-        critic_parts.append(ops_plan)
-        mkt_parts.append(plan.margin[state.t].expand(b, n).unsqueeze(-1))
+        parts[OPS_PLAN] = OPS_PLAN.stack({"target": target, "order_gap": gap})
+        parts[MKT_PLAN] = MKT_PLAN.stack({"margin": plan.margin[state.t].expand(b, n)})
         margin, threshold = teacher_slate_inputs(plan, p, state, units)
-    ops, mkt, critic = (torch.cat(x, dim=-1) for x in (ops_parts, mkt_parts, critic_parts))
-    glob = torch.tensor(
-        [[togo, state.t / max(p.horizon - 1, 1)]], device=p.device, dtype=p.dtype
-    ).expand(b, GLOBAL)
+    per_product = input_parts(information, ctx.plan is not None)
+    ops, mkt, critic = (
+        torch.cat([parts[part] for part in per_product[key]], dim=-1)
+        for key in ("ops", "mkt", "critic")
+    )
+    row = GLOBAL.ordered({"periods_to_go": togo, "progress": state.t / max(p.horizon - 1, 1)})
+    glob = torch.tensor([row], device=p.device, dtype=p.dtype).expand(b, len(GLOBAL))
     return Observation(ops, mkt, critic, glob, margin, threshold)

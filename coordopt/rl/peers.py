@@ -11,20 +11,20 @@ order and slate-slot distributions, ``ClipPPOLoss`` with its GAE value estimator
   value is the same function); with departmental rewards each group has its own.
 - ``ippo``: independent learners; each group's critic sees only that group's observation.
 
-Actors are decentralised in both. The run directory holds ``peer.json`` (the metadata that
-makes :func:`coordopt.policies.make_policy` dispatch here), ``best.pt`` / ``final.pt``
-(tensors and plain data only, loaded with ``torch.load(weights_only=True)``), ``log.csv``
-and ``summary.json``; ``coordopt evaluate INSTANCE --policy DIR`` evaluates it like any other
-policy. Everything that needs TorchRL imports it lazily, so this module imports without it.
+Actors are decentralised in both. The run's lifecycle is the agents' own
+(:mod:`coordopt.rl.lifecycle`: evaluations, best policy, time budget, one log schema), without
+resume. Its run directory (:class:`~coordopt.rl.rundir.RunDir`) holds ``peer.json`` (the
+metadata that makes :func:`coordopt.policies.make_policy` dispatch here), ``best.pt`` /
+``final.pt`` (tensors and plain data only, loaded with ``torch.load(weights_only=True)``),
+``log.csv`` and ``summary.json``; ``coordopt evaluate INSTANCE --policy DIR`` evaluates it like
+any other policy. Everything that needs TorchRL imports it lazily, so this module imports
+without it.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,52 +38,35 @@ from coordopt.guards import (
     MissingExtra,
     Range,
     SizeError,
+    nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
 )
 from coordopt.instance import Instance
 from coordopt.introspect import check_fields, ranged
-from coordopt.io import atomic_write, atomic_write_text
 from coordopt.marl import AGENTS, decode_actions, observation_dims, observe, order_caps
 from coordopt.marl import slate_indicator as _slate_indicator
+from coordopt.rl.lifecycle import Counters, Lifecycle, RunResult, Schedule
 from coordopt.rl.rundir import (
-    BEST,
-    FINAL,
     MAX_LAYERS,
     PEER_META,
-    PEER_METADATA,
     PEER_RUN,
     CheckpointError,
+    RunDir,
     check_network_size,
     check_weights,
     check_widths,
-    choose_checkpoint,
     meta_state,
     read_checkpoint,
-    read_json,
     reading,
     show,
 )
-from coordopt.rl.runlog import LOG
 from coordopt.simulator import Action, SimParams, SimState
 
 Tensor = torch.Tensor
 ALGORITHMS = ("mappo", "ippo")
-META = PEER_META
 FORMAT = "coordopt-torchrl-peer/1"
-COLUMNS = (
-    "iteration",
-    "env_steps",
-    "seconds",
-    "steps_per_second",
-    "train_profit",
-    "loss_objective",
-    "loss_critic",
-    "loss_entropy",
-    "eval_profit",
-    "eval_ci95",
-)
 
 
 @dataclass
@@ -134,6 +117,9 @@ class PeerConfig:
     """Episodes of each evaluation (common random numbers across iterations)."""
     eval_seed: int = 12345
     """Demand stream of the evaluations."""
+    time_budget: float = ranged(0.0, nonneg_float)
+    """Wall-clock budget in minutes (0: none): training stops after the iteration that leaves
+    less than one more iteration's time, evaluated (a peer's run does not resume)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -380,16 +366,12 @@ def load_peer_policy(
     ``final.pt``; ``checkpoint`` names one of those two (never another path). The actors are
     sized for the instance they were trained on; another instance must have the same
     products, segments, slate size, pipeline width and order caps. The directory is read by
-    :mod:`coordopt.rl.rundir` like an agents' run (:func:`read_peer_run`); options are
-    checked like any policy's (one it does not take is a ``TypeError``)."""
-    from coordopt.guards import seed_int
-    from coordopt.policies import check_options
-
+    :mod:`coordopt.rl.rundir` like an agents' run (:func:`read_peer_run`);
+    :func:`coordopt.policies.make_policy` checks the options against their declaration
+    (:data:`coordopt.policies.PEER_ENTRY`)."""
     path = Path(path)
     config = read_peer_config(path)
     name = f"{config.algorithm}:{path.name}"
-    rules = {"deterministic": bool, "seed": seed_int}
-    check_options(name, rules, {"deterministic": deterministic, "seed": seed})
     actors, layout = read_peer_run(path, params, config, checkpoint)
     for a in AGENTS:
         actors[a].to(params.device)
@@ -400,8 +382,9 @@ def load_peer_policy(
 
 def read_peer_config(path: Path) -> PeerConfig:
     """The :class:`PeerConfig` of a peer run directory's ``peer.json``, every field checked."""
-    meta = read_json(path, META, PEER_METADATA, PEER_RUN)
-    where = Path(path) / META
+    run_dir = RunDir(Path(path), PEER_RUN)
+    meta = run_dir.read_config()
+    where = run_dir.file(PEER_META)
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{where}: format {show(meta['format'])} is not {FORMAT!r}; refused")
     with reading(where, "its config is malformed"):
@@ -424,7 +407,7 @@ def read_peer_run(
     by the run-directory reader: the layout it was trained for, then its actors' weights
     against the networks its config describes (names, shapes, dtypes, finite), those networks
     within the size limit before any is built."""
-    file = choose_checkpoint(path, checkpoint, PEER_RUN)
+    file = RunDir(Path(path), PEER_RUN).checkpoint(checkpoint)
     blob = read_checkpoint(file)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         fmt = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
@@ -468,26 +451,12 @@ def read_peer_run(
 # --------------------------------------------------------------------------- training
 
 
-@dataclass
-class PeerResult:
-    """What a peer run produced (also written to ``OUT/summary.json``)."""
+@dataclass(kw_only=True)
+class PeerResult(RunResult):
+    """What a peer run produced (also written to ``OUT/summary.json``); ``initial_eval``: the
+    untrained actors (iteration -1, no environment steps)."""
 
-    out_dir: Path
     algorithm: str
-    iterations: int
-    env_steps: int
-    seconds: float  # training time (collection + updates), evaluations excluded
-    steps_per_second: float
-    final_eval: dict[str, float]
-    best_eval: dict[str, float]
-    initial_eval: dict[str, float]  # the untrained actors (iteration -1, no env steps)
-    history: list[dict[str, float]]
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["out_dir"] = str(self.out_dir)
-        out.pop("history")
-        return out
 
 
 def reward_unit(inst: Instance) -> float:
@@ -505,10 +474,6 @@ def _blob(actors: dict[str, Any], critics: dict[str, Any], layout: Layout) -> di
     }
 
 
-def _save(blob: dict[str, Any], path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(blob, tmp))
-
-
 def train_peer(
     instance: Instance, config: PeerConfig, out_dir: str | Path, progress: bool = True
 ) -> PeerResult:
@@ -516,8 +481,8 @@ def train_peer(
 
     Every iteration collects one full episode in each of ``num_envs`` environments, computes
     GAE per group, and runs ``epochs`` x ``minibatches`` clipped-PPO steps on the sum of both
-    groups' losses. ``log.csv`` records environment steps, training seconds, steps/s and the
-    greedy evaluation profit (the learning curves).
+    groups' losses; the run's lifecycle (:class:`~coordopt.rl.lifecycle.Lifecycle`) logs,
+    evaluates, keeps the best actors and stops at the time budget.
     """
     from tensordict.nn import TensorDictSequential
     from torchrl.collectors import Collector
@@ -525,16 +490,14 @@ def train_peer(
     from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
     from torchrl.envs import RewardScaling, TransformedEnv
     from torchrl.objectives import ClipPPOLoss, ValueEstimators
-    from tqdm import tqdm
 
-    from coordopt.evaluation import evaluate
     from coordopt.guards import resolve_device
     from coordopt.torchrl_env import CoordoptEnv
 
-    out = Path(out_dir)
-    if (out / META).exists() or (out / "checkpoint.pt").exists():
-        raise ValueError(f"{out} already holds a run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()  # --time-budget counts from here
+    run_dir = RunDir(Path(out_dir), PEER_RUN)
+    if run_dir.holds_run:
+        raise ValueError(f"{run_dir.path} already holds a run; choose another --out")
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -598,109 +561,55 @@ def train_peer(
         sampler=SamplerWithoutReplacement(),
         batch_size=max(1, frames // config.minibatches),
     )
-    (out / META).write_text(
-        json.dumps(
-            {"format": FORMAT, "config": dataclasses.asdict(config), "instance": instance.name},
-            indent=2,
-        )
+    run_dir.write_json(
+        PEER_META,
+        {"format": FORMAT, "config": dataclasses.asdict(config), "instance": instance.name},
     )
     eval_params = SimParams.from_instance(instance, device)
-
-    def evaluate_now(iteration: int, env_steps: int) -> dict[str, float]:
-        pol = PeerPolicy(actors, eval_params, layout, config, deterministic=True)
-        ev = evaluate(eval_params, pol, config.eval_episodes, seed=config.eval_seed)
-        return {"mean": ev.mean, "ci95": ev.ci95, "iteration": iteration, "env_steps": env_steps}
-
-    best: dict[str, float] = {}
-    initial: dict[str, float] = {}
-    final_eval: dict[str, float] = {}
-    history: list[dict[str, float]] = []
-    env_steps, seconds = 0, 0.0
-    if config.eval_every > 0:
-        best = initial = evaluate_now(-1, 0)
-        _save(_blob(actors, critics, layout), out / BEST)
-    bar = tqdm(
-        total=config.iterations,
-        desc=f"{config.algorithm} {instance.name}",
-        disable=not progress,
-        file=sys.stderr,
-        unit="it",
+    life = Lifecycle(
+        run_dir,
+        Counters(),
+        Schedule.of(config),
+        eval_params,
+        greedy=lambda: PeerPolicy(actors, eval_params, layout, config, deterministic=True),
+        save=lambda name: run_dir.save(name, _blob(actors, critics, layout)),
+        started=started,
     )
-    with (out / LOG).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        batches = iter(collector)
-        for it in range(config.iterations):
-            t0 = time.perf_counter()
-            data = next(batches)
-            profit = float(data.get(("next", "profit")).sum(-2).mean())
-            with torch.no_grad():
+    life.begin()
+    batches = iter(collector)
+    for it in life.iterations(f"{config.algorithm} {instance.name}", False, progress):
+        t0 = time.perf_counter()
+        data = next(batches)
+        profit = float(data.get(("next", "profit")).sum(-2).mean())
+        with torch.no_grad():
+            for loss in losses.values():
+                loss.value_estimator(
+                    data,
+                    params=loss.critic_network_params,
+                    target_params=loss.target_critic_network_params,
+                )
+        buffer.extend(data.reshape(-1))
+        totals = {"loss_objective": 0.0, "loss_critic": 0.0, "loss_entropy": 0.0}
+        for _ in range(config.epochs):
+            for _ in range(config.minibatches):
+                batch = buffer.sample()
+                total = torch.zeros((), device=device)
                 for loss in losses.values():
-                    loss.value_estimator(
-                        data,
-                        params=loss.critic_network_params,
-                        target_params=loss.target_critic_network_params,
-                    )
-            buffer.extend(data.reshape(-1))
-            totals = {"loss_objective": 0.0, "loss_critic": 0.0, "loss_entropy": 0.0}
-            for _ in range(config.epochs):
-                for _ in range(config.minibatches):
-                    batch = buffer.sample()
-                    total = torch.zeros((), device=device)
-                    for loss in losses.values():
-                        vals = loss(batch)
-                        for key in totals:
-                            total = total + vals[key]
-                            totals[key] += float(vals[key].detach()) / (
-                                config.epochs * config.minibatches
-                            )
-                    if not bool(torch.isfinite(total)):
-                        raise FloatingPointError(
-                            f"iteration {it}: the PPO loss is NaN/inf; lower --lr or "
-                            "--max-grad-norm"
+                    vals = loss(batch)
+                    for key in totals:
+                        total = total + vals[key]
+                        totals[key] += float(vals[key].detach()) / (
+                            config.epochs * config.minibatches
                         )
-                    optimiser.zero_grad()
-                    total.backward()
-                    nn.utils.clip_grad_norm_(list(unique.values()), config.max_grad_norm)
-                    optimiser.step()
-            collector.update_policy_weights_()
-            dt = time.perf_counter() - t0
-            env_steps += frames
-            seconds += dt
-            row: dict[str, float] = {
-                "iteration": it,
-                "env_steps": env_steps,
-                "seconds": round(seconds, 3),
-                "steps_per_second": frames / max(dt, 1e-9),
-                "train_profit": profit,
-                **totals,
-            }
-            last = it + 1 == config.iterations
-            if config.eval_every > 0 and ((it + 1) % config.eval_every == 0 or last):
-                final_eval = evaluate_now(it, env_steps)
-                row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
-                if final_eval["mean"] > best.get("mean", -math.inf):
-                    best = dict(final_eval)
-                    _save(_blob(actors, critics, layout), out / BEST)
-            writer.writerow(row)
-            fh.flush()
-            history.append(row)
-            bar.update(1)
-            bar.set_postfix(profit=f"{profit:.1f}", sps=f"{row['steps_per_second']:.0f}")
-    bar.close()
+                if not bool(torch.isfinite(total)):
+                    raise FloatingPointError(
+                        f"iteration {it}: the PPO loss is NaN/inf; lower --lr or --max-grad-norm"
+                    )
+                optimiser.zero_grad()
+                total.backward()
+                nn.utils.clip_grad_norm_(list(unique.values()), config.max_grad_norm)
+                optimiser.step()
+        collector.update_policy_weights_()
+        life.record({"train_profit": profit, **totals}, frames, time.perf_counter() - t0)
     collector.shutdown()
-    _save(_blob(actors, critics, layout), out / FINAL)
-    result = PeerResult(
-        out_dir=out,
-        algorithm=config.algorithm,
-        iterations=config.iterations,
-        env_steps=env_steps,
-        seconds=seconds,
-        steps_per_second=env_steps / max(seconds, 1e-9),
-        final_eval=final_eval,
-        best_eval=best,
-        initial_eval=initial,
-        history=history,
-    )
-    atomic_write_text(out / "summary.json", json.dumps(result.as_dict(), indent=2, default=float))
-    return result
+    return life.finish(PeerResult, algorithm=config.algorithm)

@@ -3,24 +3,24 @@
 Read top to bottom: set-up, (optional) warm start, then every iteration
 
 1. roll out the agents for one full episode in ``num_envs`` batched environments;
-2. GAE on the scaled firm profit (or departmental rewards for independent learners),
-   with values de-normalised by running return statistics;
+2. GAE on the scaled firm profit (or departmental rewards for independent learners; with
+   credit per decision also on every product's and segment's share of it,
+   :mod:`coordopt.rl.credit`), with values de-normalised by running return statistics;
 3. PPO epochs over recurrent minibatches (a time chunk of ``seq_len`` periods x a group of
    environments, memories re-run from the stored chunk-start states); each learner --
    replenishment actor, recommendation actor, critic(s) -- has its own optimiser, step-size
    schedule, update period and epoch count (:mod:`coordopt.rl.schedules`), plus the
    annealed imitation penalty toward the expert;
-4. log (:mod:`coordopt.rl.runlog`: CSV, TensorBoard if installed, tqdm, steps per
-   second), evaluate against the baselines with common random numbers, checkpoint
-   atomically (:mod:`coordopt.rl.checkpoint`: everything needed to resume bit-for-bit, in a
-   format that holds tensors and plain data only, with the run's identity).
+4. hand the iteration to the run's lifecycle (:mod:`coordopt.rl.lifecycle`: log, evaluate
+   against the baselines with common random numbers, keep the best agents, checkpoint
+   atomically -- :mod:`coordopt.rl.checkpoint`: everything needed to resume bit-for-bit, in a
+   format that holds tensors and plain data only, with the run's identity -- and stop at the
+   time budget).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,19 +30,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from coordopt.evaluation import evaluate
 from coordopt.guards import resolve_device
 from coordopt.instance import Instance
-from coordopt.io import atomic_write_text
 from coordopt.policies import Policy
 from coordopt.rl import checkpoint as ckpt
-from coordopt.rl.agents import AGENTS, AgentPolicy, Agents, build_agents, choose_scorer
 from coordopt.rl.allocator import keep_freed_memory
 from coordopt.rl.checkpoint import RunState
 from coordopt.rl.config import TrainConfig
+from coordopt.rl.credit import STREAM_OF
 from coordopt.rl.features import Context, build_context
+from coordopt.rl.lifecycle import Lifecycle, RunResult, Schedule
+from coordopt.rl.networks import AGENTS, Agents, build_agents, choose_scorer
+from coordopt.rl.policy import AgentPolicy
 from coordopt.rl.rollout import Rollout, collect_rollout, gae
-from coordopt.rl.runlog import TrainLog
+from coordopt.rl.rundir import AGENTS_RUN, CONFIG, SUMMARY, CheckpointError, RunDir
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
     behaviour_clone,
@@ -53,7 +54,6 @@ from coordopt.rl.warmstart import (
 from coordopt.simulator import SimParams
 
 Tensor = torch.Tensor
-SUMMARY = "summary.json"
 LOG_RATIO_LIMIT = 20.0
 """Bound on ``|log pi_new - log pi_old|`` in the PPO ratio (``e^20`` ~ 5e8, far outside any
 clip range, finite in float32 after multiplying a normalised advantage)."""
@@ -63,61 +63,32 @@ class TrainingDiverged(RuntimeError):
     """A loss or gradient became NaN/inf; the message names the iteration and the learner."""
 
 
-@dataclass
-class TrainResult:
-    """What a run produced (also written to ``OUT/summary.json``)."""
+@dataclass(kw_only=True)
+class TrainResult(RunResult):
+    """What an agents' run produced (also written to ``OUT/summary.json``); ``env_steps``
+    count the warm start's rollouts, ``seconds`` its time (``--resume`` continues a run the
+    time budget stopped)."""
 
-    out_dir: Path
-    iterations: int
-    env_steps: int  # simulated periods x environments, the warm start's rollouts included
-    seconds: float  # training time, the warm start included, evaluations excluded
-    steps_per_second: float
-    final_eval: dict[str, float]
     baselines: dict[str, float]
     warm_start: dict[str, Any] | None
-    history: list[dict[str, float]] = field(default_factory=list)
-    initial_eval: dict[str, float] = field(default_factory=dict)
-    best_eval: dict[str, float] = field(default_factory=dict)
     instance: dict[str, str] = field(default_factory=dict)
     """The instance trained on: its name and content hash (the run's identity)."""
     init: dict[str, Any] | None = None
     """The run ``--init`` took the agents from (its directory, instance and config)."""
-    stop: str = "iterations"
-    """Why this session of the run ended: ``iterations`` (all of ``--iterations`` done) or
-    ``time_budget`` (``--time-budget`` ran out first: the number of iterations then depends
-    on the machine's speed, not on the seed; ``--resume`` continues)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "out_dir": str(self.out_dir),
-            "iterations": self.iterations,
-            "env_steps": self.env_steps,
-            "seconds": self.seconds,
-            "steps_per_second": self.steps_per_second,
-            "final_eval": self.final_eval,
-            "initial_eval": self.initial_eval,
-            "best_eval": self.best_eval,
-            "baselines": self.baselines,
-            "warm_start": self.warm_start,
-            "instance": self.instance,
-            "init": self.init,
-            "stop": self.stop,
-        }
 
     @classmethod
     def read(cls, out: Path) -> TrainResult:
         """The result a finished run wrote to ``OUT/summary.json`` (every field checked by the
         run-directory reader)."""
-        from coordopt.rl.rundir import AGENTS_RUN, AGENTS_SUMMARY, CheckpointError, read_json
-
+        run_dir = RunDir(Path(out), AGENTS_RUN)
         try:
-            return cls(**{**read_json(out, SUMMARY, AGENTS_SUMMARY, AGENTS_RUN), "out_dir": out})
+            return cls(**{**run_dir.read_summary(), "out_dir": run_dir.path})
         except CheckpointError as exc:
             raise CheckpointError(f"{exc} (delete it and resume to rewrite it)") from None
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(
-                f"{out / SUMMARY}: not a training summary ({exc}); delete it and resume to "
-                "rewrite it"
+                f"{run_dir.file(SUMMARY)}: not a training summary ({exc}); delete it and resume "
+                "to rewrite it"
             ) from None
 
 
@@ -166,11 +137,22 @@ def ppo_update(
     iteration: int,
     rng: np.random.Generator,
 ) -> dict[str, float]:
-    """PPO epochs over recurrent minibatches; returns the mean losses, KLs and entropies."""
+    """PPO epochs over recurrent minibatches; returns the mean losses, KLs, entropies and
+    clipped fractions.
+
+    Joint credit: one ratio per env-period (the product of its decisions' ratios) with the
+    firm's (or the agent's own critic's) advantage. Credit per decision: one ratio per
+    product's order and per segment's slate with its stream's advantage; an env-period's loss
+    and KL are the sums of its decisions', the clipped fraction counts decisions.
+    """
     horizon, batch = ro.horizon, ro.batch_size
     chunks = [(s, min(s + config.seq_len, horizon)) for s in range(0, horizon, config.seq_len)]
     labelled = 0 if ro.expert_bins is None or bc_coef <= 0 else int(ro.expert_bins.shape[1])
-    adv_of = {a: advantages[a if a in advantages else "firm"] for a in AGENTS}
+    decisions = config.credit == "decision"
+    # the advantages that score each actor: its stream's per decision (coordopt.rl.credit),
+    # else its own critic's (independent learners) or the firm's
+    streams = STREAM_OF if decisions else {a: a if a in advantages else "firm" for a in AGENTS}
+    adv_of = {a: advantages[streams[a]] for a in AGENTS}
     max_epochs = max(ts.epochs for ts in timescales.values())
     stats: dict[str, list[float]] = {}
     for epoch in range(max_epochs):
@@ -206,8 +188,8 @@ def ppo_update(
             for a in AGENTS:
                 if a not in active:
                     continue
-                new = out.logp[a]
-                old = ro.logp[a][s:e, idx]
+                new = (out.decision_logp if decisions else out.logp)[a]
+                old = (ro.decision_logp if decisions else ro.logp)[a][s:e, idx]
                 adv = adv_of[a][s:e, idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
                 # a log-prob summed over N products or M slates can move by hundreds in one
@@ -215,9 +197,13 @@ def ppo_update(
                 # the trust region and contributes no gradient, as a clipped one)
                 log_ratio = (new - old).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
                 ratio = log_ratio.exp()
-                pg = torch.max(
+                surrogate = torch.max(
                     -adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)
-                ).mean()
+                )
+                kl = (ratio - 1) - log_ratio
+                if decisions:  # an env-period's: the sum of its decisions' (coordopt.rl.credit)
+                    surrogate, kl = surrogate.sum(-1), kl.sum(-1)
+                pg = surrogate.mean()
                 entropy = out.entropy[a].mean()
                 coef = (
                     config.ent_replenishment if a == "replenishment" else config.ent_recommendation
@@ -230,7 +216,7 @@ def ppo_update(
                 losses[a] = loss
                 with torch.no_grad():
                     stats.setdefault(f"pg_loss_{a}", []).append(float(pg))
-                    stats.setdefault(f"kl_{a}", []).append(float(((ratio - 1) - log_ratio).mean()))
+                    stats.setdefault(f"kl_{a}", []).append(float(kl.mean()))
                     stats.setdefault(f"entropy_{a}", []).append(float(entropy))
                     stats.setdefault(f"clipfrac_{a}", []).append(
                         float(((ratio - 1).abs() > config.clip).float().mean())
@@ -273,40 +259,7 @@ def ppo_update(
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-def _evaluate_agents(
-    agents: Agents, ctx: Context, config: TrainConfig, iteration: int, env_steps: int
-) -> dict[str, float]:
-    """Greedy agents on the fixed evaluation stream (``iteration`` -1: before any PPO update);
-    ``seconds``: how long it took."""
-    ev = evaluate(
-        ctx.params,
-        AgentPolicy(agents, ctx.params, deterministic=True, ctx=ctx),
-        config.eval_episodes,
-        seed=config.eval_seed,
-    )
-    agents.train()
-    return {
-        "mean": ev.mean,
-        "ci95": ev.ci95,
-        "iteration": iteration,
-        "env_steps": env_steps,
-        "seconds": ev.seconds,
-    }
-
-
-def _is_best(run: RunState, ev: dict[str, float]) -> bool:
-    """Record ``ev`` as the best evaluation when it beats every earlier one.
-
-    Model selection on the training evaluation stream (``eval_seed``); report the chosen
-    agents on another stream, or the selection biases the figure upward.
-    """
-    if run.best_eval and ev["mean"] <= run.best_eval["mean"]:
-        return False
-    run.best_eval = dict(ev)
-    return True
+# --------------------------------------------------------------------------- warm start
 
 
 def _warm_start(
@@ -370,22 +323,21 @@ def train(
     ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a cheap one).
     """
     started = time.perf_counter()  # --time-budget counts from here
-    out = Path(out_dir)
+    run_dir = RunDir(Path(out_dir), AGENTS_RUN)
     if resume and init is not None:
         raise ValueError(
             "--init and --resume are mutually exclusive (--resume keeps the run's own agents)"
         )
     scorer = choose_scorer(config.scorer, instance.n_products, instance.n_segments)
     config = dataclasses.replace(config, scorer=scorer)  # saved runs name the concrete scorer
-    saved = ckpt.open_run(out, instance, config, resume)
-    if saved is not None and saved.meta["iteration"] >= config.iterations and _finished(out):
+    saved = ckpt.open_run(run_dir.path, instance, config, resume)
+    if saved is not None and saved.meta["iteration"] >= config.iterations and run_dir.finished:
         print(
-            f"coordopt train: {out} finished at iteration {saved.meta['iteration']} "
+            f"coordopt train: {run_dir.path} finished at iteration {saved.meta['iteration']} "
             f"(--iterations {config.iterations}); nothing to do, its files are unchanged",
             file=sys.stderr,
         )
-        return TrainResult.read(out)
-    out.mkdir(parents=True, exist_ok=True)
+        return TrainResult.read(run_dir.path)
     device = resolve_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -399,17 +351,13 @@ def train(
     bc_weight = LinearAnneal(
         config.bc_coef if config.warm_start != "none" else 0.0, config.bc_anneal_iters
     )
-    run = RunState.start(config, list(agents.critics), device)
+    run = RunState.start(config, list(agents.value_streams), device)
     if saved is not None:
         saved.restore(agents, optimisers, run)
     elif init is not None:
         run.init = ckpt.init_agents(agents, Path(init), config)
     identity = ckpt.instance_identity(instance)
-
-    def save(path: Path) -> None:
-        ckpt.save(path, config, agents, optimisers, run, identity)
-
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    run_dir.write_json(CONFIG, config.to_dict())
     # after --init, cloning goes on from the loaded agents on this instance's states unless
     # --bc-rounds 0 (fine-tuning toward the teacher where the catalog differs)
     cloning = (
@@ -419,36 +367,25 @@ def train(
         expert = make_expert(config.warm_start, params, config.expert_reoptimize)
     # the plan the agents observe comes from a bid-price expert's own solve where there is one
     ctx = build_context(params, config.order_bins, plan=config.plan_inputs, teacher=expert)
+    life = Lifecycle(
+        run_dir,
+        run,
+        Schedule.of(config),
+        params,
+        greedy=lambda: AgentPolicy(agents, params, deterministic=True, ctx=ctx),
+        save=lambda name: ckpt.save(run_dir.file(name), config, agents, optimisers, run, identity),
+        started=started,
+        baselines=("siloed", "null"),
+    )
 
     if saved is None:
         began = time.perf_counter()
         if cloning or init is not None:
             _warm_start(agents, ctx, config, gamma, run, expert if cloning else None)
         run.seconds = time.perf_counter() - began
-        if config.eval_every > 0:
-            for name in ("siloed", "null"):
-                run.baselines[name] = evaluate(
-                    params, name, config.eval_episodes, seed=config.eval_seed
-                ).mean
-            run.initial_eval = _evaluate_agents(agents, ctx, config, -1, run.env_steps)
-            if _is_best(run, run.initial_eval):
-                save(out / ckpt.BEST)
-        save(out / ckpt.CHECKPOINT)
+        life.begin()
 
-    log = TrainLog(
-        out,
-        run.iteration,
-        config.iterations,
-        f"train {instance.name}",
-        config.tensorboard,
-        progress,
-    )
-    history: list[dict[str, float]] = []
-    final_eval: dict[str, float] = {}
-    eval_seconds = run.initial_eval.get("seconds", 0.0)
-    stop = "iterations"
-    while run.iteration < config.iterations:
-        it = run.iteration
+    for it in life.iterations(f"train {instance.name}", config.tensorboard, progress):
         t0 = time.perf_counter()
         lrs = {name: ts.lr(it) for name, ts in timescales.items()}
         for name, opt in optimisers.items():
@@ -480,82 +417,20 @@ def train(
             agents, ctx, config, ro, advantages, targets, timescales, optimisers, coef, it, run.rng
         )
 
-        # 4. log, evaluate, checkpoint
-        steps = ro.horizon * ro.batch_size
+        # 4. log, evaluate, checkpoint, stop at the time budget
         dt = time.perf_counter() - t0
-        run.env_steps += steps
-        run.seconds += dt
-        run.iteration += 1
-        row: dict[str, float] = {
-            "iteration": it,
-            "env_steps": run.env_steps,
-            "seconds": round(run.seconds, 3),
-            "steps_per_second": steps / max(dt, 1e-9),
+        row = {
             "train_profit": float(ro.profit.mean()),
             "train_return": float(ro.rewards["firm"].sum(0).mean()),
             **{f"lr_{n}": v for n, v in lrs.items()},
             "bc_coef": coef,
             **stats,
-            "siloed_profit": run.baselines.get("siloed", math.nan),
-            "null_profit": run.baselines.get("null", math.nan),
         }
-        # the budget leaves room for the last iteration's evaluation too
-        evaluating = dt + (eval_seconds if config.eval_every > 0 else 0.0)
-        if run.iteration < config.iterations and _out_of_time(config, started, evaluating):
-            stop = "time_budget"
-        last = run.iteration >= config.iterations or stop == "time_budget"
-        if config.eval_every > 0 and (run.iteration % config.eval_every == 0 or last):
-            final_eval = _evaluate_agents(agents, ctx, config, it, run.env_steps)
-            eval_seconds = final_eval["seconds"]
-            row.update(eval_profit=final_eval["mean"], eval_ci95=final_eval["ci95"])
-            if run.baselines.get("siloed"):
-                row["gap_vs_siloed"] = (final_eval["mean"] - run.baselines["siloed"]) / abs(
-                    run.baselines["siloed"]
-                )
-            if _is_best(run, final_eval):
-                save(out / ckpt.BEST)
-        log.write(row)
-        history.append(row)
-        if run.iteration % config.checkpoint_every == 0 or last:
-            save(out / ckpt.CHECKPOINT)
-        if last:
-            break
-    log.close()
-    save(out / ckpt.FINAL)
-    result = TrainResult(
-        out_dir=out,
-        iterations=run.iteration,
-        env_steps=run.env_steps,
-        seconds=run.seconds,
-        steps_per_second=run.env_steps / max(run.seconds, 1e-9),
-        final_eval=final_eval,
+        life.record(row, ro.horizon * ro.batch_size, dt)
+    return life.finish(
+        TrainResult,
         baselines=run.baselines,
         warm_start=run.warm_start,
-        history=history,
-        initial_eval=run.initial_eval,
-        best_eval=run.best_eval,
         instance=identity,
         init=run.init,
-        stop=stop,
     )
-    atomic_write_text(out / SUMMARY, json.dumps(result.as_dict(), indent=2, default=float))
-    return result
-
-
-def _out_of_time(config: TrainConfig, started: float, iteration_seconds: float) -> bool:
-    """Whether another iteration and its evaluation (``iteration_seconds``, as long as the
-    last ones) would overrun ``--time-budget``."""
-    budget = 60.0 * config.time_budget
-    if budget <= 0 or time.perf_counter() - started + iteration_seconds <= budget:
-        return False
-    print(
-        f"coordopt train: the time budget of {config.time_budget:g} minutes leaves less than one "
-        f"more iteration and its evaluation ({iteration_seconds:.0f} s); stopping after this "
-        "one. Continue with --resume --time-budget MINUTES",
-        file=sys.stderr,
-    )
-    return True
-
-
-def _finished(out: Path) -> bool:
-    return (out / ckpt.FINAL).is_file() and (out / SUMMARY).is_file()

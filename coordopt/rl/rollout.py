@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coordopt.economics import department_profits
 from coordopt.policies import Policy
-from coordopt.rl.agents import AGENTS, Agents
+from coordopt.rl.credit import STREAMS, decision_rewards
 from coordopt.rl.distributions import order_bins
 from coordopt.rl.features import Context, Observation, observe
+from coordopt.rl.networks import AGENTS, Agents
 from coordopt.simulator import Action, SimState, StepResult, empty_slates, reset, step
 
 Tensor = torch.Tensor
@@ -33,9 +35,10 @@ class Rollout:
     order_bins: Tensor  # (T, B, N)
     slates: Tensor  # (T, B, M, K)
     logp: dict[str, Tensor]  # (T, B)
+    decision_logp: dict[str, Tensor]  # agent -> (T, B, N) per order / (T, B, M) per slate
     hidden: dict[str, Tensor]  # (T, B, H)
-    rewards: dict[str, Tensor]  # reward stream name -> (T, B), scaled
-    values: dict[str, Tensor]  # critic name -> (T, B), normalised critic outputs
+    rewards: dict[str, Tensor]  # stream name -> (T, B), per decision (T, B, N | M); scaled
+    values: dict[str, Tensor]  # value stream name -> normalised values, shaped like its rewards
     expert_bins: Tensor | None  # (T, E, N)
     expert_slates: Tensor | None  # (T, E, M, K)
     profit: Tensor  # (B,) discounted episode profit (money)
@@ -50,14 +53,10 @@ class Rollout:
 
 
 def reward_streams(res: StepResult, scale: float) -> dict[str, Tensor]:
-    """Scaled rewards: ``firm`` profit; departmental ``recommendation`` (revenue) and
-    ``replenishment`` (salvage minus ordering, holding and lost-sale costs). They sum to firm."""
-    ops = res.salvage - res.ordering_cost - res.holding_cost - res.lost_sale_cost
-    return {
-        "firm": res.reward / scale,
-        "recommendation": res.revenue / scale,
-        "replenishment": ops / scale,
-    }
+    """Scaled rewards: ``firm`` profit and each department's share of it
+    (:func:`coordopt.economics.department_profits`). The departments' sum to firm."""
+    shares = department_profits(res.terms)
+    return {"firm": res.reward / scale, **{name: r / scale for name, r in shares.items()}}
 
 
 def head(state: SimState, n: int) -> SimState:
@@ -101,6 +100,7 @@ def collect_rollout(
     """
     p = ctx.params
     k = max(p.slate_size, 1)
+    decisions = [s for s in STREAMS if s in agents.value_streams]  # credit per decision
     state = reset(p, batch_size)
     hidden = agents.initial_hidden(batch_size, p.device)
     last_slates = empty_slates(p, batch_size)
@@ -132,13 +132,18 @@ def collect_rollout(
         for a in AGENTS:
             rec.setdefault(f"hidden_{a}", []).append(hidden[a])
             rec.setdefault(f"logp_{a}", []).append(out.logp[a])
+            rec.setdefault(f"decision_logp_{a}", []).append(out.decision_logp[a])
         for name, v in values.items():
             rec.setdefault(f"value_{name}", []).append(v)
         rec.setdefault("bins", []).append(bins)
         rec.setdefault("slates", []).append(slates)
         obs_list.append(obs)
+        t = state.t
         state, res = step(state, Action(orders=orders, slates=slates), p, env_gen)
-        for name, r in reward_streams(res, ctx.reward_scale).items():
+        rewards = reward_streams(res, ctx.reward_scale)
+        if decisions:
+            rewards.update(decision_rewards(res, slates, t, p, ctx.reward_scale))
+        for name, r in rewards.items():
             rec.setdefault(f"reward_{name}", []).append(r)
         profit += disc * res.reward.to(torch.float64)
         disc *= p.discount
@@ -150,9 +155,12 @@ def collect_rollout(
         order_bins=st["bins"],
         slates=st["slates"],
         logp={a: st[f"logp_{a}"] for a in AGENTS},
+        decision_logp={a: st[f"decision_logp_{a}"] for a in AGENTS},
         hidden={a: st[f"hidden_{a}"] for a in AGENTS},
-        rewards={n: st[f"reward_{n}"] for n in ("firm", "recommendation", "replenishment")},
-        values={n: st[f"value_{n}"] for n in agents.critics},
+        rewards={
+            n: st[f"reward_{n}"] for n in ("firm", "recommendation", "replenishment", *decisions)
+        },
+        values={n: st[f"value_{n}"] for n in agents.value_streams},
         expert_bins=st.get("expert_bins"),
         expert_slates=st.get("expert_slates"),
         profit=profit,
@@ -162,7 +170,8 @@ def collect_rollout(
 def gae(
     rewards: Tensor, values: Tensor, gamma: float, lam: float, last_value: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation over time-major ``(T, B)`` tensors.
+    """Generalised advantage estimation over time-major ``(T, B, ...)`` tensors (every stream
+    of a trailing axis at once: per product, per segment).
 
     ``delta_t = r_t + gamma V_{t+1} - V_t`` (``V_T = last_value``, 0 at the end of a finite
     horizon), ``A_t = sum_l (gamma lam)^l delta_{t+l}``; returns ``(advantages, A + V)``.

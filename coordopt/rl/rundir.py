@@ -1,8 +1,10 @@
-"""Run directories read as untrusted input: one reader for every kind of training run.
+"""Run directories: their files declared once, written atomically, read as untrusted input.
 
 A run directory -- coordopt's agents (``coordopt train --out DIR``) or a TorchRL peer
-(``--algorithm mappo|ippo``; it holds ``peer.json``) -- is what users share, so it is read like
-any input file, and every refusal names the file:
+(``--algorithm mappo|ippo``; it holds ``peer.json``) -- is one :class:`RunDir`: the trainers
+write it through the training lifecycle (:mod:`coordopt.rl.lifecycle`), and the policies'
+loaders, resume and the studies read it. It is what users share, so it is read like any input
+file, and every refusal names the file:
 
 - only the files its kind declares (:class:`RunKind`), each a regular file inside the
   directory (a link that leaves it, a device or a FIFO is refused) of bounded size;
@@ -22,6 +24,7 @@ beyond the size limit :class:`~coordopt.guards.SizeError` (exit 4).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import stat
@@ -35,13 +38,27 @@ from typing import Any
 import torch
 
 from coordopt.guards import Range, SizeError, finite_float, nonneg_float, nonneg_int
+from coordopt.io import atomic_write, atomic_write_text
+from coordopt.policies import PEER_ENTRY
 
 BEST = "best.pt"
+"""The policy of the best greedy evaluation (the one a run directory stands for)."""
 FINAL = "final.pt"
+"""The policy at the end of training."""
 CHECKPOINT = "checkpoint.pt"
+"""Everything an agents' run needs to resume bit for bit."""
 CONFIG = "config.json"
+"""An agents' run's training configuration (written first)."""
+PEER_META = PEER_ENTRY.marker
+"""A peer's format, configuration and instance (written first; names the kind, and makes
+:func:`coordopt.policies.make_policy` load the directory as a peer's:
+:data:`~coordopt.policies.PEER_ENTRY` declares its name)."""
 SUMMARY = "summary.json"
-PEER_META = "peer.json"
+"""What a finished run reports (written last)."""
+LOG = "log.csv"
+"""One row per iteration (:data:`coordopt.rl.lifecycle.COLUMNS`)."""
+TENSORBOARD = "tb"
+"""TensorBoard's folder of scalars (when enabled and installed)."""
 
 MAX_JSON_BYTES = 16 * 2**20
 """Largest JSON file of a run (a summary or config is a few kilobytes)."""
@@ -91,22 +108,18 @@ def show(value: Any, limit: int = 60) -> str:
 @dataclass(frozen=True)
 class RunKind:
     """What one kind of run directory holds: the checkpoints a policy is loaded from, in
-    order of preference, and the JSON files read from it. Nothing else is opened."""
+    order of preference; the JSON file of its configuration and the rule it is read with;
+    the rule of its summary. Nothing else is opened as input."""
 
     name: str
     checkpoints: tuple[str, ...]
-    json_files: tuple[str, ...]
+    config: str
+    config_rule: Any
+    summary_rule: Any
 
     @property
     def files(self) -> tuple[str, ...]:
-        return (*self.checkpoints, *self.json_files)
-
-
-AGENTS_RUN = RunKind("coordopt agents", (BEST, FINAL, CHECKPOINT), (CONFIG, SUMMARY))
-"""``coordopt train --out DIR``: ``best.pt`` (best greedy evaluation), ``final.pt``, the
-resumable ``checkpoint.pt``; ``config.json`` and ``summary.json``."""
-PEER_RUN = RunKind("TorchRL peer", (BEST, FINAL), (PEER_META, SUMMARY))
-"""``coordopt train --algorithm mappo|ippo --out DIR``: ``peer.json`` names the kind."""
+        return (*self.checkpoints, self.config, SUMMARY)
 
 
 def run_kind(run_dir: Path) -> RunKind:
@@ -496,24 +509,124 @@ CHECKPOINT_META = Fields(
 )
 """The JSON metadata of an agents' checkpoint (a policy needs its config and identity; a
 resume needs the rest, refused then if absent)."""
+RUN_SUMMARY = {
+    "out_dir": str,
+    "iterations": nonneg_int,
+    "env_steps": nonneg_int,
+    "seconds": nonneg_float,
+    "steps_per_second": nonneg_float,
+    "final_eval": EVALUATION,
+    "initial_eval": EVALUATION,
+    "best_eval": EVALUATION,
+    "stop": str,
+}
+"""The fields of every run's summary (:class:`coordopt.rl.lifecycle.RunResult`)."""
 AGENTS_SUMMARY = Fields(
     {
-        "out_dir": str,
-        "iterations": nonneg_int,
-        "env_steps": nonneg_int,
-        "seconds": nonneg_float,
-        "steps_per_second": nonneg_float,
-        "final_eval": EVALUATION,
-        "initial_eval": EVALUATION,
-        "best_eval": EVALUATION,
+        **RUN_SUMMARY,
         "baselines": MapOf(NUMBER),
         "warm_start": Maybe(dict),
         "instance": MapOf(str),
         "init": Maybe(dict),
-        "stop": str,
     },
     optional=frozenset({"initial_eval", "best_eval", "instance", "init", "stop"}),
 )
 """``summary.json`` of a finished agents' run (:meth:`coordopt.rl.ppo.TrainResult.read`)."""
+PEER_SUMMARY = Fields({**RUN_SUMMARY, "algorithm": str}, optional=frozenset({"stop"}))
+"""``summary.json`` of a finished peer's run (:class:`coordopt.rl.peers.PeerResult`)."""
 PEER_METADATA = Fields({"format": str, "config": dict, "instance": str})
 """``peer.json`` of a TorchRL peer's run."""
+
+
+# --------------------------------------------------------------------------- run directories
+
+AGENTS_RUN = RunKind("coordopt agents", (BEST, FINAL, CHECKPOINT), CONFIG, dict, AGENTS_SUMMARY)
+"""``coordopt train --out DIR``: ``best.pt`` (best greedy evaluation), ``final.pt``, the
+resumable ``checkpoint.pt``; ``config.json`` and ``summary.json``."""
+PEER_RUN = RunKind("TorchRL peer", (BEST, FINAL), PEER_META, PEER_METADATA, PEER_SUMMARY)
+"""``coordopt train --algorithm mappo|ippo --out DIR``: ``peer.json`` names the kind."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One training run's directory: the only way its files are named, written and read.
+
+    The trainers write it through the training lifecycle: JSON files and checkpoints
+    atomically (an interrupted run never leaves half a file). The policies' loaders, resume
+    and the studies read it: JSON and checkpoints as untrusted input (the checks above), the
+    log as the rows it holds.
+    """
+
+    path: Path
+    kind: RunKind
+
+    @classmethod
+    def at(cls, path: str | Path, kind: RunKind | None = None) -> RunDir:
+        """The run directory at ``path``, of ``kind`` (by default, the kind its files say)."""
+        return cls(Path(path), kind or run_kind(Path(path)))
+
+    def file(self, name: str) -> Path:
+        """The path of the run's file ``name``: one its kind declares, the log or TensorBoard's."""
+        if name not in (*self.kind.files, LOG, TENSORBOARD):
+            raise ValueError(f"{self.path}: a {self.kind.name} run directory has no {name!r}")
+        return self.path / name
+
+    @property
+    def holds_run(self) -> bool:
+        """Whether a run of either kind was started here (its configuration or checkpoint)."""
+        return any(os.path.lexists(self.path / n) for n in (CONFIG, PEER_META, CHECKPOINT))
+
+    def holds(self, name: str) -> bool:
+        """Whether the run's file ``name`` is there (a link too, even a broken one: reading it
+        decides)."""
+        return os.path.lexists(self.file(name))
+
+    @property
+    def interrupted_before_checkpoint(self) -> bool:
+        """Whether an agents' run here was stopped (Ctrl-C, a crash) after writing its
+        configuration but before its first checkpoint -- during the warm start or the first
+        evaluation. Nothing of it can be resumed, and nothing is lost by starting it again
+        from that configuration, which ``--resume`` does (the same seed gives the same run)."""
+        return self.file(CONFIG).is_file() and not any(
+            self.holds(name) for name in (CHECKPOINT, FINAL, SUMMARY)
+        )
+
+    @property
+    def resumable(self) -> bool:
+        """Whether it holds a checkpoint to resume from."""
+        return (self.path / CHECKPOINT).exists()
+
+    @property
+    def finished(self) -> bool:
+        """Whether training ended here: its final policy and summary (written last) are there."""
+        return (self.path / FINAL).is_file() and (self.path / SUMMARY).is_file()
+
+    def checkpoint(self, name: Any = None) -> Path:
+        """The checkpoint a policy loads (:func:`choose_checkpoint`)."""
+        return choose_checkpoint(self.path, name, self.kind)
+
+    def read_json(self, name: str, rule: Any) -> Any:
+        """The JSON file ``name``, read and checked against ``rule`` (:func:`read_json`)."""
+        return read_json(self.path, name, rule, self.kind)
+
+    def read_config(self) -> Any:
+        """The run's configuration file, checked against its kind's rule."""
+        return self.read_json(self.kind.config, self.kind.config_rule)
+
+    def read_summary(self) -> dict[str, Any]:
+        """The finished run's summary, every field checked against its kind's rule."""
+        summary: dict[str, Any] = self.read_json(SUMMARY, self.kind.summary_rule)
+        return summary
+
+    def read_log(self) -> list[dict[str, str]]:
+        """The log's rows (cells as text, empty where nothing was measured)."""
+        with self.file(LOG).open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Write the JSON file ``name`` atomically (creating the directory)."""
+        atomic_write_text(self.file(name), json.dumps(data, indent=2, default=float))
+
+    def save(self, name: str, blob: Any) -> None:
+        """Write the checkpoint ``name`` atomically: ``blob`` holds tensors and plain data."""
+        atomic_write(self.file(name), lambda tmp: torch.save(blob, tmp))

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from coordopt.instance import Instance
-from coordopt.rl.checkpoint import CHECKPOINT
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
+from coordopt.rl.rundir import AGENTS_RUN, RunDir
 
 __all__ = ["RL_METHODS", "train_agents"]
 
@@ -47,7 +47,7 @@ def train_agents(
         **overrides,
     )
     run = workdir / method
-    result = train(inst, config, run, resume=(run / CHECKPOINT).exists(), progress=False)
+    result = train(inst, config, run, resume=RunDir(run, AGENTS_RUN).resumable, progress=False)
     return run, {
         "iterations": result.iterations,
         "env_steps": result.env_steps,

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from coordopt.instance import Instance
-from coordopt.policies import Policy, make_policy
-from coordopt.rl.agents import AGENTS, Agents
+from coordopt.policies import POLICY_ENTRIES, Policy, make_policy
 from coordopt.rl.features import Context, Observation
+from coordopt.rl.networks import AGENTS, Agents
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
 from coordopt.simulator import SimParams
 from coordopt.solvers.dp import reference_method
@@ -91,14 +91,16 @@ def expert_name(name: str, inst: Instance) -> str:
 
 
 def make_expert(name: str, params: SimParams, reoptimize: int = -1) -> Policy:
-    """The expert policy by name (``auto``, ``mpc``, ``dp``, ``bidprice``, ``fluid``,
-    ``siloed``; see :func:`expert_name`).
+    """The expert policy by name: ``auto`` (:func:`expert_name`) or one of
+    :func:`~coordopt.policies.teachers`.
 
-    ``reoptimize >= 0`` sets a bid-price expert's periods between re-optimisations (0: keep
-    the initial stock values; labels then cost one slate search per period).
+    ``reoptimize >= 0`` sets the periods between re-optimisations of an expert that declares
+    the option ``reoptimize_every`` (bid-price control; 0: keep the initial stock values;
+    labels then cost one slate search per period).
     """
     name = expert_name(name, params.instance)
-    options = {"reoptimize_every": reoptimize} if name == "bidprice" and reoptimize >= 0 else {}
+    takes = "reoptimize_every" in POLICY_ENTRIES[name].options
+    options = {"reoptimize_every": reoptimize} if takes and reoptimize >= 0 else {}
     try:
         return make_policy(name, params, **options)
     except ModuleNotFoundError as exc:
@@ -259,16 +261,16 @@ def pretrain_critic(
     """Fit every critic to the discounted returns of the current agents (updates normalisers)."""
     ro = collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen)
     targets = {}
-    for name in agents.critics:
+    for name in agents.value_streams:
         ret = discounted_returns(ro.rewards[critic_stream(name)], gamma)
         normalisers[name].update(ret)
         targets[name] = normalisers[name].normalise(ret)
     opt = torch.optim.Adam(agents.critics.parameters(), lr=config.bc_lr)
-    losses = {name: float("nan") for name in agents.critics}
+    losses = {name: float("nan") for name in agents.value_streams}
     everyone = torch.arange(ro.batch_size, device=ctx.params.device)
     for _ in range(config.critic_pretrain_epochs):
         opt.zero_grad()
-        losses = dict.fromkeys(agents.critics, 0.0)
+        losses = dict.fromkeys(agents.value_streams, 0.0)
         for part in graph_parts(everyone, ctx.params):  # the full batch's gradient, in parts
             values = agents.values(ro.obs.over_time(part), ctx)
             share = len(part) / ro.batch_size

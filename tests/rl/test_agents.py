@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from coordopt.instance import load_instance
-from coordopt.rl.agents import FACTORISED_FROM, build_agents, choose_scorer
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context
+from coordopt.rl.networks import FACTORISED_FROM, build_agents, choose_scorer
 from coordopt.rl.rollout import collect_rollout
 from coordopt.simulator import Action, SimParams
 

@@ -451,3 +451,52 @@ def test_resume_never_follows_a_checkpoint_linking_out(
     argv = ["train", "tiny", "--out", str(run), "--resume", "--no-progress"]
     assert main(argv) == 2
     assert "checkpoint.pt: links out of the run directory" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- issue 21
+
+
+def test_a_checkpoint_names_its_features_and_a_changed_feature_is_named_on_load(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feature added (or renamed) since a run was trained is refused naming the file and
+    the features that differ, not a weight's shape."""
+    from coordopt.rl import features
+
+    blob = torch.load(run_dir / "best.pt", weights_only=True)
+    config = load(run_dir / "best.pt").config
+    assert blob["features"] == features.feature_names(config.information, config.plan_inputs)
+    params = SimParams.from_instance(load_instance("tiny"))
+    grown = features.Part("ops", (*features.OPS.features, "new_signal"))
+    monkeypatch.setattr(features, "OPS", grown)
+    with pytest.raises(CheckpointError) as refused:
+        make_policy(str(run_dir), params)
+    message = str(refused.value)
+    assert str(run_dir / "best.pt") in message
+    assert "input 'ops' (expected 23 features, found 22" in message
+    assert "input 'critic'" in message and "'ops.new_signal'" in message
+    assert "not computed here" not in message and "input 'mkt'" not in message
+    monkeypatch.undo()
+    run = _with_blob(run_dir, tmp_path, "best.pt", lambda b: b["features"]["mkt"].reverse())
+    with pytest.raises(CheckpointError, match="input 'mkt' \\(expected 15 features, found 15; in"):
+        make_policy(str(run), params)
+
+
+def test_a_checkpoint_written_before_features_were_named_loads_where_the_widths_match(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coordopt.rl import features
+
+    def unnamed(blob: dict) -> None:
+        del blob["features"]
+
+    run = _with_blob(run_dir, tmp_path, "best.pt", unnamed)
+    assert "features" not in torch.load(run / "best.pt", weights_only=True)
+    params = SimParams.from_instance(load_instance("tiny"))
+    old, new = load(run / "best.pt").agents(), load(run_dir / "best.pt").agents()
+    assert all(torch.equal(w, new.state_dict()[k]) for k, w in old.state_dict().items())
+    assert make_policy(str(run), params).name == "rl:run"
+    # with a feature added since, its weights no longer fit: still refused, naming the file
+    monkeypatch.setattr(features, "OPS", features.Part("ops", (*features.OPS.features, "x")))
+    with pytest.raises(CheckpointError, match=re.escape(f"{run / 'best.pt'}: weight")):
+        make_policy(str(run), params)

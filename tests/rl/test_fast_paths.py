@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coordopt.rl.agents import _LinearTanh, broadcast_mlp, linear_tanh, mlp, tanh
+from coordopt.rl.layers import _LinearTanh, broadcast_mlp, linear_tanh, mlp, tanh
 
 
 def test_fused_linear_tanh_layers_equal_linear_then_tanh() -> None:

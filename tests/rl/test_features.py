@@ -1,4 +1,5 @@
-"""Observation features: the slate signals against a dense reference; seasonal demand."""
+"""Observation features: the slate signals against a dense reference; seasonal demand; the
+declared feature names and the widths they give."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import pytest
 import torch
 
 from coordopt.instance import load_instance
-from coordopt.rl.features import build_context, recommendation_signals, season
-from coordopt.simulator import SimParams
+from coordopt.rl.features import (
+    GLOBAL,
+    INFORMATION,
+    build_context,
+    feature_names,
+    observe,
+    recommendation_signals,
+    season,
+)
+from coordopt.simulator import SimParams, empty_slates, reset
 
 
 def test_recommendation_signals_equal_the_dense_indicator_sums() -> None:
@@ -47,8 +56,8 @@ def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates(stockout:
     own order (in bins) for the state it is in, and marketing its stock-adjusted margins and
     the gains whose top-K positive entries are the teacher's slates."""
     from coordopt.rl.distributions import order_bins
-    from coordopt.rl.features import mkt_dim, observe, ops_dim, teacher_gain
-    from coordopt.simulator import empty_slates, reset, step
+    from coordopt.rl.features import teacher_gain
+    from coordopt.simulator import step
     from coordopt.solvers.bidprice import BidPricePolicy
 
     params = SimParams.from_instance(load_instance("small").replace(stockout=stockout))
@@ -58,12 +67,14 @@ def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates(stockout:
     teacher.reset(4)
     state, gen = reset(params, 4), torch.Generator().manual_seed(3)
     checked = same = slots = 0
+    names = feature_names("coordinated", plan=True)
+    ops_without_plan = feature_names("coordinated")["ops"]
     for t in range(params.horizon):
         obs = observe(ctx, state, empty_slates(params, 4), "coordinated")
-        assert obs.ops.shape[-1] == ops_dim("coordinated", True) == ops_dim("coordinated") + 2
-        assert obs.mkt.shape[-1] == mkt_dim("coordinated", True)
+        assert obs.ops.shape[-1] == len(names["ops"]) == len(ops_without_plan) + 2
+        assert obs.mkt.shape[-1] == len(names["mkt"])
         action = teacher.act(state)
-        named = torch.round(obs.ops[..., -1] * (ctx.bins - 1))
+        named = torch.round(obs.ops[..., names["ops"].index("ops_plan.order_gap")] * (ctx.bins - 1))
         want = order_bins(action.orders, ctx.order_step, ctx.n_valid_bins)
         # the teacher orders round(max(0, target - position)), then its bin is rounded again:
         # the feature's bin where it is positive, up to that double rounding
@@ -73,7 +84,7 @@ def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates(stockout:
         assert torch.all(want[~positive] == 0)
         checked += int(positive.sum())
         same += int((named == want[positive]).sum())
-        margin = (teacher.g[t] * teacher.price - teacher.mu[t]) / params.price.mean()
+        margin = teacher.plan.margin[t] / params.price.mean()
         assert torch.allclose(obs.mkt[..., -1], margin.to(obs.mkt.dtype).expand(4, -1))
         assert obs.margin is not None and obs.threshold is not None
         top = teacher_gain(ctx.plan, obs.margin, obs.threshold).topk(params.slate_size, -1)
@@ -83,3 +94,26 @@ def test_the_plan_inputs_name_the_teachers_order_bin_margin_and_slates(stockout:
         state, _ = step(state, action, params, gen)
     assert checked > 100 and same > 0.95 * checked  # many orders, nearly all the same bin
     assert slots > 0.5 * params.horizon * 4 * params.n_segments * params.slate_size
+
+
+@pytest.mark.parametrize("information", INFORMATION)
+def test_every_input_is_as_wide_as_its_named_features(information: str) -> None:
+    """The networks' widths are the counts of the declared names, which never repeat within
+    an input; a part computed with a feature missing or unknown is refused by name."""
+    params = SimParams.from_instance(load_instance("small"))
+    ctx = build_context(params, 8)
+    obs = observe(ctx, reset(params, 2), empty_slates(params, 2), information)
+    names = feature_names(information)
+    tensors = {
+        "ops": obs.ops,
+        "mkt": obs.mkt,
+        "critic": obs.critic,
+        "segment": ctx.segment,
+        "pair": ctx.pair,
+        "global": obs.glob,
+    }
+    assert set(names) == set(tensors)
+    for key, tensor in tensors.items():
+        assert tensor.shape[-1] == len(names[key]) == len(set(names[key])), key
+    with pytest.raises(ValueError, match="'global' computed are \\['periods_to_go'\\]"):
+        GLOBAL.ordered({"periods_to_go": 1.0})

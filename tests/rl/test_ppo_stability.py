@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from coordopt.instance import load_instance
-from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import build_context
+from coordopt.rl.networks import build_agents
 from coordopt.rl.ppo import TrainingDiverged, _optimisers, ppo_update
 from coordopt.rl.rollout import Rollout, collect_rollout, gae
 from coordopt.rl.schedules import make_timescales

@@ -8,9 +8,9 @@ import torch
 from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.rl import warmstart
-from coordopt.rl.agents import build_agents
 from coordopt.rl.config import TrainConfig
-from coordopt.rl.features import GLOBAL, Observation, build_context, ops_dim
+from coordopt.rl.features import GLOBAL, Observation, build_context, feature_names
+from coordopt.rl.networks import build_agents
 from coordopt.rl.rollout import RunningMeanStd
 from coordopt.rl.warmstart import (
     behaviour_clone,
@@ -100,14 +100,15 @@ def test_order_head_learns_a_state_dependent_rule() -> None:
     ctx = build_context(params, 16)
     actor = build_agents(TrainConfig(hidden_size=32, order_bins=16), params).replenishment
     batch, n = 64, params.n_products
-    obs = torch.rand(batch, n, ops_dim("coordinated"))
-    target = (obs[..., 9] * 8).floor().long()  # feature 9: on-hand / demand scale
+    names = feature_names("coordinated")["ops"]
+    obs = torch.rand(batch, n, len(names))
+    target = (obs[..., names.index("ops.on_hand")] * 8).floor().long()  # on-hand / demand scale
     freq = torch.bincount(target.flatten(), minlength=16).float()
     freq = freq[freq > 0] / freq.sum()
     marginal = float(-(freq * freq.log()).sum())
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
     # one period: the actors take time-major (T, B, ...) observations
-    observation = Observation(obs, obs, obs, torch.zeros(batch, GLOBAL)).map(lambda x: x[None])
+    observation = Observation(obs, obs, obs, torch.zeros(batch, len(GLOBAL))).map(lambda x: x[None])
     for _ in range(150):
         logits, _ = actor(observation, ctx, torch.zeros(batch, 32))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), target.flatten())

@@ -13,7 +13,7 @@ import torch
 from coordopt.choice import best_revenue_slates, slate_weights
 from coordopt.evaluation import compare, evaluate
 from coordopt.instance import Instance, load_instance
-from coordopt.policies import BEST_SILOED_ENTRY_POINT, Policy, _resolve, make_policy
+from coordopt.policies import BEST_SILOED_ENTRY, Policy, make_policy
 from coordopt.simulator import SimParams
 from coordopt.solvers.dp import solve_dp
 
@@ -84,7 +84,7 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="max_states"):
         make_policy("siloed", params, inventory="dp", max_states=0)
     assert make_policy("siloed", params, inventory="base-stock").name == "siloed"
-    assert callable(_resolve(BEST_SILOED_ENTRY_POINT))
+    assert callable(BEST_SILOED_ENTRY.factory)
 
 
 def test_hidden_stockouts_are_refused_with_the_reason():

@@ -71,7 +71,7 @@ def test_bidprice_targets_are_the_plan_position_or_the_newsvendor_level() -> Non
     csd = np.vstack([np.zeros((1, inst.n_products)), np.cumsum(demand, axis=0)])
     window = np.take_along_axis(csd, np.minimum(t + lead + 1, inst.horizon), 0) - csd[:-1]
     newsvendor = stats.poisson.ppf(fractile, window)
-    target = policy.target.numpy()
+    target = policy.plan.target.numpy()
     ok = ~late(inst)
     assert (target[ok] >= newsvendor[ok] - 1e-9).all()
     assert (target[late(inst)] == 0).all()
@@ -141,8 +141,8 @@ def test_bidprice_beats_both_siloed_firms_on_small() -> None:
 def test_bad_policy_options_are_refused_naming_the_option() -> None:
     params = small_params()
     with pytest.raises(ValueError, match=r"option reoptimize_every must be >= 0 .*got -3"):
-        BidPricePolicy(params, reoptimize_every=-3)
+        make_policy("bidprice", params, reoptimize_every=-3)
     with pytest.raises(ValueError, match=r"option safety_stock must be true or false, got 'no'"):
-        BidPricePolicy(params, safety_stock="no")
+        make_policy("bidprice", params, safety_stock="no")
     with pytest.raises(ValueError, match=r"option season_end must be true or false, got 'maybe'"):
-        SiloedPolicy(params, season_end="maybe")  # type: ignore[arg-type]
+        make_policy("siloed", params, season_end="maybe")

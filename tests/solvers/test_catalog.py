@@ -12,10 +12,12 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
+from coordopt.choice import best_slates
 from coordopt.generator import generate_instance
 from coordopt.instance import load_instance
 from coordopt.models.fluid import FluidStart
 from coordopt.solvers import catalog as C
+from coordopt.solvers.catalog import solver
 from coordopt.solvers.fluid import solve_fluid
 
 REL = 1e-6
@@ -133,7 +135,7 @@ def test_slate_subproblem_equals_the_sales_based_lp(hidden):
     lam = rng.uniform(5, 20, (h, m))
     margin = rng.uniform(-3.0, 10.0, (h, n))
     t = torch.as_tensor
-    ch = C.best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden)
+    ch = best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden)
     for tt in range(h):
         for kk in range(m):
             lp = _choice_lp(margin[tt], lam[tt, kk], wr[kk], wn[kk], w0[kk], k, hidden)
@@ -141,9 +143,9 @@ def test_slate_subproblem_equals_the_sales_based_lp(hidden):
             assert got == pytest.approx(lp, rel=1e-9, abs=1e-9)
             assert lam[tt, kk] * float(ch.upper[tt, kk]) == pytest.approx(lp, rel=1e-9, abs=1e-9)
     # a warm start far above the optimum still ends at the optimum, with a valid upper bound
-    again = C.best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden, start=ch.rate + 50)
+    again = best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden, start=ch.rate + 50)
     assert torch.allclose(again.rate, ch.rate, rtol=1e-9)
-    early = C.best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden, max_iter=1)
+    early = best_slates(t(margin), t(lam), t(wr), t(wn), t(w0), k, hidden, max_iter=1)
     assert bool((early.upper >= ch.rate - 1e-12).all())
 
 
@@ -196,18 +198,71 @@ def test_inventory_subproblem_equals_its_lp():
         total += _inventory_lp(cd, mu, rho, i)
     closed = float(C.inventory_bound(cd, mu, rho_t)) - float(rho.sum()) * (cd.capacity or 0.0)
     assert closed == pytest.approx(total, rel=1e-9)
-    # the flows returned for the subgradient are an optimal solution of the same programs
-    demand = torch.as_tensor(rng.random(tuple(mu.shape)) * 5)
-    sales, onhand = C.inventory_flows(cd, mu, rho_t, demand)
-    assert bool((sales >= -1e-12).all()) and bool((sales <= onhand + 1e-12).all())
+    # the flows returned for the subgradient are an optimal solution of the same programs:
+    # feasible (balance, order caps, no order arriving before it could) and worth the LP's
+    # optimum, product by product, whatever demand breaks the ties toward
+    for scale in (0.0, 5.0, 50.0):
+        demand = torch.as_tensor(rng.random(tuple(mu.shape)) * scale)
+        sales, onhand = C.inventory_flows(cd, mu, rho_t, demand)
+        for i in range(cd.shape[2]):
+            got = _inventory_flows_value(cd, mu, rho, sales, onhand, i)
+            assert got == pytest.approx(_inventory_lp(cd, mu, rho, i), rel=1e-9, abs=1e-9), i
 
 
-def test_stock_value_box_caps_at_price_plus_penalty(case):
+def _inventory_flows_value(cd, mu, rho, sales, onhand, i):
+    """Product ``i``'s inventory-program objective at flows ``sales, onhand (H,N)`` (the LP's
+    of :func:`_inventory_lp`), after checking that they are feasible: the orders they imply
+    (what arrives beyond the carried stock and the fixed supply) are within ``[0, qmax]`` and
+    none arrives before ``L`` periods; sales and end stock are >= 0."""
+    g, lead = cd.g.numpy(), int(cd.lead_time[i])
+    s, a = sales[:, i].numpy(), onhand[:, i].numpy()
+    end = a - s
+    arrived = a - np.concatenate([[0.0], end[:-1]]) - cd.supply[:, i].numpy()
+    assert (s >= -1e-12).all() and (end >= -1e-9).all() and (arrived >= -1e-9).all()
+    value = float(mu[:, i].numpy() @ s - (g * float(cd.holding[i])) @ end - rho @ a)
+    value += g[-1] * float(cd.salvage[i]) * end[-1]
+    for t, q in enumerate(arrived):
+        tau = t - lead  # the order arriving in t was placed in tau
+        if tau < 0:
+            assert abs(q) <= 1e-9, (t, q)
+            continue
+        assert q <= float(cd.qmax[tau, i]) + 1e-9
+        value -= g[tau] * float(cd.unit_cost[tau, i]) * q
+    return value
+
+
+def _cheapest_delivered_cost(cd, rho):
+    """``U_t`` of every (period, product) by enumerating the order period ``tau``: the
+    discounted unit cost at ``tau``, holding from arrival ``tau + L`` up to ``t``, and the
+    capacity price of every period the unit is on hand (``inf`` before the first arrival)."""
+    h, _, n = cd.shape
+    g, c, hold = cd.g.numpy(), cd.unit_cost.numpy(), cd.holding.numpy()
+    out = np.full((h, n), np.inf)
+    for t in range(h):
+        for i in range(n):
+            for tau in range(t - int(cd.lead_time[i]) + 1):
+                arrive = tau + int(cd.lead_time[i])
+                cost = g[tau] * c[tau, i] + sum(g[u] * hold[i] for u in range(arrive, t))
+                out[t, i] = min(out[t, i], cost + sum(rho[u] for u in range(arrive, t + 1)))
+    return out
+
+
+def test_stock_value_box_is_the_penalty_cap_and_the_cheapest_delivered_cost(case):
+    """``hi = g (p + b)`` (the validity cap), lowered to the cheapest delivered cost where
+    orders are uncapped -- checked against an enumeration of every order period, at zero
+    and at random capacity prices."""
     inst, _ = case
     cd = C.catalog_data(inst)
-    lo, hi = C.stock_value_box(cd)
-    cap = cd.g[:, None] * (cd.price + cd.penalty)[None]
-    assert bool((lo == 0).all()) and bool((hi <= cap + 1e-12).all())
+    cap = (cd.g[:, None] * (cd.price + cd.penalty)[None]).numpy()
+    uncapped = np.isinf(cd.fluid.max_order)
+    rng = np.random.default_rng(7)
+    for rho in (np.zeros(cd.shape[0]), rng.random(cd.shape[0]) * float(cd.price.mean())):
+        lo, hi = C.stock_value_box(cd, torch.as_tensor(rho))
+        expect = np.where(uncapped[None], np.minimum(cap, _cheapest_delivered_cost(cd, rho)), cap)
+        np.testing.assert_allclose(hi.numpy(), expect, rtol=1e-12, atol=1e-12)
+        assert bool((lo == 0).all())
+    if uncapped.any():
+        assert (hi.numpy() < cap - 1e-9).any()  # the delivered cost binds somewhere
 
 
 def test_solve_from_a_mid_horizon_state_bounds_the_fluid_program_from_there():
@@ -245,8 +300,8 @@ def test_plans_are_recovered_on_an_iteration_schedule(monkeypatch, plan_every, p
         seen.append(calls["dual"] - 1)
         return recover(*args, **kwargs)
 
-    monkeypatch.setattr(C, "dual_value", counted_dual)
-    monkeypatch.setattr(C, "recover_plan", logged_recover)
+    monkeypatch.setattr(solver, "dual_value", counted_dual)
+    monkeypatch.setattr(solver, "recover_plan", logged_recover)
     sol = C.solve_catalog(load_instance("small"), gap=0.0, max_iterations=25, plan_every=plan_every)
     assert sol.stop == "iterations" and sol.iterations == 25
     assert seen == plans

@@ -77,13 +77,23 @@ def test_mpc_first_decision_is_the_fluid_plan() -> None:
 
 
 def test_fluid_plan_policy_plays_the_plan_open_loop() -> None:
-    inst = load_instance("tiny")
+    """A hand-made plan on tiny (max_order 6 and 4): period t's orders are the plan's row t
+    rounded to the nearest unit and kept within [0, max_order], whatever the stock; slates
+    drawn from one-hot frequencies are that product, and an all-zero row leaves it empty."""
+    inst = load_instance("tiny").replace(max_order=np.array([6.0, 4.0]))
     params = SimParams.from_instance(inst, dtype=torch.float64)
-    policy = FluidPlanPolicy(params, seed=2)
-    actions = run_episode(policy, params, batch=2)
-    expect = np.clip(np.rint(policy.plan.orders), 0, inst.max_order)
-    got = np.stack([a.orders[0].numpy() for a in actions])
-    np.testing.assert_allclose(got, expect)
+    orders = [[2.4, 0.0], [2.6, 3.49], [-0.7, 6.8], [7.2, 0.51]]
+    orders += [[1.0, 3.0], [0.49, 1e-9], [5.51, 4.4], [0.0, 0.0]]
+    expect = [[2, 0], [3, 3], [0, 4], [6, 1], [1, 3], [0, 0], [6, 4], [0, 0]]
+    freq = np.zeros((8, 1, 2))
+    freq[[0, 2, 3, 6], 0, 0] = 1.0  # product A recommended
+    freq[[1, 4, 7], 0, 1] = 1.0  # product B; period 5: nothing
+    plan = dataclasses.replace(solve_fluid(inst), orders=np.array(orders), rec_frequency=freq)
+    actions = run_episode(FluidPlanPolicy(params, seed=2, plan=plan), params, batch=2)
+    got = np.stack([a.orders.numpy() for a in actions])  # (T, batch, N)
+    np.testing.assert_array_equal(got, np.array(expect, dtype=float)[:, None].repeat(2, axis=1))
+    slates = [a.slates[:, 0, 0].tolist() for a in actions]  # segment 0, the one slot
+    assert slates == [[0, 0], [1, 1], [0, 0], [0, 0], [1, 1], [-1, -1], [0, 0], [1, 1]]
 
 
 def test_mpc_beats_doing_nothing_and_stays_below_the_bound_on_tiny() -> None:

@@ -1,4 +1,4 @@
-"""The two agents, the centralised critic and the trained-agent :class:`Policy`.
+"""The agents' networks: the two actors and the centralised critic.
 
 Both actors are size-agnostic: their weights are shared across products (replenishment)
 or (segment, product) pairs (recommendation), and what they know of the whole catalog comes
@@ -12,34 +12,35 @@ through mean-pooled summaries and a GRU memory. The same weights therefore act o
   inner product), plus a per-segment stop score; slates are Plackett-Luce top-K draws.
   With the teacher's plan, a learned multiple of the teacher's own slate gains is added.
 - :class:`Critic`: pooled product and segment embeddings -> one value (centralised when fed
-  the whole firm's features).
+  the whole firm's features); with credit per decision also a value per product and per
+  segment (:mod:`coordopt.rl.credit`), from the same embeddings.
+
+Their input widths are those of the named features (:func:`~coordopt.rl.features.feature_names`);
+the layers are :mod:`coordopt.rl.layers`; :mod:`coordopt.rl.policy` runs them as a policy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from coordopt.rl import distributions as D
+from coordopt.rl.config import TrainConfig
+from coordopt.rl.credit import PRODUCTS, SEGMENTS, STREAMS
 from coordopt.rl.features import (
     GLOBAL,
     PAIR,
     SEGMENT,
     Context,
     Observation,
-    build_context,
-    critic_dim,
-    mkt_dim,
-    observe,
-    ops_dim,
+    feature_names,
     teacher_gain,
 )
-from coordopt.simulator import Action, SimParams, SimState, empty_slates
+from coordopt.rl.layers import broadcast_mlp, linear_tanh, mlp, tanh, unroll
+from coordopt.simulator import SimParams
 
 Tensor = torch.Tensor
 AGENTS = ("replenishment", "recommendation")
@@ -62,135 +63,6 @@ def choose_scorer(
     return "factorised"
 
 
-_MINUS_ONE = torch.tensor(-1.0)
-
-
-def _tanh_from_doubled(z: Tensor) -> Tensor:
-    """``tanh(z / 2) = 2 sigmoid(z) - 1`` in place on ``z`` (two passes, no allocation)."""
-    return torch.add(_MINUS_ONE.to(z.dtype), z.sigmoid_(), alpha=2, out=z)
-
-
-class _Tanh(torch.autograd.Function):
-    """``tanh(x) = 2 sigmoid(2x) - 1``: the same function, several times faster than
-    ``torch.tanh`` forward and backward on CPU (torch 2.x vectorises sigmoid, not tanh)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = _tanh_from_doubled(x * 2)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-
-class _LinearTanh(torch.autograd.Function):
-    """``tanh(x W^T + b + shift)`` as one operation: the weights are doubled (exact in binary
-    floating point) so the matmul's own output becomes ``2 sigmoid(.) - 1`` in place, and the
-    backward is the linear layer's matmuls after one ``tanh_backward`` pass. The same function
-    as ``Linear`` then ``Tanh``, with four fewer passes over (and two fewer allocations of) the
-    ``rows x hidden`` activation, which dominate the agents' time at catalog scale.
-
-    ``shift (..., 1, H)`` (or ``None``) is added to every item of ``x (..., n, F)``: the
-    per-batch part of a layer whose input concatenates item and shared features.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, shift: Tensor | None
-    ) -> Tensor:
-        z = F.linear(x, weight * 2, None if bias is None else bias * 2)
-        if shift is not None:  # in place unless shift broadcasts z to more rows
-            grows = torch.broadcast_shapes(z.shape, shift.shape) != z.shape
-            z = z.add(shift, alpha=2) if grows else z.add_(shift, alpha=2)
-        y = _tanh_from_doubled(z)
-        ctx.save_for_backward(x, weight, y)
-        ctx.has_bias, ctx.shift_shape = bias is not None, None if shift is None else shift.shape
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, y = ctx.saved_tensors
-        gz = torch.ops.aten.tanh_backward(grad, y)
-        rows = gz.reshape(-1, gz.shape[-1])
-        gx = gw = gb = gs = None
-        if ctx.needs_input_grad[0]:
-            gx = (gz @ weight).sum_to_size(x.shape)
-        if ctx.needs_input_grad[1]:
-            gw = rows.t() @ x.expand(*gz.shape[:-1], x.shape[-1]).reshape(-1, x.shape[-1])
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = rows.sum(0)
-        if ctx.shift_shape is not None and ctx.needs_input_grad[3]:
-            gs = gz.sum_to_size(ctx.shift_shape)
-        return gx, gw, gb, gs
-
-
-def linear_tanh(x: Tensor, layer: nn.Linear, shift: Tensor | None = None) -> Tensor:
-    """``tanh(layer(x) + shift)`` (see :class:`_LinearTanh`)."""
-    return _LinearTanh.apply(x, layer.weight, layer.bias, shift)
-
-
-def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent (see :class:`_Tanh`)."""
-    return _Tanh.apply(x)
-
-
-class Tanh(nn.Module):
-    """:func:`tanh` as a layer."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return tanh(x)
-
-
-class MLP(nn.Sequential):
-    """``Linear``/``Tanh`` layers whose pairs run fused (:func:`linear_tanh`); the parameters and
-    their names are those of the plain ``nn.Sequential``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        layers = list(self)
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            fused = i + 1 < len(layers) and isinstance(layers[i + 1], Tanh)
-            if fused and isinstance(layer, nn.Linear):
-                x, i = linear_tanh(x, layer), i + 2
-            else:
-                x, i = layer(x), i + 1
-        return x
-
-
-def mlp(sizes: list[int], last_act: bool = False) -> MLP:
-    """A tanh MLP (tanh keeps PPO's updates tame)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2 or last_act:
-            layers.append(Tanh())
-    return MLP(*layers)
-
-
-def broadcast_mlp(net: MLP, items: Tensor, shared: Tensor) -> Tensor:
-    """``net(cat([items, shared], -1))`` with ``shared (..., S)`` the same for every item of
-    ``items (..., n, F)``, without building the concatenation: the first layer's weight is
-    split, so the shared part costs one row per batch instead of one per item."""
-    first, act = net[0], net[1]
-    assert isinstance(first, nn.Linear) and isinstance(act, Tanh)
-    f = items.shape[-1]
-    shift = F.linear(shared, first.weight[:, f:], first.bias).unsqueeze(-2)
-    return net[2:](_LinearTanh.apply(items, first.weight[:, :f], None, shift))
-
-
-def unroll(gru: nn.GRUCell, inputs: Tensor, h: Tensor) -> Tensor:
-    """The memories ``(T, B, H)`` after each period of a GRU fed ``inputs (T, B, I)`` from ``h``."""
-    out = []
-    for x in inputs:
-        h = gru(x, h)
-        out.append(h)
-    return torch.stack(out)
-
-
 class ReplenishmentActor(nn.Module):
     """Orders: shared per-product MLP + catalog mean + GRU memory -> order-bin logits.
 
@@ -207,7 +79,7 @@ class ReplenishmentActor(nn.Module):
             nn.init.zeros_(self.skip.bias)
         self.hidden = hidden
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
-        self.gru = nn.GRUCell(hidden + GLOBAL, hidden)
+        self.gru = nn.GRUCell(hidden + len(GLOBAL), hidden)
         # Default init, not a zeroed last layer: with zero output weights the hidden layers get
         # (near-)zero gradients that Adam normalises into full, coherent steps; the hidden
         # tanh units then saturate and the actor can only learn the marginal order law.
@@ -253,11 +125,11 @@ class RecommendationActor(nn.Module):
         self.allow_short = allow_short
         self.scorer = scorer
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
-        self.seg_embed = mlp([SEGMENT, hidden, hidden], last_act=True)
-        self.gru = nn.GRUCell(2 * hidden + GLOBAL, hidden)
+        self.seg_embed = mlp([len(SEGMENT), hidden, hidden], last_act=True)
+        self.gru = nn.GRUCell(2 * hidden + len(GLOBAL), hidden)
         self.w_seg = nn.Linear(hidden, hidden)
         self.w_prod = nn.Linear(hidden, hidden, bias=False)
-        self.w_pair = nn.Linear(PAIR, hidden if scorer == "additive" else 1, bias=False)
+        self.w_pair = nn.Linear(len(PAIR), hidden if scorer == "additive" else 1, bias=False)
         self.w_mem = nn.Linear(hidden, hidden, bias=False)
         self.score = nn.Linear(hidden, 1)
         self.stop = mlp([3 * hidden, hidden, 1])
@@ -306,20 +178,52 @@ class RecommendationActor(nn.Module):
         return scores, stop, h_seq
 
 
-class Critic(nn.Module):
-    """Value of a state from mean-pooled product and segment embeddings (scales with N, M)."""
+def purchase_mix(params: SimParams) -> Tensor:
+    """Each segment's attraction to each product, recommended or not, as shares of its row,
+    ``(M, N)`` (rows summing to 1; zero for a segment attracted to nothing)."""
+    base = params.base_attraction
+    weights = 2 * base + params.uplift_flat.view_as(base)  # base + recommended attraction
+    return weights / weights.sum(-1, keepdim=True).clamp(min=torch.finfo(weights.dtype).tiny)
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+
+class Critic(nn.Module):
+    """Value of a state from mean-pooled product and segment embeddings (scales with N, M).
+
+    ``decisions`` adds the values of the per-decision streams (:mod:`coordopt.rl.credit`),
+    their weights shared across products and segments like the actors': a product's from its
+    embedding and the pooled ones; a segment's from its embedding, the product embeddings
+    pooled with its purchase mix (:func:`purchase_mix`) and the pooled ones. They are created
+    after the firm value's layers, so a critic without them has the same parameters and
+    initial values.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, decisions: bool = False) -> None:
         super().__init__()
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
-        self.seg_embed = mlp([SEGMENT, hidden], last_act=True)
-        self.head = mlp([2 * hidden + GLOBAL, hidden, hidden, 1])
+        self.seg_embed = mlp([len(SEGMENT), hidden], last_act=True)
+        self.head = mlp([2 * hidden + len(GLOBAL), hidden, hidden, 1])
+        self.product_head = self.segment_head = None
+        if decisions:
+            shared = 2 * hidden + len(GLOBAL)
+            self.product_head = mlp([hidden + shared, hidden, 1])
+            self.segment_head = mlp([2 * hidden + shared, hidden, 1])
 
-    def forward(self, features: Tensor, glob: Tensor, ctx: Context) -> Tensor:
-        """Normalised value ``(...)`` for features ``(..., N, F)`` and globals ``(..., GLOBAL)``."""
-        e = self.embed(features).mean(-2)
-        s = self.seg_embed(ctx.segment).mean(0).expand(*e.shape[:-1], -1)
-        return self.head(torch.cat([e, s, glob], -1)).squeeze(-1)
+    def forward(self, features: Tensor, glob: Tensor, ctx: Context) -> dict[str, Tensor]:
+        """Normalised values for features ``(..., N, F)`` and globals ``(..., G)``: the
+        state's ``value`` ``(...)`` and, with the per-decision heads, ``products`` ``(..., N)``
+        and ``segments`` ``(..., M)``."""
+        items = self.embed(features)
+        e = items.mean(-2)
+        segments = self.seg_embed(ctx.segment)
+        s = segments.mean(0).expand(*e.shape[:-1], -1)
+        shared = torch.cat([e, s, glob], -1)
+        out = {"value": self.head(shared).squeeze(-1)}
+        if self.product_head is not None and self.segment_head is not None:
+            out[PRODUCTS] = broadcast_mlp(self.product_head, items, shared).squeeze(-1)
+            bought = torch.matmul(purchase_mix(ctx.params).to(items.dtype), items)  # (..., M, H)
+            own = torch.cat([segments.expand(*bought.shape[:-1], -1), bought], -1)
+            out[SEGMENTS] = broadcast_mlp(self.segment_head, own, shared).squeeze(-1)
+        return out
 
 
 @dataclass
@@ -327,13 +231,15 @@ class AgentOutput:
     """Both actors over one period (leading dims ``L = (B,)``, :meth:`Agents.step`) or a
     sequence (``L = (T, B)``, :meth:`Agents.evaluate`): actions, log-probs, entropies, memories.
 
-    An actor that was not evaluated has no ``logp`` / ``entropy`` / ``hidden`` entry and
+    An actor that was not evaluated has no ``logp`` / ``decision_logp`` / ``entropy`` /
+    ``hidden`` entry and
     ``None`` for its ``order_logits`` or ``scores`` (and ``stop``).
     """
 
     order_bins: Tensor  # (L, N) long
     slates: Tensor  # (L, M, K) long
     logp: dict[str, Tensor]  # agent -> (L)
+    decision_logp: dict[str, Tensor]  # agent -> (L, N) per order / (L, M) per slate; sum: logp
     entropy: dict[str, Tensor]  # agent -> (L) (per-product / per-segment mean)
     hidden: dict[str, Tensor]  # agent -> (L, H) after each period
     orders: Tensor  # (L, N) units
@@ -377,7 +283,10 @@ class Agents(nn.Module):
     """Both actors and the critic(s), built from a training config's sizes.
 
     ``critics`` holds one centralised critic (``"firm"``) or, for independent learners, one
-    per agent keyed by the agent's name.
+    per agent keyed by the agent's name; with ``decisions`` (credit per decision) the firm's
+    critic also values the per-product and per-segment streams. ``value_streams`` names every
+    value :meth:`values` returns (the reward stream each one learns). ``features`` names the
+    inputs' features (:func:`~coordopt.rl.features.feature_names`): a checkpoint stores them.
     """
 
     def __init__(
@@ -389,13 +298,17 @@ class Agents(nn.Module):
         independent: bool,
         scorer: str = "additive",
         plan: bool = False,
+        decisions: bool = False,
     ) -> None:
         super().__init__()
+        if decisions and independent:
+            raise ValueError("values per decision need the centralised critic (not independent)")
         self.information = information
         self.bins = bins
         self.hidden = hidden
         self.plan = plan
-        ops, mkt = ops_dim(information, plan), mkt_dim(information, plan)
+        self.features = feature_names(information, plan)
+        ops, mkt = len(self.features["ops"]), len(self.features["mkt"])
         self.replenishment = ReplenishmentActor(ops, hidden, bins, skip=plan)
         self.recommendation = RecommendationActor(mkt, hidden, allow_short, scorer, gain=plan)
         if independent:
@@ -403,7 +316,10 @@ class Agents(nn.Module):
                 {"replenishment": Critic(ops, hidden), "recommendation": Critic(mkt, hidden)}
             )
         else:
-            self.critics = nn.ModuleDict({"firm": Critic(critic_dim(plan), hidden)})
+            self.critics = nn.ModuleDict(
+                {"firm": Critic(len(self.features["critic"]), hidden, decisions)}
+            )
+        self.value_streams = (*self.critics, *(STREAMS if decisions else ()))
 
     def actor(self, name: str) -> nn.Module:
         return self.replenishment if name == "replenishment" else self.recommendation
@@ -413,11 +329,13 @@ class Agents(nn.Module):
         return {a: torch.zeros(batch_size, self.hidden, device=device, dtype=dtype) for a in AGENTS}
 
     def values(self, obs: Observation, ctx: Context) -> dict[str, Tensor]:
-        """Normalised value of every critic."""
+        """Normalised value of every stream (:attr:`value_streams`)."""
         out = {}
         for name, critic in self.critics.items():
             feats = {"firm": obs.critic, "replenishment": obs.ops, "recommendation": obs.mkt}[name]
-            out[name] = critic(feats, obs.glob, ctx)
+            values = critic(feats, obs.glob, ctx)
+            out[name] = values.pop("value")
+            out.update(values)
         return out
 
     def step(
@@ -467,14 +385,14 @@ class Agents(nn.Module):
         order_bins: Tensor | None,
         slates: Tensor | None,
     ) -> AgentOutput:
-        logp, entropy, memory = {}, {}, {}
+        each, entropy, memory = {}, {}, {}
         logits = scores = stop = None
         if "replenishment" in actors:
             logits, memory["replenishment"] = self.replenishment(obs, ctx, hidden["replenishment"])
             if order_bins is None:
                 order_bins = D.sample_order_bins(logits, generator, greedy)
             lp, ent = D.order_log_prob(logits, order_bins)
-            logp["replenishment"], entropy["replenishment"] = lp.sum(-1), ent.mean(-1)
+            each["replenishment"], entropy["replenishment"] = lp, ent.mean(-1)
         if "recommendation" in actors:
             scores, stop, memory["recommendation"] = self.recommendation(
                 obs, ctx, hidden["recommendation"]
@@ -483,7 +401,7 @@ class Agents(nn.Module):
                 k = max(ctx.params.slate_size, 1)
                 slates = D.sample_slates(scores, stop, k, generator, greedy)
             lp, ent = D.slate_log_prob(scores, stop, slates)
-            logp["recommendation"], entropy["recommendation"] = lp.sum(-1), ent.mean(-1)
+            each["recommendation"], entropy["recommendation"] = lp, ent.mean(-1)
         if order_bins is None or slates is None:
             raise ValueError("actions of an actor that is not evaluated must be given")
         orders = torch.minimum(
@@ -492,7 +410,8 @@ class Agents(nn.Module):
         return AgentOutput(
             order_bins=order_bins,
             slates=slates,
-            logp=logp,
+            logp={a: lp.sum(-1) for a, lp in each.items()},
+            decision_logp=each,
             entropy=entropy,
             hidden=memory,
             orders=orders,
@@ -502,47 +421,7 @@ class Agents(nn.Module):
         )
 
 
-class AgentPolicy:
-    """The trained agents as a :class:`~coordopt.policies.Policy` (keeps memory and last slates)."""
-
-    def __init__(
-        self,
-        agents: Agents,
-        params: SimParams,
-        deterministic: bool = True,
-        seed: int = 0,
-        name: str = "rl",
-        ctx: Context | None = None,
-    ) -> None:
-        self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
-        self.params = params
-        # ctx: the instance's context already built (training passes its own: no second plan)
-        self.ctx = ctx if ctx is not None else build_context(params, agents.bins, plan=agents.plan)
-        self.deterministic = deterministic
-        self.seed = seed
-        self.name = name
-        self.generator = torch.Generator(device=params.device)
-        self.reset(1)
-
-    def reset(self, batch_size: int) -> None:
-        self.generator.manual_seed(self.seed)
-        self.hidden = self.agents.initial_hidden(batch_size, self.params.device)
-        self.last_slates = empty_slates(self.params, batch_size)
-
-    def act(self, state: SimState) -> Action:
-        if self.last_slates.shape[0] != state.batch_size:
-            self.reset(state.batch_size)
-        with torch.no_grad():
-            obs = observe(self.ctx, state, self.last_slates, self.agents.information)
-            out = self.agents.step(
-                obs, self.ctx, self.hidden, generator=self.generator, greedy=self.deterministic
-            )
-        self.hidden = out.hidden
-        self.last_slates = out.slates
-        return Action(orders=out.orders, slates=out.slates)
-
-
-def build_agents(config: Any, params: SimParams | None = None) -> Agents:
+def build_agents(config: TrainConfig, params: SimParams | None = None) -> Agents:
     """The agents described by a :class:`~coordopt.rl.config.TrainConfig` (``params``, the
     instance trained on, resolves ``scorer="auto"``)."""
     scorer = config.scorer
@@ -558,35 +437,5 @@ def build_agents(config: Any, params: SimParams | None = None) -> Agents:
         independent=config.timescales == "independent",
         scorer=scorer,
         plan=config.plan_inputs,
+        decisions=config.credit == "decision",
     )
-
-
-def load_policy(
-    path: Path,
-    params: SimParams,
-    deterministic: bool = True,
-    seed: int = 0,
-    checkpoint: str | None = None,
-) -> AgentPolicy:
-    """The policy of a training run directory (``coordopt train --out DIR``).
-
-    Loads ``DIR/best.pt`` (the agents of the best greedy evaluation during training, written
-    when training evaluates), else ``DIR/final.pt``, else the latest ``DIR/checkpoint.pt``;
-    ``checkpoint`` picks one of those three files (never another path). The run directory is
-    read by :mod:`coordopt.rl.rundir` (tensors and plain data only, every file checked);
-    anything else is refused. ``deterministic`` picks greedy actions (argmax order bins,
-    top-K scores); otherwise actions are sampled from a generator seeded with ``seed`` at
-    every reset. The agents are size-agnostic, so ``params`` may describe a different
-    instance than the one trained on. Options are checked like any policy's
-    (:func:`coordopt.policies.check_options`); one it does not take is a ``TypeError``.
-    """
-    from coordopt.guards import seed_int
-    from coordopt.policies import check_options
-    from coordopt.rl.checkpoint import load, run_file
-
-    path = Path(path)
-    name = f"rl:{path.name}"
-    rules = {"deterministic": bool, "seed": seed_int}
-    check_options(name, rules, {"deterministic": deterministic, "seed": seed})
-    agents = load(run_file(path, checkpoint)).agents()
-    return AgentPolicy(agents, params, deterministic=deterministic, seed=seed, name=name)
