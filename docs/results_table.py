@@ -55,10 +55,18 @@ def exact_benchmark() -> tuple[str, str, str]:
     agents = [num(r, "pct_of_optimum") for r in pick(rows, method="rl-multi-warm")]
     mpc = [num(r, "pct_of_optimum") for r in pick(rows, method="mpc")]
     siloed = [num(r, "pct_of_optimum") for r in pick(rows, method="siloed")]
+    dp = pick(rows, method="dp")  # a bound as a % of the optimum: bound x pct / mean
+
+    def of_optimum(r: dict[str, str], key: str) -> float:
+        return num(r, key) * num(r, "pct_of_optimum") / num(r, "mean")
+
+    stochastic = [of_optimum(r, "stochastic_bound") for r in dp if r["stochastic_bound"]]
+    fluid = [of_optimum(r, "fluid_bound") for r in dp]
     return (
         "How close does each method get to the true (DP) optimum on tiny instances?",
         f"warm-started multi-timescale agents {pct_range(agents)} of the optimum on "
-        f"{len(variants)} variants; fluid MPC {pct_range(mpc)}",
+        f"{len(variants)} variants; fluid MPC {pct_range(mpc)}; upper bounds: stochastic "
+        f"{pct_range(stochastic)} of the optimum, fluid {pct_range(fluid)}",
         f"siloed firm {pct_range(siloed)} of the optimum",
     )
 

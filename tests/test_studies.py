@@ -97,6 +97,13 @@ def _check_exact_benchmark(rows: list[dict], cells: list[dict], report: str) -> 
         assert _close(row["mean"], mean)
         assert _close(row["pct_of_optimum"], 100 * mean / dp["dp_value"])
         assert f"DP optimum **{dp['dp_value']:.3f}**" in report
+        stochastic = dp["stochastic_bound"]  # valid: at or above the optimum, below the fluid's
+        assert _close(row["stochastic_bound"], stochastic)
+        if stochastic is not None:
+            assert (
+                dp["dp_value"] * (1 - 1e-9) <= stochastic <= float(row["fluid_bound"]) * (1 + 1e-9)
+            )
+            assert f"stochastic upper bound {stochastic:.3f}" in report
     assert {(r["variant"], r["method"]) for r in rows} == {
         (c["params"]["variant"]["name"], c["params"]["method"]) for c in cells
     }
