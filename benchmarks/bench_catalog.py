@@ -7,6 +7,8 @@ Usage::
     .venv/bin/python benchmarks/bench_catalog.py curve results.jsonl --plot curve.png
     .venv/bin/python benchmarks/bench_catalog.py bidprice INSTANCE --against mpc,siloed
         [--episodes 32] [--out results.jsonl]   (options: siloed:season_end=true)
+    .venv/bin/python benchmarks/bench_catalog.py lagrangian INSTANCE [--iterations 8]
+        [--max-states 64] [--envs 32] [--out results.jsonl]
 
 ``solve`` reports bound, plan value, gap, seconds, iterations, seconds per dual iteration,
 iterations (and seconds) to reach 1% and 0.5% gap, and peak resident memory; ``--exact``
@@ -17,6 +19,9 @@ evaluates the policy against others on common random numbers and reports paired
 differences with 95% confidence intervals and the time per decision; an ``--against`` entry
 ``NAME:KEY=VALUE;...`` passes options to that policy (``siloed:season_end=true``). Every line records
 the machine and its load (``uptime``); figures are wall-clock on a shared machine.
+``lagrangian`` solves the stochastic bound (seconds, CPU seconds, peak resident memory: one
+instance per call, since the peak is the process's) and, with ``--envs``, times the
+decomposition policy's decisions for that many environments over one episode.
 """
 
 from __future__ import annotations
@@ -191,6 +196,48 @@ def bench_bidprice(args: argparse.Namespace) -> None:
     _emit(row, args.out)
 
 
+def bench_lagrangian(args: argparse.Namespace) -> None:
+    from coordopt.simulator import SimParams, reset, step
+    from coordopt.solvers.lagrangian import LagrangianPolicy
+
+    inst = load_instance(args.instance)
+    params = SimParams.from_instance(inst)
+    cpu_began, began = time.process_time(), time.perf_counter()
+    policy = LagrangianPolicy(params, iterations=args.iterations, max_states=args.max_states)
+    sol = policy.solution
+    row: dict[str, Any] = {
+        "kind": "lagrangian",
+        "instance": inst.name,
+        "products": inst.n_products,
+        "segments": inst.n_segments,
+        "horizon": inst.horizon,
+        "iterations": sol.iterations,
+        "max_states": args.max_states,
+        "bound": sol.bound,
+        "fluid_bound": sol.fluid_bound,
+        "bound_seconds": sol.seconds,
+        "policy_setup_seconds": time.perf_counter() - began,
+        "cpu_seconds": time.process_time() - cpu_began,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    if args.envs:
+        gen = torch.Generator().manual_seed(0)
+        state = reset(params, args.envs)
+        policy.reset(args.envs)
+        seconds = []
+        for _ in range(inst.horizon):
+            t0 = time.perf_counter()
+            action = policy.act(state)
+            seconds.append(time.perf_counter() - t0)
+            state, _ = step(state, action, params, gen)
+        row |= {
+            "envs": args.envs,
+            "decision_seconds_mean": float(np.mean(seconds)),
+            "decision_seconds_max": float(np.max(seconds)),
+        }
+    _emit(row, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -218,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--reoptimize-every", type=int, default=4)
     b.add_argument("--out", type=Path, default=None)
     b.set_defaults(func=bench_bidprice)
+    lg = sub.add_parser("lagrangian")
+    lg.add_argument("instance")
+    lg.add_argument("--iterations", type=int, default=8)
+    lg.add_argument("--max-states", type=int, default=64)
+    lg.add_argument("--envs", type=int, default=32)
+    lg.add_argument("--out", type=Path, default=None)
+    lg.set_defaults(func=bench_lagrangian)
     args = p.parse_args(argv)
     args.func(args)
     return 0

@@ -314,6 +314,12 @@ raise SystemExit(main(argv))
 """
 
 
+def _ctrl_c_live() -> None:
+    """Ctrl-C as a terminal user has it: a shell that starts the tests in the background
+    (``make test &``) leaves SIGINT ignored, and an ignored signal stays ignored in children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_pyomo_highs_solve_exits_130_at_once(tmp_path: Path) -> None:
     """SIGINT once HiGHS runs (``coordopt solve medium --path pyomo``: the run takes
     seconds) ends the command with 130 within seconds, never a solver error (exit 1). The
@@ -325,6 +331,7 @@ def test_ctrl_c_during_a_pyomo_highs_solve_exits_130_at_once(tmp_path: Path) -> 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_live,
     )
     try:
         deadline = time.monotonic() + 300
@@ -357,6 +364,7 @@ def test_ctrl_c_stops_a_bulk_highs_solve_within_moments(monkeypatch: pytest.Monk
         return run(self)
 
     monkeypatch.setattr(highspy.Highs, "run", marked)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see _ctrl_c_live
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -364,9 +372,10 @@ def test_ctrl_c_stops_a_bulk_highs_solve_within_moments(monkeypatch: pytest.Monk
     finally:
         for timer in timers:
             timer.cancel()
+        restored = signal.signal(signal.SIGINT, previous)
     assert lp.highs.getModelStatus() == highspy.HighsModelStatus.kInterrupt
     assert time.monotonic() - started < 10
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert restored is signal.default_int_handler  # the solve put back the handler it found
 
 
 def test_an_unreachable_ray_head_is_an_error_not_a_wait(tmp_path: Path) -> None:
