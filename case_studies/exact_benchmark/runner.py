@@ -153,21 +153,18 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 color=plt.cm.tab10(mi % 10),
                 label=METHOD_LABELS[method] if vi == 0 else None,
             )
-        ax.plot(
-            [vi - 0.4, vi + 0.4],
-            [100 * bound / optimum] * 2,
-            "k--",
-            lw=1,
-            label="fluid upper bound" if vi == 0 else None,
-        )
-        if stochastic is not None:
-            ax.plot(
-                [vi - 0.4, vi + 0.4],
-                [100 * stochastic / optimum] * 2,
-                "k:",
-                lw=1.2,
-                label="stochastic upper bound" if vi == 0 else None,
-            )
+        for value, style, lw, label in (
+            (bound, "k--", 1.0, "fluid upper bound"),
+            (stochastic, "k:", 1.2, "stochastic upper bound"),
+        ):
+            if value is not None:
+                ax.plot(
+                    [vi - 0.4, vi + 0.4],
+                    [100 * value / optimum] * 2,
+                    style,
+                    lw=lw,
+                    label=label if vi == 0 else None,
+                )
         sections += [
             f"### {vname}",
             "",

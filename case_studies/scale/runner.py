@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from coordopt.case_studies.common import to_csv
-from coordopt.evaluation import ci_halfwidth, evaluate
+from coordopt.case_studies.common import paired_ci, to_csv
+from coordopt.evaluation import evaluate
 from coordopt.generator import generate_instance
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write_text, save_figure
@@ -240,13 +239,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     raise ValueError(f"unknown cell kind {p['kind']!r}")
 
 
-def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
-    """Mean paired difference ``a - b`` of two rows evaluated on one stream, and its 95%
-    half-width."""
-    diff = np.asarray(a["profits"]) - np.asarray(b["profits"])
-    return float(diff.mean()), ci_halfwidth(diff)
-
-
 def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
     import matplotlib
 
@@ -284,14 +276,18 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         best_siloed = next((k for k in evaluated if k.startswith("siloed:inventory=dp")), None)
         for policy in ("agents (trained here)", "agents (fine-tuned)"):
             if policy in evaluated and "bidprice" in evaluated:
-                d, ci = _paired(evaluated[policy], evaluated["bidprice"])
+                d, ci = paired_ci(evaluated[policy]["profits"], evaluated["bidprice"]["profits"])
                 notes.append(
                     f"- {name}: {policy} minus bid-price control (their teacher), paired: "
                     f"{d:+,.0f} ± {ci:,.0f}."
                 )
         for policy, r in evaluated.items():
-            vs = _paired(r, evaluated["siloed"])
-            vs_best = _paired(r, evaluated[best_siloed]) if best_siloed else (math.nan, math.nan)
+            vs = paired_ci(r["profits"], evaluated["siloed"]["profits"])
+            vs_best = (
+                paired_ci(r["profits"], evaluated[best_siloed]["profits"])
+                if best_siloed
+                else (math.nan, math.nan)
+            )
             row = {
                 "catalog": name,
                 "products": sim["products"],

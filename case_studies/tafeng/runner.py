@@ -258,10 +258,6 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    return paired_ci(a, b)
-
-
 def collect(results: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
     """Per (catalog, size): bounds, weekly fluid profits and every simulated policy."""
     table: dict[tuple[str, int], dict[str, Any]] = {}
@@ -317,12 +313,12 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             row[f"{m}_fill"] = v["fill_rate"]
             row[f"{m}_late_order_cost"] = v["late_order_cost"]
         if "mpc" in pols and "mpc-siloed-slates" in pols:
-            d, ci = _paired(pols["mpc"]["profits"], pols["mpc-siloed-slates"]["profits"])
+            d, ci = paired_ci(pols["mpc"]["profits"], pols["mpc-siloed-slates"]["profits"])
             row["coord_gain_pct"] = 100 * d / abs(pols["mpc-siloed-slates"]["mean"])
             row["coord_gain_ci_pct"] = 100 * ci / abs(pols["mpc-siloed-slates"]["mean"])
         for m in ("mpc", "bidprice", "rl-multi-warm"):
             if m in pols and "siloed" in pols:
-                d, ci = _paired(pols[m]["profits"], pols["siloed"]["profits"])
+                d, ci = paired_ci(pols[m]["profits"], pols["siloed"]["profits"])
                 row[f"{m}_vs_siloed_pct"] = 100 * d / abs(pols["siloed"]["mean"])
                 row[f"{m}_vs_siloed_ci_pct"] = 100 * ci / abs(pols["siloed"]["mean"])
         rows.append(row)
