@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from coordopt.instance import Instance, content_hash
-from coordopt.io import atomic_write
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.features import feature_names
 from coordopt.rl.lifecycle import Counters
@@ -131,15 +130,15 @@ class RunState(Counters):
         return run
 
 
-def save(
-    path: Path,
+def contents(
     config: TrainConfig,
     agents: Agents,
     optimisers: dict[str, torch.optim.Optimizer],
     run: RunState,
     instance: dict[str, str],
-) -> None:
-    """Write a checkpoint atomically (everything needed to resume bit for bit)."""
+) -> dict[str, Any]:
+    """A checkpoint's contents: everything needed to resume bit for bit (written atomically
+    by :meth:`~coordopt.rl.rundir.RunDir.save`)."""
     meta = {
         "config": config.to_dict(),
         "instance": instance,
@@ -154,7 +153,7 @@ def save(
         "best_eval": run.best_eval,
         "init": run.init,
     }
-    blob = {
+    return {
         "format": FORMAT,
         "meta": json.dumps(meta),
         "agents": agents.state_dict(),
@@ -166,7 +165,6 @@ def save(
             "policy": run.pol_gen.get_state(),
         },
     }
-    atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
 
 # --------------------------------------------------------------------------- reading

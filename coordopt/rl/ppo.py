@@ -373,7 +373,9 @@ def train(
         Schedule.of(config),
         params,
         greedy=lambda: AgentPolicy(agents, params, deterministic=True, ctx=ctx),
-        save=lambda name: ckpt.save(run_dir.file(name), config, agents, optimisers, run, identity),
+        save=lambda name: run_dir.save(
+            name, ckpt.contents(config, agents, optimisers, run, identity)
+        ),
         started=started,
         baselines=("siloed", "null"),
     )
