@@ -15,6 +15,7 @@ per-segment demands are independent Poisson by thinning, so their sum is Poisson
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -201,29 +202,50 @@ def available_stock(
     return state.on_hand + arrivals, q, arrivals + overflow, overflow
 
 
-def demand_rates(available: Tensor, slates: Tensor, params: SimParams, t: int) -> Tensor:
-    """Expected demand per product in period ``t``, ``sum_k lambda_kt P_ki``, shape ``(B, N)``.
+class ChoiceTerms(NamedTuple):
+    """The multinomial logit of one period, per environment and segment (:func:`choice_terms`)."""
 
-    ``P_ki = w_ki / (w_k0 + sum_j w_kj)`` with ``w = rec_attraction`` on the slate and
-    ``base_attraction`` elsewhere; in hidden mode products with ``available == 0`` weigh 0.
-    """
-    b = slates.shape[0]
+    coef: Tensor  # (B, M): lambda_kt / (w_k0 + sum_j w_kj)
+    uplift: Tensor  # (B, M, K): rec - base of each slate slot; 0 on empty (and hidden: stockless)
+    in_stock: Tensor | None  # (B, N): 1.0 where available > 0 (hidden mode), else None
+
+
+def choice_terms(available: Tensor, slates: Tensor, params: SimParams, t: int) -> ChoiceTerms:
+    """The choice model's coefficients in period ``t``, the one place its denominator is
+    computed: segment ``k`` buys product ``i`` at rate ``coef_k * w_ki`` with
+    ``w_ki = base_ki`` plus ``uplift`` where ``i`` is on the slate (times ``in_stock_i`` in
+    hidden mode, where products with ``available == 0`` weigh 0).
+    :func:`demand_rates` sums these rates over segments without building them,
+    :func:`coordopt.rl.credit.segment_rates` builds them ``(B, M, N)``."""
+    b, m, _ = slates.shape
     valid = slates >= 0
     flat = (slates.clamp(min=0) + params.segment_offset).reshape(b, -1)  # (B, M*K)
     uplift = params.uplift_flat[flat] * valid.reshape(b, -1).to(params.dtype)  # (B, M*K)
-    m = params.n_segments
+    in_stock = None
     if params.hidden:
         in_stock = (available > 0).to(params.dtype)  # (B, N)
         uplift = uplift * torch.gather(in_stock, 1, slates.clamp(min=0).reshape(b, -1))
         denom = params.no_purchase + in_stock @ params.base_attraction.T
     else:
         denom = params.no_purchase + params.base_total
-    denom = denom + uplift.reshape(b, m, -1).sum(-1)  # (B, M)
-    coef = params.arrival_rate[t] / denom  # (B, M)
+    uplift = uplift.reshape(b, m, -1)  # (B, M, K)
+    denom = denom + uplift.sum(-1)  # (B, M)
+    return ChoiceTerms(coef=params.arrival_rate[t] / denom, uplift=uplift, in_stock=in_stock)
+
+
+def demand_rates(available: Tensor, slates: Tensor, params: SimParams, t: int) -> Tensor:
+    """Expected demand per product in period ``t``, ``sum_k lambda_kt P_ki``, shape ``(B, N)``.
+
+    ``P_ki = w_ki / (w_k0 + sum_j w_kj)`` with ``w = rec_attraction`` on the slate and
+    ``base_attraction`` elsewhere; in hidden mode products with ``available == 0`` weigh 0
+    (the coefficients: :func:`choice_terms`).
+    """
+    b = slates.shape[0]
+    coef, uplift, in_stock = choice_terms(available, slates, params, t)
     rates = coef @ params.base_attraction  # (B, N)
-    if params.hidden:
+    if in_stock is not None:
         rates = rates * in_stock
-    weights = (coef.unsqueeze(-1) * uplift.reshape(b, m, -1)).reshape(b, -1)
+    weights = (coef.unsqueeze(-1) * uplift).reshape(b, -1)
     return rates.scatter_add_(1, slates.clamp(min=0).reshape(b, -1), weights)
 
 

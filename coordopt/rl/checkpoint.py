@@ -3,8 +3,8 @@
 A checkpoint holds tensors and plain data only -- the state dicts of the agents and the
 optimisers, the random-number states (tensors), the names of the features the agents read
 and one JSON string of metadata (the training configuration, the instance's identity,
-counters, normalisers, evaluations) -- and
-is read with ``torch.load(weights_only=True)``, which never runs code from the file. Run
+counters, normalisers, evaluations, the per-episode profits of the one before training) --
+and is read with ``torch.load(weights_only=True)``, which never runs code from the file. Run
 directories are what users share, so they are read by the one run-directory reader
 (:mod:`coordopt.rl.rundir`): anything else (a pickle payload, a truncated file, a zip bomb,
 missing keys, weights of the wrong shape or dtype or not finite, metadata of the wrong type
@@ -44,6 +44,7 @@ from coordopt.rl.rundir import (
     CheckpointError,
     MapOf,
     RunDir,
+    check_episode_profits,
     check_finite,
     check_json,
     check_network_size,
@@ -151,6 +152,7 @@ def contents(
         "warm_start": run.warm_start,
         "initial_eval": run.initial_eval,
         "best_eval": run.best_eval,
+        "initial_profits": run.initial_profits,
         "init": run.init,
     }
     return {
@@ -226,6 +228,7 @@ class Checkpoint:
             run.seconds = float(meta["seconds"])
             run.baselines, run.warm_start = dict(meta["baselines"]), meta["warm_start"]
             run.initial_eval, run.best_eval = dict(meta["initial_eval"]), dict(meta["best_eval"])
+            run.initial_profits = list(meta.get("initial_profits", []))  # older: none kept
             run.init = meta["init"]
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise self._refuse(f"its training state is malformed ({first_line(exc)})") from None
@@ -273,6 +276,7 @@ def load(path: Path) -> Checkpoint:
     meta = parse_json(blob["meta"], path)
     check_json(path, meta, CHECKPOINT_META, "its metadata's ")
     config = train_config(path, meta["config"])
+    check_episode_profits(path, meta, config.eval_episodes)
     check_features(path, blob.get("features"), config)
     expected = agents_shapes(path, config)
     check_weights(path, blob["agents"], expected, may_lack=ZERO_IF_ABSENT)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import torch
 
 from coordopt import economics
-from coordopt.simulator import SimParams, StepResult, period_flows
+from coordopt.simulator import SimParams, StepResult, choice_terms, period_flows
 
 Tensor = torch.Tensor
 
@@ -66,18 +66,15 @@ def product_profits(res: StepResult, t: int, params: SimParams) -> Tensor:
 def segment_rates(available: Tensor, slates: Tensor, params: SimParams, t: int) -> Tensor:
     """Expected demand of every segment for every product in period ``t``,
     ``d_ki = lambda_kt P_ki(S_k)``, ``(B, M, N)``: the terms whose sum over segments is
-    :func:`coordopt.simulator.demand_rates` (tests check it; hidden mode: products without
-    stock weigh 0). A slate's products are distinct; its ``-1`` slots add nothing."""
-    b, m, k = slates.shape
-    on_slate = slates >= 0
-    picks = slates.clamp(min=0)
-    weights = params.base_attraction.expand(b, m, -1).clone()  # (B, M, N)
-    uplift = params.uplift_flat[(picks + params.segment_offset).reshape(b, -1)].reshape(b, m, k)
-    weights.scatter_add_(2, picks, uplift * on_slate.to(weights.dtype))
-    if params.hidden:
-        weights = weights * (available > 0).to(weights.dtype).unsqueeze(1)
-    denom = params.no_purchase + weights.sum(-1)  # (B, M)
-    return weights * (params.arrival_rate[t] / denom).unsqueeze(-1)
+    :func:`coordopt.simulator.demand_rates`, from the same coefficients
+    (:func:`coordopt.simulator.choice_terms`; hidden mode: products without stock weigh 0).
+    A slate's products are distinct; its ``-1`` slots add nothing."""
+    coef, uplift, in_stock = choice_terms(available, slates, params, t)
+    b, m, _ = slates.shape
+    weights = params.base_attraction.expand(b, m, -1)  # (B, M, N)
+    weights = weights * in_stock.unsqueeze(1) if in_stock is not None else weights.clone()
+    weights.scatter_add_(2, slates.clamp(min=0), uplift)
+    return weights * coef.unsqueeze(-1)
 
 
 def segment_profits(

@@ -16,8 +16,9 @@ and hands the run to :class:`Lifecycle`:
 - the time budget: the run stops after the iteration that leaves less than one more
   iteration and its evaluation, and says so (``stop``);
 - resume: the counters and evaluations live in the trainer's state (:class:`Progress`),
-  which its checkpoint restores; the log drops the rows at or after the resumed iteration,
-  so the log of a resumed run equals an uninterrupted one's;
+  which its checkpoint restores (the per-episode profits before training too, so a resumed
+  run pairs its evaluations with them as an uninterrupted one does); the log drops the rows
+  at or after the resumed iteration, so the log of a resumed run equals an uninterrupted one's;
 - one log schema (:data:`COLUMNS`): a CSV row per iteration, with its environment steps per
   second; TensorBoard scalars (when enabled and installed); a progress bar.
 """
@@ -96,6 +97,7 @@ class Progress(Protocol):
     baselines: dict[str, float]
     initial_eval: dict[str, float]
     best_eval: dict[str, float]
+    initial_profits: list[float]
 
 
 @dataclass
@@ -108,6 +110,9 @@ class Counters:
     baselines: dict[str, float] = field(default_factory=dict)
     initial_eval: dict[str, float] = field(default_factory=dict)
     best_eval: dict[str, float] = field(default_factory=dict)
+    initial_profits: list[float] = field(default_factory=list)
+    """Per-episode profits of the evaluation before training (empty: none made), which every
+    later evaluation is paired with (``vs_initial``)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,9 @@ class RunResult:
     best_eval: dict[str, float] = field(default_factory=dict)
     """The best greedy evaluation: the policy in ``best.pt``; its ``vs_initial`` and
     ``vs_initial_ci95``: what training added to the policy before it (after a warm start, the
-    clone), paired on the evaluation stream (absent for an evaluation made after a resume:
-    the per-episode profits before training are not kept in the checkpoint)."""
+    clone), paired on the evaluation stream (absent for an evaluation made after a resume
+    with another ``--eval-episodes``, or from a checkpoint written before the per-episode
+    profits were kept)."""
     stop: str = "iterations"
     """Why this session of the run ended: ``iterations`` (all of ``--iterations`` done) or
     ``time_budget`` (``--time-budget`` ran out first: the number of iterations then depends
@@ -208,8 +214,6 @@ class Lifecycle:
         self.history: list[dict[str, float]] = []
         self.eval_seconds = 0.0
         self.log: TrainLog | None = None
-        self.initial_profits: np.ndarray | None = None
-        """Per-episode profits of the evaluation before training (this session's)."""
 
     def begin(self) -> None:
         """Start a new run (after any warm start): evaluate the baselines and the policy before
@@ -231,6 +235,14 @@ class Lifecycle:
         p, s = self.progress, self.schedule
         self.log = TrainLog(self.run_dir, p.iteration, s.iterations, desc, tensorboard, progress)
         self.eval_seconds = p.initial_eval.get("seconds", 0.0)
+        if p.initial_profits and len(p.initial_profits) != s.eval_episodes:
+            print(
+                f"coordopt train: the evaluation before training had {len(p.initial_profits)} "
+                f"episodes, --eval-episodes is now {s.eval_episodes}; later evaluations are not "
+                "paired with it (no vs_initial)",
+                file=sys.stderr,
+            )
+            p.initial_profits = []
         while p.iteration < s.iterations and self.stop == "iterations":
             yield p.iteration
         self.log.close()
@@ -301,7 +313,7 @@ class Lifecycle:
     def _evaluate(self, iteration: int) -> dict[str, float]:
         """The greedy policy on the evaluation stream (``iteration`` -1: before training);
         ``seconds``: how long it took; ``vs_initial`` (and its ``_ci95``): minus the evaluation
-        before training, paired by episode (when this session made that one)."""
+        before training, paired by episode (its profits kept in :class:`Progress`)."""
         s = self.schedule
         ev = evaluate(self.params, self.greedy(), s.eval_episodes, seed=s.eval_seed)
         out = {
@@ -311,11 +323,12 @@ class Lifecycle:
             "env_steps": self.progress.env_steps,
             "seconds": ev.seconds,
         }
+        initial = self.progress.initial_profits
         if iteration < 0:
-            self.initial_profits = ev.profit
+            self.progress.initial_profits = [float(x) for x in ev.profit]
             out.update(vs_initial=0.0, vs_initial_ci95=0.0)
-        elif self.initial_profits is not None:
-            diff = ev.profit - self.initial_profits
+        elif initial and len(initial) == len(ev.profit):
+            diff = ev.profit - np.asarray(initial, dtype=ev.profit.dtype)
             out.update(vs_initial=float(diff.mean()), vs_initial_ci95=ci_halfwidth(diff))
         return out
 

@@ -203,6 +203,13 @@ class MapOf:
 
 
 @dataclass(frozen=True)
+class ListOf:
+    """A JSON list, each item under ``rule``."""
+
+    rule: Any
+
+
+@dataclass(frozen=True)
 class Maybe:
     """``null`` or a value under ``rule``."""
 
@@ -234,6 +241,14 @@ def _problem(value: Any, rule: Any) -> tuple[str, Any] | None:
             found = _problem(item, rule.rule)
             if found:
                 return found[0], (key, *found[1])
+        return None
+    if isinstance(rule, ListOf):
+        if not isinstance(value, list):
+            return f"must be a list, got {show(value)}", ()
+        for index, item in enumerate(value):
+            found = _problem(item, rule.rule)
+            if found:
+                return found[0], (index, *found[1])
         return None
     if isinstance(rule, Fields):
         if not isinstance(value, dict):
@@ -501,14 +516,40 @@ CHECKPOINT_META = Fields(
         "warm_start": Maybe(dict),
         "initial_eval": EVALUATION,
         "best_eval": EVALUATION,
+        "initial_profits": ListOf(finite_float),
         "init": Maybe(dict),
     },
     optional=frozenset(
-        {"normalisers", "numpy_rng", "baselines", "warm_start", "initial_eval", "best_eval", "init"}
+        {
+            "normalisers",
+            "numpy_rng",
+            "baselines",
+            "warm_start",
+            "initial_eval",
+            "best_eval",
+            "initial_profits",
+            "init",
+        }
     ),
 )
 """The JSON metadata of an agents' checkpoint (a policy needs its config and identity; a
-resume needs the rest, refused then if absent)."""
+resume needs the rest, refused then if absent; ``initial_profits``, the per-episode profits
+of the evaluation before training, absent from checkpoints written before they were kept,
+holds one per evaluation episode of its config or none: :func:`check_episode_profits`)."""
+
+
+def check_episode_profits(path: Path | str, meta: Mapping[str, Any], eval_episodes: int) -> None:
+    """Refuse a checkpoint's ``initial_profits`` unless it holds none or one per evaluation
+    episode of its configuration (its items: :data:`CHECKPOINT_META`)."""
+    count = len(meta.get("initial_profits", []))
+    if count not in (0, eval_episodes):
+        raise refuse(
+            path,
+            f"its metadata's field 'initial_profits' holds {count:,} episodes' profits, "
+            f"its configuration's eval_episodes is {eval_episodes:,} (one per episode, or none)",
+        )
+
+
 RUN_SUMMARY = {
     "out_dir": str,
     "iterations": nonneg_int,

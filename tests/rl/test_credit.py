@@ -24,6 +24,7 @@ from coordopt.rl.ppo import train
 from coordopt.simulator import (
     Action,
     SimParams,
+    choice_terms,
     demand_rates,
     empty_slates,
     period_flows,
@@ -45,9 +46,10 @@ def _random_slates(b: int, m: int, n: int, k: int, gen: torch.Generator) -> torc
 @pytest.mark.parametrize("stockout", ["lost", "hidden"])
 def test_the_streams_per_product_and_per_segment_add_up_to_the_profit(stockout: str) -> None:
     """Every period, random orders and slates: each product's terms add up to the step's terms
-    and its profit over products to the reward; the segments' demand rates add up to the
-    simulator's, and their shares of the profit to the reward -- also where no segment demands
-    a product (hidden mode, out of stock: shared equally), with fixed order costs and salvage."""
+    and its profit over products to the reward; the segments' demand rates (built from the
+    simulator's own choice coefficients, so one denominator) add up to the simulator's, and
+    their shares of the profit to the reward -- also where no segment demands a product
+    (hidden mode, out of stock: shared equally), with fixed order costs and salvage."""
     inst = generate_instance(
         GeneratorConfig(n_products=12, n_segments=4, horizon=5, slate_size=2, initial_periods=0.3),
         seed=3,
@@ -69,6 +71,9 @@ def test_the_streams_per_product_and_per_segment_add_up_to_the_profit(stockout: 
         torch.testing.assert_close(money.sum(-1), res.reward, rtol=1e-12, atol=1e-9)
         rates = credit.segment_rates(res.available, slates, params, t)
         torch.testing.assert_close(rates.sum(1), demand_rates(res.available, slates, params, t))
+        coef = choice_terms(res.available, slates, params, t).coef  # (B, M)
+        buy_or_not = rates.sum(-1) + coef * params.no_purchase  # each segment's choices sum to 1
+        torch.testing.assert_close(buy_or_not, params.arrival_rate[t].expand(b, m))
         undemanded += int((rates.sum(1) == 0).sum())
         shares = credit.segment_profits(money, res.available, slates, params, t)
         assert shares.shape == (b, m)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from rl_budget import FAST
+from run_dirs import copy_run
 
 from coordopt.case_studies import common
 from coordopt.cli import main
@@ -90,6 +91,52 @@ def test_resuming_a_finished_run_changes_nothing(
     assert main(["train", "tiny", "--out", str(out), "--resume", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["iterations"] == 2
     assert {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in out.iterdir()} == stamp
+
+
+def test_a_run_resumed_after_the_clones_evaluation_reports_what_ppo_added(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Interrupted right after the evaluation before PPO (the warm-started clone's) and
+    resumed: its checkpoint keeps the clone's per-episode profits, so the later evaluations
+    are paired with them as in the uninterrupted run (the same ``vs_initial`` and 95%
+    half-width). A stored list with a NaN, a string or more entries than evaluation episodes
+    is refused naming the field."""
+    inst = load_instance("tiny")
+    flags = {**FAST, "eval_every": 1, "eval_episodes": 8}
+    whole = train(inst, TrainConfig(iterations=2, **flags), tmp_path / "whole", progress=False)
+    train(inst, TrainConfig(iterations=0, **flags), tmp_path / "split", progress=False)
+    split = train(
+        inst, TrainConfig(iterations=2, **flags), tmp_path / "split", resume=True, progress=False
+    )
+    summaries = [json.loads((r.out_dir / "summary.json").read_text()) for r in (whole, split)]
+    for key in ("best_eval", "final_eval"):
+        full, resumed = (s[key] for s in summaries)
+        assert {"vs_initial", "vs_initial_ci95"} <= set(resumed), resumed
+        for field in ("vs_initial", "vs_initial_ci95", "mean"):
+            assert resumed[field] == full[field], (key, field)
+    assert summaries[1]["final_eval"]["iteration"] == 1  # made after the resume
+    argv = ["train", "tiny", "--resume", "--iterations", "3", "--no-progress"]
+    for case, problem in (
+        ("nan", "field 'initial_profits.3' must be a finite number, got nan"),
+        ("string", "field 'initial_profits.0' must be a number, got '12.5'"),
+        ("too many", "holds 16 episodes' profits, its configuration's eval_episodes is 8"),
+        ("not a list", "field 'initial_profits' must be a list"),
+    ):
+        run = copy_run(tmp_path / "split", tmp_path / case)
+        blob = torch.load(run / "checkpoint.pt", weights_only=True)
+        meta = json.loads(blob["meta"])
+        profits = meta["initial_profits"]
+        assert len(profits) == 8
+        meta["initial_profits"] = {
+            "nan": [*profits[:3], float("nan"), *profits[4:]],
+            "string": ["12.5", *profits[1:]],
+            "too many": profits * 2,
+            "not a list": {"0": profits[0]},
+        }[case]
+        torch.save({**blob, "meta": json.dumps(meta)}, run / "checkpoint.pt")
+        assert main([*argv, "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "checkpoint.pt: its metadata's " in err and problem in err, (case, err)
 
 
 def test_init_fine_tunes_the_agents_of_another_run(
@@ -172,11 +219,14 @@ def test_init_carries_agents_across_generated_catalogs_of_other_sizes(
         inst = generate_instance(seed=n, n_products=n, n_segments=m, horizon=6, slate_size=2)
         paths.append(save_instance(inst, tmp_path / f"gen{n}.npz"))
     source, tuned = tmp_path / "source", tmp_path / "tuned"
-    assert main(["train", str(paths[0]), "--out", str(source), *FLAGS, "--iterations", "1"]) == 0
+    # a named teacher: auto would run its teacher trial on these catalogs (no exact DP)
+    teacher = ["--warm-start", "bidprice"]
+    argv = ["train", str(paths[0]), "--out", str(source), *FLAGS, *teacher, "--iterations", "1"]
+    assert main(argv) == 0
     capsys.readouterr()
     # fine-tune on the bigger catalog with the imitation penalty toward its own expert
     argv = ["train", str(paths[1]), "--init", str(source), "--out", str(tuned), *FLAGS[2:]]
-    assert main([*argv, "--iterations", "2", "--json"]) == 0
+    assert main([*argv, *teacher, "--iterations", "2", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (
         summary["iterations"] == 2 and summary["init"]["instance"]["name"] == "synthetic-n4-m2-s4"

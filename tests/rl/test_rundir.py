@@ -219,3 +219,26 @@ def test_a_resumed_run_logs_as_an_uninterrupted_one(
     second, _ = _lifecycle(tmp_path / "split", monkeypatch, schedule, progress=progress)
     _train(second)
     assert log.read_text() == (tmp_path / "whole" / LOG).read_text()
+
+
+def test_a_resumed_run_pairs_its_evaluations_with_the_kept_profits_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The per-episode profits of the evaluation before training live in the trainer's state
+    (its checkpoint keeps them): a resumed session pairs its evaluations with them, unless
+    ``--eval-episodes`` changed (then it says so, reports no ``vs_initial`` and keeps none)."""
+    schedule = Schedule(2, eval_every=1, eval_episodes=4, eval_seed=1, time_budget=0.0)
+    first, _ = _lifecycle(tmp_path / "first", monkeypatch, schedule, (5.0,))
+    first.begin()
+    kept = first.progress.initial_profits
+    assert kept == [5.0] * 4
+    for episodes, paired in ((4, True), (8, False)):
+        progress = Counters(iteration=1, initial_profits=list(kept))
+        later = dataclasses.replace(schedule, eval_episodes=episodes)
+        life, _ = _lifecycle(tmp_path / str(episodes), monkeypatch, later, (7.0,), progress)
+        _train(life)
+        assert ("vs_initial" in life.final_eval) == paired
+        assert ("no vs_initial" in capsys.readouterr().err) is not paired
+        if paired:
+            assert (life.final_eval["vs_initial"], life.final_eval["vs_initial_ci95"]) == (2.0, 0.0)
+        assert progress.initial_profits == (kept if paired else [])
