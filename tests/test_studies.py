@@ -40,7 +40,13 @@ PROMISES = {
     "coordination-value": (
         ["coordination_value.png"],
         ["coordination_value.csv"],
-        ["coordination gain %", "Where coordination matters most and least"],
+        [
+            "coordination gain %",
+            "Where coordination matters most and least",
+            "best siloed firm",
+            "bid price vs best siloed %",
+            "## Against the best siloed firm",
+        ],
     ),
     "timescales": (
         ["timescales.png"],
@@ -109,16 +115,57 @@ def _check_exact_benchmark(rows: list[dict], cells: list[dict], report: str) -> 
     }
 
 
+BEST_SILOED_COLUMNS = (
+    "best_siloed",
+    "best_siloed_ci",
+    "best_siloed_vs_siloed_pct",
+    "best_siloed_vs_siloed_ci_pct",
+    "bidprice_vs_best_siloed_pct",
+    "bidprice_vs_best_siloed_ci_pct",
+    "best_siloed_fill",
+    "best_siloed_postponed_products",
+)
+
+
 def _check_coordination_value(rows: list[dict], cells: list[dict], report: str) -> None:
-    assert len(rows) == len(cells)
-    by_key = {
-        (c["params"]["factor"], str(c["params"]["level"]), str(c["params"]["seed"])): c
-        for c in cells
-    }
+    def key(c: dict) -> tuple[str, str, str]:
+        return c["params"]["factor"], str(c["params"]["level"]), str(c["params"]["seed"])
+
+    main_cells = {key(c): c for c in cells if "kind" not in c["params"]}
+    best_cells = {key(c): c for c in cells if c["params"].get("kind") == "best-siloed"}
+    assert len(rows) == len(main_cells) == len(best_cells) == len(cells) / 2
+    assert set(main_cells) == set(best_cells)  # the best siloed firm beside every main cell
     for row in rows:
-        result = by_key[(row["factor"], row["level"], row["seed"])]["result"]
-        for key in ("siloed", "mpc", "gain", "gain_pct", "coord_gain_pct"):
-            assert _close(row[key], result[key]), key
+        result = main_cells[(row["factor"], row["level"], row["seed"])]["result"]
+        best = best_cells[(row["factor"], row["level"], row["seed"])]["result"]
+        for k in ("siloed", "mpc", "gain", "gain_pct", "coord_gain_pct"):
+            assert _close(row[k], result[k]), k
+        for k in BEST_SILOED_COLUMNS:  # from the best siloed firm's cell, finite
+            assert _close(row[k], best[k]), k
+            assert math.isfinite(float(row[k])), k
+        # the same customers as the main cell: its siloed firm and bid price, profit for profit
+        assert best["siloed"] == pytest.approx(result["siloed"], rel=1e-12)
+        assert best["bidprice"] == pytest.approx(result["bidprice"], rel=1e-12)
+        # the paired gain of bid price over the best siloed firm, from the two means
+        gain = 100 * (result["bidprice"] - best["best_siloed"]) / abs(best["best_siloed"])
+        assert float(row["bidprice_vs_best_siloed_pct"]) == pytest.approx(gain, rel=1e-9)
+        # inventory programs for the same slates never lose to base stock beyond the paired
+        # interval (even with a few products' orders postponed past the state limit)
+        n = main_cells[(row["factor"], row["level"], row["seed"])]["params"]["n_products"]
+        assert 0 <= int(row["best_siloed_postponed_products"]) <= n
+        lower = float(row["best_siloed_vs_siloed_pct"]) + float(row["best_siloed_vs_siloed_ci_pct"])
+        assert lower >= 0, (row["factor"], row["level"])
+        assert float(row["best_siloed"]) >= float(row["siloed"]) - float(row["siloed_ci"])
+    pct = [float(r["bidprice_vs_best_siloed_pct"]) for r in rows]
+    above = sum(
+        float(r["bidprice_vs_best_siloed_pct"]) - float(r["bidprice_vs_best_siloed_ci_pct"]) > 0
+        for r in rows
+    )
+    said = (
+        f"- Bid-price control minus the best siloed firm: {min(pct):+.1f}% to {max(pct):+.1f}% "
+        f"over the {len(rows)} cells ({above} of {len(rows)} above it beyond the interval"
+    )
+    assert said in report
 
 
 def _check_timescales(rows: list[dict], cells: list[dict], report: str) -> None:
