@@ -234,13 +234,17 @@ BYTES_PER_PRODUCT = 5_000
 products: 470 MB peak)."""
 SECONDS_PER_PRODUCT = 1.5e-4
 """Building, validating and writing one product (10^5 products: 10-16 s)."""
-PROGRAM_STATE_SECONDS = 1e-8
-"""Seconds per product, state of its program's cap and period of one sweep of the per-product
-programs (the decomposition policy's, the best siloed firm's). Priced at the cap
-(``max_states``), which most products stay well below (``large``: 42% of the decomposition
-policy's 2,048, 3.5% of the best siloed firm's 1,000,000), so an order of magnitude: both run
-on the bundled instances with their defaults; 10,000 products at the best siloed firm's cap
-are refused."""
+PROGRAM_STATE_SECONDS = 3e-8
+"""Seconds per product, state of its program's cap and period of one sweep of the best siloed
+firm's per-product programs (measured 1.6e-9 to 4.7e-8 on ``small``, ``medium``, ``large``
+and 10,000 products). Priced at the cap (``max_states``), which most products stay well below
+(``large``: 3.5% of the default 1,000,000), so an upper estimate: 10,000 products at the
+default cap are refused, ``max_states=4096`` runs."""
+LAGRANGIAN_STATE_SECONDS = 1.7e-6
+"""The same for the decomposition policy's programs, which choose a demand rate at every
+state (measured 1.6e-6 to 2.8e-6 at caps 64 and 256 on ``large`` and 10,000 products; its
+defaults, 2,048 states and 30 iterations, are priced at 1.6 h on ``large``, where they fill
+42% of the cap)."""
 MEMORY_LIMIT = 8 * 2**30
 """Bytes a command may plan to use without ``--force``."""
 TIME_LIMIT = 3600.0
@@ -273,7 +277,7 @@ def estimate(
     agent_hidden: int = 0,
     lp_solves: int = 0,
     catalog_solve: bool = False,
-    program_states: int = 0,
+    program_seconds: float = 0.0,
     train_iterations: int = 0,
     train_envs: int = 0,
     stored_envs: int = 0,
@@ -288,8 +292,8 @@ def estimate(
     slate scorer holds a batch x segments x products x width tensor); ``lp_solves`` full-horizon fluid programs
     (the fluid plan: 1; MPC: one per period and episode); ``catalog_solve``: the fluid program
     solved by the catalog solver (``solve --method decompose``, bid-price control, the plan
-    agents observe); ``program_states`` states swept per product by per-product programs (a
-    program's state cap times its sweeps, :class:`PolicyWork`); ``train_iterations`` PPO iterations
+    agents observe); ``program_seconds`` per product and period of per-product programs
+    (:class:`PolicyWork`); ``train_iterations`` PPO iterations
     over ``train_envs`` environments with ``hidden``-wide networks, after a warm start that
     keeps ``stored_envs`` labelled episodes, with backward passes of at most ``graph_cells`` cells
     (default: one period of every environment). Every count is a Python
@@ -320,9 +324,9 @@ def estimate(
     if catalog_solve:
         seconds += cells * CATALOG_CELL_SECONDS
         parts.append("the catalog solver")
-    if program_states:
-        seconds += n * int(program_states) * t * PROGRAM_STATE_SECONDS
-        parts.append(f"per-product programs of up to {int(program_states):,} states")
+    if program_seconds:
+        seconds += n * t * float(program_seconds)
+        parts.append("per-product programs")
     if train_iterations:
         per_cell = 1 if factorised else max(1, int(hidden))
         graph = int(graph_cells) or int(train_envs) * m * n
@@ -353,25 +357,27 @@ class PolicyWork:
     program_sweeps: int = 1
     """Times the per-product programs are swept (the decomposition policy: its iterations and
     the final solve)."""
+    state_seconds: float = PROGRAM_STATE_SECONDS
+    """Seconds per product, state, sweep and period of those programs."""
     agent_hidden: int = 0
     """The width of a trained agent's additive slate scorer."""
 
-    def workload(self, episodes: int, horizon: int) -> dict[str, int]:
+    def workload(self, episodes: int, horizon: int) -> dict[str, Any]:
         """The keywords of :func:`estimate` for ``episodes`` episodes of ``horizon`` periods,
         those that are zero left out."""
         work = {
             "lp_solves": self.setup_lp_solves + self.lp_solves_per_decision * episodes * horizon,
             "catalog_solve": int(self.catalog_solve),
-            "program_states": self.program_states * self.program_sweeps,
+            "program_seconds": self.program_states * self.program_sweeps * self.state_seconds,
             "agent_hidden": self.agent_hidden,
         }
         return {key: value for key, value in work.items() if value}
 
 
-def total_workload(works: Iterable[dict[str, int]]) -> dict[str, int]:
+def total_workload(works: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The workload of simulating several policies one after another: their solves and
     programs add up; the memory of the widest agent and of one catalog solve is held once."""
-    total: dict[str, int] = {}
+    total: dict[str, Any] = {}
     for work in works:
         for key, value in work.items():
             keep = max if key in ("agent_hidden", "catalog_solve") else operator.add

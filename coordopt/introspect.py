@@ -48,13 +48,15 @@ def flag(name: str) -> str:
 
 
 def check_fields(obj: Any) -> None:
-    """Reject a dataclass whose field lies outside its :func:`ranged` rule or ``Literal``,
+    """Reject a dataclass whose field lies outside its :func:`ranged` rule (or another
+    ``check`` with a ``problem(value)`` method, e.g. ``--warm-start``'s) or ``Literal``,
     naming the flag (``ValueError``)."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         rule = f.metadata.get("check")
-        problem = rule.problem(value) if isinstance(rule, Range) else None
+        check = getattr(rule, "problem", None)
+        problem = check(value) if callable(check) else None
         if problem:
             raise ValueError(f"{flag(f.name)} {problem}")
         choices = (
@@ -98,7 +100,7 @@ def add_dataclass_flags(
         else:
             fallback = {int: nonneg_int, float: finite_float}.get(hint, hint)
             kwargs["type"] = f.metadata.get("check", fallback)
-            kwargs["metavar"] = hint.__name__.upper()
+            kwargs["metavar"] = getattr(kwargs["type"], "metavar", hint.__name__.upper())
         parser.add_argument(flag(f.name), **kwargs)
 
 

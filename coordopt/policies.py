@@ -33,6 +33,7 @@ from scipy import stats
 from coordopt.choice import best_revenue_slates, expected_demand
 from coordopt.economics import Flow, unit_values
 from coordopt.guards import (
+    LAGRANGIAN_STATE_SECONDS,
     PolicyWork,
     Range,
     nonneg_float,
@@ -262,7 +263,7 @@ class PolicyEntry:
     """What simulating it costs (the size guard prices it), or that as a function of its
     options, their defaults filled in."""
     teacher: bool = False
-    """The agents may be warm-started from it (``train --warm-start NAME``)."""
+    """The agents may be warm-started from it (``train --warm-start NAME[:KEY=VALUE;...]``)."""
     marker: str = ""
     """A run directory's loader: the file whose presence makes a directory this entry's run
     (the one declaration of that name, which :mod:`coordopt.rl.rundir` reads too)."""
@@ -307,7 +308,9 @@ def _lagrangian_work(options: Mapping[str, Any]) -> PolicyWork:
     """The decomposition policy's per-product programs: swept at every iteration of the
     bound, and once more for the decisions."""
     return PolicyWork(
-        program_states=int(options["max_states"]), program_sweeps=int(options["iterations"]) + 1
+        program_states=int(options["max_states"]),
+        program_sweeps=int(options["iterations"]) + 1,
+        state_seconds=LAGRANGIAN_STATE_SECONDS,
     )
 
 
@@ -377,6 +380,7 @@ POLICY_ENTRIES: dict[str, PolicyEntry] = {
             "planned_rates": bool,
         },
         _lagrangian_work,
+        teacher=True,
     ),
 }
 """Policy name -> :class:`PolicyEntry`: the declared entry table through which this core
@@ -408,8 +412,8 @@ def policy_names() -> list[str]:
 
 
 def teachers() -> list[str]:
-    """The policies the agents may be warm-started from (``train --warm-start NAME``), in the
-    order of :data:`POLICY_ENTRIES`."""
+    """The policies the agents may be warm-started from (``train --warm-start
+    NAME[:KEY=VALUE;...]``), in the order of :data:`POLICY_ENTRIES`."""
     return [name for name, entry in POLICY_ENTRIES.items() if entry.teacher]
 
 
@@ -446,9 +450,11 @@ class PolicySpec:
     of one policy stay apart), else the policy's own name (empty)."""
 
     @classmethod
-    def parse(cls, text: str) -> PolicySpec:
-        """The spec of ``text``; a run directory is taken whole (its path may hold a colon)."""
-        if text in POLICY_ENTRIES or Path(text).is_dir():
+    def parse(cls, text: str, *, runs: bool = True) -> PolicySpec:
+        """The spec of ``text``; a run directory is taken whole (its path may hold a colon).
+        ``runs=False``: no run directory is looked for (the text is ``NAME[:KEY=VALUE;...]``
+        whatever folders exist, as for a teacher, ``train --warm-start``)."""
+        if text in POLICY_ENTRIES or (runs and Path(text).is_dir()):
             return cls(text)
         name, _, opts = text.partition(":")
         options = parse_options(opts.split(";") if opts else [])

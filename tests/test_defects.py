@@ -29,7 +29,7 @@ class Stop(Exception):
 def test_demo_logs_the_teacher_its_agents_are_warm_started_from(monkeypatch, capsys, tmp_path):
     """``small`` has no exact DP, and the warm start's teacher there is bid price, not MPC."""
     from coordopt.rl import runs
-    from coordopt.rl.warmstart import expert_name
+    from coordopt.rl.runs import study_teacher
 
     def stop(*args, **kwargs):
         raise Stop
@@ -37,7 +37,7 @@ def test_demo_logs_the_teacher_its_agents_are_warm_started_from(monkeypatch, cap
     monkeypatch.setattr(runs, "train_agents", stop)
     for name in ("small", "tiny"):
         assert main(["demo", name, "--out", str(tmp_path)]) == ExitCode.INTERNAL
-        teacher = expert_name("auto", load_instance(name))  # what train_agents warm-starts from
+        teacher = study_teacher(load_instance(name))  # what train_agents warm-starts from
         assert teacher == {"small": "bidprice", "tiny": "dp"}[name]
         (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "warm-started" in ln]
         assert line.endswith(f"warm-started from {teacher} ...")

@@ -47,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 @command
 def run(args: argparse.Namespace) -> int:
     from coordopt.instance import content_hash
-    from coordopt.rl.runs import train_agents
-    from coordopt.rl.warmstart import expert_name
+    from coordopt.rl.runs import study_teacher, train_agents
     from coordopt.solvers.dp import DPError, solve_dp
     from coordopt.solvers.fluid import solve_fluid
 
@@ -65,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except DPError as exc:
         optimum = None
         log(f"no exact DP here ({exc}); the fluid bound is the reference")
-    # the teacher train_agents warm-starts rl-multi-warm from (--warm-start auto)
-    log(f"training the multi-timescale agents, warm-started from {expert_name('auto', inst)} ...")
+    # the teacher train_agents warm-starts rl-multi-warm from
+    log(f"training the multi-timescale agents, warm-started from {study_teacher(inst)} ...")
     # one run per instance (by content, not only name) and seed: another instance never
     # reuses these agents, and train_agents refuses a run whose identity does not match
     label = "".join(c if c.isalnum() or c in "-_." else "-" for c in inst.name)

@@ -35,6 +35,7 @@ from coordopt.commands.common import (
 from coordopt.guards import claim_out, device_type, nonneg_float, positive_int
 from coordopt.instance import Instance, load_instance
 from coordopt.io import atomic_write
+from coordopt.policies import POLICY_ENTRIES
 from coordopt.sizes import FULL_LP_CELLS
 from coordopt.solution import Solution
 
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         else "use a smaller instance",
         lp_solves=int(args.method == "fluid"),
         catalog_solve=args.method in ("decompose", "lagrangian"),
+        **(_lagrangian_work(args, inst.horizon) if args.method == "lagrangian" else {}),
     )
     if args.method == "dp":
         sol = _solve_dp(inst)
@@ -208,6 +210,13 @@ def _solve_fluid(args: argparse.Namespace, inst: Instance) -> Solution:
         integer_quantities=args.integer_quantities,
         raise_on_failure=False,
     ).result()
+
+
+def _lagrangian_work(args: argparse.Namespace, horizon: int) -> dict[str, Any]:
+    """The per-product programs of the bound, priced as the decomposition policy's."""
+    options = {"iterations": args.iterations, "max_states": args.max_states}
+    work = POLICY_ENTRIES["lagrangian"].workload(options).workload(0, horizon)
+    return {**work, "budget_seconds": args.time_limit or 0.0}
 
 
 def _solve_lagrangian(args: argparse.Namespace, inst: Instance) -> Solution | None:

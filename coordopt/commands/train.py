@@ -19,6 +19,7 @@ from coordopt.commands.common import (
     FlagRule,
     add_instance_arg,
     add_json_flag,
+    applies_with,
     command,
     declare_flag_rules,
     emit_json,
@@ -28,7 +29,7 @@ from coordopt.commands.common import (
     table,
 )
 from coordopt.commands.train_peer import DEFAULT, add_peer_arguments, peer_flags_given, run_peer
-from coordopt.guards import add_force_flag, claim_out
+from coordopt.guards import add_force_flag, claim_out, total_workload
 from coordopt.instance import Instance, load_instance
 from coordopt.rl.config import TrainConfig, add_config_arguments, overrides_from_args, size_defaults
 from coordopt.rl.rundir import BEST
@@ -55,7 +56,7 @@ FLAG_RULES = [
         lambda args: "with --warm-start none",
     )
     for name in EXPERT_FLAGS
-]
+] + applies_with("warm_start", {"teacher_episodes": ["auto"]}, default="auto")
 """Training flags that apply only with others (refused, not ignored, without them)."""
 
 
@@ -96,17 +97,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
     """The workload of a training run for :func:`coordopt.guards.estimate`: PPO, the
     expert's labels (its entry's declared work over the labelled episodes: one fluid solve per
-    labelled period with an MPC expert, the catalog solve of a bid-price expert), the catalog
-    solve of the plan the agents observe and the greedy evaluations."""
+    labelled period with an MPC expert, the catalog solve of a bid-price expert; with the
+    teacher trial of ``--warm-start auto``, every candidate it tries, over its episodes and
+    the labelled ones), the catalog solve of the plan the agents observe and the greedy
+    evaluations (and the trial's)."""
     from coordopt.rl.networks import choose_scorer
-    from coordopt.rl.warmstart import envs_per_part, expert_name
+    from coordopt.rl.warmstart import TRIAL, envs_per_part, expert_name, trial_candidates
 
     cloned = config.bc_rounds * min(config.bc_label_envs, config.bc_envs)
     labelled = cloned + config.expert_label_envs * min(config.iterations, config.bc_anneal_iters)
     expert = expert_name(config.warm_start, inst)
     scorer = choose_scorer(config.scorer, inst.n_products, inst.n_segments)
     cloning = expert != "none"
-    teacher = policy_work(expert, labelled, inst.horizon) if cloning else {}
+    tried = (
+        trial_candidates(inst, config.teacher_episodes, config.expert_reoptimize)[0]
+        if expert == TRIAL
+        else []
+    )
+    teachers = tried or ([expert] if cloning else [])
+    episodes = config.teacher_episodes if tried else 0
+    teacher = total_workload(policy_work(t, labelled + episodes, inst.horizon) for t in teachers)
+    trial_episodes = episodes * len(tried)
     period = inst.n_segments * inst.n_products  # cells of one environment-period
     # the largest backward pass: a PPO minibatch (a time chunk) or a part of a cloning group
     ppo_graph = config.minibatch_envs * min(config.seq_len, inst.horizon) * period
@@ -121,9 +132,12 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
         "factorised": scorer == "factorised",
         **teacher,
         "catalog_solve": bool(teacher.get("catalog_solve")) or config.plan_inputs,
-        "episodes": config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
-        if config.eval_every
-        else 0,
+        "episodes": trial_episodes
+        + (
+            config.eval_episodes * (config.iterations // max(1, config.eval_every) + 1)
+            if config.eval_every
+            else 0
+        ),
         "batch": config.eval_episodes,
     }
 
@@ -132,6 +146,7 @@ def training_work(config: TrainConfig, inst: Instance) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from coordopt.rl.checkpoint import init_config, resume_config
     from coordopt.rl.ppo import train
+    from coordopt.rl.warmstart import expert_name
 
     # locked for the whole run; --resume continues the run its --out holds
     claim_out(args.out, folder=True, force=args.force, reuse=args.resume)
@@ -156,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         **training_work(config, inst),
     )
     log(
-        f"training on {inst.summary()}; warm start: {config.warm_start}, "
+        f"training on {inst.summary()}; warm start: {expert_name(config.warm_start, inst)}, "
         f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
     )
     # a diverged run raises TrainingDiverged: coordopt.cli's error boundary reports it

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from coordopt import introspect
 from coordopt.guards import (
@@ -27,15 +27,75 @@ from coordopt.guards import (
 )
 from coordopt.instance import Instance
 from coordopt.introspect import add_dataclass_flags, check_fields, ranged
-from coordopt.policies import teachers
+from coordopt.policies import PolicyOptionError, PolicySpec, teachers
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
 
-if TYPE_CHECKING:
-    WarmStart = str
-else:
-    WarmStart = Literal[("auto", "none", *teachers())]
-"""The values of ``--warm-start``: ``auto``, ``none`` or a teacher's name, derived from the
-policies' entries (:func:`coordopt.policies.teachers`)."""
+WARM_START_WORDS = ("auto", "none")
+"""The values of ``--warm-start`` that name no teacher: ``auto`` (the teacher chosen on the
+instance, :func:`coordopt.rl.warmstart.expert_name`) and ``none`` (a cold start)."""
+
+
+def _short(text: str, limit: int = 240) -> str:
+    """``text`` cut to ``limit`` characters (a hostile saved value is not echoed whole)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def teacher_spec(text: str) -> PolicySpec:
+    """The teacher a ``--warm-start`` value names, ``NAME[:KEY=VALUE;...]`` with ``NAME`` one
+    of :func:`~coordopt.policies.teachers`, parsed by :meth:`PolicySpec.parse` (never a run
+    directory) and its options checked against its entry as ``evaluate --policy`` checks
+    them (:meth:`PolicySpec.checked`). Anything else is refused (``ValueError`` saying what
+    is allowed; :data:`WARM_START_WORDS` name no teacher and are refused here too)."""
+    allowed = "auto, none or a teacher NAME[:KEY=VALUE;...] with NAME one of " + ", ".join(
+        teachers()
+    )
+    shown = _short(repr(text), 80)
+    try:
+        spec = PolicySpec.parse(text, runs=False)
+    except ValueError:  # an option that is not KEY=VALUE
+        raise ValueError(
+            f"must be {allowed}, got {shown} (options are KEY=VALUE, separated by ';')"
+        ) from None
+    if spec.name not in teachers():
+        raise ValueError(f"must be {allowed}, got {shown}")
+    try:
+        spec.checked({})
+    except PolicyOptionError as exc:  # the reason first: a long message may be cut short
+        reason = str(exc).removeprefix(f"policy '{spec.label or spec.name}': ")
+        raise ValueError(f"{shown}: {_short(reason)}; allowed: {allowed}") from None
+    return spec
+
+
+class WarmStartRule:
+    """The rule of ``--warm-start`` (the ``check`` of :attr:`TrainConfig.warm_start`):
+    ``auto``, ``none`` or a teacher's spec (:func:`teacher_spec`). As an argparse ``type``
+    it refuses a bad value naming the flag; :meth:`problem` checks a value already parsed
+    (a config built in code, or a run directory's saved ``config.json``)."""
+
+    __name__ = "spec"
+    metavar = "auto|none|NAME[:KEY=VALUE;...]"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not a ``--warm-start`` value (None when it is one)."""
+        if not isinstance(value, str):
+            return f"must be text: auto, none or a teacher's spec, got {_short(repr(value), 80)}"
+        if value in WARM_START_WORDS:
+            return None
+        try:
+            teacher_spec(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def __call__(self, text: str) -> str:
+        problem = self.problem(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+
+WARM_START = WarmStartRule()
+"""The rule of ``--warm-start``: :class:`WarmStartRule`."""
 
 
 @dataclass
@@ -136,9 +196,16 @@ class TrainConfig:
     epochs_critic: int = ranged(4, positive_int)
     """Epochs of the critic per iteration."""
     # --- warm start and regularisation
-    warm_start: WarmStart = "auto"
-    """Expert to clone and regularise toward (auto: the exact DP if it fits, else bid-price
-    control, which beat MPC wherever both were measured; none: cold)."""
+    warm_start: str = field(default="auto", metadata={"check": WARM_START})
+    """Expert to clone and regularise toward: auto (the exact DP where it fits, else the
+    strongest of bidprice, siloed:inventory=dp and lagrangian in a teacher trial on
+    --teacher-episodes episodes of the --eval-seed stream), none (cold) or a teacher with its
+    own options, NAME[:KEY=VALUE;...], e.g. siloed:inventory=dp or
+    bidprice:reoptimize_every=0 (its options as evaluate --policy takes them)."""
+    teacher_episodes: int = ranged(8, positive_int)
+    """Episodes of the --warm-start auto teacher trial: each candidate teacher is simulated
+    on the same episodes (common random numbers, the --eval-seed stream) and the highest
+    mean profit is the teacher."""
     bc_rounds: int = ranged(3, nonneg_int)
     """DAgger rounds of behaviour cloning (round r rolls out expert w.p. bc_beta^r); after
     --init, cloning continues from the loaded agents (0: none, PPO only)."""
@@ -249,7 +316,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         TrainConfig,
         suppress=True,
         note=lambda name: (
-            f"; at catalog scale: {SCALE_DEFAULTS[name]}" if name in SCALE_DEFAULTS else ""
+            f"; at catalog scale: {SCALE_DEFAULTS[name]}"
+            if name in SCALE_DEFAULTS
+            else f"; teachers: {', '.join(teachers())}"
+            if name == "warm_start"
+            else ""
         ),
     )
 

@@ -46,9 +46,10 @@ from coordopt.rl.rollout import Rollout, collect_rollout, gae
 from coordopt.rl.rundir import AGENTS_RUN, CONFIG, SUMMARY, CheckpointError, RunDir
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
+    TeacherTrial,
     behaviour_clone,
+    choose_expert,
     critic_stream,
-    make_expert,
     pretrain_critic,
 )
 from coordopt.simulator import SimParams
@@ -269,12 +270,14 @@ def _warm_start(
     gamma: float,
     run: RunState,
     expert: Policy | None,
+    trial: TeacherTrial | None = None,
 ) -> None:
     """Clone ``expert`` (DAgger; after ``--init``, from the loaded agents) unless ``None``,
     then fit the critic to the agents' returns on this instance.
 
     The budget (``run.env_steps``) counts these simulations; the report goes to
-    ``run.warm_start`` (cloning) or ``run.init`` (the critic's fit after ``--init``).
+    ``run.warm_start`` (cloning; with the teacher ``trial`` that chose the expert, if any)
+    or ``run.init`` (the critic's fit after ``--init``).
     """
     report = None
     if expert is not None:
@@ -292,6 +295,7 @@ def _warm_start(
     run.env_steps = config.bc_envs * ctx.params.horizon  # the critic's rollout
     if report is not None:
         report.critic_loss = critic_loss
+        report.trial = trial.as_dict() if trial is not None else None
         report.env_steps += run.env_steps
         run.env_steps, run.warm_start = report.env_steps, report.as_dict()
     elif run.init is not None:
@@ -320,7 +324,10 @@ def train(
     another run directory (any instance; the networks are size-agnostic); with a warm-start
     expert and ``bc_rounds > 0`` cloning continues from them on this instance's states; the
     optimisers and counters start fresh and the critic is refitted to this instance.
-    ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a cheap one).
+    ``expert`` overrides the policy named by ``config.warm_start`` (tests pass a cheap one);
+    otherwise ``--warm-start auto`` runs its teacher trial where the exact DP does not fit
+    (:func:`~coordopt.rl.warmstart.choose_expert`; again on a resume that still imitates,
+    to the same choice), within the time budget.
     """
     started = time.perf_counter()  # --time-budget counts from here
     run_dir = RunDir(Path(out_dir), AGENTS_RUN)
@@ -363,10 +370,22 @@ def train(
     cloning = (
         saved is None and config.warm_start != "none" and (init is None or config.bc_rounds > 0)
     )
+    trial = None
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
-        expert = make_expert(config.warm_start, params, config.expert_reoptimize)
+        expert, trial = choose_expert(
+            config.warm_start,
+            params,
+            config.expert_reoptimize,
+            config.teacher_episodes,
+            config.eval_seed,
+        )
     # the plan the agents observe comes from a bid-price expert's own solve where there is one
-    ctx = build_context(params, config.order_bins, plan=config.plan_inputs, teacher=expert)
+    # (or the teacher trial's bid-price candidate's)
+    bidprice = trial.plan_teacher if trial is not None else None
+    plan_source = bidprice if bidprice is not None else expert
+    ctx = build_context(params, config.order_bins, plan=config.plan_inputs, teacher=plan_source)
+    if trial is not None:
+        trial.plan_teacher = bidprice = plan_source = None  # a loser is not kept for training
     life = Lifecycle(
         run_dir,
         run,
@@ -383,7 +402,7 @@ def train(
     if saved is None:
         began = time.perf_counter()
         if cloning or init is not None:
-            _warm_start(agents, ctx, config, gamma, run, expert if cloning else None)
+            _warm_start(agents, ctx, config, gamma, run, expert if cloning else None, trial)
         run.seconds = time.perf_counter() - began
         life.begin()
 

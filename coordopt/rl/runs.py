@@ -13,6 +13,7 @@ from coordopt.instance import Instance
 from coordopt.rl.config import TrainConfig
 from coordopt.rl.ppo import train
 from coordopt.rl.rundir import AGENTS_RUN, RunDir
+from coordopt.solvers.dp import reference_method
 
 __all__ = ["RL_METHODS", "train_agents"]
 
@@ -26,6 +27,13 @@ RL_METHODS: dict[str, tuple[Any, Any, bool]] = {
 }
 
 
+def study_teacher(inst: Instance) -> str:
+    """The teacher of the studies' warm-started variants: the exact DP where it fits, else
+    bid-price control -- the teacher every committed study result was trained with, named
+    rather than ``auto`` (whose teacher trial may pick another), so the results reproduce."""
+    return "dp" if reference_method(inst) == "dp" else "bidprice"
+
+
 def train_agents(
     inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
 ) -> tuple[Path, dict[str, Any]]:
@@ -36,12 +44,12 @@ def train_agents(
     refuses, naming what differs, rather than report another run's agents.
     """
     timescales, information, warm = RL_METHODS[method]
+    overrides.setdefault("warm_start", study_teacher(inst) if warm else "none")
     config = TrainConfig(
         iterations=iterations,
         seed=seed,
         timescales=timescales,
         information=information,
-        warm_start="auto" if warm else "none",
         tensorboard=False,
         threads=1,
         **overrides,

@@ -19,8 +19,11 @@ from typing import Any
 
 import torch
 
+from coordopt.evaluation import Evaluation, compare, evaluate
+from coordopt.guards import estimate
 from coordopt.instance import Instance
-from coordopt.policies import POLICY_ENTRIES, Policy, make_policy
+from coordopt.policies import Policy, PolicySpec, make_policy
+from coordopt.rl.config import teacher_spec
 from coordopt.rl.features import Context, Observation
 from coordopt.rl.networks import AGENTS, Agents
 from coordopt.rl.rollout import Rollout, RunningMeanStd, collect_rollout, discounted_returns
@@ -49,6 +52,87 @@ def graph_parts(envs: Tensor, params: SimParams) -> list[Tensor]:
     return list(envs.tensor_split(-(-len(envs) // per_part)))
 
 
+TRIAL_CANDIDATES = (
+    "bidprice",
+    "siloed:inventory=dp;max_states=4096",
+    "lagrangian:iterations=8;max_states=64",
+)
+"""The teachers ``--warm-start auto`` tries where the exact DP does not fit (the teacher
+trial, :func:`teacher_trial`), with the options the scale study runs them with at 10,000
+products: no one is strongest at every size (32 episodes, seed 5, paired: on ``small`` the
+best siloed firm 20,997, bid price 20,957, the decomposition policy 20,958; on ``medium`` bid
+price 128,465, the decomposition policy 128,135, the best siloed firm 127,991; at 10,000
+products the best siloed firm +12.9% over bid price, the decomposition policy +9.6%)."""
+
+TRIAL_SECONDS = 300.0
+"""The most seconds the size guard's estimate (:func:`coordopt.guards.estimate` of the
+candidate's declared work over the trial's episodes, as ``evaluate --policy`` prices it) may
+give a candidate of the teacher trial: one priced above is skipped, and the trial says so.
+The skip is by estimate, never by measured time, so the choice depends only on the instance,
+the options and the seed. At 10,000 products the decomposition policy is priced at about
+510 s (skipped; measured there 2.9% below the best siloed firm), on ``large`` at 51 s."""
+
+TRIAL = "auto (teacher trial)"
+"""What :func:`expert_name` says of ``auto`` where the teacher is only known once the trial
+ran."""
+
+
+@dataclass
+class TeacherTrial:
+    """The teacher trial of ``--warm-start auto``: the candidates simulated greedily on the
+    same episodes (common random numbers), ranked by mean profit, best first."""
+
+    episodes: int
+    seed: int
+    ranked: list[dict[str, Any]]
+    """Per candidate, best first: ``teacher`` (its spec), ``mean`` profit and its ``ci95``
+    half-width, ``vs_winner`` (the paired mean difference to the winner, episode by episode)
+    and its ``vs_winner_ci95``, and ``seconds`` (building and simulating it; not used to choose)."""
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    """Candidates not tried: ``teacher`` and ``reason`` (``estimated_seconds`` where the
+    size guard priced it above :data:`TRIAL_SECONDS`)."""
+    plan_teacher: Policy | None = field(default=None, repr=False)
+    """The bid-price candidate, whose initial solve the plan the agents observe reuses
+    (:func:`~coordopt.rl.features.teacher_plan`); not reported."""
+
+    @property
+    def winner(self) -> str:
+        """The chosen teacher's spec: the highest mean profit."""
+        return str(self.ranked[0]["teacher"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "winner": self.winner,
+            "candidates": self.ranked,
+            "skipped": self.skipped,
+            "seconds_cap": TRIAL_SECONDS,
+        }
+
+    def line(self) -> str:
+        """The trial in one line: the candidates best first, each after the first with its
+        paired difference to the winner and 95% half-width; then those skipped."""
+
+        def money(x: float) -> str:
+            return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.2f}"
+
+        parts = []
+        for i, r in enumerate(self.ranked):
+            text = f"{r['teacher']} {money(r['mean'])}"
+            if i:
+                sign = ">" if self.ranked[i - 1]["mean"] > r["mean"] else "="
+                diff = f"{money(r['vs_winner'])} ± {money(r['vs_winner_ci95'])}"
+                text = f"{sign} {text} ({diff})"
+            parts.append(text)
+        line = f"teacher trial ({self.episodes} episodes, seed {self.seed}): " + " ".join(parts)
+        if self.skipped:
+            line += "; skipped " + ", ".join(
+                f"{s['teacher']} ({s['reason']})" for s in self.skipped
+            )
+        return line
+
+
 @dataclass
 class WarmStartReport:
     """Imitation losses before and after cloning (on the final aggregated data), critic fit."""
@@ -61,7 +145,11 @@ class WarmStartReport:
     critic_loss: dict[str, float] = field(default_factory=dict)
     expert_profit: float = float("nan")
     env_steps: int = 0
-    """Environment steps simulated by the warm start (DAgger and critic rollouts)."""
+    """Environment steps simulated by the warm start (DAgger and critic rollouts; the
+    teacher trial's simulations of the candidate teachers are counted in ``trial``)."""
+    trial: dict[str, Any] | None = None
+    """The teacher trial that chose the expert (:meth:`TeacherTrial.as_dict`; ``None``: no
+    trial, the expert was named or the exact DP)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,40 +161,151 @@ class WarmStartReport:
             "critic_loss": self.critic_loss,
             "expert_profit": self.expert_profit,
             "env_steps": self.env_steps,
+            "trial": self.trial,
         }
 
 
 def expert_name(name: str, inst: Instance) -> str:
-    """The concrete expert of ``--warm-start name`` on ``inst`` (``auto`` resolved).
+    """The expert of ``--warm-start name`` on ``inst`` as far as it is known before training:
+    a named teacher's spec as given, ``none``, or for ``auto`` the exact DP (``dp``) where it
+    fits (:func:`~coordopt.solvers.dp.reference_method`), else :data:`TRIAL`.
 
-    ``auto`` follows :func:`~coordopt.solvers.dp.reference_method`: the exact DP's optimal
-    policy when the DP fits the instance, else bid-price control -- at every size, since it
-    beat fluid MPC wherever both were measured (paired, common random numbers: +7.3% on
-    ``small``, +8.3% on ``medium``, +0.9% on ``tafeng-50``; MPC plays the fluid plan without
-    safety stock) and it stays affordable at catalog scale.
+    ``auto`` stands for the strongest optimiser policy measured on the instance: the DP's
+    policy is optimal where it fits; elsewhere no one teacher is strongest at every size (bid
+    price beat fluid MPC on ``small``, ``medium`` and ``tafeng-50``; at 10,000 products the
+    best siloed firm beat it by 12.9%, the decomposition policy by 9.6%), so the candidates
+    (:data:`TRIAL_CANDIDATES`) are measured on the instance itself before training, the
+    strongest teaching (:func:`teacher_trial`; :func:`choose_expert` runs it).
     """
     if name != "auto":
         return name
-    return "dp" if reference_method(inst) == "dp" else "bidprice"
+    return "dp" if reference_method(inst) == "dp" else TRIAL
 
 
-def make_expert(name: str, params: SimParams, reoptimize: int = -1) -> Policy:
-    """The expert policy by name: ``auto`` (:func:`expert_name`) or one of
-    :func:`~coordopt.policies.teachers`.
+def _options(spec: PolicySpec, reoptimize: int) -> dict[str, Any]:
+    """``reoptimize_every`` for a teacher that declares it (beneath the spec's own options)."""
+    takes = "reoptimize_every" in spec.entry.options
+    return {"reoptimize_every": reoptimize} if takes and reoptimize >= 0 else {}
+
+
+def trial_seconds(text: str, inst: Instance, episodes: int, reoptimize: int = -1) -> float:
+    """The size guard's estimate of building candidate ``text`` and simulating it for
+    ``episodes`` episodes on ``inst`` (its entry's declared work, as ``evaluate`` prices it)."""
+    spec = teacher_spec(text)
+    work: dict[str, Any] = spec.workload(_options(spec, reoptimize)).workload(
+        episodes, inst.horizon
+    )
+    sizes = (inst.horizon, inst.n_segments, inst.n_products)
+    return estimate(*sizes, episodes=episodes, batch=episodes, **work).seconds
+
+
+def trial_candidates(
+    inst: Instance, episodes: int, reoptimize: int = -1
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The teacher trial's candidates on ``inst`` priced within :data:`TRIAL_SECONDS`
+    (:func:`trial_seconds`), in the order of :data:`TRIAL_CANDIDATES`, and those skipped:
+    ``teacher``, ``reason``, ``estimated_seconds``."""
+    kept: list[str] = []
+    skipped: list[dict[str, Any]] = []
+    for text in TRIAL_CANDIDATES:
+        seconds = trial_seconds(text, inst, episodes, reoptimize)
+        if seconds > TRIAL_SECONDS:
+            reason = f"estimated {seconds:,.0f} s > {TRIAL_SECONDS:,.0f} s"
+            skipped.append({"teacher": text, "reason": reason, "estimated_seconds": seconds})
+        else:
+            kept.append(text)
+    return kept, skipped
+
+
+def _make(text: str, params: SimParams, reoptimize: int) -> Policy:
+    spec = teacher_spec(text)
+    return make_policy(spec, params, **_options(spec, reoptimize))
+
+
+def teacher_trial(
+    params: SimParams, episodes: int, seed: int, reoptimize: int = -1
+) -> tuple[Policy, TeacherTrial]:
+    """The strongest of :data:`TRIAL_CANDIDATES` on ``params``' instance, and the trial.
+
+    Each candidate priced within :data:`TRIAL_SECONDS` (:func:`trial_candidates`) is built on
+    ``params`` (with ``reoptimize``, as :func:`make_expert` builds an expert) and simulated
+    greedily for ``episodes`` episodes of the demand stream ``seed``
+    (:func:`coordopt.evaluation.evaluate`: every candidate faces the same customers); the
+    highest mean profit wins (the earlier candidate on a tie), deterministic for the seed.
+    The winner's policy is the expert (not built again); the others are dropped as soon as
+    they are beaten. One line on stderr gives the ranking with paired 95% intervals.
+    """
+    inst = params.instance
+    candidates, skipped = trial_candidates(inst, episodes, reoptimize)
+    tried: list[tuple[str, Evaluation, float]] = []
+    best: Policy | None = None
+    best_eval: Evaluation | None = None
+    plan_teacher: Policy | None = None
+    for text in candidates:
+        began = time.perf_counter()
+        try:
+            policy = _make(text, params, reoptimize)
+        except ModuleNotFoundError as exc:
+            skipped.append({"teacher": text, "reason": f"not available ({exc})"})
+            continue
+        ev = evaluate(params, policy, episodes=episodes, seed=seed)
+        tried.append((text, ev, time.perf_counter() - began))
+        if best_eval is None or ev.mean > best_eval.mean:
+            best, best_eval = policy, ev
+        if text.partition(":")[0] == "bidprice":
+            plan_teacher = policy
+    if best is None or best_eval is None:
+        why = "; ".join(f"{s['teacher']}: {s['reason']}" for s in skipped)
+        raise ValueError(
+            f"--warm-start auto: no candidate teacher could be tried on {inst.name} ({why}); "
+            "name one with --warm-start NAME[:KEY=VALUE;...] or use --warm-start none"
+        )
+    ranked = []
+    for text, ev, seconds in sorted(tried, key=lambda x: -x[1].mean):  # stable: ties in order
+        diff = compare(ev, best_eval)
+        ranked.append(
+            {
+                "teacher": text,
+                "mean": ev.mean,
+                "ci95": ev.ci95,
+                "vs_winner": diff["mean"],
+                "vs_winner_ci95": diff["ci95"],
+                "seconds": seconds,
+            }
+        )
+    trial = TeacherTrial(episodes, seed, ranked, skipped, plan_teacher)
+    print(trial.line(), file=sys.stderr)
+    return best, trial
+
+
+def choose_expert(
+    name: str, params: SimParams, reoptimize: int = -1, episodes: int = 8, seed: int = 12345
+) -> tuple[Policy, TeacherTrial | None]:
+    """The expert of ``--warm-start name`` (not ``none``) on ``params``, and the teacher trial
+    that chose it (``None`` where there was none): ``auto`` is :func:`expert_name`'s choice,
+    by :func:`teacher_trial` (``episodes`` of the stream ``seed``) where the exact DP does not
+    fit; a teacher's spec ``NAME[:KEY=VALUE;...]`` is built with its own options.
 
     ``reoptimize >= 0`` sets the periods between re-optimisations of an expert that declares
     the option ``reoptimize_every`` (bid-price control; 0: keep the initial stock values;
-    labels then cost one slate search per period).
+    labels then cost one slate search per period), beneath the spec's own options.
     """
-    name = expert_name(name, params.instance)
-    takes = "reoptimize_every" in POLICY_ENTRIES[name].options
-    options = {"reoptimize_every": reoptimize} if takes and reoptimize >= 0 else {}
+    text = expert_name(name, params.instance)
+    if text == TRIAL:
+        return teacher_trial(params, episodes, seed, reoptimize)
     try:
-        return make_policy(name, params, **options)
+        return _make(text, params, reoptimize), None
     except ModuleNotFoundError as exc:
         raise ValueError(
-            f"warm-start expert '{name}' is not available ({exc}); use --warm-start siloed or none"
+            f"warm-start expert '{text}' is not available ({exc}); use --warm-start siloed or none"
         ) from exc
+
+
+def make_expert(
+    name: str, params: SimParams, reoptimize: int = -1, episodes: int = 8, seed: int = 12345
+) -> Policy:
+    """The expert policy of ``--warm-start name`` (:func:`choose_expert`, without its trial)."""
+    return choose_expert(name, params, reoptimize, episodes, seed)[0]
 
 
 @dataclass
