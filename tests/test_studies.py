@@ -230,6 +230,11 @@ def _check_scale(rows: list[dict], cells: list[dict], report: str) -> None:
         )  # a simulated profit does not beat the bound by much
     policies = {row["policy"] for row in rows}
     assert {"siloed", "bidprice", "agents (zero-shot)", "agents (fine-tuned)"} <= policies
+    # noise alone: the exact programs earn at most the fluid program on the same demand
+    (noise,) = [c["result"] for c in cells if c["params"]["kind"] == "noise"]
+    assert 0 < noise["exact"] <= noise["fluid"] * (1 + 1e-9)
+    assert _close(noise["exact_of_fluid"], noise["exact"] / noise["fluid"])
+    assert f"earns {noise['exact_of_fluid']:.1%} of what the same mean demand earns" in report
 
 
 def _check_substitution(rows: list[dict], cells: list[dict], report: str) -> None:
