@@ -34,6 +34,7 @@ from coordopt.rl.rundir import AGENTS_RUN, RunDir
 from coordopt.rl.runs import train_agents
 from coordopt.simulator import SimParams, reset, step
 from coordopt.solvers.catalog import solve_catalog
+from coordopt.solvers.fluid import solve_fluid
 from coordopt.solvers.lagrangian import BestSiloedPolicy, LagrangianPolicy
 from coordopt.text import table
 
@@ -170,8 +171,6 @@ def noise(inst: Instance) -> dict[str, Any]:
     firm's slates held fixed (so the products are independent), each product's exact
     inventory program (the best siloed firm's) against the fluid program with the same slates
     and the same mean demand."""
-    from coordopt.solvers.fluid import solve_fluid
-
     params = SimParams.from_instance(inst, dtype=torch.float64)
     exact = BestSiloedPolicy(params)
     fluid = solve_fluid(inst, variant="siloed-slates").result()
