@@ -115,19 +115,9 @@ def _check_exact_benchmark(rows: list[dict], cells: list[dict], report: str) -> 
     }
 
 
-BEST_SILOED_COLUMNS = (
-    "best_siloed",
-    "best_siloed_ci",
-    "best_siloed_vs_siloed_pct",
-    "best_siloed_vs_siloed_ci_pct",
-    "bidprice_vs_best_siloed_pct",
-    "bidprice_vs_best_siloed_ci_pct",
-    "best_siloed_fill",
-    "best_siloed_postponed_products",
-)
-
-
 def _check_coordination_value(rows: list[dict], cells: list[dict], report: str) -> None:
+    from case_studies.coordination_value.runner import BEST_SILOED_COLUMNS
+
     def key(c: dict) -> tuple[str, str, str]:
         return c["params"]["factor"], str(c["params"]["level"]), str(c["params"]["seed"])
 
