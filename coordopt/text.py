@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["table"]
+__all__ = ["clip", "table"]
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking the cut (a hostile value in a
+    message is not echoed whole)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

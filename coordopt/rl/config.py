@@ -28,16 +28,13 @@ from coordopt.guards import (
 from coordopt.instance import Instance
 from coordopt.introspect import add_dataclass_flags, check_fields, ranged
 from coordopt.policies import PolicyOptionError, PolicySpec, teachers
+from coordopt.rl.rundir import show
 from coordopt.sizes import FULL_LP_CELLS, plan_cells
+from coordopt.text import clip
 
 WARM_START_WORDS = ("auto", "none")
 """The values of ``--warm-start`` that name no teacher: ``auto`` (the teacher chosen on the
 instance, :func:`coordopt.rl.warmstart.expert_name`) and ``none`` (a cold start)."""
-
-
-def _short(text: str, limit: int = 240) -> str:
-    """``text`` cut to ``limit`` characters (a hostile saved value is not echoed whole)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def teacher_spec(text: str) -> PolicySpec:
@@ -49,7 +46,7 @@ def teacher_spec(text: str) -> PolicySpec:
     allowed = "auto, none or a teacher NAME[:KEY=VALUE;...] with NAME one of " + ", ".join(
         teachers()
     )
-    shown = _short(repr(text), 80)
+    shown = show(text, 80)
     try:
         spec = PolicySpec.parse(text, runs=False)
     except ValueError:  # an option that is not KEY=VALUE
@@ -62,7 +59,7 @@ def teacher_spec(text: str) -> PolicySpec:
         spec.checked({})
     except PolicyOptionError as exc:  # the reason first: a long message may be cut short
         reason = str(exc).removeprefix(f"policy '{spec.label or spec.name}': ")
-        raise ValueError(f"{shown}: {_short(reason)}; allowed: {allowed}") from None
+        raise ValueError(f"{shown}: {clip(reason, 240)}; allowed: {allowed}") from None
     return spec
 
 
@@ -78,7 +75,7 @@ class WarmStartRule:
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not a ``--warm-start`` value (None when it is one)."""
         if not isinstance(value, str):
-            return f"must be text: auto, none or a teacher's spec, got {_short(repr(value), 80)}"
+            return f"must be text: auto, none or a teacher's spec, got {show(value, 80)}"
         if value in WARM_START_WORDS:
             return None
         try:

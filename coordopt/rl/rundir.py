@@ -40,6 +40,7 @@ import torch
 from coordopt.guards import Range, SizeError, finite_float, nonneg_float, nonneg_int
 from coordopt.io import atomic_write, atomic_write_text
 from coordopt.policies import PEER_ENTRY
+from coordopt.text import clip
 
 BEST = "best.pt"
 """The policy of the best greedy evaluation (the one a run directory stands for)."""
@@ -92,14 +93,12 @@ def refuse(path: Path | str, what: str) -> CheckpointError:
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, at most ``limit`` characters."""
     text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return clip(text[0] if text else type(exc).__name__, limit)
 
 
 def show(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters (a hostile value is not echoed whole)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(repr(value), limit)
 
 
 # --------------------------------------------------------------------------- kinds and files
