@@ -359,11 +359,8 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         f"{max(r['gain_pct'] for r in rows):+.1f}% over the {len(rows)} cells "
         f"({sum(r['gain'] - r['gain_ci'] > 0 for r in rows)} above it beyond the interval, "
         f"{sum(r['gain'] + r['gain_ci'] < 0 for r in rows)} below it).",
-        f"- Bid-price control minus the siloed firm: {min(r['bidprice_gain_pct'] for r in rows):+.1f}% "
-        f"to {max(r['bidprice_gain_pct'] for r in rows):+.1f}% "
-        f"({sum(r['bidprice_gain_pct'] - r['bidprice_gain_ci_pct'] > 0 for r in rows)} above it "
-        f"beyond the interval, "
-        f"{sum(r['bidprice_gain_pct'] + r['bidprice_gain_ci_pct'] < 0 for r in rows)} below it).",
+        "- Bid-price control minus the siloed firm: {:+.1f}% to {:+.1f}% ({} above it beyond the "
+        "interval, {} below it).".format(*_beyond(rows, "bidprice_gain_pct")),
         "",
         "MPC plays the fluid plan, which holds no safety stock; the siloed firm's base stock "
         "does, so where MPC's coordination gain is small the siloed firm earns more. Bid-price "
