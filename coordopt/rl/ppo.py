@@ -381,11 +381,15 @@ def train(
         )
     # the plan the agents observe comes from a bid-price expert's own solve where there is one
     # (or the teacher trial's bid-price candidate's)
-    bidprice = trial.plan_teacher if trial is not None else None
-    plan_source = bidprice if bidprice is not None else expert
-    ctx = build_context(params, config.order_bins, plan=config.plan_inputs, teacher=plan_source)
+    plan_source = trial.plan_teacher if trial is not None else None
+    ctx = build_context(
+        params,
+        config.order_bins,
+        plan=config.plan_inputs,
+        teacher=expert if plan_source is None else plan_source,
+    )
     if trial is not None:
-        trial.plan_teacher = bidprice = plan_source = None  # a loser is not kept for training
+        trial.plan_teacher = plan_source = None  # a loser is not kept for training
     life = Lifecycle(
         run_dir,
         run,
