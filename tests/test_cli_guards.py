@@ -117,6 +117,16 @@ def test_size_guard_refuses_at_once_with_size_limit_and_way_out(
     assert not (tmp_path / "g.toml").exists() and not (tmp_path / "ins").exists()
 
 
+def test_the_stochastic_bound_is_priced_by_its_programs_and_says_what_to_lower(capsys):
+    """Its defaults on `large` (2,048 states, 30 iterations) are priced over the limit; the
+    options the scale study runs there are not."""
+    assert main(["solve", "large", "--method", "lagrangian"]) == ExitCode.TOO_LARGE
+    (line,) = errors(capsys)
+    assert "per-product programs" in line and "--max-states" in line and "--time-limit" in line
+    est = guards.estimate(52, 100, 1000, program_seconds=256 * 11 * guards.LAGRANGIAN_STATE_SECONDS)
+    assert est.seconds < guards.TIME_LIMIT
+
+
 def test_force_overrides_the_size_guard(monkeypatch, capsys):
     monkeypatch.setattr(guards, "TIME_LIMIT", 1e-9)
     argv = ["evaluate", "tiny", "--episodes", "2", "--json"]

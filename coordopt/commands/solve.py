@@ -150,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
         args,
         inst,
         what=f"to solve {inst.name}",
-        way_out="use --method decompose for a bound and plan at this size"
-        if args.method == "fluid"
-        else "use a smaller instance",
+        way_out={
+            "fluid": "use --method decompose for a bound and plan at this size",
+            "lagrangian": "lower --max-states or --iterations (the scale study runs large with "
+            "--iterations 10 --max-states 256), or set --time-limit",
+        }.get(args.method, "use a smaller instance"),
         lp_solves=int(args.method == "fluid"),
         catalog_solve=args.method in ("decompose", "lagrangian"),
         **(_lagrangian_work(args, inst.horizon) if args.method == "lagrangian" else {}),
