@@ -119,14 +119,16 @@ class Iterations:
     def run(self) -> int:
         """One iteration; returns its env-periods."""
         ro = collect_rollout(self.agents, self.ctx, self.config.num_envs, self.gen, self.gen)
-        adv, ret = gae(ro.rewards["firm"], ro.values["firm"], 1.0, self.config.gae_lambda)
+        # every critic stream's (the firm's, and per product and segment with credit per decision)
+        lam = self.config.gae_lambda
+        est = {name: gae(ro.rewards[name], v, 1.0, lam) for name, v in ro.values.items()}
         ppo_update(
             self.agents,
             self.ctx,
             self.config,
             ro,
-            {"firm": adv},
-            {"firm": ret},
+            {name: adv for name, (adv, _) in est.items()},
+            {name: ret for name, (_, ret) in est.items()},
             self.timescales,
             self.optimisers,
             0.0,
@@ -237,6 +239,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scorer", default="auto", choices=["auto", "additive", "factorised"])
+    ap.add_argument("--credit", default="auto", choices=["auto", "joint", "decision"])
     ap.add_argument("--repeats", type=int, default=1, help="training measurements to take")
     ap.add_argument("--breakdown", action="store_true", help="time the parts; FLOP floor")
     args = ap.parse_args()
@@ -251,8 +254,12 @@ def main() -> None:
         tensorboard=False,
         threads=args.threads,
         scorer=args.scorer,
+        credit=args.credit,
     )
-    print(f"{args.instance}, scorer {args.scorer}, {args.threads} thread(s), {load()}")
+    print(
+        f"{args.instance}, scorer {args.scorer}, credit {args.credit}, {args.threads} thread(s), "
+        f"{load()}"
+    )
     if args.breakdown:
         breakdown(cfg, args.instance, repeats=3)
     rollout_sps = bench_rollout(cfg, args.instance)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coordopt.case_studies.timescales.runner import steps_to_most
 from coordopt.cli import main
 from coordopt.insights.report import metric_cell
 from coordopt.studies import cell_key, run_study, study_names
@@ -163,6 +164,15 @@ def _check_timescales(rows: list[dict], cells: list[dict], report: str) -> None:
         finals = [c["result"]["final"] for c in cells if c["params"]["config"] == row["config"]]
         assert int(row["seeds"]) == len(finals) >= 1
         assert _close(row["final_mean"], np.mean(finals))
+        runs = [c["result"] for c in cells if c["params"]["config"] == row["config"]]
+        steps = [steps_to_most(r["curve_steps"], r["curve_profit"]) for r in runs]
+        assert _close(row["steps_to_90pct"], np.mean(steps))
+
+
+def test_steps_to_most_is_the_first_evaluation_that_closes_the_share_of_the_gap() -> None:
+    # from 0 up to a best of 10: 90% of the way is 9, first met at the fourth evaluation
+    assert steps_to_most([1, 2, 3, 4, 5], [0, 5, 8, 9.5, 10]) == 4
+    assert steps_to_most([1, 2, 3], [7, 3, 1]) == 1  # never better than the start
 
 
 def _check_synchronised(rows: list[dict], cells: list[dict], report: str) -> None:

@@ -39,6 +39,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
         "num_envs",
         "warm_start",
         "eval_seed",
+        "credit",
     )
     return [
         {"config": c, "seed": s, **{k: config[k] for k in keys}}
@@ -59,6 +60,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         eval_seed=p["eval_seed"],
         num_envs=p["num_envs"],
         warm_start=p["warm_start"],
+        credit=p["credit"],
         tensorboard=False,
         threads=1,
         **CONFIGS[p["config"]],
@@ -79,6 +81,14 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 def _oscillation(curve: list[float]) -> float:
     """Mean absolute change between successive evaluations (lower = steadier learning)."""
     return float(np.mean(np.abs(np.diff(curve)))) if len(curve) > 1 else 0.0
+
+
+def steps_to_most(steps: list[float], curve: list[float], share: float = 0.9) -> float:
+    """Environment steps until the curve first closes ``share`` of the way from its first
+    evaluation to its best (how fast a run learns what it will learn)."""
+    c = np.asarray(curve, dtype=float)
+    reached = np.flatnonzero(c >= c[0] + share * (c.max() - c[0]))
+    return float(np.asarray(steps, dtype=float)[reached[0]])
 
 
 def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> Path:
@@ -106,6 +116,9 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
             "final_mean": float(finals.mean()),
             "final_sd": float(finals.std(ddof=1)) if len(runs) > 1 else 0.0,
             "oscillation": float(np.mean([_oscillation(r["curve_profit"]) for r in runs])),
+            "steps_to_90pct": float(
+                np.mean([steps_to_most(r["curve_steps"], r["curve_profit"]) for r in runs])
+            ),
             "train_seconds": float(np.mean([r["seconds"] for r in runs])),
         }
         rows.append(row)
@@ -116,6 +129,7 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 row["final_mean"],
                 row["final_sd"],
                 row["oscillation"],
+                row["steps_to_90pct"],
                 row["train_seconds"],
             ]
         )
@@ -133,17 +147,29 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
         "# Case study: timescales",
         "",
         f"Instance `{config['instance']}`, {config['iterations']} iterations x {config['num_envs']} "
-        f"environments per run, warm start `{config['warm_start']}`, seeds {config['seeds']}; greedy "
+        f"environments per run, warm start `{config['warm_start']}`, credit `{config['credit']}`, "
+        f"seeds {config['seeds']}; greedy "
         f"profit on {config['eval_episodes']} fixed evaluation episodes every {config['eval_every']} "
         "iterations.",
         "",
         "```",
         table(
-            ["set-up", "seeds", "final profit", "sd over seeds", "oscillation", "train s"], lines
+            [
+                "set-up",
+                "seeds",
+                "final profit",
+                "sd over seeds",
+                "oscillation",
+                "steps to 90%",
+                "train s",
+            ],
+            lines,
         ),
         "```",
         "",
-        "Oscillation = mean absolute change of the evaluation profit between successive evaluations.",
+        "Oscillation = mean absolute change of the evaluation profit between successive evaluations;"
+        " steps to 90% = environment steps until a run's curve first closes 90% of the way from its"
+        " first evaluation to its best (mean over seeds).",
         "",
         f"Lowest variance across seeds: **{best['config']}** (sd {best['final_sd']:.2f}).",
         "",

@@ -156,11 +156,12 @@ class TrainConfig:
     """Entropy bonus of the recommendation agent (per-segment mean slate entropy)."""
     max_grad_norm: float = ranged(0.5, positive_float)
     """Gradient-norm clip, per learner."""
-    credit: Literal["joint", "decision"] = "joint"
+    credit: Literal["auto", "joint", "decision"] = "auto"
     """PPO's unit of credit: joint (one ratio per env-period -- the product of every order's
     and every slate's ratio -- with the firm's advantage) or decision (a ratio per product's
     order and per segment's slate, each with the advantage of its own share of the profit, from
-    per-product and per-segment values; coordopt.rl.credit)."""
+    per-product and per-segment values; coordopt.rl.credit); auto: decision with the
+    centralised critic, joint for independent learners (their own rewards are their credit)."""
     # --- timescales
     timescales: Literal["multi", "single", "independent"] = "multi"
     """multi: critic > fast > slow agent; single: all equal; independent: own critics and rewards."""
@@ -249,17 +250,25 @@ class TrainConfig:
                 "joint"
             )
 
+    @property
+    def per_decision(self) -> bool:
+        """Whether PPO's credit is per decision (``credit``, with ``auto`` resolved)."""
+        return self.credit == "decision" or (
+            self.credit == "auto" and self.timescales != "independent"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """A config from saved values (unknown keys are an error naming them)."""
+        """A config from saved values (unknown keys are an error naming them; a run saved
+        before ``credit`` existed trained with joint credit)."""
         known = {f.name for f in fields(cls)}
         extra = set(data) - known
         if extra:
             raise ValueError(f"unknown training config keys: {', '.join(sorted(extra))}")
-        return cls(**data)
+        return cls(**({"credit": "joint"} | data))
 
 
 SCALE_DEFAULTS: dict[str, Any] = {

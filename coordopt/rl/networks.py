@@ -437,5 +437,5 @@ def build_agents(config: TrainConfig, params: SimParams | None = None) -> Agents
         independent=config.timescales == "independent",
         scorer=scorer,
         plan=config.plan_inputs,
-        decisions=config.credit == "decision",
+        decisions=config.per_decision,
     )

@@ -49,7 +49,6 @@ from coordopt.rl.warmstart import (
     TeacherTrial,
     behaviour_clone,
     choose_expert,
-    critic_stream,
     pretrain_critic,
 )
 from coordopt.simulator import SimParams
@@ -149,7 +148,7 @@ def ppo_update(
     horizon, batch = ro.horizon, ro.batch_size
     chunks = [(s, min(s + config.seq_len, horizon)) for s in range(0, horizon, config.seq_len)]
     labelled = 0 if ro.expert_bins is None or bc_coef <= 0 else int(ro.expert_bins.shape[1])
-    decisions = config.credit == "decision"
+    decisions = config.per_decision
     # the advantages that score each actor: its stream's per decision (coordopt.rl.credit),
     # else its own critic's (independent learners) or the firm's
     streams = STREAM_OF if decisions else {a: a if a in advantages else "firm" for a in AGENTS}
@@ -433,7 +432,7 @@ def train(
         advantages, targets = {}, {}
         for name, norm in run.normalisers.items():
             values = norm.denormalise(ro.values[name])
-            adv, ret = gae(ro.rewards[critic_stream(name)], values, gamma, config.gae_lambda)
+            adv, ret = gae(ro.rewards[name], values, gamma, config.gae_lambda)  # its own stream
             _check_finite(adv, f"the advantages of critic {name}", it)
             norm.update(ret)
             advantages[name], targets[name] = adv, norm.normalise(ret)

@@ -443,11 +443,6 @@ def behaviour_clone(
     )
 
 
-def critic_stream(name: str) -> str:
-    """The reward stream a critic learns: the firm's profit, or its agent's department."""
-    return "firm" if name == "firm" else name
-
-
 def pretrain_critic(
     agents: Agents,
     ctx: Context,
@@ -461,7 +456,7 @@ def pretrain_critic(
     ro = collect_rollout(agents, ctx, config.bc_envs, env_gen, pol_gen)
     targets = {}
     for name in agents.value_streams:
-        ret = discounted_returns(ro.rewards[critic_stream(name)], gamma)
+        ret = discounted_returns(ro.rewards[name], gamma)
         normalisers[name].update(ret)
         targets[name] = normalisers[name].normalise(ret)
     opt = torch.optim.Adam(agents.critics.parameters(), lr=config.bc_lr)

@@ -112,7 +112,7 @@ def test_joint_credit_builds_the_same_networks_with_the_same_seed() -> None:
     """The value heads are created after every other parameter: a joint run's networks (and so
     its seeded numbers) are those of the agents without the option."""
     torch.manual_seed(0)
-    joint = build_agents(TrainConfig(hidden_size=8, scorer="additive")).state_dict()
+    joint = build_agents(TrainConfig(hidden_size=8, scorer="additive", credit="joint")).state_dict()
     torch.manual_seed(0)
     decision = build_agents(
         TrainConfig(hidden_size=8, scorer="additive", credit="decision")
@@ -124,10 +124,20 @@ def test_joint_credit_builds_the_same_networks_with_the_same_seed() -> None:
 
 
 def test_the_option_is_checked_naming_the_flag() -> None:
-    with pytest.raises(ValueError, match="--credit must be one of joint, decision"):
+    with pytest.raises(ValueError, match="--credit must be one of auto, joint, decision"):
         TrainConfig(credit="product")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="--credit decision needs the centralised critic"):
         TrainConfig(credit="decision", timescales="independent")
+
+
+def test_auto_credit_is_per_decision_except_for_independent_learners() -> None:
+    assert TrainConfig().per_decision
+    assert TrainConfig(timescales="single").per_decision
+    assert not TrainConfig(timescales="independent").per_decision  # their rewards: their own
+    assert not TrainConfig(credit="joint").per_decision
+    # a run saved before the option existed trained with joint credit
+    saved = {k: v for k, v in TrainConfig().to_dict().items() if k != "credit"}
+    assert TrainConfig.from_dict(saved).credit == "joint"
 
 
 def test_train_with_credit_per_decision_records_it_and_what_learning_added(
@@ -198,7 +208,7 @@ def test_credit_per_decision_keeps_the_first_update_in_the_trust_region_and_impr
     )
     joint = train(
         inst,
-        TrainConfig(iterations=1, eval_every=0, **config),  # type: ignore[arg-type]
+        TrainConfig(iterations=1, eval_every=0, credit="joint", **config),  # type: ignore[arg-type]
         tmp_path / "joint",
         progress=False,
     )

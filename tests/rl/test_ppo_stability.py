@@ -22,7 +22,8 @@ def _update(shift: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str,
     """One PPO update on a fresh ``tiny`` rollout whose stored log-probs are moved by
     ``shift[agent]`` (``(T, B)``); returns the stats and the weights before the update."""
     torch.manual_seed(0)
-    config = TrainConfig(num_envs=8, minibatch_envs=8, seq_len=4, warm_start="none")
+    # joint credit: one ratio per env-period, the one that sums every decision's log-ratio
+    config = TrainConfig(num_envs=8, minibatch_envs=8, seq_len=4, warm_start="none", credit="joint")
     params = SimParams.from_instance(load_instance("tiny"))
     ctx = build_context(params, config.order_bins)
     agents = build_agents(config, params)

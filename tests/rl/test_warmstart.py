@@ -45,7 +45,7 @@ def test_behaviour_cloning_halves_the_imitation_loss_on_tiny(group: int) -> None
     assert report.nll_after["recommendation"] < 0.5 * report.nll_before["recommendation"]
     assert report.nll_after["replenishment"] < 0.5 * report.nll_before["replenishment"]
     assert report.states == 2 * 16 * params.horizon
-    norms = {n: RunningMeanStd() for n in agents.critics}
+    norms = {n: RunningMeanStd() for n in agents.value_streams}
     losses = pretrain_critic(agents, ctx, cfg, 1.0, norms, *gens)
     assert losses["firm"] < 0.5  # normalised targets have variance ~1: the fit explains most
 
@@ -78,7 +78,7 @@ def test_cloning_in_parts_takes_the_same_steps(monkeypatch: pytest.MonkeyPatch) 
         agents = build_agents(cfg, params)
         gens = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
         report = behaviour_clone(agents, ctx, make_policy("siloed", params), cfg, *gens)
-        norms = {n: RunningMeanStd() for n in agents.critics}
+        norms = {n: RunningMeanStd() for n in agents.value_streams}
         losses = pretrain_critic(agents, ctx, cfg, 1.0, norms, *gens)
         trained.append((agents.state_dict(), report.nll_after, losses))
     (whole, nll_whole, loss_whole), (parts, nll_parts, loss_parts) = trained

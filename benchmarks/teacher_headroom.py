@@ -1,0 +1,159 @@
+"""How much is there to gain near the strongest teacher? Two probes around the best siloed firm.
+
+Usage::
+
+    .venv/bin/python benchmarks/teacher_headroom.py INSTANCE [--alphas 0,0.5,1,1.2]
+        [--episodes 32] [--seed 5] [--out results.jsonl]
+
+The best siloed firm (``siloed:inventory=dp``: revenue-maximising static slates, each
+product's exact inventory program for the demand they induce) is the strongest optimiser
+policy measured on ``large`` and at 10,000 products. Its orders are already optimal for its
+slates, so whatever the agents gain over it must come from the slates. Two probes, each
+simulated on the same customers (``--seed``, common random numbers) and paired with the best
+siloed firm:
+
+- ``stock-aware``: the best siloed firm's orders, and each period's slates re-chosen at
+  bid-price control's stock-adjusted margins (a product that cannot be sold this period is
+  scored at its lost sale): what coordinating the slates with the stock on hand adds;
+- ``margin:alpha=A``: static slates that maximise ``p - A c`` per customer (``A = 0`` is the
+  best siloed firm's revenue, ``A = 1`` the gross margin) and each product's exact program for
+  the demand they induce; its ``program_value`` is that policy's exact expected profit where
+  no product is postponed.
+
+One JSON line per probe (machine and load included); figures are wall-clock on a shared
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coordopt.choice import best_slates, expected_demand
+from coordopt.commands.bench import machine
+from coordopt.evaluation import evaluate
+from coordopt.instance import Instance, load_instance
+from coordopt.policies import StaticSlatePolicy, make_policy
+from coordopt.simulator import Action, SimParams, SimState
+from coordopt.solvers.bidprice import BidPricePolicy, stock_margins
+from coordopt.solvers.lagrangian import BestSiloedPolicy, FixedRatePrograms, solve_fixed_rates
+
+
+class StockAwareSlates:
+    """The best siloed firm's orders; slates at bid-price control's stock-adjusted margins."""
+
+    name = "stock-aware"
+
+    def __init__(self, params: SimParams, siloed: BestSiloedPolicy, bid: BidPricePolicy):
+        self.params, self.siloed, self.bid = params, siloed, bid
+
+    def reset(self, batch_size: int) -> None:
+        self.siloed.reset(batch_size)
+
+    def act(self, state: SimState) -> Action:
+        orders = self.siloed.act(state).orders
+        plan, p = self.bid.plan, self.params
+        u = state.t - plan.t0
+        margin = stock_margins(p, state, orders.double(), plan.margin[u], plan.lost[u])
+        rate = self.bid.rate[state.t].expand(state.batch_size, -1)
+        choice = best_slates(margin, rate, plan.wr, plan.wn, plan.w0, p.slate_size, p.hidden)
+        return Action(orders=orders, slates=choice.slates)
+
+
+class MarginSlates:
+    """Static slates maximising ``p - alpha c`` per customer; exact programs for their demand."""
+
+    def __init__(self, params: SimParams, inst: Instance, alpha: float) -> None:
+        def t(x: np.ndarray) -> torch.Tensor:
+            return torch.tensor(np.asarray(x, dtype=float))
+
+        self.name, self.params = f"margin:alpha={alpha:g}", params
+        choice = best_slates(
+            t(inst.price - alpha * inst.unit_cost)[None],
+            torch.ones(1, inst.n_segments, dtype=torch.float64),
+            t(inst.rec_attraction),
+            t(inst.base_attraction),
+            t(inst.no_purchase),
+            inst.slate_size,
+            hidden=False,  # as the best siloed firm's slates: every product offered
+        )
+        slates = choice.slates[0].numpy()
+        self.slates = StaticSlatePolicy(params, slates)
+        self.programs: FixedRatePrograms = solve_fixed_rates(
+            inst, expected_demand(inst, slates), max_states=1_000_000
+        )
+
+    def reset(self, batch_size: int) -> None:
+        self.slates.reset(batch_size)
+
+    def act(self, state: SimState) -> Action:
+        with torch.no_grad():
+            orders = self.programs.orders(state).to(self.params.dtype)
+        return Action(orders=orders, slates=self.slates.batch_slates(state.batch_size))
+
+
+def _half_width(x: np.ndarray) -> float:
+    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("instance")
+    ap.add_argument("--alphas", default="0.5,1,1.2")
+    ap.add_argument("--episodes", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    inst = load_instance(args.instance)
+    params = SimParams.from_instance(inst, dtype=torch.float32)
+
+    def simulate(policy: Any) -> np.ndarray:
+        ev = evaluate(params, policy, episodes=args.episodes, seed=args.seed, batch_size=16)
+        return ev.profit.astype(np.float64)
+
+    siloed = make_policy("siloed:inventory=dp", params)
+    base = simulate(siloed)
+    bid = make_policy("bidprice", params)
+    probes: list[tuple[Any, dict[str, Any]]] = [(StockAwareSlates(params, siloed, bid), {})]
+    for alpha in (float(a) for a in args.alphas.split(",")):
+        began = time.perf_counter()
+        probe = MarginSlates(params, inst, alpha)
+        extra = {
+            "program_value": probe.programs.value,
+            "postponed_products": probe.programs.postponed_products,
+            "setup_seconds": time.perf_counter() - began,
+        }
+        probes.append((probe, extra))
+    for probe, extra in probes:
+        profit = simulate(probe)
+        diff = profit - base
+        row = {
+            "machine": machine(),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "instance": inst.name,
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "probe": probe.name,
+            "profit": float(profit.mean()),
+            "profit_ci95": _half_width(profit),
+            "best_siloed": float(base.mean()),
+            "vs_best_siloed": float(diff.mean()),
+            "vs_best_siloed_ci95": _half_width(diff),
+            "vs_best_siloed_pct": float(100 * diff.mean() / base.mean()),
+        } | extra
+        line = json.dumps(row, default=float)
+        print(line, flush=True)
+        if args.out is not None:
+            with args.out.open("a") as fh:
+                fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
