@@ -97,6 +97,9 @@ MIN_POSITIVE = 1e-6
 """Smallest value of a quantity that must be positive (price, arrival rate)."""
 MAX_RATE = 1e9
 """Most customers per segment and period."""
+MAX_HORIZON = 100_000
+"""Most periods in a season: every solver, policy and the simulator hold arrays of one entry
+per period (a mistyped horizon is refused before anything that long is allocated)."""
 WEIGHT_RANGE = (1e-3, 1e3)
 """The no-purchase weight's range; product weights lie in [0, 1e3]. Choice weights are
 relative (multiplying a segment's weights by one factor changes no probability), so this
@@ -148,7 +151,7 @@ class FieldSpec:
             interval = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
         else:
             interval = f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        limit = f" (at most {MAX_WHOLE})" if self.kind is Kind.WHOLE else ""
+        limit = f" (at most {MAX_WHOLE})" if self.kind is Kind.WHOLE and self.hi > MAX_WHOLE else ""
         return f"expected {what} {interval}{limit}"
 
 
@@ -174,7 +177,16 @@ class Instance:
     name: str = field(
         metadata=_spec(_G, _TXT, "Instance name (default: file name)", default="instance")
     )
-    horizon: int = field(metadata=_spec(_G, _W, "Periods T", lo=1))
+    horizon: int = field(
+        metadata=_spec(
+            _G,
+            _W,
+            "Periods T",
+            lo=1,
+            hi=MAX_HORIZON,
+            why="every solver, policy and the simulator hold one entry per period",
+        )
+    )
     discount: float = field(metadata=_spec(_G, _R, "gamma", default=1.0, lo_open=True, hi=1.0))
     slate_size: int = field(metadata=_spec(_G, _W, "Slots K per segment", default=1, lo=1))
     stockout: Stockout = field(metadata=_spec(_G, Kind.STOCKOUT, "Mode", default=Stockout.LOST))
