@@ -97,9 +97,6 @@ MIN_POSITIVE = 1e-6
 """Smallest value of a quantity that must be positive (price, arrival rate)."""
 MAX_RATE = 1e9
 """Most customers per segment and period."""
-MAX_HORIZON = 100_000
-"""Most periods in a season: every solver, policy and the simulator hold arrays of one entry
-per period (a mistyped horizon is refused before anything that long is allocated)."""
 WEIGHT_RANGE = (1e-3, 1e3)
 """The no-purchase weight's range; product weights lie in [0, 1e3]. Choice weights are
 relative (multiplying a segment's weights by one factor changes no probability), so this
@@ -151,7 +148,7 @@ class FieldSpec:
             interval = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
         else:
             interval = f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        limit = f" (at most {MAX_WHOLE})" if self.kind is Kind.WHOLE and self.hi > MAX_WHOLE else ""
+        limit = f" (at most {MAX_WHOLE})" if self.kind is Kind.WHOLE else ""
         return f"expected {what} {interval}{limit}"
 
 
@@ -177,16 +174,7 @@ class Instance:
     name: str = field(
         metadata=_spec(_G, _TXT, "Instance name (default: file name)", default="instance")
     )
-    horizon: int = field(
-        metadata=_spec(
-            _G,
-            _W,
-            "Periods T",
-            lo=1,
-            hi=MAX_HORIZON,
-            why="every solver, policy and the simulator hold one entry per period",
-        )
-    )
+    horizon: int = field(metadata=_spec(_G, _W, "Periods T", lo=1))
     discount: float = field(metadata=_spec(_G, _R, "gamma", default=1.0, lo_open=True, hi=1.0))
     slate_size: int = field(metadata=_spec(_G, _W, "Slots K per segment", default=1, lo=1))
     stockout: Stockout = field(metadata=_spec(_G, Kind.STOCKOUT, "Mode", default=Stockout.LOST))
@@ -696,22 +684,22 @@ def _arrival_rates(ctx: _Context, spec: FieldSpec, value: Any) -> np.ndarray:
         )
         _check_values(ctx, spec, row[None, :], period=np.zeros(m, dtype=bool))
         return np.broadcast_to(row, (t_n, m))  # no T x M copy, however long the horizon
-    rates = np.empty((t_n, m))
-    seasonal = np.zeros(m, dtype=bool)
-    for k, entry in enumerate(entries):
-        column = _as_table(entry)
-        if column is None:
-            rates[:, k] = _number(ctx, spec, entry, ctx.item(spec.scope, (k,)))
-            continue
-        seasonal[k] = True
-        if len(column) != t_n:
+    columns = [_as_table(entry) for entry in entries]
+    for k, column in enumerate(columns):  # before the T x M array: the horizon may be a typo
+        if column is not None and len(column) != t_n:
             raise ctx.fail(
                 spec,
                 (k,),
-                entry,
+                entries[k],
                 f"a seasonal rate needs one value per period: expected {t_n} (the horizon), "
                 f"got {len(column)}",
             )
+    rates = np.empty((t_n, m))
+    seasonal = np.array([column is not None for column in columns])
+    for k, (entry, column) in enumerate(zip(entries, columns, strict=True)):
+        if column is None:
+            rates[:, k] = _number(ctx, spec, entry, ctx.item(spec.scope, (k,)))
+            continue
         for t, x in enumerate(column):
             rates[t, k] = _number(ctx, spec, x, ctx.item(spec.scope, (t, k), period=True))
     _check_values(ctx, spec, rates, period=seasonal)

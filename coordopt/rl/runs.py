@@ -34,6 +34,12 @@ def study_teacher(inst: Instance) -> str:
     return "dp" if reference_method(inst) == "dp" else "bidprice"
 
 
+STUDY_CREDIT = "joint"
+"""PPO's credit in the studies' and the demo's runs: the one every committed study result was
+trained with (``TrainConfig.credit`` defaults to credit per decision since December 2026),
+named so the results reproduce and earlier run folders are reused."""
+
+
 def train_agents(
     inst: Instance, method: str, seed: int, iterations: int, workdir: Path, **overrides: Any
 ) -> tuple[Path, dict[str, Any]]:
@@ -45,6 +51,7 @@ def train_agents(
     """
     timescales, information, warm = RL_METHODS[method]
     overrides.setdefault("warm_start", study_teacher(inst) if warm else "none")
+    overrides.setdefault("credit", STUDY_CREDIT)
     config = TrainConfig(
         iterations=iterations,
         seed=seed,
