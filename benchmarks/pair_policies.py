@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coordopt.case_studies.scale.runner import _evaluate_all
+from coordopt.case_studies.scale.runner import evaluate_all
 from coordopt.instance import load_instance
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     known = _from_cells(args.cells, inst.name, args.episodes, args.seed)
     against = [a for a in args.against.split(",") if a]
     missing = [s for s in dict.fromkeys(args.specs + against) if s not in known]
-    done = _evaluate_all(inst, {s: s for s in missing}, stream)
+    done = evaluate_all(inst, {s: s for s in missing}, stream)
     rows = known | {s: np.asarray(done[s]["profits"], dtype=float) for s in missing}
     for spec in dict.fromkeys(args.specs + against):
         print(f"{spec:48s} {rows[spec].mean():14,.1f} ± {_half_width(rows[spec]):,.1f}")

@@ -120,7 +120,7 @@ def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _evaluate_all(inst: Instance, policies: dict[str, str], p: dict[str, Any]) -> dict[str, Any]:
+def evaluate_all(inst: Instance, policies: dict[str, str], p: dict[str, Any]) -> dict[str, Any]:
     """Each policy's mean, CI and per-episode profits on one stream (common random numbers:
     the report pairs any two rows of a catalog, across cells too). A decomposition policy
     (``lagrangian``) also leaves the stochastic bound its programs were solved for."""
@@ -238,7 +238,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         run, info = _zero_shot(p["zero_shot"], workdir)
         names = ["siloed", *p["policies"]]
         policies = {name: name for name in names} | {"agents (zero-shot)": str(run)}
-        return {**size, "policies": _evaluate_all(inst, policies, p), "zero_shot": info}
+        return {**size, "policies": evaluate_all(inst, policies, p), "zero_shot": info}
     if p["kind"] == "tuned":
         init = None
         if p["tune"] == "init" and p.get("init_from"):
@@ -250,7 +250,7 @@ def run_cell(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         label = "agents (fine-tuned)" if init else "agents (trained here)"
         return {
             **size,
-            "policies": _evaluate_all(inst, {label: str(workdir / "tuned")}, p),
+            "policies": evaluate_all(inst, {label: str(workdir / "tuned")}, p),
             "tuned": {
                 "iterations": res.iterations,
                 "env_steps": res.env_steps,
