@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from coordopt.case_studies.common import paired_ci
 from coordopt.case_studies.scale.runner import evaluate_all
+from coordopt.evaluation import ci_halfwidth
 from coordopt.instance import load_instance
-
-
-def _half_width(x: np.ndarray) -> float:
-    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
 
 
 def _from_cells(cells: Path, name: str, episodes: int, seed: int) -> dict[str, np.ndarray]:
@@ -60,12 +58,12 @@ def main() -> None:
     done = evaluate_all(inst, {s: s for s in missing}, stream)
     rows = known | {s: np.asarray(done[s]["profits"], dtype=float) for s in missing}
     for spec in dict.fromkeys(args.specs + against):
-        print(f"{spec:48s} {rows[spec].mean():14,.1f} ± {_half_width(rows[spec]):,.1f}")
+        print(f"{spec:48s} {rows[spec].mean():14,.1f} ± {ci_halfwidth(rows[spec]):,.1f}")
     for spec in args.specs:
         for other in (a for a in against if a != spec):
-            d = rows[spec] - rows[other]
-            pct = 100 * d.mean() / rows[other].mean()
-            print(f"{spec} minus {other}: {d.mean():+,.0f} ± {_half_width(d):,.0f} ({pct:+.2f}%)")
+            d, ci = paired_ci(rows[spec], rows[other])
+            pct = 100 * d / rows[other].mean()
+            print(f"{spec} minus {other}: {d:+,.0f} ± {ci:,.0f} ({pct:+.2f}%)")
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from coordopt.case_studies.common import paired_ci
 from coordopt.choice import best_slates, expected_demand
 from coordopt.commands.bench import machine
-from coordopt.evaluation import evaluate
+from coordopt.evaluation import ci_halfwidth, evaluate
 from coordopt.instance import Instance, load_instance
 from coordopt.policies import StaticSlatePolicy, make_policy
 from coordopt.simulator import Action, SimParams, SimState
@@ -99,10 +100,6 @@ class MarginSlates:
         return Action(orders=orders, slates=self.slates.batch_slates(state.batch_size))
 
 
-def _half_width(x: np.ndarray) -> float:
-    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("instance")
@@ -133,7 +130,7 @@ def main() -> None:
         probes.append((probe, extra))
     for probe, extra in probes:
         profit = simulate(probe)
-        diff = profit - base
+        diff, diff_ci = paired_ci(profit, base)
         row = {
             "machine": machine(),
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -142,11 +139,11 @@ def main() -> None:
             "seed": args.seed,
             "probe": probe.name,
             "profit": float(profit.mean()),
-            "profit_ci95": _half_width(profit),
+            "profit_ci95": ci_halfwidth(profit),
             "best_siloed": float(base.mean()),
-            "vs_best_siloed": float(diff.mean()),
-            "vs_best_siloed_ci95": _half_width(diff),
-            "vs_best_siloed_pct": float(100 * diff.mean() / base.mean()),
+            "vs_best_siloed": diff,
+            "vs_best_siloed_ci95": diff_ci,
+            "vs_best_siloed_pct": 100 * diff / float(base.mean()),
         } | extra
         line = json.dumps(row, default=float)
         print(line, flush=True)
