@@ -15,10 +15,10 @@ siloed firm:
 - ``stock-aware``: the best siloed firm's orders, and each period's slates re-chosen at
   bid-price control's stock-adjusted margins (a product that cannot be sold this period is
   scored at its lost sale): what coordinating the slates with the stock on hand adds;
-- ``margin:alpha=A``: static slates that maximise ``p - A c`` per customer (``A = 0`` is the
-  best siloed firm's revenue, ``A = 1`` the gross margin) and each product's exact program for
-  the demand they induce; its ``program_value`` is that policy's exact expected profit where
-  no product is postponed.
+- ``static:cost_weight=A``: the static-margin firm, static slates that maximise ``p - A c``
+  per customer (``A = 0`` is the best siloed firm's revenue, ``A = 1`` the gross margin and
+  the policy ``static``) and each product's exact program for the demand they induce; its
+  ``program_value`` is that policy's exact expected profit where no product is postponed.
 
 One JSON line per probe (machine and load included); figures are wall-clock on a shared
 machine.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,14 @@ import numpy as np
 import torch
 
 from coordopt.case_studies.common import paired_ci
-from coordopt.choice import best_slates, expected_demand
+from coordopt.choice import best_slates
 from coordopt.commands.bench import machine
 from coordopt.evaluation import ci_halfwidth, evaluate
-from coordopt.instance import Instance, load_instance
-from coordopt.policies import StaticSlatePolicy, make_policy
+from coordopt.instance import load_instance
+from coordopt.policies import make_policy
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solvers.bidprice import BidPricePolicy, stock_margins
-from coordopt.solvers.lagrangian import BestSiloedPolicy, FixedRatePrograms, solve_fixed_rates
+from coordopt.solvers.lagrangian import BestSiloedPolicy
 
 
 class StockAwareSlates:
@@ -68,38 +67,6 @@ class StockAwareSlates:
         return Action(orders=orders, slates=choice.slates)
 
 
-class MarginSlates:
-    """Static slates maximising ``p - alpha c`` per customer; exact programs for their demand."""
-
-    def __init__(self, params: SimParams, inst: Instance, alpha: float) -> None:
-        def t(x: np.ndarray) -> torch.Tensor:
-            return torch.tensor(np.asarray(x, dtype=float))
-
-        self.name, self.params = f"margin:alpha={alpha:g}", params
-        choice = best_slates(
-            t(inst.price - alpha * inst.unit_cost)[None],
-            torch.ones(1, inst.n_segments, dtype=torch.float64),
-            t(inst.rec_attraction),
-            t(inst.base_attraction),
-            t(inst.no_purchase),
-            inst.slate_size,
-            hidden=False,  # as the best siloed firm's slates: every product offered
-        )
-        slates = choice.slates[0].numpy()
-        self.slates = StaticSlatePolicy(params, slates)
-        self.programs: FixedRatePrograms = solve_fixed_rates(
-            inst, expected_demand(inst, slates), max_states=1_000_000
-        )
-
-    def reset(self, batch_size: int) -> None:
-        self.slates.reset(batch_size)
-
-    def act(self, state: SimState) -> Action:
-        with torch.no_grad():
-            orders = self.programs.orders(state).to(self.params.dtype)
-        return Action(orders=orders, slates=self.slates.batch_slates(state.batch_size))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("instance")
@@ -120,14 +87,8 @@ def main() -> None:
     bid = make_policy("bidprice", params)
     probes: list[tuple[Any, dict[str, Any]]] = [(StockAwareSlates(params, siloed, bid), {})]
     for alpha in (float(a) for a in args.alphas.split(",")):
-        began = time.perf_counter()
-        probe = MarginSlates(params, inst, alpha)
-        extra = {
-            "program_value": probe.programs.value,
-            "postponed_products": probe.programs.postponed_products,
-            "setup_seconds": time.perf_counter() - began,
-        }
-        probes.append((probe, extra))
+        probe = make_policy(f"static:cost_weight={alpha:g}", params)
+        probes.append((probe, probe.report()))
     for probe, extra in probes:
         profit = simulate(probe)
         diff, diff_ci = paired_ci(profit, base)

@@ -142,18 +142,19 @@ def best_slates(
     return SlateChoice(slates, offered, new, torch.maximum(upper, new), rate / den)
 
 
-def best_revenue_slates(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
-    """Exact revenue-maximising slate per segment, ignoring stock: :func:`best_slates` at the
-    product prices with every product offered.
+def best_revenue_slates(inst: Instance, cost_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact best slate per segment, ignoring stock: :func:`best_slates` at the margins
+    ``p - cost_weight * c`` with every product offered (``cost_weight = 0``, the default: the
+    revenue-maximising slates of the siloed firm's marketing; ``1``: the gross margin).
 
-    Returns ``(slates (M, K) with -1 padding, revenue per customer (M,))``.
+    Returns ``(slates (M, K) with -1 padding, that margin per customer (M,))``.
     """
 
     def t(x: np.ndarray) -> torch.Tensor:
         return torch.tensor(np.asarray(x, dtype=float))
 
     choice = best_slates(
-        t(inst.price)[None],
+        t(inst.price - cost_weight * inst.unit_cost)[None],
         torch.ones(1, inst.n_segments, dtype=torch.float64),  # arrivals: only scale y
         t(inst.rec_attraction),
         t(inst.base_attraction),

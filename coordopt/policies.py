@@ -293,7 +293,8 @@ FLUID_VARIANTS = ("coordinated", "siloed-slates", "unlimited-stock")
 
 
 def _best_siloed_work(options: Mapping[str, Any]) -> PolicyWork:
-    """The best siloed firm's per-product programs, solved once."""
+    """The per-product programs of the best siloed firm (or the static-margin firm), solved
+    once."""
     return PolicyWork(program_states=int(options["max_states"]))
 
 
@@ -369,6 +370,12 @@ POLICY_ENTRIES: dict[str, PolicyEntry] = {
             "end_fractile": bool,
         },
         PolicyWork(catalog_solve=True),
+        teacher=True,
+    ),
+    "static": PolicyEntry(
+        "coordopt.solvers.lagrangian:StaticMarginPolicy",
+        {"cost_weight": nonneg_float, "max_states": positive_int},
+        _best_siloed_work,
         teacher=True,
     ),
     "lagrangian": PolicyEntry(

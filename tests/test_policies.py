@@ -232,7 +232,7 @@ def test_the_teachers_are_derived_from_the_entries():
 
     from coordopt.rl.config import TrainConfig
 
-    assert teachers() == ["siloed", "mpc", "dp", "fluid", "bidprice", "lagrangian"]
+    assert teachers() == ["siloed", "mpc", "dp", "fluid", "bidprice", "static", "lagrangian"]
     rule = TrainConfig.__dataclass_fields__["warm_start"].metadata["check"]
     assert typing.get_type_hints(TrainConfig)["warm_start"] is str
     assert all(rule.problem(v) is None for v in ("auto", "none", *teachers()))

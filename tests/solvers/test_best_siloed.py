@@ -109,3 +109,75 @@ def test_cli_names_it_by_its_spec(capsys):
     assert by[spec]["postponed_products"] == 0 and by[spec]["setup_seconds"] >= 0
     assert main(["evaluate", "tiny", "--policy", "siloed:inventory=lp", "--episodes", "4"]) == 2
     assert "inventory" in capsys.readouterr().err
+
+
+# The static-margin firm (``static``): the same programs under slates chosen at p - w c.
+
+
+def test_static_slates_are_the_best_at_their_margin():
+    """Every segment's static slate maximises the expected margin ``p - c`` per customer over
+    all slates of at most K products (enumerated on ``small``), and the margin per customer
+    it reports is that slate's; at ``cost_weight=0`` the slates are the revenue slates."""
+    from itertools import combinations
+
+    from coordopt.choice import revenue_rate
+
+    inst = load_instance("small")
+    margin = inst.price - inst.unit_cost
+    slates, per_customer = best_revenue_slates(inst, cost_weight=1.0)
+    assert np.allclose(per_customer, revenue_rate(inst, slates, margin))
+    best = np.full(inst.n_segments, -np.inf)
+    for size in range(inst.slate_size + 1):
+        for chosen in combinations(range(inst.n_products), size):
+            row = list(chosen) + [-1] * (inst.slate_size - size)
+            every = np.tile(row, (inst.n_segments, 1))
+            best = np.maximum(best, revenue_rate(inst, every, margin))
+    assert np.allclose(per_customer, best, rtol=1e-9)
+    assert not np.array_equal(slates, best_revenue_slates(inst)[0])  # the margin moves them
+    revenue = best_revenue_slates(inst, cost_weight=0.0)
+    assert np.array_equal(revenue[0], best_revenue_slates(inst)[0])
+
+
+def test_static_policy_is_the_best_siloed_firm_at_zero_cost_weight():
+    """``static:cost_weight=0`` decides exactly as the best siloed firm, state by state; the
+    default ``static`` shows the margin slates, orders by its own programs and is a teacher."""
+    from coordopt.policies import teachers
+    from coordopt.simulator import reset, step
+
+    inst = load_instance("tiny").replace(lead_time=np.array([2, 1]))
+    params = SimParams.from_instance(inst, dtype=torch.float64)
+    zero = make_policy("static:cost_weight=0", params)
+    siloed = make_policy("siloed:inventory=dp", params)
+    margin = make_policy("static", params)
+    assert (zero.name, margin.name) == ("static:cost_weight=0", "static")
+    assert "static" in teachers()
+    state, gen = reset(params, 6), torch.Generator().manual_seed(1)
+    for pol in (zero, siloed, margin):
+        pol.reset(6)
+    for _ in range(inst.horizon):
+        a, b = zero.act(state), siloed.act(state)
+        assert torch.equal(a.orders, b.orders) and torch.equal(a.slates, b.slates)
+        expected = torch.as_tensor(best_revenue_slates(inst, 1.0)[0])
+        assert torch.equal(margin.act(state).slates[0], expected)
+        state, _ = step(state, a, params, gen)
+    assert zero.value == pytest.approx(siloed.value, rel=1e-12)
+
+
+def test_static_program_value_is_the_exact_dp_with_its_slates():
+    inst = load_instance("tiny")
+    params = SimParams.from_instance(inst, dtype=torch.float64)
+    pol = make_policy("static", params)
+    weights = slate_weights(inst, best_revenue_slates(inst, 1.0)[0])
+    fixed = inst.replace(base_attraction=weights, rec_attraction=weights)
+    assert pol.report()["postponed_products"] == 0
+    assert pol.value == pytest.approx(solve_dp(fixed).value, rel=1e-9, abs=1e-7)
+
+
+def test_static_options_are_checked():
+    params = SimParams.from_instance(load_instance("tiny"))
+    with pytest.raises(ValueError, match="cost_weight"):
+        make_policy("static:cost_weight=-1", params)
+    with pytest.raises(ValueError, match="max_states"):
+        make_policy("static:max_states=0", params)
+    with pytest.raises(ValueError, match="season_end"):
+        make_policy("static:season_end=true", params)
