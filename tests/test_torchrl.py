@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -149,3 +150,20 @@ def test_quick_peers_study(tmp_path):
     for line in rows[1:]:
         if any(m in line for m in ("rl-multi", "mappo", "ippo")):
             assert ",384.0,384.0," in line  # equal budgets: 6 iterations x 8 envs x 8 periods
+
+
+def test_train_peer_json_is_all_of_stdout(tmp_path):
+    """TorchRL logs to stdout by default; ``--json`` must still print one JSON object there
+    and nothing else (checked in a fresh process: TorchRL binds its stream at import)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "mappo"
+    argv = ["train", "tiny", "--algorithm", "mappo", "--out", str(out), "--iterations", "1"]
+    argv += ["--num-envs", "2", "--eval-every", "0", "--no-progress", "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "TORCHRL_CONSOLE_STREAM"}
+    done = subprocess.run(
+        [sys.executable, "-m", "coordopt.cli", *argv], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["algorithm"] == "mappo", done.stdout

@@ -24,7 +24,9 @@ without it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -204,6 +206,14 @@ class Layout:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def torchrl_logs_to_stderr() -> None:
+    """Point TorchRL's console log (stdout unless ``TORCHRL_CONSOLE_STREAM`` says otherwise) at
+    stderr: stdout is ``--json``'s, one JSON object and nothing else."""
+    for handler in logging.getLogger("torchrl").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def observation_scales(params: SimParams, layout: Layout, share: bool) -> dict[str, Tensor]:
@@ -435,6 +445,7 @@ def read_peer_run(
             f"{path}: a TorchRL peer's run needs the torchrl extra "
             f"(pip install 'coordopt[torchrl]'): {exc}"
         ) from None
+    torchrl_logs_to_stderr()
 
     with reading(file, "its config describes no networks TorchRL can build"):
         expected = meta_state(lambda: build_networks(params, layout, config)[0])
@@ -494,6 +505,7 @@ def train_peer(
     from coordopt.guards import resolve_device
     from coordopt.torchrl_env import CoordoptEnv
 
+    torchrl_logs_to_stderr()
     started = time.perf_counter()  # --time-budget counts from here
     run_dir = RunDir(Path(out_dir), PEER_RUN)
     if run_dir.holds_run:
