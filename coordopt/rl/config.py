@@ -196,7 +196,7 @@ class TrainConfig:
     # --- warm start and regularisation
     warm_start: str = field(default="auto", metadata={"check": WARM_START})
     """Expert to clone and regularise toward: auto (the exact DP where it fits, else the
-    strongest of bidprice, siloed:inventory=dp and lagrangian in a teacher trial on
+    strongest of bidprice, siloed:inventory=dp, static and lagrangian in a teacher trial on
     --teacher-episodes episodes of the --eval-seed stream), none (cold) or a teacher with its
     own options, NAME[:KEY=VALUE;...], e.g. siloed:inventory=dp or
     bidprice:reoptimize_every=0 (its options as evaluate --policy takes them)."""
