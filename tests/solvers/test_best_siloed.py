@@ -151,13 +151,13 @@ def test_static_policy_is_the_best_siloed_firm_at_zero_cost_weight():
     margin = make_policy("static", params)
     assert (zero.name, margin.name) == ("static:cost_weight=0", "static")
     assert "static" in teachers()
+    expected = torch.as_tensor(best_revenue_slates(inst, 1.0)[0])
     state, gen = reset(params, 6), torch.Generator().manual_seed(1)
     for pol in (zero, siloed, margin):
         pol.reset(6)
     for _ in range(inst.horizon):
         a, b = zero.act(state), siloed.act(state)
         assert torch.equal(a.orders, b.orders) and torch.equal(a.slates, b.slates)
-        expected = torch.as_tensor(best_revenue_slates(inst, 1.0)[0])
         assert torch.equal(margin.act(state).slates[0], expected)
         state, _ = step(state, a, params, gen)
     assert zero.value == pytest.approx(siloed.value, rel=1e-12)
