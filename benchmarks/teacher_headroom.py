@@ -1,14 +1,14 @@
-"""How much is there to gain near the strongest teacher? Two probes around the best siloed firm.
+"""How much is there to gain near the strongest teacher? Probes around the best siloed firm.
 
 Usage::
 
     .venv/bin/python benchmarks/teacher_headroom.py INSTANCE [--alphas 0,0.5,1,1.2]
-        [--episodes 32] [--seed 5] [--out results.jsonl]
+        [--lookahead] [--episodes 32] [--seed 5] [--out results.jsonl]
 
 The best siloed firm (``siloed:inventory=dp``: revenue-maximising static slates, each
 product's exact inventory program for the demand they induce) is the strongest optimiser
 policy measured on ``large`` and at 10,000 products. Its orders are already optimal for its
-slates, so whatever the agents gain over it must come from the slates. Two probes, each
+slates, so whatever the agents gain over it must come from the slates. Each probe is
 simulated on the same customers (``--seed``, common random numbers) and paired with the best
 siloed firm:
 
@@ -18,7 +18,12 @@ siloed firm:
 - ``static:cost_weight=A``: the static-margin firm, static slates that maximise ``p - A c``
   per customer (``A = 0`` is the best siloed firm's revenue, ``A = 1`` the gross margin and
   the policy ``static``) and each product's exact program for the demand they induce; its
-  ``program_value`` is that policy's exact expected profit where no product is postponed.
+  ``program_value`` is that policy's exact expected profit where no product is postponed;
+- ``static-lookahead`` (with ``--lookahead``): the static-margin firm's programs (4,096
+  states), and each period's slates re-chosen at the value, to each product's program at its
+  current state, of one more unit of demand rate (the decomposition policy's slates around
+  the static firm's rates, :meth:`~coordopt.solvers.lagrangian.LagrangianPolicy.for_rates`):
+  a one-step improvement of the strongest teacher's slates on its own values.
 
 One JSON line per probe (machine and load included); figures are wall-clock on a shared
 machine.
@@ -43,7 +48,7 @@ from coordopt.instance import load_instance
 from coordopt.policies import make_policy
 from coordopt.simulator import Action, SimParams, SimState
 from coordopt.solvers.bidprice import BidPricePolicy, stock_margins
-from coordopt.solvers.lagrangian import BestSiloedPolicy
+from coordopt.solvers.lagrangian import BestSiloedPolicy, LagrangianPolicy
 
 
 class StockAwareSlates:
@@ -74,6 +79,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--lookahead", action="store_true", help="add the static-lookahead probe")
     args = ap.parse_args()
     inst = load_instance(args.instance)
     params = SimParams.from_instance(inst, dtype=torch.float32)
@@ -86,9 +92,14 @@ def main() -> None:
     base = simulate(siloed)
     bid = make_policy("bidprice", params)
     probes: list[tuple[Any, dict[str, Any]]] = [(StockAwareSlates(params, siloed, bid), {})]
-    for alpha in (float(a) for a in args.alphas.split(",")):
+    for alpha in (float(a) for a in args.alphas.split(",") if a):
         probe = make_policy(f"static:cost_weight={alpha:g}", params)
         probes.append((probe, probe.report()))
+    if args.lookahead:
+        static = make_policy("static:max_states=4096", params)
+        probe = LagrangianPolicy.for_rates(params, static.demand_rate, max_states=4096)
+        probe.name = "static-lookahead"
+        probes.append((probe, {}))
     for probe, extra in probes:
         profit = simulate(probe)
         diff, diff_ci = paired_ci(profit, base)

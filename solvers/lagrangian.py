@@ -972,30 +972,52 @@ class LagrangianPolicy:
     ) -> None:
         del seed  # decisions are deterministic given the state
         self.params = params
-        inst = params.instance
         dev = params.device
         with torch.no_grad():
-            model = build_model(inst, grid=grid, max_states=max_states, device=dev)
-            self.solution = solve_lagrangian(inst, iterations=iterations, model=model)
+            model = build_model(params.instance, grid=grid, max_states=max_states, device=dev)
+            self.solution = solve_lagrangian(params.instance, iterations=iterations, model=model)
             alpha = torch.as_tensor(self.solution.alpha, device=dev)
             ref = torch.as_tensor(self.solution.demand, device=dev)
-            self.model = model
-            self.ref = ref
-            self.tables = []
-            if planned_rates:  # each program plans for the rate of the best slates
-                h = ref.shape[0]
-                plan = dataclasses.replace(model, row_of=np.arange(h), cache_rows=1)
-                alpha = torch.full_like(alpha, -1e6)
-            else:
-                plan = model
-            for gr in model.groups:
-                if planned_rates:
-                    gr = dataclasses.replace(gr, umax=ref[:, gr.idx], kernels={}, grid=8)
-                pol = _solve_group(plan, gr, alpha, ref_rate=ref[:, gr.idx])
-                assert pol.values is not None
-                self.tables.append((gr, torch.stack(pol.order), torch.stack(pol.values)))
-        cd = model.cd
-        self.cd = cd
+            self._plan(model, ref, None if planned_rates else alpha)
+
+    @classmethod
+    def for_rates(
+        cls, params: SimParams, rates: np.ndarray | torch.Tensor, *, max_states: int = 2048
+    ) -> LagrangianPolicy:
+        """The decomposition policy's decisions around fixed reference rates ``(T,N)`` in place
+        of the bound's: each product's program planned for its rate, slates re-chosen each
+        period at the value of one more unit of rate (with the static-margin firm's rates: a
+        one-step improvement of its slates on its own programs' values,
+        benchmarks/teacher_headroom.py)."""
+        self = cls.__new__(cls)
+        self.params = params
+        with torch.no_grad():
+            ref = torch.as_tensor(rates, dtype=torch.float64, device=params.device)
+            model = build_model(
+                params.instance, grid=2, max_states=max_states, device=params.device, rates=ref
+            )
+            self._plan(model, ref, None)
+        return self
+
+    def _plan(self, model: LagrangianModel, ref: torch.Tensor, alpha: torch.Tensor | None) -> None:
+        """Each group's order rule and rate values: planned for the reference rates ``ref``
+        (``alpha`` None), else with the rate chosen freely at the multipliers ``alpha``."""
+        self.model = model
+        self.ref = ref
+        self.tables = []
+        if alpha is None:  # each program plans for the reference rate
+            h = ref.shape[0]
+            plan = dataclasses.replace(model, row_of=np.arange(h), cache_rows=1)
+            alpha = torch.full_like(ref, -1e6)
+        else:
+            plan = model
+        for gr in model.groups:
+            if plan is not model:
+                gr = dataclasses.replace(gr, umax=ref[:, gr.idx], kernels={}, grid=8)
+            pol = _solve_group(plan, gr, alpha, ref_rate=ref[:, gr.idx])
+            assert pol.values is not None
+            self.tables.append((gr, torch.stack(pol.order), torch.stack(pol.values)))
+        self.cd = model.cd
         self.expected = torch.cat([torch.zeros_like(ref[:1]), torch.cumsum(ref, dim=0)])
 
     def reset(self, batch_size: int) -> None:

@@ -8,7 +8,9 @@ instance and run unchanged (zero-shot: their networks are shared across products
 segments), and agents trained on the catalog itself -- from their own warm start
 (``tune = "train"``) or fine-tuned (``tune = "init"``) from the small instance's agents or,
 with ``init_from = "CATALOG"``, from agents trained on that catalog with its defaults --
-within a wall-clock budget. The report gives each policy's fraction of the bound.
+within a wall-clock budget, besides each catalog's own policies (the best siloed firm, the
+static-margin firm, the decomposition policy). The report gives each policy's fraction of the
+bound and pairs the agents with the strongest optimiser policy evaluated there.
 """
 
 from __future__ import annotations
@@ -306,13 +308,17 @@ def report(results: list[dict[str, Any]], config: dict[str, Any], out: Path) -> 
                 "fluid bound no policy can reach, whatever it coordinates."
             )
         best_siloed = next((k for k in evaluated if k.startswith("siloed:inventory=dp")), None)
+        optimisers = {k: r for k, r in evaluated.items() if not k.startswith("agents")}
+        strongest = max(optimisers, key=lambda k: optimisers[k]["mean"])
         for policy in ("agents (trained here)", "agents (fine-tuned)"):
-            if policy in evaluated and "bidprice" in evaluated:
-                d, ci = paired_ci(evaluated[policy]["profits"], evaluated["bidprice"]["profits"])
-                notes.append(
-                    f"- {name}: {policy} minus bid-price control (their teacher), paired: "
-                    f"{d:+,.0f} ± {ci:,.0f}."
-                )
+            for other in dict.fromkeys([strongest, "bidprice"]):
+                if policy in evaluated and other in evaluated:
+                    d, ci = paired_ci(evaluated[policy]["profits"], evaluated[other]["profits"])
+                    notes.append(
+                        f"- {name}: {policy} minus `{other}`"
+                        f"{' (the strongest optimiser policy here)' if other == strongest else ''}"
+                        f", paired: {d:+,.0f} ± {ci:,.0f}."
+                    )
         for policy, r in evaluated.items():
             vs = paired_ci(r["profits"], evaluated["siloed"]["profits"])
             vs_best = (

@@ -187,7 +187,8 @@ class Lifecycle:
     ``params``; ``save(name)`` writes the trainer's checkpoint ``name`` of ``run_dir``;
     ``started`` is the ``time.perf_counter()`` the time budget counts from; ``baselines`` name
     the policies evaluated on the same stream before training, which the log compares with
-    (the agents': ``siloed``, ``null``).
+    (the agents': ``siloed``, ``null``); ``closing_evaluations`` how many more evaluations the
+    trainer makes after the last iteration (the time budget leaves room for them).
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class Lifecycle:
         save: Callable[[str], None],
         started: float,
         baselines: tuple[str, ...] = (),
+        closing_evaluations: int = 0,
     ) -> None:
         self.run_dir = run_dir
         self.progress = progress
@@ -209,6 +211,7 @@ class Lifecycle:
         self.save = save
         self.started = started
         self.baselines = baselines
+        self.closing_evaluations = closing_evaluations
         self.stop = "iterations"
         self.final_eval: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -266,8 +269,9 @@ class Lifecycle:
             "siloed_profit": p.baselines.get("siloed", math.nan),
             "null_profit": p.baselines.get("null", math.nan),
         }
-        # the budget leaves room for the last iteration's evaluation too
-        evaluating = seconds + (self.eval_seconds if s.eval_every > 0 else 0.0)
+        # the budget leaves room for the last iteration's evaluation (and the closing ones) too
+        evals = 1 + self.closing_evaluations if s.eval_every > 0 else 0
+        evaluating = seconds + evals * self.eval_seconds
         if p.iteration < s.iterations and self._out_of_time(evaluating):
             self.stop = "time_budget"
         last = p.iteration >= s.iterations or self.stop == "time_budget"

@@ -41,9 +41,9 @@ from coordopt.rl.credit import STREAM_OF
 from coordopt.rl.features import Context, build_context
 from coordopt.rl.lifecycle import Lifecycle, RunResult, Schedule
 from coordopt.rl.networks import AGENTS, Agents, build_agents, choose_scorer
-from coordopt.rl.policy import AgentPolicy
+from coordopt.rl.policy import AgentPolicy, choose_decoding
 from coordopt.rl.rollout import Rollout, collect_rollout, gae
-from coordopt.rl.rundir import AGENTS_RUN, CONFIG, SUMMARY, CheckpointError, RunDir
+from coordopt.rl.rundir import AGENTS_RUN, BEST, CONFIG, SUMMARY, CheckpointError, RunDir
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
     TeacherTrial,
@@ -75,6 +75,9 @@ class TrainResult(RunResult):
     """The instance trained on: its name and content hash (the run's identity)."""
     init: dict[str, Any] | None = None
     """The run ``--init`` took the agents from (its directory, instance and config)."""
+    decoding: dict[str, Any] | None = None
+    """Greedy or sampled actions for ``best.pt``, chosen by a paired evaluation
+    (:func:`~coordopt.rl.policy.choose_decoding`; None without evaluations)."""
 
     @classmethod
     def read(cls, out: Path) -> TrainResult:
@@ -400,6 +403,7 @@ def train(
         ),
         started=started,
         baselines=("siloed", "null"),
+        closing_evaluations=2,  # choose_decoding: best.pt greedy and sampled
     )
 
     if saved is None:
@@ -451,10 +455,22 @@ def train(
             **stats,
         }
         life.record(row, ro.horizon * ro.batch_size, dt)
+    decoding = None
+    if config.eval_every > 0 and run_dir.holds(BEST):
+        decoding = choose_decoding(
+            run_dir.path, params, ctx, config.eval_episodes, config.eval_seed
+        )
+        print(
+            f"coordopt train: best.pt acts {'greedily' if decoding['deterministic'] else 'sampled'}"
+            f" (sampled minus greedy {decoding['sampled_minus_greedy']:+,.0f} ± "
+            f"{decoding['ci95']:,.0f}, paired on the evaluation stream)",
+            file=sys.stderr,
+        )
     return life.finish(
         TrainResult,
         baselines=run.baselines,
         warm_start=run.warm_start,
         instance=identity,
         init=run.init,
+        decoding=decoding,
     )

@@ -568,8 +568,9 @@ AGENTS_SUMMARY = Fields(
         "warm_start": Maybe(dict),
         "instance": MapOf(str),
         "init": Maybe(dict),
+        "decoding": Maybe(dict),
     },
-    optional=frozenset({"initial_eval", "best_eval", "instance", "init", "stop"}),
+    optional=frozenset({"initial_eval", "best_eval", "instance", "init", "stop", "decoding"}),
 )
 """``summary.json`` of a finished agents' run (:meth:`coordopt.rl.ppo.TrainResult.read`)."""
 PEER_SUMMARY = Fields({**RUN_SUMMARY, "algorithm": str}, optional=frozenset({"stop"}))

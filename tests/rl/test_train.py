@@ -94,11 +94,24 @@ def test_cli_smoke_and_trained_policy_evaluates(
     evals = [summary["initial_eval"]["mean"]] + [float(r["eval_profit"]) for r in rows]
     assert summary["initial_eval"]["env_steps"] == summary["warm_start"]["env_steps"]
     assert summary["best_eval"]["mean"] == max(evals) and (out / "best.pt").is_file()
-    # the run directory is a policy, greedy and deterministic; size-agnostic: it runs on small too
+    # greedy or sampled for best.pt, by a paired evaluation on the training's stream: greedy is
+    # best.pt's own evaluation; sampled is chosen only beyond the interval
+    d = summary["decoding"]
+    assert d["greedy"] == pytest.approx(summary["best_eval"]["mean"], rel=1e-12)
+    assert d["sampled_minus_greedy"] == pytest.approx(d["sampled"] - d["greedy"], abs=1e-6)
+    assert d["deterministic"] == (d["sampled_minus_greedy"] - d["ci95"] <= 0)
+    # the run directory is a policy acting as the run chose (another checkpoint: greedy), the
+    # same numbers for the same seed; size-agnostic: it runs on small too
     params = SimParams.from_instance(load_instance("tiny"))
+    assert make_policy(str(out), params).deterministic == d["deterministic"]
+    assert make_policy(str(out), params, checkpoint="final.pt").deterministic
     a = evaluate(params, make_policy(str(out), params), episodes=8, seed=3)
     b = evaluate(params, make_policy(str(out), params), episodes=8, seed=3)
     assert (a.profit == b.profit).all()
+    flipped = {**summary, "decoding": {**d, "deterministic": not d["deterministic"]}}
+    (out / "summary.json").write_text(json.dumps(flipped))
+    assert make_policy(str(out), params).deterministic != d["deterministic"]
+    assert make_policy(str(out), params, deterministic=True).deterministic
     small = SimParams.from_instance(load_instance("small"))
     ev = evaluate(small, make_policy(str(out), small, deterministic=False), episodes=2, seed=0)
     assert ev.profit.shape == (2,)
