@@ -115,9 +115,10 @@ def load_policy(
     read by :mod:`coordopt.rl.rundir` (tensors and plain data only, every file checked);
     anything else is refused. ``deterministic`` picks greedy actions (argmax order bins,
     top-K scores); otherwise actions are sampled from a generator seeded with ``seed`` at
-    every reset; unset, the run's own choice (:func:`run_decoding`). The agents are size-agnostic, so ``params`` may describe a different
-    instance than the one trained on. :func:`coordopt.policies.make_policy` checks the options
-    against their declaration (:data:`coordopt.policies.AGENT_ENTRY`).
+    every reset; unset, the run's own choice (:func:`run_decoding`). The agents are
+    size-agnostic, so ``params`` may describe a different instance than the one trained on.
+    :func:`coordopt.policies.make_policy` checks the options against their declaration
+    (:data:`coordopt.policies.AGENT_ENTRY`).
     """
     path = Path(path)
     name = f"rl:{path.name}"
