@@ -277,9 +277,10 @@ def _warm_start(
     """Clone ``expert`` (DAgger; after ``--init``, from the loaded agents) unless ``None``,
     then fit the critic to the agents' returns on this instance.
 
-    The budget (``run.env_steps``) counts these simulations; the report goes to
-    ``run.warm_start`` (cloning; with the teacher ``trial`` that chose the expert, if any)
-    or ``run.init`` (the critic's fit after ``--init``).
+    The budget (``run.env_steps``) counts these simulations, and the teacher ``trial``'s that
+    chose the expert, if any (each candidate's episodes); the report goes to
+    ``run.warm_start`` (cloning, with the trial) or ``run.init`` (the critic's fit after
+    ``--init``).
     """
     report = None
     if expert is not None:
@@ -299,6 +300,8 @@ def _warm_start(
         report.critic_loss = critic_loss
         report.trial = trial.as_dict() if trial is not None else None
         report.env_steps += run.env_steps
+        if trial is not None:
+            report.env_steps += len(trial.ranked) * trial.episodes * ctx.params.horizon
         run.env_steps, run.warm_start = report.env_steps, report.as_dict()
     elif run.init is not None:
         run.init["critic_loss"] = critic_loss

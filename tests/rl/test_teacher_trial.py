@@ -188,6 +188,11 @@ def test_training_reports_the_trial_in_its_summary(no_dp: SimParams, tmp_path: P
     assert report["expert"] == report["trial"]["winner"]
     assert report["trial"]["episodes"] == 3
     assert [r["teacher"] for r in report["trial"]["candidates"]] != []
+    # the budget counts every simulated period: the trial's candidates, one DAgger round and
+    # the critic's rollout (2 environments each), then one PPO iteration's
+    h = no_dp.horizon
+    tried = len(report["trial"]["candidates"]) * 3 * h
+    assert report["env_steps"] == tried + 2 * 2 * h == result.env_steps - 2 * h
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["warm_start"]["trial"]["winner"] == report["expert"]
 
