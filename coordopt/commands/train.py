@@ -4,7 +4,9 @@ Writes ``OUT/checkpoint.pt`` (atomically, every ``--checkpoint-every`` iteration
 ``OUT/final.pt``, ``OUT/best.pt`` (the agents of the best greedy evaluation, the warm-started
 agents before PPO included; the policy the run directory stands for), ``OUT/log.csv`` (one
 row per iteration), ``OUT/config.json`` and ``OUT/summary.json``. Environment steps count
-the warm start's simulations. ``--resume`` continues an interrupted run to the same result as an
+the warm start's simulations (the teacher trial's too). ``best.pt`` acts greedily or
+sampled, as a paired evaluation of both at the end of training chose (``summary.json`` ->
+``decoding``). ``--resume`` continues an interrupted run to the same result as an
 uninterrupted one (the instance, by content hash, and the settings must match the run's).
 ``--init RUN_DIR`` fine-tunes the agents of another run, e.g. trained on a smaller catalog.
 The trained agents are a policy: ``coordopt evaluate INSTANCE --policy OUT``.
@@ -197,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
     if "vs_initial" in result.best_eval:  # what PPO added to the clone, paired by episode
         rows.append(["best minus before PPO (paired)", float(result.best_eval["vs_initial"])])
         rows.append(["  95% half-width", float(result.best_eval["vs_initial_ci95"])])
+    if result.decoding:  # greedy or sampled for best.pt, paired on the evaluation stream
+        rows.append(
+            ["best, sampled minus greedy (paired)", result.decoding["sampled_minus_greedy"]]
+        )
+        rows.append(["  95% half-width", result.decoding["ci95"]])
+        rows.append(["the run acts", "greedily" if result.decoding["deterministic"] else "sampled"])
     for name, value in result.baselines.items():
         rows.append([f"{name} profit", float(value)])
     print(table(["quantity", "value"], rows))
