@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from coordopt.case_studies.common import paired_ci
-from coordopt.choice import best_slates
+from coordopt.choice import best_revenue_slates, best_slates, expected_demand
 from coordopt.commands.bench import machine
 from coordopt.evaluation import ci_halfwidth, evaluate
 from coordopt.instance import load_instance
@@ -95,9 +95,9 @@ def main() -> None:
     for alpha in (float(a) for a in args.alphas.split(",") if a):
         probe = make_policy(f"static:cost_weight={alpha:g}", params)
         probes.append((probe, probe.report()))
-    if args.lookahead:
-        static = make_policy("static:max_states=4096", params)
-        probe = LagrangianPolicy.for_rates(params, static.demand_rate, max_states=4096)
+    if args.lookahead:  # the rates the static firm's slates induce (its programs plan for them)
+        rates = expected_demand(inst, best_revenue_slates(inst, cost_weight=1.0)[0])
+        probe = LagrangianPolicy.for_rates(params, rates, max_states=4096)
         probe.name = "static-lookahead"
         probes.append((probe, {}))
     for probe, extra in probes:

@@ -1005,14 +1005,13 @@ class LagrangianPolicy:
         self.model = model
         self.ref = ref
         self.tables = []
-        if alpha is None:  # each program plans for the reference rate
-            h = ref.shape[0]
-            plan = dataclasses.replace(model, row_of=np.arange(h), cache_rows=1)
+        planned = alpha is None  # each program plans for the reference rate
+        plan = model
+        if alpha is None:
+            plan = dataclasses.replace(model, row_of=np.arange(ref.shape[0]), cache_rows=1)
             alpha = torch.full_like(ref, -1e6)
-        else:
-            plan = model
         for gr in model.groups:
-            if plan is not model:
+            if planned:
                 gr = dataclasses.replace(gr, umax=ref[:, gr.idx], kernels={}, grid=8)
             pol = _solve_group(plan, gr, alpha, ref_rate=ref[:, gr.idx])
             assert pol.values is not None

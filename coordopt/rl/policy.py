@@ -67,9 +67,8 @@ def choose_decoding(
     for with probability below one half is never ordered: at 10,000 products, where most sell
     a fifth of a unit a period, that under-ordered one clone by 4.7%, while another clone there
     and those on ``large`` earn more greedily; hence the measurement. :func:`load_policy` acts
-    as the run chose. Returns each
-    decoding's mean profit, ``sampled_minus_greedy`` with its ``ci95``, ``deterministic``
-    (the choice) and ``seconds``."""
+    as the run chose. Returns each decoding's mean profit, ``sampled_minus_greedy`` with its
+    ``ci95``, ``deterministic`` (the choice) and ``seconds``."""
     agents = load(run_file(run_dir, BEST)).agents()
     evs = {
         greedy: evaluate(
