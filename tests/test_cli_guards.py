@@ -154,7 +154,7 @@ def test_training_memory_counts_the_warm_start_and_the_largest_backward_pass(mon
     monkeypatch.setattr(warmstart, "GRAPH_CELLS", episode)  # cloned one environment at a time
     work = training_work(config, inst)
     assert work["graph_cells"] == config.minibatch_envs * config.seq_len * episode // inst.horizon
-    cold = training_work(dataclasses.replace(config, warm_start="none"), inst)
+    cold = training_work(dataclasses.replace(config, warm_start="none", teacher_inputs=False), inst)
     assert cold["stored_envs"] == 0
     sizes = inst.horizon, inst.n_segments, inst.n_products
     # the same graph and catalog solve (the plan the agents observe); 24 labelled episodes, then

@@ -154,7 +154,7 @@ def evaluate_all(inst: Instance, policies: dict[str, str], p: dict[str, Any]) ->
 def _train(inst: Instance, settings: dict[str, Any], out: Path, init: Path | None = None) -> Any:
     """``coordopt train`` on ``inst`` with its size's defaults under ``settings`` (from the
     agents of ``init`` if given), resumed where ``out`` holds a checkpoint."""
-    settings = {**size_defaults(inst), "tensorboard": False, "threads": 1, **settings}
+    settings = {**size_defaults(inst, settings), "tensorboard": False, "threads": 1, **settings}
     config = init_config(init, settings) if init else TrainConfig(**settings)
     resume = RunDir(out, AGENTS_RUN).resumable
     return train(inst, config, out, progress=False, init=None if resume else init, resume=resume)

@@ -159,9 +159,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         config = resume_config(args.out, flags)
     elif args.init:
-        config = init_config(args.init, {**size_defaults(inst), **flags})
+        config = init_config(args.init, {**size_defaults(inst, flags), **flags})
     else:
-        config = TrainConfig(**{**size_defaults(inst), **flags})
+        config = TrainConfig(**{**size_defaults(inst, flags), **flags})
     guard_size(
         args,
         inst,
@@ -172,9 +172,11 @@ def run(args: argparse.Namespace) -> int:
         budget_seconds=60 * config.time_budget,
         **training_work(config, inst),
     )
+    sees = ", agents see the teacher's decisions" if config.teacher_inputs else ""
     log(
         f"training on {inst.summary()}; warm start: {expert_name(config.warm_start, inst)}, "
-        f"timescales: {config.timescales}, information: {config.information}, out: {args.out}"
+        f"timescales: {config.timescales}, information: {config.information}{sees}, "
+        f"out: {args.out}"
     )
     # a diverged run raises TrainingDiverged: coordopt.cli's error boundary reports it
     result = train(

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from coordopt.instance import Instance, content_hash
-from coordopt.rl.config import TrainConfig
+from coordopt.rl.config import TrainConfig, teacher_spec
 from coordopt.rl.features import feature_names
 from coordopt.rl.lifecycle import Counters
 from coordopt.rl.networks import Agents, build_agents
@@ -84,10 +84,13 @@ ARCHITECTURE = (
     "timescales",
     "scorer",
     "plan_inputs",
+    "teacher_inputs",
     "credit",
 )
 """Config fields that shape the networks (``--init`` takes them from the source run)."""
-ZERO_IF_ABSENT = frozenset({"recommendation.gain_weight"})
+ZERO_IF_ABSENT = frozenset(
+    {"recommendation.gain_weight", "replenishment.guide_weight", "recommendation.guide_weight"}
+)
 """Weights that start at zero and leave the network as it was without them: a checkpoint
 written before they existed loads with them at zero (the same agents)."""
 
@@ -154,6 +157,7 @@ def contents(
         "best_eval": run.best_eval,
         "initial_profits": run.initial_profits,
         "init": run.init,
+        "guide": agents.teacher,
     }
     return {
         "format": FORMAT,
@@ -203,9 +207,21 @@ class Checkpoint:
                     weight.zero_()
 
     def agents(self) -> Agents:
-        """The agents the checkpoint holds, built from its own configuration."""
+        """The agents the checkpoint holds, built from its own configuration (with the spec of
+        the teacher whose decisions they see, where they see one)."""
         agents = build_agents(self.config)
         self.load_agents(agents)
+        agents.teacher = self.meta.get("guide")
+        if self.config.teacher_inputs and agents.teacher is None:
+            raise self._refuse(
+                "its agents see their teacher's decisions (teacher_inputs) but its metadata "
+                "names no teacher ('guide')"
+            )
+        if agents.teacher is not None:
+            try:
+                teacher_spec(agents.teacher)
+            except ValueError as exc:
+                raise self._refuse(f"its metadata's field 'guide': {first_line(exc)}") from None
         return agents
 
     def restore(
@@ -437,7 +453,9 @@ def init_agents(agents: Agents, source: Path, config: TrainConfig) -> dict[str, 
     """Copy the agents' weights of the run in ``source`` into ``agents``; returns its identity."""
     ckpt = load(run_file(source))
     try:
-        agents.load_state_dict(ckpt.tensors["agents"])
+        missing, unexpected = agents.load_state_dict(ckpt.tensors["agents"], strict=False)
+        if set(missing) - ZERO_IF_ABSENT or unexpected:
+            raise RuntimeError(f"missing {sorted(missing)}, unexpected {sorted(unexpected)}")
     except RuntimeError as exc:
         old, new = ckpt.config.to_dict(), config.to_dict()
         diff = [

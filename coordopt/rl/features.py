@@ -25,6 +25,11 @@ every product's margin at the current stock (a product without stock is worth it
 and every segment's Dinkelbach threshold ``R*_k`` at those margins, from which
 :func:`teacher_gain` rebuilds the gains whose top-``K`` positive entries are the teacher's slate.
 
+The teacher's decisions (``guide``, optional): with any teacher that decides from the state
+alone (a Markov policy), both agents see what it does this period -- its order bin per product
+and its slates (:func:`decision_labels`) -- which the networks add to their logits with a
+learned weight: the agents are a residual around the teacher.
+
 Every feature is declared once, by name, in a :class:`Part` (a named list of features computed
 together); each input of the networks concatenates parts (:func:`input_parts`), so its width is
 counted from the names, never written by hand, and checkpoints store the names
@@ -46,7 +51,8 @@ import numpy as np
 import torch
 
 from coordopt.choice import best_slates
-from coordopt.simulator import SimParams, SimState
+from coordopt.rl.distributions import order_bins
+from coordopt.simulator import Action, SimParams, SimState
 
 Tensor = torch.Tensor
 
@@ -241,6 +247,7 @@ class Context:
     season: Tensor  # (T + 1, N) expected demand of period t / its horizon mean; 0 after T
     reward_scale: float
     plan: Plan | None = None  # the teacher's plan, when the agents observe it
+    guide: Any = None  # the teacher whose decisions the agents see (a Markov Policy), or None
 
     @property
     def bins(self) -> int:
@@ -260,6 +267,9 @@ class Observation:
     # with the teacher's plan (else None): what its slates are made of (teacher_gain)
     margin: Tensor | None = None  # (B, N) margins at the current stock / mean price
     threshold: Tensor | None = None  # (B, M) Dinkelbach thresholds R*_k at those margins
+    # with the teacher's decisions (ctx.guide, else None): its order bins and slates
+    guide_bins: Tensor | None = None  # (B, N) long
+    guide_slates: Tensor | None = None  # (B, M, K) long, -1: empty slot
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> Observation:
         """``fn`` applied to every field (indexing, slicing, adding a time dimension)."""
@@ -333,10 +343,11 @@ def season(arrivals: Tensor, share: Tensor) -> Tensor:
 
 
 def build_context(
-    params: SimParams, bins: int, plan: bool = False, teacher: object = None
+    params: SimParams, bins: int, plan: bool = False, teacher: object = None, guide: object = None
 ) -> Context:
     """Demand scale, order bins and the static features of an instance (``plan``: with the
-    teacher's plan, :func:`teacher_plan`, from ``teacher`` if it is a bid-price policy)."""
+    teacher's plan, :func:`teacher_plan`, from ``teacher`` if it is a bid-price policy;
+    ``guide``: a policy whose decisions the agents see, :func:`decision_labels`)."""
     mu = demand_scale(params)
     lead = params.lead_time.to(params.dtype)
     cover = (lead + 1) * mu
@@ -397,7 +408,22 @@ def build_context(
         season=season(arrivals, rec_share),
         reward_scale=reward_scale(params),
         plan=teacher_plan(params, teacher) if plan else None,
+        guide=guide,
     )
+
+
+def decision_labels(ctx: Context, action: Action) -> tuple[Tensor, Tensor]:
+    """A policy's decision in the agents' terms: its order bins ``(B, N)`` (each order rounded
+    to the nearest bin, :func:`~coordopt.rl.distributions.order_bins`) and its slates
+    ``(B, M, K)`` with exactly ``K`` slots (``-1``: empty)."""
+    p = ctx.params
+    k = max(p.slate_size, 1)
+    bins = order_bins(action.orders.to(p.dtype), ctx.order_step, ctx.n_valid_bins)
+    slates = action.slates.long()
+    if slates.shape[-1] >= k:
+        return bins, slates[..., :k]
+    pad = slates.new_full((*slates.shape[:-1], k - slates.shape[-1]), -1)
+    return bins, torch.cat([slates, pad], -1)
 
 
 def recommendation_signals(ctx: Context, slates: Tensor) -> Tensor:
@@ -481,4 +507,5 @@ def observe(ctx: Context, state: SimState, last_slates: Tensor, information: str
     )
     row = GLOBAL.ordered({"periods_to_go": togo, "progress": state.t / max(p.horizon - 1, 1)})
     glob = torch.tensor([row], device=p.device, dtype=p.dtype).expand(b, len(GLOBAL))
-    return Observation(ops, mkt, critic, glob, margin, threshold)
+    guide = decision_labels(ctx, ctx.guide.act(state)) if ctx.guide is not None else (None, None)
+    return Observation(ops, mkt, critic, glob, margin, threshold, *guide)

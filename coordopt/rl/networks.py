@@ -69,11 +69,16 @@ class ReplenishmentActor(nn.Module):
     ``skip`` adds a linear map of the features to the logits (a wide-and-deep head): with the
     plan's order in bins among the features, ``a_g x + b_g`` with ``a_g`` linear and ``b_g``
     quadratic in ``g`` peaks at the bin ``x`` names, which the deep part alone learns slowly.
+    ``guide`` adds ``GAIN_LOGITS * guide_weight`` to the logit of the teacher's own bin
+    (:func:`guide_logits`).
     """
 
-    def __init__(self, in_dim: int, hidden: int, bins: int, skip: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, hidden: int, bins: int, skip: bool = False, guide: bool = False
+    ) -> None:
         super().__init__()
         self.skip = nn.Linear(in_dim, bins) if skip else None
+        self.guide_weight = nn.Parameter(torch.zeros(())) if guide else None
         if self.skip is not None:
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
@@ -94,6 +99,9 @@ class ReplenishmentActor(nn.Module):
         logits = broadcast_mlp(self.head, e, torch.cat([pooled, h_seq], -1))
         if self.skip is not None:
             logits = logits + self.skip(obs.ops)
+        if self.guide_weight is not None:
+            bins = None if obs.guide_bins is None else obs.guide_bins.unsqueeze(-1)
+            logits = logits + guide_logits(self.guide_weight, bins, logits.shape[-1])
         return D.masked_order_logits(logits, ctx.order_valid), h_seq
 
 
@@ -105,6 +113,8 @@ class RecommendationActor(nn.Module):
     scores: a wide part whose greedy top-K is the teacher's slate once the weight is large,
     which the factorised scorer cannot represent (the gain is bilinear in state-dependent
     margins and thresholds). The weight starts at zero: the initial scores are the network's.
+    ``guide`` adds ``GAIN_LOGITS * guide_weight`` to the score of every product on the
+    teacher's own slate of the segment (:func:`guide_logits`).
     """
 
     def __init__(
@@ -114,6 +124,7 @@ class RecommendationActor(nn.Module):
         allow_short: bool,
         scorer: str = "additive",
         gain: bool = False,
+        guide: bool = False,
     ) -> None:
         super().__init__()
         if scorer not in ("additive", "factorised"):
@@ -134,6 +145,7 @@ class RecommendationActor(nn.Module):
         self.score = nn.Linear(hidden, 1)
         self.stop = mlp([3 * hidden, hidden, 1])
         self.gain_weight = nn.Parameter(torch.zeros(())) if gain else None
+        self.guide_weight = nn.Parameter(torch.zeros(())) if guide else None
 
     def forward(
         self, obs: Observation, ctx: Context, h: Tensor
@@ -172,10 +184,24 @@ class RecommendationActor(nn.Module):
                 raise ValueError("the slate-gain skip needs the teacher's plan in the context")
             gain = teacher_gain(ctx.plan, obs.margin, obs.threshold)
             scores = scores + gain.mul_(GAIN_LOGITS) * self.gain_weight
+        if self.guide_weight is not None:
+            scores = scores + guide_logits(self.guide_weight, obs.guide_slates, scores.shape[-1])
         stop = None
         if self.allow_short:
             stop = broadcast_mlp(self.stop, s, torch.cat([pooled, h_seq], -1)).squeeze(-1)
         return scores, stop, h_seq
+
+
+def guide_logits(weight: Tensor, chosen: Tensor | None, size: int) -> Tensor:
+    """``GAIN_LOGITS * weight`` at the teacher's choices, 0 elsewhere, ``(..., size)``, from
+    ``chosen (..., J)``: indices into the last axis (an order bin per product with ``J = 1``,
+    a slate's products with ``J = K``; ``-1``, an empty slot, chooses nothing). A weight of
+    0.3 makes each of the teacher's choices 9 logits likelier than the network alone says."""
+    if chosen is None:
+        raise ValueError("the teacher-decision skip needs the teacher's decisions (ctx.guide)")
+    idx = torch.where(chosen < 0, size, chosen)
+    hot = weight.new_zeros((*chosen.shape[:-1], size + 1)).scatter_(-1, idx, 1.0)
+    return hot[..., :size] * (GAIN_LOGITS * weight)
 
 
 def purchase_mix(params: SimParams) -> Tensor:
@@ -299,6 +325,7 @@ class Agents(nn.Module):
         scorer: str = "additive",
         plan: bool = False,
         decisions: bool = False,
+        guide: bool = False,
     ) -> None:
         super().__init__()
         if decisions and independent:
@@ -307,10 +334,14 @@ class Agents(nn.Module):
         self.bins = bins
         self.hidden = hidden
         self.plan = plan
+        self.guide = guide
+        self.teacher: str | None = None  # with guide: the spec of the teacher they see
         self.features = feature_names(information, plan)
         ops, mkt = len(self.features["ops"]), len(self.features["mkt"])
-        self.replenishment = ReplenishmentActor(ops, hidden, bins, skip=plan)
-        self.recommendation = RecommendationActor(mkt, hidden, allow_short, scorer, gain=plan)
+        self.replenishment = ReplenishmentActor(ops, hidden, bins, skip=plan, guide=guide)
+        self.recommendation = RecommendationActor(
+            mkt, hidden, allow_short, scorer, gain=plan, guide=guide
+        )
         if independent:
             self.critics = nn.ModuleDict(
                 {"replenishment": Critic(ops, hidden), "recommendation": Critic(mkt, hidden)}
@@ -438,4 +469,5 @@ def build_agents(config: TrainConfig, params: SimParams | None = None) -> Agents
         scorer=scorer,
         plan=config.plan_inputs,
         decisions=config.per_decision,
+        guide=config.teacher_inputs,
     )

@@ -13,6 +13,7 @@ from coordopt.rl.checkpoint import load, run_file
 from coordopt.rl.features import Context, build_context, observe
 from coordopt.rl.networks import Agents
 from coordopt.rl.rundir import AGENTS_RUN, BEST, RunDir
+from coordopt.rl.warmstart import make_guide
 from coordopt.simulator import Action, SimParams, SimState, empty_slates
 
 
@@ -31,7 +32,7 @@ class AgentPolicy:
         self.agents = agents.to(device=params.device, dtype=params.dtype).eval()
         self.params = params
         # ctx: the instance's context already built (training passes its own: no second plan)
-        self.ctx = ctx if ctx is not None else build_context(params, agents.bins, plan=agents.plan)
+        self.ctx = ctx if ctx is not None else agents_context(agents, params)
         self.deterministic = deterministic
         self.seed = seed
         self.name = name
@@ -39,6 +40,8 @@ class AgentPolicy:
         self.reset(1)
 
     def reset(self, batch_size: int) -> None:
+        if self.ctx.guide is not None:
+            self.ctx.guide.reset(batch_size)
         self.generator.manual_seed(self.seed)
         self.hidden = self.agents.initial_hidden(batch_size, self.params.device)
         self.last_slates = empty_slates(self.params, batch_size)
@@ -54,6 +57,17 @@ class AgentPolicy:
         self.hidden = out.hidden
         self.last_slates = out.slates
         return Action(orders=out.orders, slates=out.slates)
+
+
+def agents_context(agents: Agents, params: SimParams) -> Context:
+    """The context the agents act in on ``params``: their teacher's plan where they observe
+    one, and their teacher rebuilt from its spec where they see its decisions."""
+    guide = None
+    if agents.guide:
+        if agents.teacher is None:
+            raise ValueError("these agents see their teacher's decisions but name no teacher")
+        guide = make_guide(agents.teacher, params, None, 0)
+    return build_context(params, agents.bins, plan=agents.plan, guide=guide)
 
 
 def choose_decoding(

@@ -46,9 +46,12 @@ from coordopt.rl.rollout import Rollout, collect_rollout, gae
 from coordopt.rl.rundir import AGENTS_RUN, BEST, CONFIG, SUMMARY, CheckpointError, RunDir
 from coordopt.rl.schedules import LinearAnneal, Timescale, make_timescales
 from coordopt.rl.warmstart import (
+    TRIAL,
     TeacherTrial,
     behaviour_clone,
     choose_expert,
+    expert_name,
+    make_guide,
     pretrain_critic,
 )
 from coordopt.simulator import SimParams
@@ -310,6 +313,25 @@ def _warm_start(
 # --------------------------------------------------------------------------- train
 
 
+def guide_spec(
+    config: TrainConfig,
+    instance: Instance,
+    saved: ckpt.Checkpoint | None,
+    trial: TeacherTrial | None,
+) -> str:
+    """The spec of the teacher whose decisions the agents see (``teacher_inputs``): a resumed
+    run's own, else the teacher trial's winner, else the teacher ``--warm-start`` names."""
+    if saved is not None and saved.meta.get("guide"):
+        return str(saved.meta["guide"])
+    text = trial.winner if trial is not None else expert_name(config.warm_start, instance)
+    if text == TRIAL:
+        raise ValueError(
+            "--teacher-inputs with an expert given in code needs --warm-start naming its spec "
+            "(the agents' teacher is rebuilt from it wherever they act)"
+        )
+    return text
+
+
 def train(
     instance: Instance,
     config: TrainConfig,
@@ -375,7 +397,7 @@ def train(
     cloning = (
         saved is None and config.warm_start != "none" and (init is None or config.bc_rounds > 0)
     )
-    trial = None
+    trial, given = None, expert
     if config.warm_start != "none" and expert is None and (cloning or bc_weight(run.iteration) > 0):
         expert, trial = choose_expert(
             config.warm_start,
@@ -387,11 +409,18 @@ def train(
     # the plan the agents observe comes from a bid-price expert's own solve where there is one
     # (or the teacher trial's bid-price candidate's)
     plan_source = trial.plan_teacher if trial is not None else None
+    guide = None
+    if config.teacher_inputs:
+        agents.teacher = guide_spec(config, instance, saved, trial)
+        # an expert given in code need not be the spec's policy: then built from the spec
+        chosen = expert if given is None else None
+        guide = make_guide(agents.teacher, params, chosen, config.expert_reoptimize)
     ctx = build_context(
         params,
         config.order_bins,
         plan=config.plan_inputs,
         teacher=expert if plan_source is None else plan_source,
+        guide=guide,
     )
     if trial is not None:
         trial.plan_teacher = plan_source = None  # a loser is not kept for training

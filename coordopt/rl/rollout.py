@@ -15,8 +15,7 @@ import torch
 from coordopt.economics import department_profits
 from coordopt.policies import Policy
 from coordopt.rl.credit import STREAMS, decision_rewards
-from coordopt.rl.distributions import order_bins
-from coordopt.rl.features import Context, Observation, observe
+from coordopt.rl.features import Context, Observation, decision_labels, observe
 from coordopt.rl.networks import AGENTS, Agents
 from coordopt.simulator import Action, SimState, StepResult, empty_slates, reset, step
 
@@ -71,16 +70,6 @@ def head(state: SimState, n: int) -> SimState:
     )
 
 
-def _pad_slates(slates: Tensor, k: int) -> Tensor:
-    """Expert slates with exactly ``k`` slots."""
-    if slates.shape[-1] >= k:
-        return slates[..., :k].long()
-    pad = torch.full(
-        (*slates.shape[:-1], k - slates.shape[-1]), -1, dtype=torch.long, device=slates.device
-    )
-    return torch.cat([slates.long(), pad], -1)
-
-
 @torch.no_grad()
 def collect_rollout(
     agents: Agents,
@@ -99,7 +88,6 @@ def collect_rollout(
     instead of the agents' with that probability, period by period.
     """
     p = ctx.params
-    k = max(p.slate_size, 1)
     decisions = [s for s in STREAMS if s in agents.value_streams]  # credit per decision
     state = reset(p, batch_size)
     hidden = agents.initial_hidden(batch_size, p.device)
@@ -117,9 +105,7 @@ def collect_rollout(
         orders, slates, bins = out.orders, out.slates, out.order_bins
         if e > 0:
             assert expert is not None
-            ex = expert.act(head(state, e))
-            ex_bins = order_bins(ex.orders.to(p.dtype), ctx.order_step, ctx.n_valid_bins)
-            ex_slates = _pad_slates(ex.slates, k)
+            ex_bins, ex_slates = decision_labels(ctx, expert.act(head(state, e)))
             rec.setdefault("expert_bins", []).append(ex_bins)
             rec.setdefault("expert_slates", []).append(ex_slates)
             if expert_prob > 0:

@@ -517,9 +517,11 @@ CHECKPOINT_META = Fields(
         "best_eval": EVALUATION,
         "initial_profits": ListOf(finite_float),
         "init": Maybe(dict),
+        "guide": Maybe(str),
     },
     optional=frozenset(
         {
+            "guide",
             "normalisers",
             "numpy_rng",
             "baselines",
@@ -534,7 +536,9 @@ CHECKPOINT_META = Fields(
 """The JSON metadata of an agents' checkpoint (a policy needs its config and identity; a
 resume needs the rest, refused then if absent; ``initial_profits``, the per-episode profits
 of the evaluation before training, absent from checkpoints written before they were kept,
-holds one per evaluation episode of its config or none: :func:`check_episode_profits`)."""
+holds one per evaluation episode of its config or none: :func:`check_episode_profits`;
+``guide``, the spec of the teacher whose decisions the agents see, absent or null where they
+see none)."""
 
 
 def check_episode_profits(path: Path | str, meta: Mapping[str, Any], eval_episodes: int) -> None:

@@ -304,6 +304,20 @@ def choose_expert(
         ) from exc
 
 
+def make_guide(text: str, params: SimParams, expert: Policy | None, reoptimize: int) -> Policy:
+    """The teacher ``text`` as the agents see it (``teacher_inputs``): deciding from the state
+    alone, so that the same state always shows the same decision -- a bid-price teacher keeps
+    its initial stock values (``reoptimize_every=0``). ``expert``, the warm start's expert
+    of the same spec built with ``reoptimize``, is reused where that is the same policy."""
+    spec = teacher_spec(text)
+    if expert is not None and _options(spec, reoptimize) == _options(spec, 0):
+        return expert
+    try:
+        return _make(text, params, 0)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"the agents' teacher '{text}' is not available ({exc})") from exc
+
+
 def make_expert(
     name: str, params: SimParams, reoptimize: int = -1, episodes: int = 8, seed: int = 12345
 ) -> Policy:

@@ -178,7 +178,8 @@ def test_catalog_scale_defaults_come_from_the_instance_size(
 
     assert config.plan_inputs and not TrainConfig().plan_inputs
     assert training_work(config, large)["catalog_solve"]
-    cold = dataclasses.replace(config, warm_start="none")
+    assert "teacher_inputs" not in size_defaults(large, {"warm_start": "none"})  # no teacher
+    cold = dataclasses.replace(config, warm_start="none", teacher_inputs=False)
     assert training_work(cold, large)["catalog_solve"]  # the plan the agents observe
     assert not training_work(dataclasses.replace(cold, plan_inputs=False), large)["catalog_solve"]
 
@@ -201,3 +202,42 @@ def test_agents_that_observe_the_plan_train_and_run_on_another_instance(tmp_path
     plain = TrainConfig(iterations=1, warm_start="none", **FAST)
     with pytest.raises(CheckpointError, match="plan_inputs: source True, this run False"):
         train(load_instance("tiny"), plain, tmp_path / "b", init=tmp_path / "run", progress=False)
+
+
+def test_agents_that_see_their_teachers_decisions_record_it_and_rebuild_it(
+    tmp_path: Path,
+) -> None:
+    """--teacher-inputs: cloning learns to follow the teacher's decisions (both skip weights
+    grow from zero); the run records the teacher's spec and a loaded policy rebuilds that
+    teacher on the instance it acts on; a checkpoint naming none, or naming no teacher, is
+    refused; --init from agents without the inputs starts their weights at zero."""
+    from coordopt.rl.checkpoint import CheckpointError
+    from coordopt.solvers.lagrangian import StaticMarginPolicy
+
+    with pytest.raises(ValueError, match="--teacher-inputs needs a teacher"):
+        TrainConfig(teacher_inputs=True, warm_start="none")
+    spec = "static:max_states=4096"
+    config = TrainConfig(iterations=1, teacher_inputs=True, warm_start=spec, **FAST)
+    out = tmp_path / "run"
+    train(load_instance("small"), config, out, progress=False)
+    weights = _params(out)
+    assert float(weights["replenishment.guide_weight"]) > 0
+    assert float(weights["recommendation.guide_weight"]) > 0
+    blob = torch.load(out / "final.pt", weights_only=True)
+    assert json.loads(blob["meta"])["guide"] == spec
+    params = SimParams.from_instance(load_instance("tiny"))
+    policy = make_policy(str(out), params)
+    guide = policy.ctx.guide  # type: ignore[attr-defined]
+    assert isinstance(guide, StaticMarginPolicy) and guide.params is params
+    assert bool(torch.isfinite(torch.tensor(evaluate(params, policy, 4, 0).profit)).all())
+    for value, message in ((None, "names no teacher"), ("nonsense", "field 'guide'")):
+        meta = json.loads(blob["meta"]) | {"guide": value}
+        torch.save({**blob, "meta": json.dumps(meta)}, out / "final.pt")
+        (out / "best.pt").unlink(missing_ok=True)
+        with pytest.raises(CheckpointError, match=message):
+            make_policy(str(out), params)
+    plain = TrainConfig(iterations=1, warm_start="none", **FAST)
+    train(load_instance("tiny"), plain, tmp_path / "plain", progress=False)
+    tuned = dataclasses.replace(config, iterations=0, bc_rounds=0)
+    train(load_instance("tiny"), tuned, tmp_path / "tuned", init=tmp_path / "plain", progress=False)
+    assert float(_params(tmp_path / "tuned")["replenishment.guide_weight"]) == 0.0
