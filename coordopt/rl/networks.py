@@ -78,10 +78,10 @@ class ReplenishmentActor(nn.Module):
     ) -> None:
         super().__init__()
         self.skip = nn.Linear(in_dim, bins) if skip else None
-        self.guide_weight = nn.Parameter(torch.zeros(())) if guide else None
         if self.skip is not None:
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
+        self.guide_weight = nn.Parameter(torch.zeros(())) if guide else None
         self.hidden = hidden
         self.embed = mlp([in_dim, hidden, hidden], last_act=True)
         self.gru = nn.GRUCell(hidden + len(GLOBAL), hidden)
@@ -313,6 +313,8 @@ class Agents(nn.Module):
     critic also values the per-product and per-segment streams. ``value_streams`` names every
     value :meth:`values` returns (the reward stream each one learns). ``features`` names the
     inputs' features (:func:`~coordopt.rl.features.feature_names`): a checkpoint stores them.
+    ``guide``: the actors add their teacher's decisions to their logits (``teacher_inputs``);
+    ``teacher`` then names that teacher's spec, which a checkpoint stores too.
     """
 
     def __init__(
