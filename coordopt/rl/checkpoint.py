@@ -453,10 +453,8 @@ def init_agents(agents: Agents, source: Path, config: TrainConfig) -> dict[str, 
     """Copy the agents' weights of the run in ``source`` into ``agents``; returns its identity."""
     ckpt = load(run_file(source))
     try:
-        missing, unexpected = agents.load_state_dict(ckpt.tensors["agents"], strict=False)
-        if set(missing) - ZERO_IF_ABSENT or unexpected:
-            raise RuntimeError(f"missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-    except RuntimeError as exc:
+        ckpt.load_agents(agents)
+    except CheckpointError as exc:
         old, new = ckpt.config.to_dict(), config.to_dict()
         diff = [
             f"{k}: source {old[k]!r}, this run {new[k]!r}" for k in ARCHITECTURE if old[k] != new[k]
